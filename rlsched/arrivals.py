@@ -1,0 +1,41 @@
+"""Arrival processes: turn any set of DAGs into a batch or an online workload.
+
+*batch*: every job at time 0. *poisson*: jobs in a seeded random order, with
+exponential gaps whose rate makes the offered load a given fraction of the
+pool's capacity: ``rate = load * n_devices / mean_job_device_seconds``, where a
+job's device-seconds are its GPU work at the pool's mean speed for each kind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlsched.pool import Pool
+from rlsched.workload import Instance, Job
+
+ARRIVALS = ("batch", "poisson")
+
+
+def job_device_seconds(job: Job, pool: Pool) -> float:
+    """GPU work of ``job`` in seconds at the pool's mean speed per kind."""
+    mean_speed = {k: float(np.mean([d.model.speed(k) for d in pool.devices]))
+                  for k in ("compute", "memory")}
+    return sum((t.work or 0.0) / mean_speed[t.kind] for t in job.tasks if t.gpus)
+
+
+def batch(instance: Instance) -> Instance:
+    return Instance(instance.name, tuple(j.at(0.0) for j in instance.jobs),
+                    instance.source, instance.optimum)
+
+
+def poisson(jobs: list[Job], pool: Pool, load: float, rng: np.random.Generator,
+            name: str = "online", source: str = "") -> Instance:
+    """A Poisson stream of ``jobs`` (shuffled by ``rng``) at offered ``load``."""
+    order = rng.permutation(len(jobs))
+    mean_work = float(np.mean([job_device_seconds(j, pool) for j in jobs]))
+    rate = load * len(pool) / max(mean_work, 1e-9)
+    gaps = rng.exponential(1.0 / rate, size=len(jobs))
+    gaps[0] = 0.0
+    times = np.cumsum(gaps)
+    return Instance(name, tuple(jobs[i].at(round(float(t), 6)) for i, t in zip(order, times)),
+                    source)

@@ -1,0 +1,219 @@
+"""The pool model: GPU models, devices, and the presets and files that build pools.
+
+Speeds are relative to the reference device, an RTX 3090 (1.0 for both kinds),
+and derived from public specifications:
+
+* compute-bound speed: the geometric mean of the FP32 and the dense FP16
+  tensor-core throughput ratios to the RTX 3090 (training kernels use both);
+* memory-bound speed: the memory-bandwidth ratio.
+
+A task of ``work`` seconds of kind ``k`` alone on device ``d`` runs
+``work / speed(d, k)`` seconds. Tasks may share a device while memory allows;
+with ``n`` tasks (and external load ``e``) each runs at
+``speed / (1 + interference * (n - 1 + e))``. With ``interference >= 1``
+sharing never raises a device's total throughput, which keeps the lower bounds
+of :mod:`rlsched.metrics` honest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from rlsched.errors import InputError
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU model with the numbers the simulator and telemetry need.
+
+    :param name: catalogue key, e.g. ``"rtx-3090"``
+    :param compute_speed: speed on compute-bound tasks, relative to the reference
+    :param memory_speed: speed on memory-bound tasks, relative to the reference
+    :param memory_gib: device memory in GiB
+    :param power_w: board power limit in watts
+    :param idle_w: power drawn when idle
+    :param max_clock_mhz: maximum SM (boost) clock
+    """
+
+    name: str
+    compute_speed: float
+    memory_speed: float
+    memory_gib: float
+    power_w: float
+    idle_w: float
+    max_clock_mhz: float
+
+    def speed(self, kind: str) -> float:
+        return self.memory_speed if kind == "memory" else self.compute_speed
+
+
+def _from_specs(name: str, fp32: float, fp16_tensor: float, bandwidth: float,
+                memory_gib: float, power_w: float, idle_w: float, clock: float) -> GpuModel:
+    ref_fp32, ref_fp16, ref_bw = 35.6, 71.0, 936.0  # RTX 3090
+    compute = math.sqrt((fp32 / ref_fp32) * (fp16_tensor / ref_fp16))
+    return GpuModel(name, round(compute, 3), round(bandwidth / ref_bw, 3), memory_gib,
+                    power_w, idle_w, clock)
+
+
+#: Public specifications: FP32 TFLOPS, dense FP16 tensor TFLOPS, memory GB/s,
+#: memory GiB, board power W, idle W (typical), boost clock MHz.
+CATALOGUE: dict[str, GpuModel] = {
+    m.name: m
+    for m in (
+        _from_specs("rtx-3090", 35.6, 71.0, 936, 24, 350, 30, 1695),
+        _from_specs("rtx-4090", 82.6, 165.2, 1008, 24, 450, 25, 2520),
+        _from_specs("a100-80gb", 19.5, 312.0, 2039, 80, 400, 50, 1410),
+        _from_specs("h100-sxm", 67.0, 989.0, 3350, 80, 700, 70, 1980),
+        _from_specs("rtx-a6000", 38.7, 154.8, 768, 48, 300, 25, 1800),
+        _from_specs("l4", 30.3, 121.0, 300, 24, 72, 16, 2040),
+        _from_specs("t4", 8.1, 65.0, 320, 16, 70, 10, 1590),
+        _from_specs("v100-32gb", 15.7, 125.0, 900, 32, 300, 40, 1530),
+    )
+}
+
+REFERENCE_MODEL = "rtx-3090"
+
+
+@dataclass(frozen=True)
+class Device:
+    """One GPU of the pool: its model, its index in the pool, its host."""
+
+    index: int
+    model: GpuModel
+    host: str = "localhost"
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.index}:{self.model.name}"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A set of GPUs, possibly of several models and hosts.
+
+    :param name: shown in tables and plots
+    :param devices: the GPUs, indexed 0..n-1
+    :param interference: slowdown coefficient for tasks sharing a device (>= 1)
+    """
+
+    name: str
+    devices: tuple[Device, ...]
+    interference: float = 1.1
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    @property
+    def max_memory(self) -> float:
+        return max(d.model.memory_gib for d in self.devices)
+
+    def max_speed(self, kind: str) -> float:
+        return max(d.model.speed(kind) for d in self.devices)
+
+
+def build_pool(name: str, models: list[GpuModel], interference: float = 1.1,
+               host: str = "localhost") -> Pool:
+    return Pool(name, tuple(Device(i, m, host) for i, m in enumerate(models)), interference)
+
+
+PRESETS: dict[str, list[str]] = {
+    # A research workstation of mixed generations.
+    "workstation-4": ["a100-80gb", "rtx-4090", "rtx-3090", "rtx-3090"],
+    # A consumer box with two cards of different generations.
+    "workstation-2": ["rtx-4090", "rtx-3090"],
+    # An eight-GPU server of one model.
+    "dgx-a100": ["a100-80gb"] * 8,
+    # A mixed lab server.
+    "lab-8": ["a100-80gb", "a100-80gb", "rtx-a6000", "rtx-a6000",
+              "rtx-4090", "rtx-3090", "rtx-3090", "t4"],
+}
+
+
+def _model(name: str, source: str) -> GpuModel:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        known = ", ".join(sorted(CATALOGUE))
+        raise InputError(source, f"unknown GPU model '{name}' (known: {known})") from None
+
+
+def identical_pool(n: int, model: str = REFERENCE_MODEL, source: str = "identical") -> Pool:
+    if n < 1:
+        raise InputError(source, f"a pool needs at least one device, not {n}")
+    return build_pool(f"identical:{n}", [_model(model, source)] * n)
+
+
+def preset_pool(name: str, source: str = "preset") -> Pool:
+    try:
+        models = PRESETS[name]
+    except KeyError:
+        known = ", ".join(sorted(PRESETS))
+        raise InputError(source, f"unknown pool preset '{name}' (known: {known})") from None
+    return build_pool(name, [_model(m, source) for m in models])
+
+
+def load_pool_file(path: str | Path) -> Pool:
+    """Load a pool from YAML::
+
+        name: my-box            # optional
+        interference: 1.1       # optional, >= 1
+        models:                 # optional: models not in the catalogue
+          my-gpu: {compute_speed: 1.3, memory_speed: 1.1, memory_gib: 32,
+                   power_w: 300, idle_w: 30, max_clock_mhz: 1800}
+        devices:
+          - a100-80gb           # a catalogue or custom model name
+          - {model: rtx-3090, count: 2, host: node1}
+    """
+    source = str(path)
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise InputError(source, f"cannot read pool file ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise InputError(source, f"not valid YAML ({_yaml_problem(e)})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list):
+        raise InputError(source, "a pool file needs a 'devices' list")
+    models = dict(CATALOGUE)
+    for mname, spec in (doc.get("models") or {}).items():
+        try:
+            models[mname] = GpuModel(
+                name=str(mname), compute_speed=float(spec["compute_speed"]),
+                memory_speed=float(spec.get("memory_speed", spec["compute_speed"])),
+                memory_gib=float(spec["memory_gib"]), power_w=float(spec.get("power_w", 300)),
+                idle_w=float(spec.get("idle_w", 30)),
+                max_clock_mhz=float(spec.get("max_clock_mhz", 1800)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(source, f"model '{mname}': bad or missing field {e}") from None
+        if models[mname].compute_speed <= 0 or models[mname].memory_gib <= 0:
+            raise InputError(source, f"model '{mname}': speeds and memory must be positive")
+    devices: list[Device] = []
+    for entry in doc["devices"]:
+        if isinstance(entry, str):
+            entry = {"model": entry}
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise InputError(source, f"device entry {entry!r} needs a 'model'")
+        if entry["model"] not in models:
+            known = ", ".join(sorted(models))
+            raise InputError(source, f"unknown GPU model '{entry['model']}' (known: {known})")
+        count = entry.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            raise InputError(source, f"device count must be a positive integer, not {count!r}")
+        for _ in range(count):
+            devices.append(Device(len(devices), models[entry["model"]],
+                                  str(entry.get("host", "localhost"))))
+    if not devices:
+        raise InputError(source, "the pool has no devices")
+    interference = doc.get("interference", 1.1)
+    if not isinstance(interference, (int, float)) or interference < 1:
+        raise InputError(source, f"interference must be a number >= 1, not {interference!r}")
+    return Pool(str(doc.get("name", Path(path).stem)), tuple(devices), float(interference))
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or "parse error"
+    return f"{problem} at line {mark.line + 1}" if mark is not None else problem

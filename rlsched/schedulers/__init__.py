@@ -1,0 +1,48 @@
+"""Every policy behind one interface, looked up by name.
+
+``make_scheduler("heft")`` builds a heuristic; prefixed names
+(``rl:PATH``) are resolved by :data:`SCHEDULER_PREFIXES`, where the learned
+policy's package registers its loader, so the core never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rlsched.errors import InputError
+from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
+from rlsched.schedulers.heft import HeftScheduler
+from rlsched.schedulers.simple import (
+    CriticalPathScheduler,
+    FifoScheduler,
+    RandomScheduler,
+    SjfScheduler,
+)
+from rlsched.schedulers.tetris import TetrisScheduler
+
+SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
+    "random": RandomScheduler,
+    "fifo": FifoScheduler,
+    "sjf": SjfScheduler,
+    "cp": CriticalPathScheduler,
+    "tetris": TetrisScheduler,
+    "heft": HeftScheduler,
+}
+
+#: ``prefix -> loader(rest_of_spec)`` for schedulers that live outside the core
+SCHEDULER_PREFIXES: dict[str, Callable[[str], Scheduler]] = {}
+
+
+def make_scheduler(spec: str) -> Scheduler:
+    """A fresh scheduler for a name (``heft``) or a prefixed spec (``rl:PATH``)."""
+    if spec in SCHEDULERS:
+        return SCHEDULERS[spec]()
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in SCHEDULER_PREFIXES:
+        return SCHEDULER_PREFIXES[prefix](rest)
+    known = ", ".join(list(SCHEDULERS) + [f"{p}:PATH" for p in SCHEDULER_PREFIXES])
+    raise InputError("--scheduler", f"unknown scheduler '{spec}' (known: {known})")
+
+
+__all__ = ["SCHEDULERS", "SCHEDULER_PREFIXES", "GreedyIdleScheduler", "Scheduler",
+           "make_scheduler"]

@@ -1,0 +1,82 @@
+"""The one interface every policy implements, heuristic or learned.
+
+In the terms of the Kubernetes scheduling framework: the view's feasibility
+check (:meth:`ClusterView.fits`) is the *filter*, a scheduler only *scores*
+and picks, and the simulator or runtime *binds*. Returning no placements is a
+normal answer ("wait until something changes"), not an error.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from rlsched.view import ClusterView, Placement
+
+
+class Scheduler(ABC):
+    """A policy: given a view, which ready tasks start on which devices.
+
+    :meth:`decide` may return several placements at once; they are applied in
+    order, so a later one must still fit after the earlier ones. Subclasses
+    implement :meth:`_decide`; :meth:`reset` is called before each episode.
+    """
+
+    #: the name used in ``--scheduler`` lists and result tables
+    name: str = "scheduler"
+
+    def reset(self, seed: int = 0) -> None:
+        """Forget the last episode; ``seed`` seeds any randomness of the policy."""
+
+    def decide(self, view: ClusterView) -> list[Placement]:
+        if not view.ready:
+            return []
+        return self._decide(view)
+
+    @abstractmethod
+    def _decide(self, view: ClusterView) -> list[Placement]:
+        """Placements for ``view`` (which has at least one ready task)."""
+
+
+class GreedyIdleScheduler(Scheduler):
+    """Order the ready tasks, then give each, in turn, an idle device.
+
+    This is how the classic list heuristics and today's GPU spoolers work:
+    one task per GPU, the ready queue sorted by some priority, each task sent
+    to the best idle device that has its memory. Subclasses say the order
+    (:meth:`order`) and which idle device is best (:meth:`choose`).
+    """
+
+    def _decide(self, view: ClusterView) -> list[Placement]:
+        idle = [d.index for d in view.devices if d.healthy and d.n_tasks == 0]
+        if not idle:
+            return []
+        free = {d: view.devices[d].memory_free for d in idle}
+        memory = view.table.memory
+        out: list[Placement] = []
+        for t in self.order(view):
+            fitting = [d for d in idle if memory[t] <= free[d] + 1e-9]
+            if not fitting:
+                continue
+            d = self.choose(view, t, fitting)
+            out.append(Placement(t, d))
+            idle.remove(d)
+            if not idle:
+                break
+        return out
+
+    def order(self, view: ClusterView) -> Sequence[int]:
+        """Ready tasks, most urgent first (default: oldest first)."""
+        return view.ready
+
+    def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
+        """The device for ``task`` among idle ``devices`` that fit (default:
+        the fastest for it, now, as telemetry shows; ties to the lowest index)."""
+        return min(devices, key=lambda d: expected_runtime(view, task, d))
+
+
+def expected_runtime(view: ClusterView, task: int, device: int) -> float:
+    """Seconds ``task`` should take alone on ``device``: nominal speed scaled by
+    the clock ratio telemetry reports (a throttled device is slower)."""
+    ratio = view.devices[device].clock_ratio or 1.0
+    return view.nominal_runtime(task, device) / ratio

@@ -1,0 +1,94 @@
+"""The simple baselines: random, FIFO, shortest-job-first, critical-path-first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
+from rlsched.view import ClusterView, Placement
+
+
+class RandomScheduler(Scheduler):
+    """A random ready task on a random device that fits, while any fit.
+
+    Unlike the others it may also share a busy device; it is the floor every
+    policy must clear.
+    """
+
+    name = "random"
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng([seed, 1])
+
+    def _decide(self, view: ClusterView) -> list[Placement]:
+        free = [d.memory_free if d.healthy else -1.0 for d in view.devices]
+        busy = [d.n_tasks for d in view.devices]
+        memory = view.table.memory
+        out = []
+        for t in self.rng.permutation(len(view.ready)):
+            task = view.ready[int(t)]
+            # prefer idle devices, as any sensible random spooler would
+            fitting = [d for d in range(len(free)) if memory[task] <= free[d] + 1e-9]
+            idle = [d for d in fitting if busy[d] == 0]
+            pick = idle or fitting
+            if not pick:
+                continue
+            d = pick[int(self.rng.integers(len(pick)))]
+            out.append(Placement(task, d))
+            free[d] -= memory[task]
+            busy[d] += 1
+        return out
+
+
+class FifoScheduler(GreedyIdleScheduler):
+    """First come, first served onto the first idle GPU with the memory: what
+    task-spooler-like GPU queues do today."""
+
+    name = "fifo"
+
+    def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
+        return devices[0]
+
+
+class SjfScheduler(GreedyIdleScheduler):
+    """Shortest remaining job first: tasks of the job with the least
+    unfinished work go first, each to the fastest idle device."""
+
+    name = "sjf"
+
+    def order(self, view: ClusterView) -> Sequence[int]:
+        remaining, job_of = view.job_remaining, view.table.job_of
+        return sorted(view.ready, key=lambda t: remaining[job_of[t]])
+
+
+class CriticalPathScheduler(GreedyIdleScheduler):
+    """Critical path first: the ready task with the longest chain of work
+    still behind it (its upward rank at reference speed) goes first, to the
+    fastest idle device."""
+
+    name = "cp"
+
+    def __init__(self) -> None:
+        self._table = None
+        self._rank: list[float] = []
+
+    def order(self, view: ClusterView) -> Sequence[int]:
+        if view.table is not self._table:
+            self._table = view.table
+            self._rank = upward_rank(view.table.work, view.table.children)
+        rank = self._rank
+        return sorted(view.ready, key=lambda t: -rank[t])
+
+
+def upward_rank(cost: Sequence[float], children: Sequence[Sequence[int]]) -> list[float]:
+    """Length of the longest path from each task to an exit, itself included.
+    Needs parents indexed before children (as in :class:`WorkloadTable`)."""
+    rank = [0.0] * len(cost)
+    for t in range(len(cost) - 1, -1, -1):
+        rank[t] = cost[t] + max((rank[c] for c in children[t]), default=0.0)
+    return rank

@@ -1,0 +1,56 @@
+"""Tetris (Grandl et al., SIGCOMM 2014): multi-resource packing plus remaining work.
+
+For every (ready task, idle device) pair the score is the *alignment* of the
+task's demand vector with the device's free vector, both normalised by the
+device's capacity (here: memory and the device's compute), plus how well the
+device's speed suits the task's kind, minus a shortest-remaining-work term
+that keeps small jobs from starving. The best pair is placed, free resources
+are updated, and the search repeats while pairs remain.
+"""
+
+from __future__ import annotations
+
+from rlsched.schedulers.base import Scheduler, expected_runtime
+from rlsched.view import ClusterView, Placement
+
+#: weight of the remaining-work term against alignment (Tetris' epsilon)
+SRPT_WEIGHT = 0.5
+#: tasks considered per decision, those of the jobs with least work left
+CANDIDATES = 64
+
+
+class TetrisScheduler(Scheduler):
+    """Packing by resource alignment, with a remaining-work tie to SRPT."""
+
+    name = "tetris"
+
+    def _decide(self, view: ClusterView) -> list[Placement]:
+        idle = {d.index: d.memory_free for d in view.devices if d.healthy and d.n_tasks == 0}
+        if not idle:
+            return []
+        tb = view.table
+        remaining = view.job_remaining
+        ready = sorted(view.ready, key=lambda t: remaining[tb.job_of[t]])[:CANDIDATES]
+        worst = max(remaining[tb.job_of[t]] for t in ready) or 1.0
+        out = []
+        while idle and ready:
+            best = None
+            for t in ready:
+                srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
+                fastest = min(expected_runtime(view, t, d) for d in idle) or 1.0
+                for d, free in idle.items():
+                    if tb.memory[t] > free + 1e-9:
+                        continue
+                    total = view.devices[d].memory_total
+                    align = 1.0 + (tb.memory[t] / total) * (free / total)
+                    speed_fit = fastest / (expected_runtime(view, t, d) or 1.0)
+                    score = align + speed_fit - srpt
+                    if best is None or score > best[0] + 1e-12:
+                        best = (score, t, d)
+            if best is None:
+                break
+            _, t, d = best
+            out.append(Placement(t, d))
+            del idle[d]
+            ready.remove(t)
+        return out

@@ -1,0 +1,393 @@
+"""The discrete-event simulator of a GPU pool running DAG jobs.
+
+Time jumps from event to event (job arrivals, task completions, perturbation
+changes) on a heap of ``(time, counter, ...)``: the counter breaks ties, so a
+run is deterministic under its seed. At each *decision point* (a GPU task is
+ready and some healthy device has memory for it) the simulator hands out a
+:class:`~rlsched.view.ClusterView` and waits for placements::
+
+    sim = Simulator(instance, pool, seed=0)
+    view = sim.reset()
+    while view is not None:
+        view = sim.step(scheduler.decide(view))
+    sim.result()
+
+``step([])`` means *wait*: time advances to the next event. After a non-empty
+step the simulator asks again at the same time while a decision is still
+possible, so a policy may place one task per call (the Gym environment) or
+many (the heuristics).
+
+Model (see :mod:`rlsched.pool` for speeds and interference): a task runs on
+one device from start to end, unless that device fails, in which case it is
+lost and becomes ready again. Tasks share a device while its memory allows,
+each slowed by the others. CPU-only tasks start as soon as they are ready on
+the host, which is not a scheduled resource. Data transfers between devices
+are not modelled: on one workstation they take little next to task runtimes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from itertools import count
+
+from rlsched.errors import SchedulerError
+from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
+from rlsched.pool import Pool
+from rlsched.table import WorkloadTable
+from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
+from rlsched.workload import Instance
+
+_ARRIVE, _FINISH, _PERTURB_ON, _PERTURB_OFF = 0, 1, 2, 3
+_EPS = 1e-9
+
+UNARRIVED, BLOCKED, READY, RUNNING, DONE = (int(s) for s in TaskState)
+
+
+class Attempt:
+    """One run of a task on a device, for the trace."""
+
+    __slots__ = ("task", "device", "start", "end", "ok")
+
+    def __init__(self, task: int, device: int, start: float, end: float, ok: bool) -> None:
+        self.task, self.device, self.start, self.end, self.ok = task, device, start, end, ok
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.task}, dev={self.device}, {self.start:.3f}-{self.end:.3f}, ok={self.ok})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Attempt) and (
+            (self.task, self.device, self.start, self.end, self.ok)
+            == (other.task, other.device, other.start, other.end, other.ok))
+
+
+@dataclass
+class SimResult:
+    """What an episode produced: its trace and per-job times.
+
+    :param trace: every attempt, in order of ending (failed ones have ``ok=False``)
+    :param job_arrival: arrival time of each job (table order)
+    :param job_finish: completion time of each job (table order)
+    :param decisions: placements made
+    """
+
+    table: WorkloadTable
+    pool: Pool
+    trace: list[Attempt]
+    job_arrival: list[float]
+    job_finish: list[float]
+    decisions: int = 0
+    busy: list[float] = field(default_factory=list)
+
+
+class Simulator:
+    """Simulate ``instance`` on ``pool``.
+
+    :param instance: the jobs, with their arrival times already set
+    :param pool: the devices
+    :param seed: seeds the perturbations (the only randomness inside)
+    :param perturbations: which perturbations are on (default: none)
+    """
+
+    def __init__(self, instance: Instance, pool: Pool, seed: int = 0,
+                 perturbations: Perturbations | None = None) -> None:
+        self.instance = instance
+        self.pool = pool
+        self.seed = seed
+        self.perturbations = perturbations or Perturbations()
+        self.table = WorkloadTable.from_jobs(instance.jobs)
+        self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
+        self._mem_total = [d.model.memory_gib for d in pool.devices]
+
+    # ------------------------------------------------------------------ episode
+    def reset(self) -> ClusterView | None:
+        """Start the episode; return the first decision point (``None`` if the
+        workload needs no decision at all)."""
+        tb = self.table
+        n, g = tb.n_tasks, len(self.pool)
+        self.now = 0.0
+        self._heap: list[tuple] = []
+        self._seq = count()
+        self.state = bytearray(n)
+        self._pending = [len(p) for p in tb.parents]
+        self._remaining = list(tb.work)
+        self._rate = [0.0] * n
+        self._version = [0] * n
+        self._device = [-1] * n
+        self._start = [0.0] * n
+        self._ready: dict[int, None] = {}
+        self._running: dict[int, RunningTask] = {}
+        self._on_device: list[list[int]] = [[] for _ in range(g)]
+        self._mem_used = [0.0] * g
+        self._ext_load = [0.0] * g
+        self._ext_mem = [0.0] * g
+        self._throttle = [1.0] * g
+        self._healthy = [True] * g
+        self._last = [0.0] * g
+        self._busy = [0.0] * g
+        self._telemetry: list[DeviceTelemetry | None] = [None] * g
+        self._job_remaining = [sum(tb.work[t] for t in tb.tasks_of(j)) for j in range(tb.n_jobs)]
+        self._job_left = [len(tb.tasks_of(j)) for j in range(tb.n_jobs)]
+        self._job_finish = [float("nan")] * tb.n_jobs
+        self._n_arrived = 0
+        self._tasks_left = n
+        self.trace: list[Attempt] = []
+        self.decisions = 0
+        self._timelines = {}
+        for j, job in enumerate(tb.jobs):
+            self._push(job.arrival, _ARRIVE, j, None)
+        for d in range(g):
+            for kind in self.perturbations.active:
+                it = self.perturbations.timeline(self.seed, d, kind)
+                self._timelines[d, kind] = it
+                start, end, value = next(it)
+                self._push(start, _PERTURB_ON, d, (kind, end, value))
+        return self._advance()
+
+    @property
+    def done(self) -> bool:
+        return self._tasks_left == 0
+
+    def step(self, placements: list[Placement] | tuple[Placement, ...]) -> ClusterView | None:
+        """Apply ``placements`` (none: wait for the next event); return the
+        next decision point, or ``None`` when every task has finished."""
+        for task, device in placements:
+            self._place(task, device)
+        if placements and self._decision_possible():
+            return self._view()
+        if not placements and not self._running and not self._has_pending_change():
+            names = ", ".join("/".join(self.table.task_ids[t]) for t in list(self._ready)[:3])
+            raise SchedulerError(
+                f"the scheduler waited at t={self.now:.3f} with nothing running and nothing "
+                f"left to happen; ready tasks: {names}")
+        return self._advance()
+
+    def result(self) -> SimResult:
+        if not self.done:
+            raise SchedulerError("the episode has not finished")
+        return SimResult(self.table, self.pool, self.trace,
+                         [j.arrival for j in self.table.jobs], list(self._job_finish),
+                         self.decisions, list(self._busy))
+
+    def can_place(self, task: int, device: int) -> bool:
+        """Whether placing ``task`` on ``device`` now would be accepted."""
+        return (self.state[task] == READY and self.table.gpu[task]
+                and 0 <= device < len(self._healthy) and self._healthy[device]
+                and self.table.memory[task] <= self._free(device) + _EPS)
+
+    # ------------------------------------------------------------------ internals
+    def _push(self, time: float, what: int, a: int, b: object) -> None:
+        heapq.heappush(self._heap, (time, next(self._seq), what, a, b))
+
+    def _free(self, d: int) -> float:
+        return self._mem_total[d] - self._mem_used[d] - self._ext_mem[d]
+
+    def _has_pending_change(self) -> bool:
+        """Whether waiting can still change anything: a job yet to arrive, or a
+        device that is down or loaded from outside and will come back."""
+        return (self._n_arrived < self.table.n_jobs
+                or not all(self._healthy) or any(self._ext_mem) or any(self._ext_load))
+
+    def _decision_possible(self) -> bool:
+        if not self._ready:
+            return False
+        best = max((self._free(d) for d in range(len(self._healthy)) if self._healthy[d]),
+                   default=-1.0)
+        if best < 0:
+            return False
+        memory = self.table.memory
+        return any(memory[t] <= best + _EPS for t in self._ready)
+
+    def _place(self, task: int, device: int) -> None:
+        if not self.can_place(task, device):
+            raise SchedulerError(self._why_not(task, device))
+        del self._ready[task]
+        self._start_task(task, device)
+        self.decisions += 1
+
+    def _why_not(self, task: int, device: int) -> str:
+        if not 0 <= task < self.table.n_tasks:
+            return f"placement of unknown task index {task}"
+        name = "/".join(self.table.task_ids[task])
+        if self.state[task] != READY:
+            return f"task {name} is {TaskState(self.state[task]).name.lower()}, not ready"
+        if not self.table.gpu[task]:
+            return f"task {name} is CPU-only and cannot be placed on a device"
+        if not 0 <= device < len(self._healthy):
+            return f"device {device} does not exist (pool has {len(self._healthy)})"
+        if not self._healthy[device]:
+            return f"device {device} is not healthy"
+        return (f"task {name} needs {self.table.memory[task]:.2f} GiB but device {device} "
+                f"has {self._free(device):.2f} GiB free")
+
+    def _start_task(self, t: int, d: int) -> None:
+        now = self.now
+        self.state[t] = RUNNING
+        self._device[t] = d
+        self._start[t] = now
+        self._running[t] = RunningTask(t, d, now)
+        if d < 0:  # CPU-only: the host runs it at reference speed
+            self._rate[t] = 1.0
+            self._version[t] += 1
+            self._push(now + self._remaining[t], _FINISH, t, self._version[t])
+            return
+        self._progress(d)
+        self._on_device[d].append(t)
+        self._mem_used[d] += self.table.memory[t]
+        self._reschedule(d)
+
+    def _progress(self, d: int) -> None:
+        """Bring the remaining work of ``d``'s tasks up to now."""
+        now = self.now
+        dt = now - self._last[d]
+        if dt > 0:
+            on = self._on_device[d]
+            if on:
+                self._busy[d] += dt
+                rem, rate = self._remaining, self._rate
+                for t in on:
+                    rem[t] -= rate[t] * dt
+            self._last[d] = now
+        self._telemetry[d] = None
+
+    def _reschedule(self, d: int) -> None:
+        """New rates (and completion events) for ``d``'s tasks after a change."""
+        on = self._on_device[d]
+        if not on:
+            return
+        factor = self._throttle[d] / (
+            1.0 + self.pool.interference * (len(on) - 1 + self._ext_load[d]))
+        speeds = self._speed[d]
+        kind, rem, rate, version = self.table.kind, self._remaining, self._rate, self._version
+        for t in on:
+            r = speeds[kind[t]] * factor
+            rate[t] = r
+            version[t] += 1
+            self._push(self.now + max(rem[t], 0.0) / r, _FINISH, t, version[t])
+
+    def _advance(self) -> ClusterView | None:
+        """Process events until a decision point or the end of the episode."""
+        heap = self._heap
+        while self._tasks_left:
+            if not heap:
+                raise SchedulerError("no events left but tasks remain (a simulator bug)")
+            time = heap[0][0]
+            self.now = time
+            while heap and heap[0][0] <= time + _EPS:
+                _, _, what, a, b = heapq.heappop(heap)
+                if what == _FINISH:
+                    if b == self._version[a] and self.state[a] == RUNNING:
+                        self._finish(a)
+                elif what == _ARRIVE:
+                    self._arrive(a)
+                elif what == _PERTURB_ON:
+                    self._perturb(a, b, on=True)
+                else:
+                    self._perturb(a, b, on=False)
+            if self._tasks_left and self._decision_possible():
+                return self._view()
+        return None
+
+    def _arrive(self, j: int) -> None:
+        self._n_arrived = max(self._n_arrived, j + 1)
+        for t in self.table.tasks_of(j):
+            self.state[t] = BLOCKED
+            if self._pending[t] == 0:
+                self._make_ready(t)
+
+    def _make_ready(self, t: int) -> None:
+        self.state[t] = READY
+        if self.table.gpu[t]:
+            self._ready[t] = None
+        else:
+            self._start_task(t, -1)
+
+    def _finish(self, t: int) -> None:
+        tb = self.table
+        d = self._device[t]
+        now = self.now
+        if d >= 0:
+            self._progress(d)
+            self._on_device[d].remove(t)
+            self._mem_used[d] -= tb.memory[t]
+            if not self._on_device[d]:
+                self._mem_used[d] = 0.0  # no float residue on an idle device
+        del self._running[t]
+        self.state[t] = DONE
+        self._remaining[t] = 0.0
+        self.trace.append(Attempt(t, d, self._start[t], now, True))
+        self._tasks_left -= 1
+        j = tb.job_of[t]
+        self._job_remaining[j] -= tb.work[t]
+        self._job_left[j] -= 1
+        if self._job_left[j] == 0:
+            self._job_finish[j] = now
+            self._job_remaining[j] = 0.0
+        for c in tb.children[t]:
+            self._pending[c] -= 1
+            if self._pending[c] == 0 and self.state[c] == BLOCKED:
+                self._make_ready(c)
+        if d >= 0:
+            self._reschedule(d)
+
+    def _perturb(self, d: int, payload: tuple, on: bool) -> None:
+        kind, end, value = payload
+        self._progress(d)
+        if kind == THROTTLE:
+            self._throttle[d] = value[0] if on else 1.0
+        elif kind == EXTERNAL:
+            if on:
+                self._ext_load[d] = value[0]
+                self._ext_mem[d] = min(value[1], max(self._free(d), 0.0))
+            else:
+                self._ext_load[d] = self._ext_mem[d] = 0.0
+        elif kind == FAILURE:
+            self._healthy[d] = not on
+            if on:
+                self._fail_device(d)
+        if on:
+            self._push(end, _PERTURB_OFF, d, payload)
+        elif self._tasks_left:
+            start, nxt_end, nxt_value = next(self._timelines[d, kind])
+            self._push(start, _PERTURB_ON, d, (kind, nxt_end, nxt_value))
+        self._reschedule(d)
+
+    def _fail_device(self, d: int) -> None:
+        """Every task on ``d`` is lost and becomes ready again."""
+        now, tb = self.now, self.table
+        for t in self._on_device[d]:
+            self.trace.append(Attempt(t, d, self._start[t], now, False))
+            del self._running[t]
+            self._remaining[t] = tb.work[t]
+            self._version[t] += 1
+            self._device[t] = -1
+            self.state[t] = READY
+            self._ready[t] = None
+        self._on_device[d] = []
+        self._mem_used[d] = 0.0
+
+    # ------------------------------------------------------------------ the view
+    def _view(self) -> ClusterView:
+        tele = self._telemetry
+        for d in range(len(tele)):
+            if tele[d] is None:
+                tele[d] = self._sample(d)
+        return ClusterView(
+            time=self.now, table=self.table, pool=self.pool, task_state=bytes(self.state),
+            ready=tuple(self._ready), running=tuple(self._running.values()),
+            devices=tuple(tele), job_remaining=tuple(self._job_remaining),
+            n_arrived=self._n_arrived)
+
+    def _sample(self, d: int) -> DeviceTelemetry:
+        model = self.pool.devices[d].model
+        if not self._healthy[d]:
+            return DeviceTelemetry(d, 0.0, 0.0, model.memory_gib, 0.0, 0.0, model.power_w,
+                                   0.0, model.max_clock_mhz, False, 0)
+        n = len(self._on_device[d])
+        util = 1.0 if n else min(1.0, self._ext_load[d])
+        throttle = self._throttle[d]
+        temp = 32.0 + 48.0 * util + (14.0 if throttle < 1.0 else 0.0)
+        power = model.idle_w + (model.power_w - model.idle_w) * util * throttle
+        return DeviceTelemetry(
+            d, util, self._mem_used[d] + self._ext_mem[d], model.memory_gib, temp, power,
+            model.power_w, model.max_clock_mhz * throttle, model.max_clock_mhz, True, n)

@@ -1,0 +1,63 @@
+"""WfCommons WfFormat (1.4/1.5) workflow instances: real measured executions.
+
+Runtimes are the measured ``runtimeInSeconds``; the data on an edge is the
+total size of the files the parent writes and the child reads. GPU attributes
+(kind, GPU memory) are not in the data: they are synthetic
+(:mod:`rlsched.sources.synthetic_attrs`), and reports say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlsched.errors import InputError
+from rlsched.sources._io import files_in, read_json
+from rlsched.sources.synthetic_attrs import synthetic_kind, synthetic_memory_gib
+from rlsched.workload import Instance, Job, Task, validate_job
+
+
+def load_wfcommons(path: str | Path) -> list[Instance]:
+    """One instance (one job) per WfFormat JSON file under ``path``."""
+    source = f"wfcommons:{path}"
+    return [_load_file(p) for p in files_in(Path(path), (".json",), source)]
+
+
+def _load_file(path: Path) -> Instance:
+    src = str(path)
+    doc = read_json(path)
+    try:
+        wf = doc["workflow"]
+        spec_tasks = wf["specification"]["tasks"]
+        files = {f["id"]: float(f.get("sizeInBytes", 0)) for f in wf["specification"].get("files", [])}
+        executed = {t["id"]: t for t in wf["execution"]["tasks"]}
+    except (KeyError, TypeError) as e:
+        raise InputError(src, f"not a WfFormat workflow (missing {e})") from None
+    by_id = {t["id"]: t for t in spec_tasks if isinstance(t, dict) and "id" in t}
+    tasks = []
+    for st in spec_tasks:
+        tid = st.get("id") if isinstance(st, dict) else None
+        if tid is None:
+            raise InputError(src, f"a task has no 'id': {str(st)[:60]}")
+        ex = executed.get(tid)
+        if ex is None or "runtimeInSeconds" not in ex:
+            raise InputError(src, f"task '{tid}': missing runtime (no execution record)")
+        try:
+            runtime = float(ex["runtimeInSeconds"])
+        except (TypeError, ValueError):
+            raise InputError(src, f"task '{tid}': runtime {ex['runtimeInSeconds']!r} is not a number") from None
+        parents = tuple(st.get("parents", ()))
+        inputs = set(st.get("inputFiles", ()))
+        data = tuple(
+            sum(files.get(f, 0.0) for f in by_id[p].get("outputFiles", ()) if f in inputs)
+            if p in by_id else 0.0
+            for p in parents
+        )
+        category = st.get("name") or tid.rsplit("_", 1)[0]
+        tasks.append(Task(
+            id=tid, work=runtime, kind=synthetic_kind(category),
+            gpu_memory=synthetic_memory_gib(category, ex.get("memoryInBytes")),
+            gpus=1, parents=parents, data_from_parents=data,
+        ))
+    job = Job(name=path.stem, tasks=tuple(tasks))
+    validate_job(job, src)
+    return Instance(name=path.stem, jobs=(job,), source=src)

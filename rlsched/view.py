@@ -1,0 +1,108 @@
+"""The cluster view: the one read-only snapshot every policy decides from.
+
+Both the simulator and the live runtime produce it; heuristics and the
+learned policy read only it. It never changes during a decision: dynamic
+columns are copies, static ones (:class:`WorkloadTable`, :class:`Pool`) are
+immutable. A policy answers with :class:`Placement` s, or none to wait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple
+
+from rlsched.pool import Pool
+from rlsched.table import WorkloadTable
+
+
+class TaskState(IntEnum):
+    """Lifecycle of a task; the codes of :attr:`ClusterView.task_state`."""
+
+    UNARRIVED = 0  # its job has not arrived
+    BLOCKED = 1  # some parent has not finished
+    READY = 2  # may start now
+    RUNNING = 3
+    DONE = 4
+
+
+class Placement(NamedTuple):
+    """Start task ``task`` (global index) on device ``device``."""
+
+    task: int
+    device: int
+
+
+class RunningTask(NamedTuple):
+    task: int
+    device: int  # -1 for a CPU-only task
+    start: float
+
+
+class DeviceTelemetry(NamedTuple):
+    """One telemetry sample of one device, in NVML's terms.
+
+    Utilisation is a fraction (0..1); memory is GiB; power watts; clocks MHz.
+    ``n_tasks`` counts the tasks this scheduler runs there; memory used and
+    utilisation include processes it did not start.
+    """
+
+    index: int
+    utilization: float
+    memory_used: float
+    memory_total: float
+    temperature_c: float
+    power_w: float
+    power_limit_w: float
+    sm_clock_mhz: float
+    max_sm_clock_mhz: float
+    healthy: bool
+    n_tasks: int
+
+    @property
+    def memory_free(self) -> float:
+        return self.memory_total - self.memory_used
+
+    @property
+    def clock_ratio(self) -> float:
+        """Clock against its maximum: below 1 when throttled."""
+        return self.sm_clock_mhz / self.max_sm_clock_mhz if self.max_sm_clock_mhz else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What a scheduler sees at one decision point.
+
+    :param time: seconds since the episode began
+    :param table: every task and job (static)
+    :param pool: the devices' nominal models (static); live drift shows only
+        in ``devices``
+    :param task_state: one :class:`TaskState` code per task (bytes)
+    :param ready: GPU tasks that may start now, oldest first (CPU-only tasks
+        start by themselves and never wait here)
+    :param running: what runs where, since when
+    :param devices: one telemetry sample per device
+    :param job_remaining: reference-seconds of unfinished work per job
+    :param n_arrived: jobs ``0..n_arrived-1`` have arrived
+    """
+
+    time: float
+    table: WorkloadTable
+    pool: Pool
+    task_state: bytes
+    ready: tuple[int, ...]
+    running: tuple[RunningTask, ...]
+    devices: tuple[DeviceTelemetry, ...]
+    job_remaining: tuple[float, ...]
+    n_arrived: int
+
+    def fits(self, task: int, device: int) -> bool:
+        """Whether ``device`` is healthy and has memory free for ``task`` now."""
+        d = self.devices[device]
+        return d.healthy and self.table.memory[task] <= d.memory_free + 1e-9
+
+    def nominal_runtime(self, task: int, device: int) -> float:
+        """Seconds ``task`` would take alone on ``device`` at its nominal speed."""
+        model = self.pool.devices[device].model
+        speed = model.memory_speed if self.table.kind[task] == 1 else model.compute_speed
+        return self.table.work[task] / speed

@@ -1,0 +1,161 @@
+"""The workload model: tasks, jobs (DAGs of tasks) and instances (sets of jobs).
+
+A *task* is one unit of work, either on one GPU or CPU-only. Its ``work`` is its
+runtime in seconds on the reference device (an RTX 3090, speed 1.0), or the
+measured runtime where the source recorded one. A *job* is a DAG of tasks with
+an arrival time, a priority and an optional deadline. An *instance* is what a
+scheduler is evaluated on: one or more jobs, and the known optimum where the
+source proves one.
+
+These are small frozen dataclasses for loading and validation; the simulator
+flattens them into arrays (:mod:`rlsched.table`) for its hot loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+
+from rlsched.errors import InputError
+
+#: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
+KINDS = ("compute", "memory")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a job.
+
+    :param id: unique within its job
+    :param work: seconds on the reference device (``None`` only where a live
+        runtime will estimate it from history)
+    :param kind: ``"compute"`` or ``"memory"`` bound; picks the device speed used
+    :param gpu_memory: GiB of GPU memory the task needs
+    :param gpus: 1 for a GPU task, 0 for a CPU-only task
+    :param parents: ids of the tasks that must finish before this one starts
+    :param data_from_parents: bytes received from each parent (edge data)
+    :param command: shell command the live runtime runs (job files only)
+    :param env: extra environment variables for the command
+    :param workdir: working directory of the command
+    :param retries: attempts allowed after a failure
+    :param timeout: seconds after which an attempt is killed
+    """
+
+    id: str
+    work: float | None
+    kind: str = "compute"
+    gpu_memory: float = 0.0
+    gpus: int = 1
+    parents: tuple[str, ...] = ()
+    data_from_parents: tuple[float, ...] = ()
+    command: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    retries: int = 0
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A DAG of tasks that arrives at one time.
+
+    :param name: unique within an instance
+    :param tasks: the tasks; their ``parents`` name other tasks of this job
+    :param arrival: seconds from the start of the episode
+    :param priority: weight in the priority-weighted JCT (higher matters more)
+    :param deadline: seconds after arrival by which the job should finish
+    """
+
+    name: str
+    tasks: tuple[Task, ...]
+    arrival: float = 0.0
+    priority: float = 1.0
+    deadline: float | None = None
+
+    def at(self, arrival: float) -> Job:
+        """The same job arriving at ``arrival``."""
+        return replace(self, arrival=float(arrival))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """What one evaluation runs: jobs, where they came from, a known optimum.
+
+    :param name: short name shown in tables (file stem, generator name)
+    :param jobs: the jobs, in arrival order
+    :param source: the file or SPEC it was loaded from, for error messages
+    :param optimum: proven optimal makespan as ``{processors: (lower, upper)}``
+        on identical devices, where the source ships one
+    """
+
+    name: str
+    jobs: tuple[Job, ...]
+    source: str = ""
+    optimum: Mapping[int, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def n_tasks(self) -> int:
+        return sum(len(j.tasks) for j in self.jobs)
+
+
+def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
+    """Raise :class:`InputError` naming ``source``, the job and the task if
+    ``job`` is not a well-formed DAG.
+
+    Checks: duplicate ids, unknown parents, a cycle, a negative or missing
+    runtime (missing is allowed only with ``require_work=False``, for the live
+    runtime, which estimates it), a bad kind, negative memory, bad ``gpus``.
+    """
+    where = f"job '{job.name}'"
+    if not job.tasks:
+        raise InputError(source, f"{where} has no tasks")
+    seen: set[str] = set()
+    for t in job.tasks:
+        if t.id in seen:
+            raise InputError(source, f"{where}: duplicate task id '{t.id}'")
+        seen.add(t.id)
+    for t in job.tasks:
+        here = f"{where}, task '{t.id}'"
+        if t.work is None:
+            if require_work:
+                raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'work')")
+        elif not t.work >= 0:  # also catches NaN
+            raise InputError(source, f"{here}: negative runtime {t.work}")
+        if t.kind not in KINDS:
+            raise InputError(source, f"{here}: unknown kind '{t.kind}' (use one of {KINDS})")
+        if not t.gpu_memory >= 0:
+            raise InputError(source, f"{here}: negative gpu_memory {t.gpu_memory}")
+        if t.gpus not in (0, 1):
+            raise InputError(source, f"{here}: gpus must be 0 (CPU task) or 1, not {t.gpus}")
+        for p in t.parents:
+            if p not in seen:
+                raise InputError(source, f"{here}: unknown parent '{p}'")
+            if p == t.id:
+                raise InputError(source, f"{here}: depends on itself")
+    graph = job_graph(job)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+    raise InputError(source, f"{where}: dependency cycle {path}")
+
+
+def job_graph(job: Job) -> nx.DiGraph:
+    """The job's DAG as a networkx graph, edges parent -> child."""
+    g = nx.DiGraph()
+    g.add_nodes_from(t.id for t in job.tasks)
+    g.add_edges_from((p, t.id) for t in job.tasks for p in t.parents)
+    return g
+
+
+def validate_instance(instance: Instance, *, require_work: bool = True) -> None:
+    """Validate every job and check job names are unique."""
+    names: set[str] = set()
+    for job in instance.jobs:
+        if job.name in names:
+            raise InputError(instance.source, f"duplicate job name '{job.name}'")
+        names.add(job.name)
+        validate_job(job, instance.source, require_work=require_work)
