@@ -36,7 +36,7 @@ from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
-from rlsched.workload import Instance
+from rlsched.workload import Instance, validate_fits
 
 _ARRIVE, _FINISH, _PERTURB_ON, _PERTURB_OFF = 0, 1, 2, 3
 _EPS = 1e-9
@@ -95,6 +95,7 @@ class Simulator:
         self.pool = pool
         self.seed = seed
         self.perturbations = perturbations or Perturbations()
+        validate_fits(instance, pool.max_memory, pool.name)
         self.table = WorkloadTable.from_jobs(instance.jobs)
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         self._mem_total = [d.model.memory_gib for d in pool.devices]

@@ -159,3 +159,15 @@ def validate_instance(instance: Instance, *, require_work: bool = True) -> None:
             raise InputError(instance.source, f"duplicate job name '{job.name}'")
         names.add(job.name)
         validate_job(job, instance.source, require_work=require_work)
+
+
+def validate_fits(instance: Instance, max_memory_gib: float, pool_name: str) -> None:
+    """Raise :class:`InputError` if a GPU task needs more memory than the
+    largest device of the pool has: no schedule could ever start it."""
+    for job in instance.jobs:
+        for t in job.tasks:
+            if t.gpus and t.gpu_memory > max_memory_gib + 1e-9:
+                raise InputError(
+                    instance.source,
+                    f"job '{job.name}', task '{t.id}' needs {t.gpu_memory:g} GiB of GPU memory "
+                    f"but the largest device of pool '{pool_name}' has {max_memory_gib:g} GiB")

@@ -1,0 +1,38 @@
+"""Benchmarks that print JSON: speed is measured here, never in unit tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rlsched.arrivals import batch
+from rlsched.evaluate import run_episode
+from rlsched.pool import identical_pool, preset_pool
+from rlsched.schedulers import make_scheduler
+from rlsched.sources.synthetic import generate
+
+
+def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
+    """Scheduling decisions per second of the simulator driven by fifo and by
+    heft: a layered synthetic workload of ``tasks`` tasks (10 jobs, batch) on
+    ``devices`` devices (the mixed ``lab-8`` preset for 8, identical otherwise). The best of ``repeats`` runs counts,
+    since the machine may be shared."""
+    pool = preset_pool("lab-8") if devices == 8 else identical_pool(devices)
+    jobs = 10
+    instance = batch(generate("layered", {"jobs": str(jobs), "tasks": str(tasks // jobs)},
+                              seed, "bench"))
+    out: dict[str, Any] = {
+        "workload": f"synthetic:layered?jobs={jobs}&tasks={tasks // jobs}",
+        "tasks": instance.n_tasks, "devices": len(pool),
+        "pool": pool.name,
+    }
+    for name in ("fifo", "heft"):
+        best = 0.0
+        for _ in range(repeats):
+            sched = make_scheduler(name)
+            t0 = time.perf_counter()
+            result = run_episode(instance, pool, sched, seed)
+            wall = time.perf_counter() - t0
+            best = max(best, result.decisions / wall)
+        out[f"{name}_decisions_per_s"] = round(best, 1)
+    return out

@@ -1,0 +1,181 @@
+"""The ``rlsched`` command line.
+
+Every sub-command that loads user input turns an :class:`InputError` into one
+line on stderr and exit code 2. Heavy imports (matplotlib, torch) happen
+inside the sub-commands that need them, so ``rlsched --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlsched.errors import InputError
+
+EXIT_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+EVALUATE_EPILOG = """\
+workload SPECs:
+  wfcommons:PATH            WfCommons WfFormat JSON file or directory (measured runtimes)
+  stg:PATH                  Standard Task Graph Set .stg file or directory (with optima)
+  jobs:PATH                 job-file YAML or directory (see the README)
+  synthetic:NAME[?k=v&...]  generator: layered (tasks, width, regularity, density, jump),
+                            pipeline (trainings), sweep (points), mixed; all take jobs=N
+pool SPECs:
+  identical:N[?model=M]     N devices of one model (default rtx-3090, the reference)
+  preset:NAME               workstation-4 (A100-80GB, RTX 4090, 2x RTX 3090),
+                            workstation-2, dgx-a100, lab-8
+  file:PATH                 a pool YAML file (see the README)
+
+examples:
+  rlsched evaluate --workload stg:workloads/stg --pool identical:4 \\
+      --scheduler fifo,cp,heft --json stg.json
+  rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \\
+      --scheduler fifo,sjf,heft --arrivals poisson --load 0.85 --perturb all \\
+      --seeds 5 --seed-offset 1000 --plot results/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rlsched", description="Learn to schedule DAG jobs on a GPU pool; "
+                "evaluate schedulers in simulation.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ev = sub.add_parser(
+        "evaluate", help="compare schedulers on workloads in the simulator",
+        description="Run each scheduler on each workload instance and seed in the simulator; "
+                    "print a table of means and ratios (to the lower bound, and to the best "
+                    "scheduler of each episode).",
+        epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--workload", action="append", required=True, metavar="SPEC",
+                    help="workload SPEC (repeatable)")
+    ev.add_argument("--pool", required=True, metavar="SPEC", help="pool SPEC")
+    ev.add_argument("--scheduler", default="fifo,sjf,cp,tetris,heft", metavar="NAME[,NAME...]",
+                    help="schedulers to compare: random, fifo, sjf, cp, tetris, heft "
+                         "(default: %(default)s)")
+    ev.add_argument("--arrivals", choices=("batch", "poisson"), default="batch",
+                    help="batch: every job at time 0, each instance on its own; poisson: all "
+                         "jobs of a SPEC as one online stream (default: %(default)s)")
+    ev.add_argument("--load", type=float, default=0.85,
+                    help="offered load for poisson arrivals, a fraction of the pool's capacity "
+                         "(default: %(default)s)")
+    ev.add_argument("--perturb", default="none", metavar="LIST",
+                    help="none, all, or a comma list of throttle, external, failures "
+                         "(default: %(default)s)")
+    ev.add_argument("--seeds", type=int, default=1, help="number of seeds (default: 1)")
+    ev.add_argument("--seed-offset", type=int, default=0, help="first seed (default: 0)")
+    ev.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
+    ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here")
+
+    bench = sub.add_parser("bench", help="benchmarks that print JSON",
+                           description="Measure speed; print one JSON object.")
+    bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    bs = bsub.add_parser("sim", help="simulator decisions per second with fifo and heft")
+    bs.add_argument("--tasks", type=int, default=1000)
+    bs.add_argument("--devices", type=int, default=8)
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--repeats", type=int, default=3)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "bench":
+            return _bench(args)
+    except InputError as e:
+        print(f"rlsched: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rlsched.evaluate import evaluate
+
+    err = Console(stderr=True)
+    schedulers = [s.strip() for s in args.scheduler.split(",") if s.strip()]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        job = bar.add_task("evaluating", total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(job, completed=done, total=total, description=label)
+
+        ev = evaluate(args.workload, args.pool, schedulers, arrivals=args.arrivals,
+                      load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
+                      perturb=args.perturb, progress=progress)
+    _print_table(ev)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(ev.to_json(), indent=1))
+        err.print(f"wrote {path}")
+    if args.plot:
+        from rlsched.plots import write_plots
+
+        for p in write_plots(ev, args.plot):
+            err.print(f"wrote {p}")
+    return 0
+
+
+def _print_table(ev) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = ev.summary()
+    cfg = ev.config
+    title = (f"{', '.join(cfg['workloads'])} on {cfg['pool']} — {cfg['arrivals']}"
+             f"{' at load ' + str(cfg['load']) if cfg['load'] else ''}, "
+             f"seeds {cfg['seeds'][0]}..{cfg['seeds'][-1]}, perturb={cfg['perturb']}")
+    table = Table(title=title, title_justify="left")
+    has_opt = any(s["makespan_vs_optimum"] is not None for s in summary.values())
+    for col in ("scheduler", "episodes", "makespan (s)", "avg JCT (s)", "makespan/LB",
+                "JCT/LB", "makespan/best", "JCT/best") + (("makespan/opt",) if has_opt else ()):
+        table.add_column(col, justify="left" if col == "scheduler" else "right")
+    best_mk = min(s["makespan"] for s in summary.values())
+    best_jct = min(s["avg_jct"] for s in summary.values())
+    for name, s in summary.items():
+        mk = f"{s['makespan']:,.1f}" + (" *" if s["makespan"] == best_mk else "")
+        jct = f"{s['avg_jct']:,.1f}" + (" *" if s["avg_jct"] == best_jct else "")
+        row = [name, str(s["episodes"]), mk, jct, f"{s['makespan_vs_lower_bound']:.3f}",
+               f"{s['jct_vs_lower_bound']:.3f}", f"{s['makespan_vs_best']:.3f}",
+               f"{s['jct_vs_best']:.3f}"]
+        if has_opt:
+            v = s["makespan_vs_optimum"]
+            row.append("—" if v is None else f"{v:.4f}")
+        table.add_row(*row)
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    for note in ev.notes:
+        console.print(f"note: {note}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.what == "sim":
+        from rlsched.bench import bench_sim
+
+        if args.tasks < 10 or args.devices < 1:
+            raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
+        print(json.dumps(bench_sim(args.tasks, args.devices, args.seed, args.repeats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

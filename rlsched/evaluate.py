@@ -1,0 +1,204 @@
+"""Evaluate schedulers on workloads and a pool: every result a ratio.
+
+One *episode* is one scheduler on one instance under one seed. The seed
+draws the arrival times, the perturbations and any synthetic workload, and
+every scheduler of a run sees the same draw, so ratios between schedulers
+measured in one run are fair.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlsched.arrivals import batch, poisson
+from rlsched.errors import InputError
+from rlsched.metrics import measure, optimum_for
+from rlsched.perturbations import Perturbations
+from rlsched.pool import Pool
+from rlsched.schedulers import Scheduler, make_scheduler
+from rlsched.sim import SimResult, Simulator
+from rlsched.sources.specs import resolve_pool, resolve_workload
+from rlsched.workload import Instance, validate_fits
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """One row of ``--json``'s ``results``."""
+
+    scheduler: str
+    workload: str
+    instance: str
+    seed: int
+    makespan: float
+    avg_jct: float
+    weighted_jct: float
+    slowdown: float
+    utilization: float
+    deadline_misses: int
+    failed_attempts: int
+    lower_bound: float
+    jct_lower_bound: float
+    optimum: float | None
+    decisions: int
+    wall_s: float
+
+
+@dataclass
+class Evaluation:
+    """Everything a run measured, and enough to plot it."""
+
+    config: dict[str, Any]
+    results: list[EpisodeResult] = field(default_factory=list)
+    #: first episode of each scheduler, for Gantt charts
+    samples: dict[str, SimResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per scheduler: means, ratios to the lower bounds, to the optimum,
+        and to the best scheduler of each episode of this run."""
+        best_mk: dict[tuple, float] = {}
+        best_jct: dict[tuple, float] = {}
+        for r in self.results:
+            k = (r.workload, r.instance, r.seed)
+            best_mk[k] = min(best_mk.get(k, math.inf), r.makespan)
+            best_jct[k] = min(best_jct.get(k, math.inf), r.avg_jct)
+        rows: dict[str, list[EpisodeResult]] = defaultdict(list)
+        for r in self.results:
+            rows[r.scheduler].append(r)
+        out = {}
+        for name, rs in rows.items():
+            opt = [r.makespan / r.optimum for r in rs if r.optimum]
+            out[name] = {
+                "episodes": len(rs),
+                "makespan": _mean(r.makespan for r in rs),
+                "avg_jct": _mean(r.avg_jct for r in rs),
+                "weighted_jct": _mean(r.weighted_jct for r in rs),
+                "utilization": _mean(r.utilization for r in rs),
+                "deadline_misses": sum(r.deadline_misses for r in rs),
+                "makespan_vs_lower_bound": _mean(_ratio(r.makespan, r.lower_bound) for r in rs),
+                "jct_vs_lower_bound": _mean(_ratio(r.avg_jct, r.jct_lower_bound) for r in rs),
+                "makespan_vs_optimum": _mean(opt) if opt else None,
+                "makespan_vs_best": _mean(
+                    _ratio(r.makespan, best_mk[(r.workload, r.instance, r.seed)]) for r in rs),
+                "jct_vs_best": _mean(
+                    _ratio(r.avg_jct, best_jct[(r.workload, r.instance, r.seed)]) for r in rs),
+            }
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config": self.config, "notes": self.notes,
+                "results": [asdict(r) for r in self.results],
+                "summary": self.summary()}
+
+
+def _mean(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return statistics.fmean(xs) if xs else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else 1.0
+
+
+def run_episode(instance: Instance, pool: Pool, scheduler: Scheduler, seed: int,
+                perturbations: Perturbations | None = None) -> SimResult:
+    """Run one scheduler over one instance; the finished simulation's result."""
+    scheduler.reset(seed)
+    sim = Simulator(instance, pool, seed, perturbations)
+    view = sim.reset()
+    while view is not None:
+        view = sim.step(scheduler.decide(view))
+    return sim.result()
+
+
+def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
+             seeds: list[int]) -> list[tuple[str, Instance, int]]:
+    """``(workload spec, instance, seed)`` for every episode of a run.
+
+    Batch: every instance of every seed on its own. Poisson: all jobs of a
+    workload SPEC in one online stream per seed.
+    """
+    out = []
+    for spec in workload_specs:
+        source = resolve_workload(spec)
+        for seed in seeds:
+            instances = source.instances(seed)
+            for inst in instances:
+                validate_fits(inst, pool.max_memory, pool.name)
+            if arrivals == "batch":
+                out.extend((spec, batch(inst), seed) for inst in instances)
+            else:
+                jobs = _unique_names([j for inst in instances for j in inst.jobs])
+                rng = np.random.default_rng([seed, 17])
+                out.append((spec, poisson(jobs, pool, load, rng, name="online", source=spec),
+                            seed))
+    return out
+
+
+def _unique_names(jobs: list) -> list:
+    seen: dict[str, int] = {}
+    out = []
+    for j in jobs:
+        n = seen.get(j.name, 0)
+        seen[j.name] = n + 1
+        out.append(j if n == 0 else type(j)(f"{j.name}#{n + 1}", j.tasks, j.arrival,
+                                            j.priority, j.deadline))
+    return out
+
+
+def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[str], *,
+             arrivals: str = "batch", load: float = 0.85, seeds: int = 1,
+             seed_offset: int = 0, perturb: str = "none",
+             progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
+    """Run every scheduler on every episode; see :class:`Evaluation`.
+
+    :param progress: called as ``progress(done, total, label)`` after each episode
+    """
+    if arrivals not in ("batch", "poisson"):
+        raise InputError("--arrivals", f"'{arrivals}' is not batch or poisson")
+    if not 0 < load <= 10:
+        raise InputError("--load", f"{load} is not a load in (0, 10]")
+    if seeds < 1:
+        raise InputError("--seeds", f"needs at least one seed, not {seeds}")
+    pool = resolve_pool(pool_spec)
+    perturbations = Perturbations.parse(perturb)
+    schedulers = [make_scheduler(s) for s in scheduler_specs]
+    seed_list = list(range(seed_offset, seed_offset + seeds))
+    plan = episodes(workload_specs, pool, arrivals, load, seed_list)
+    ev = Evaluation(config={
+        "workloads": workload_specs, "pool": pool_spec, "schedulers": scheduler_specs,
+        "arrivals": arrivals, "load": load if arrivals == "poisson" else None,
+        "seeds": seed_list, "perturb": perturb,
+        "devices": [d.model.name for d in pool.devices]})
+    if any(s.startswith("wfcommons:") for s in workload_specs):
+        ev.notes.append("WfCommons runtimes are measured; their GPU attributes (kind, GPU "
+                        "memory) are synthetic.")
+    total = len(plan) * len(schedulers)
+    done = 0
+    for spec, inst, seed in plan:
+        optimum = optimum_for(dict(inst.optimum), pool)
+        for name, sched in zip(scheduler_specs, schedulers):
+            t0 = time.perf_counter()
+            result = run_episode(inst, pool, sched, seed, perturbations)
+            wall = time.perf_counter() - t0
+            m = measure(result)
+            ev.results.append(EpisodeResult(
+                scheduler=name, workload=spec, instance=inst.name, seed=seed,
+                makespan=m.makespan, avg_jct=m.avg_jct, weighted_jct=m.weighted_jct,
+                slowdown=m.slowdown, utilization=m.utilization,
+                deadline_misses=m.deadline_misses, failed_attempts=m.failed_attempts,
+                lower_bound=m.lower_bound, jct_lower_bound=m.jct_lower_bound,
+                optimum=optimum, decisions=result.decisions, wall_s=wall))
+            ev.samples.setdefault(name, result)
+            done += 1
+            if progress:
+                progress(done, total, f"{name} on {inst.name} (seed {seed})")
+    return ev

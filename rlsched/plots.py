@@ -1,0 +1,93 @@
+"""Pictures of an evaluation: Gantt charts and a comparison of schedulers.
+
+matplotlib is imported here only, with the non-interactive Agg backend, so
+the rest of the core stays light and nothing needs a display.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rlsched.evaluate import Evaluation
+from rlsched.sim import SimResult
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def gantt(result: SimResult, ax, title: str) -> None:
+    """One row per device (and one for the host's CPU-only tasks); bars
+    coloured by job; attempts lost to a failure hatched in red."""
+    cmap = _plt().get_cmap("tab20")
+    n = len(result.pool)
+    for a in result.trace:
+        row = a.device if a.device >= 0 else n
+        job = result.table.job_of[a.task]
+        ax.barh(row, a.end - a.start, left=a.start, height=0.8,
+                color=cmap(job % 20), edgecolor="red" if not a.ok else "black",
+                linewidth=0.3, hatch="xx" if not a.ok else None)
+    labels = [f"{d.index}: {d.model.name}" for d in result.pool.devices]
+    if any(a.device < 0 for a in result.trace):
+        labels.append("host (CPU)")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    for j, arrival in enumerate(result.job_arrival):
+        if arrival > 0:
+            ax.axvline(arrival, color=cmap(j % 20), linewidth=0.6, linestyle=":")
+    ax.set_title(title, fontsize=9)
+
+
+def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
+    """``gantt.png`` (first episode of each scheduler) and ``comparison.png``."""
+    plt = _plt()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    names = list(ev.samples)
+    fig, axes = plt.subplots(len(names), 1, figsize=(12, 1.2 + 0.45 * len(names) *
+                                                     (len(next(iter(ev.samples.values())).pool) + 1)),
+                             sharex=True, squeeze=False)
+    first = ev.results[0]
+    for ax, name in zip(axes[:, 0], names):
+        res = ev.samples[name]
+        span = max(a.end for a in res.trace) - min(res.job_arrival)
+        gantt(res, ax, f"{name}: makespan {span:,.1f} s")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle(f"{first.instance} ({first.workload}), seed {first.seed}", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    paths.append(out / "gantt.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    summary = ev.summary()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "makespan_vs_lower_bound", "makespan / lower bound"),
+                           (axes[1], "jct_vs_lower_bound", "average JCT / lower bound")):
+        values = [summary[n][key] for n in summary]
+        bars = ax.bar(list(summary), values, color="#4c72b0")
+        best = min(v for v in values if not math.isnan(v))
+        for bar, v in zip(bars, values):
+            if v == best:
+                bar.set_color("#55a868")
+            ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=8)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylabel(label + " (lower is better)")
+        ax.tick_params(axis="x", rotation=30)
+    cfg = ev.config
+    fig.suptitle(f"{', '.join(cfg['workloads'])} on {cfg['pool']}, {cfg['arrivals']}"
+                 f"{' load ' + str(cfg['load']) if cfg['load'] else ''}, "
+                 f"{len(cfg['seeds'])} seed(s), perturb={cfg['perturb']}", fontsize=9)
+    fig.tight_layout()
+    paths.append(out / "comparison.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
