@@ -15,8 +15,8 @@ from rlsched.sources.synthetic import generate
 def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
     """Scheduling decisions per second of the simulator driven by fifo and by
     heft: a layered synthetic workload of ``tasks`` tasks (10 jobs, batch) on
-    ``devices`` devices (the mixed ``lab-8`` preset for 8, identical otherwise). The best of ``repeats`` runs counts,
-    since the machine may be shared."""
+    ``devices`` devices (the mixed ``lab-8`` preset for 8, identical otherwise).
+    The best of ``repeats`` runs counts, since the machine may be shared."""
     pool = preset_pool("lab-8") if devices == 8 else identical_pool(devices)
     jobs = 10
     instance = batch(generate("layered", {"jobs": str(jobs), "tasks": str(tasks // jobs)},

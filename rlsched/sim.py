@@ -387,7 +387,8 @@ class Simulator:
         n = len(self._on_device[d])
         util = 1.0 if n else min(1.0, self._ext_load[d])
         throttle = self._throttle[d]
-        temp = 32.0 + 48.0 * util + (14.0 if throttle < 1.0 else 0.0)
+        # throttling is the device's answer to heat: a throttled device runs hot
+        temp = 32.0 + 48.0 * util if throttle == 1.0 else 88.0 + 8.0 * (1.0 - throttle)
         power = model.idle_w + (model.power_w - model.idle_w) * util * throttle
         return DeviceTelemetry(
             d, util, self._mem_used[d] + self._ext_mem[d], model.memory_gib, temp, power,

@@ -32,7 +32,8 @@ def _load_file(path: Path, optimum: dict[int, tuple[float, float]]) -> Instance:
         n = int(lines[0][0])
         rows = [[int(x) for x in row] for row in lines[1:]]
     except (IndexError, ValueError):
-        raise InputError(src, "not an STG file (expected integers: N, then 'id time n_preds preds...')") from None
+        raise InputError(src, "not an STG file (expected integers: N, "
+                              "then 'id time n_preds preds...')") from None
     if len(rows) != n + 2:
         raise InputError(src, f"declares {n} tasks but has {len(rows) - 2} task lines")
     dummies = {rows[0][0], rows[-1][0]}

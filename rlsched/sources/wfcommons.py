@@ -44,7 +44,8 @@ def _load_file(path: Path) -> Instance:
         try:
             runtime = float(ex["runtimeInSeconds"])
         except (TypeError, ValueError):
-            raise InputError(src, f"task '{tid}': runtime {ex['runtimeInSeconds']!r} is not a number") from None
+            raise InputError(
+                src, f"task '{tid}': runtime {ex['runtimeInSeconds']!r} is not a number") from None
         parents = tuple(st.get("parents", ()))
         inputs = set(st.get("inputFiles", ()))
         data = tuple(

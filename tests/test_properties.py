@@ -1,0 +1,86 @@
+"""Invariants of every schedule, over random DAGs, pools and schedulers."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rlsched.perturbations import Perturbations
+from rlsched.pool import CATALOGUE, build_pool
+from rlsched.schedulers import SCHEDULERS
+from rlsched.workload import Instance, Job, Task
+from tests.conftest import simulate
+
+MODELS = sorted(CATALOGUE)
+
+
+@st.composite
+def workloads(draw):
+    n_jobs = draw(st.integers(1, 3))
+    jobs = []
+    for j in range(n_jobs):
+        n = draw(st.integers(1, 12))
+        tasks = []
+        for i in range(n):
+            parents = draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set()
+            tasks.append(Task(
+                id=f"t{i}", work=draw(st.floats(0.0, 50.0)),
+                kind=draw(st.sampled_from(["compute", "memory"])),
+                gpu_memory=draw(st.sampled_from([0.0, 1.0, 4.0, 12.0, 16.0])),
+                gpus=draw(st.sampled_from([1, 1, 1, 0])),
+                parents=tuple(f"t{p}" for p in sorted(parents))))
+        jobs.append(Job(f"j{j}", tuple(tasks), arrival=draw(st.floats(0.0, 100.0)),
+                        priority=draw(st.sampled_from([1.0, 2.0]))))
+    return Instance("random", tuple(jobs), source="hypothesis")
+
+
+pools = st.lists(st.sampled_from(MODELS), min_size=1, max_size=4).map(
+    lambda ms: build_pool("random", [CATALOGUE[m] for m in ms]))
+perturbations = st.sampled_from([
+    Perturbations(),
+    Perturbations(throttle=True, external=True, failures=True, throttle_every=20.0,
+                  throttle_for=10.0, external_every=20.0, external_for=10.0,
+                  fail_every=40.0, fail_for=5.0),
+])
+common = settings(max_examples=60, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_schedule(inst, pool, result, m):
+    table = result.table
+    ok = [a for a in result.trace if a.ok]
+    # every task ran to completion exactly once
+    assert sorted(a.task for a in ok) == list(range(table.n_tasks))
+    start = {a.task: a.start for a in ok}
+    end = {a.task: a.end for a in ok}
+    for t, ps in enumerate(table.parents):
+        # precedence: no task starts before its parents end, or before its job arrives
+        assert all(start[t] >= end[p] - 1e-9 for p in ps)
+        assert start[t] >= table.jobs[table.job_of[t]].arrival - 1e-9
+    # no device is ever over its memory
+    for d in pool.devices:
+        runs = [a for a in result.trace if a.device == d.index]
+        for a in runs:
+            here = sum(table.memory[b.task] for b in runs if b.start <= a.start < b.end)
+            assert here <= d.model.memory_gib + 1e-9
+    # and nothing beats the lower bounds
+    assert m.makespan >= m.lower_bound - 1e-6
+    assert m.avg_jct >= m.jct_lower_bound - 1e-6
+
+
+@common
+@given(inst=workloads(), pool=pools, perturb=perturbations,
+       scheduler=st.sampled_from(sorted(SCHEDULERS)), seed=st.integers(0, 2**16))
+def test_every_schedule_respects_precedence_memory_and_bounds(inst, pool, perturb, scheduler,
+                                                              seed):
+    result, m = simulate(inst, pool, scheduler, seed, perturb)
+    check_schedule(inst, pool, result, m)
+
+
+@common
+@given(inst=workloads(), pool=pools, perturb=perturbations,
+       scheduler=st.sampled_from(sorted(SCHEDULERS)), seed=st.integers(0, 2**16))
+def test_the_same_seed_gives_the_same_trace(inst, pool, perturb, scheduler, seed):
+    first, _ = simulate(inst, pool, scheduler, seed, perturb)
+    second, _ = simulate(inst, pool, scheduler, seed, perturb)
+    assert first.trace == second.trace

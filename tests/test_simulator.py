@@ -1,0 +1,158 @@
+"""The simulator's world model, checked on cases small enough to work out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlsched.errors import InputError, SchedulerError
+from rlsched.perturbations import Perturbations
+from rlsched.pool import CATALOGUE, build_pool, identical_pool, preset_pool
+from rlsched.sim import Simulator
+from rlsched.view import Placement, TaskState
+from rlsched.workload import Instance, Job, Task
+from tests.conftest import simulate
+
+
+def one_job(*tasks: Task, name: str = "j", arrival: float = 0.0) -> Instance:
+    return Instance(name, (Job(name, tuple(tasks), arrival=arrival),), source="test")
+
+
+def test_a_wfcommons_instance_on_one_device_takes_the_sum_of_its_runtimes(wfcommons_instances):
+    pool = identical_pool(1, "a100-80gb")  # memory for every task; speed does not matter ...
+    for inst in wfcommons_instances[:3]:
+        ref = identical_pool(1)  # ... on the reference device, speed 1.0
+        if max(t.gpu_memory for t in inst.jobs[0].tasks) > 24:
+            continue
+        _, m = simulate(inst, ref, "fifo")
+        total = sum(t.work for t in inst.jobs[0].tasks)
+        assert m.makespan == pytest.approx(total, rel=1e-9)
+    assert pool.max_memory == 80
+
+
+def test_a_chain_runs_in_order_at_the_device_speed():
+    inst = one_job(Task("a", 10.0), Task("b", 20.0, parents=("a",)))
+    pool = build_pool("fast", [CATALOGUE["rtx-4090"]])
+    result, m = simulate(inst, pool, "fifo")
+    speed = CATALOGUE["rtx-4090"].compute_speed
+    assert m.makespan == pytest.approx(30.0 / speed)
+    a, b = result.trace
+    assert a.end == pytest.approx(b.start)
+
+
+def test_memory_bound_tasks_run_at_the_memory_speed():
+    inst = one_job(Task("m", 100.0, kind="memory"))
+    model = CATALOGUE["a100-80gb"]
+    _, m = simulate(inst, build_pool("a100", [model]), "fifo")
+    assert m.makespan == pytest.approx(100.0 / model.memory_speed)
+
+
+def test_cpu_only_tasks_start_by_themselves_on_the_host():
+    inst = one_job(Task("prep", 5.0, gpus=0), Task("train", 10.0, parents=("prep",)))
+    result, m = simulate(inst, identical_pool(1), "fifo")
+    assert [(a.device, a.start, a.end) for a in result.trace] == [(-1, 0.0, 5.0), (0, 5.0, 15.0)]
+    assert result.decisions == 1
+
+
+def test_tasks_sharing_a_device_slow_each_other_down():
+    inst = one_job(Task("a", 10.0, gpu_memory=1), Task("b", 10.0, gpu_memory=1))
+    pool = identical_pool(1)
+    sim = Simulator(inst, pool)
+    view = sim.reset()
+    view = sim.step([Placement(0, 0), Placement(1, 0)])
+    assert view is None
+    ends = [a.end for a in sim.result().trace]
+    # each at 1 / (1 + 1.1): together they take longer than one after the other
+    assert ends == pytest.approx([10.0 * (1 + pool.interference)] * 2)
+    assert max(ends) > 20.0
+
+
+def test_a_placement_that_does_not_fit_is_refused_with_a_reason():
+    inst = one_job(Task("a", 10.0, gpu_memory=20), Task("b", 10.0, gpu_memory=20))
+    sim = Simulator(inst, identical_pool(1))
+    sim.reset()
+    with pytest.raises(SchedulerError, match="needs 20.00 GiB but device 0 has 4.00 GiB free"):
+        sim.step([Placement(0, 0), Placement(1, 0)])
+
+
+def test_placing_a_blocked_task_is_refused():
+    inst = one_job(Task("a", 1.0), Task("b", 1.0, parents=("a",)))
+    sim = Simulator(inst, identical_pool(2))
+    view = sim.reset()
+    assert view.ready == (0,)
+    assert view.task_state[1] == TaskState.BLOCKED
+    with pytest.raises(SchedulerError, match="blocked, not ready"):
+        sim.step([Placement(1, 0)])
+
+
+def test_waiting_with_nothing_running_and_nothing_to_come_is_a_scheduler_bug():
+    sim = Simulator(one_job(Task("a", 1.0)), identical_pool(1))
+    sim.reset()
+    with pytest.raises(SchedulerError, match="waited"):
+        sim.step([])
+
+
+def test_a_task_bigger_than_every_device_is_an_input_error():
+    inst = one_job(Task("huge", 1.0, gpu_memory=100))
+    with pytest.raises(InputError, match="needs 100 GiB .* largest device .* has 80 GiB"):
+        Simulator(inst, preset_pool("workstation-4"))
+
+
+def test_jobs_arrive_at_their_time_and_not_before():
+    jobs = (Job("early", (Task("a", 5.0),), arrival=0.0),
+            Job("late", (Task("b", 5.0),), arrival=100.0))
+    result, m = simulate(Instance("two", jobs), identical_pool(2), "fifo")
+    starts = {result.table.task_ids[a.task][0]: a.start for a in result.trace}
+    assert starts == {"early": 0.0, "late": 100.0}
+    assert m.avg_jct == pytest.approx(5.0)
+    assert m.makespan == pytest.approx(105.0)
+
+
+def test_the_view_is_a_snapshot_that_later_steps_do_not_change():
+    inst = one_job(Task("a", 1.0), Task("b", 2.0))
+    sim = Simulator(inst, identical_pool(2))
+    view = sim.reset()
+    before = (view.time, view.ready, view.task_state, view.devices)
+    sim.step([Placement(0, 0)])
+    assert (view.time, view.ready, view.task_state, view.devices) == before
+
+
+def test_throttling_shows_in_telemetry_and_slows_the_device():
+    perturb = Perturbations(throttle=True, throttle_every=1.0, throttle_for=1e6)
+    inst = one_job(*(Task(f"t{i}", 100.0) for i in range(20)))
+    pool = identical_pool(1)
+    sim = Simulator(inst, pool, seed=3, perturbations=perturb)
+    view = sim.reset()
+    ratios, temps = [], []
+    while view is not None:
+        ratios.append(view.devices[0].clock_ratio)
+        temps.append(view.devices[0].temperature_c)
+        view = sim.step([Placement(view.ready[0], 0)] if view.devices[0].n_tasks == 0 else [])
+    assert min(ratios) < 0.81 and max(temps) > 85
+    assert max(a.end for a in sim.result().trace) > 2000.0
+
+
+def test_a_failed_device_loses_its_tasks_and_they_run_again():
+    perturb = Perturbations(failures=True, fail_every=50.0, fail_for=10.0)
+    inst = one_job(*(Task(f"t{i}", 30.0) for i in range(10)))
+    result, m = simulate(inst, identical_pool(2), "fifo", seed=1, perturbations=perturb)
+    assert m.failed_attempts > 0
+    done = [a.task for a in result.trace if a.ok]
+    assert sorted(done) == list(range(10))
+    for a in result.trace:
+        if not a.ok:
+            assert a.end - a.start < 30.0 + 1e-9
+
+
+def test_external_processes_take_memory_and_slow_our_tasks():
+    perturb = Perturbations(external=True, external_every=1.0, external_for=1e6,
+                            external_memory=(8.0, 8.0), external_load=(1.0, 1.0))
+    inst = one_job(*(Task(f"t{i}", 100.0, gpu_memory=1) for i in range(5)))
+    sim = Simulator(inst, identical_pool(1), seed=0, perturbations=perturb)
+    view = sim.reset()
+    seen = []
+    while view is not None:
+        d = view.devices[0]
+        seen.append((d.memory_used, d.n_tasks))
+        view = sim.step([Placement(view.ready[0], 0)] if d.n_tasks == 0 else [])
+    assert any(used >= 8.0 and n == 0 for used, n in seen)  # memory used by someone else
+    assert max(a.end for a in sim.result().trace) > 500.0 + 100.0
