@@ -8,6 +8,8 @@ job's device-seconds are its GPU work at the pool's mean speed for each kind.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from rlsched.pool import Pool
@@ -26,6 +28,18 @@ def job_device_seconds(job: Job, pool: Pool) -> float:
 def batch(instance: Instance) -> Instance:
     return Instance(instance.name, tuple(j.at(0.0) for j in instance.jobs),
                     instance.source, instance.optimum)
+
+
+def online(instances: list[Instance], pool: Pool, load: float, rng: np.random.Generator,
+           source: str = "") -> Instance:
+    """All jobs of ``instances`` as one Poisson stream (names made unique)."""
+    seen: dict[str, int] = {}
+    jobs = []
+    for job in (j for inst in instances for j in inst.jobs):
+        n = seen.get(job.name, 0)
+        seen[job.name] = n + 1
+        jobs.append(job if n == 0 else replace(job, name=f"{job.name}#{n + 1}"))
+    return poisson(jobs, pool, load, rng, name="online", source=source)
 
 
 def poisson(jobs: list[Job], pool: Pool, load: float, rng: np.random.Generator,

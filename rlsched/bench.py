@@ -36,3 +36,4 @@ def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int =
             best = max(best, result.decisions / wall)
         out[f"{name}_decisions_per_s"] = round(best, 1)
     return out
+

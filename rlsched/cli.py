@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--devices", type=int, default=8)
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--repeats", type=int, default=3)
+    be = bsub.add_parser("env", help="environment steps per second with random masked actions")
+    be.add_argument("--episodes", type=int, default=5)
+    be.add_argument("--seed", type=int, default=0)
+    be.add_argument("--repeats", type=int, default=3)
     return p
 
 
@@ -174,6 +178,10 @@ def _bench(args: argparse.Namespace) -> int:
         if args.tasks < 10 or args.devices < 1:
             raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
         print(json.dumps(bench_sim(args.tasks, args.devices, args.seed, args.repeats)))
+    elif args.what == "env":
+        from envs.bench import bench_env
+
+        print(json.dumps(bench_env(args.episodes, args.seed, args.repeats)))
     return 0
 
 

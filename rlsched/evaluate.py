@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.arrivals import batch, poisson
+from rlsched.arrivals import batch, online
 from rlsched.errors import InputError
 from rlsched.metrics import measure, optimum_for
 from rlsched.perturbations import Perturbations
@@ -136,21 +136,8 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
             if arrivals == "batch":
                 out.extend((spec, batch(inst), seed) for inst in instances)
             else:
-                jobs = _unique_names([j for inst in instances for j in inst.jobs])
                 rng = np.random.default_rng([seed, 17])
-                out.append((spec, poisson(jobs, pool, load, rng, name="online", source=spec),
-                            seed))
-    return out
-
-
-def _unique_names(jobs: list) -> list:
-    seen: dict[str, int] = {}
-    out = []
-    for j in jobs:
-        n = seen.get(j.name, 0)
-        seen[j.name] = n + 1
-        out.append(j if n == 0 else type(j)(f"{j.name}#{n + 1}", j.tasks, j.arrival,
-                                            j.priority, j.deadline))
+                out.append((spec, online(instances, pool, load, rng, source=spec), seed))
     return out
 
 

@@ -146,6 +146,11 @@ class Simulator:
         return self._advance()
 
     @property
+    def job_finish(self) -> list[float]:
+        """Completion time of each job so far (NaN while unfinished); read-only."""
+        return self._job_finish
+
+    @property
     def done(self) -> bool:
         return self._tasks_left == 0
 

@@ -9,7 +9,7 @@ from rlsched.perturbations import Perturbations
 from rlsched.pool import CATALOGUE, build_pool
 from rlsched.schedulers import SCHEDULERS
 from rlsched.workload import Instance, Job, Task
-from tests.conftest import simulate
+from tests.conftest import check_schedule, simulate
 
 MODELS = sorted(CATALOGUE)
 
@@ -46,35 +46,13 @@ common = settings(max_examples=60, deadline=None,
                   suppress_health_check=[HealthCheck.too_slow])
 
 
-def check_schedule(inst, pool, result, m):
-    table = result.table
-    ok = [a for a in result.trace if a.ok]
-    # every task ran to completion exactly once
-    assert sorted(a.task for a in ok) == list(range(table.n_tasks))
-    start = {a.task: a.start for a in ok}
-    end = {a.task: a.end for a in ok}
-    for t, ps in enumerate(table.parents):
-        # precedence: no task starts before its parents end, or before its job arrives
-        assert all(start[t] >= end[p] - 1e-9 for p in ps)
-        assert start[t] >= table.jobs[table.job_of[t]].arrival - 1e-9
-    # no device is ever over its memory
-    for d in pool.devices:
-        runs = [a for a in result.trace if a.device == d.index]
-        for a in runs:
-            here = sum(table.memory[b.task] for b in runs if b.start <= a.start < b.end)
-            assert here <= d.model.memory_gib + 1e-9
-    # and nothing beats the lower bounds
-    assert m.makespan >= m.lower_bound - 1e-6
-    assert m.avg_jct >= m.jct_lower_bound - 1e-6
-
-
 @common
 @given(inst=workloads(), pool=pools, perturb=perturbations,
        scheduler=st.sampled_from(sorted(SCHEDULERS)), seed=st.integers(0, 2**16))
 def test_every_schedule_respects_precedence_memory_and_bounds(inst, pool, perturb, scheduler,
                                                               seed):
     result, m = simulate(inst, pool, scheduler, seed, perturb)
-    check_schedule(inst, pool, result, m)
+    check_schedule(pool, result, m)
 
 
 @common

@@ -64,7 +64,8 @@ class HeftScheduler(Scheduler):
                         chosen = t
                         break
             if chosen is not None:
-                queue.remove(chosen)
+                # the queue is left as it is: a caller may apply only some of
+                # these placements, and started tasks drop out lazily above
                 out.append(Placement(chosen, dev.index))
         if not out and not view.running and self._stalled(view):
             # the plan waits for a task that cannot start (e.g. memory taken

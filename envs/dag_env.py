@@ -1,0 +1,280 @@
+"""``DagSchedulingEnv``: place ready DAG tasks on GPUs, one placement per step."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.encoder import (
+    DEVICE_FEATURES,
+    QUEUE_FEATURES,
+    TASK_FEATURES,
+    Encoding,
+    EpisodeStatics,
+    Maxima,
+    action_mask,
+    empty_observation,
+    encode,
+)
+from envs.rewards import REWARDS, RewardMeter
+from rlsched.arrivals import batch, online
+from rlsched.metrics import measure
+from rlsched.perturbations import Perturbations
+from rlsched.sim import Simulator
+from rlsched.sources.specs import resolve_pool, resolve_workload
+from rlsched.view import ClusterView, Placement
+from rlsched.workload import validate_fits
+
+FEATURE_BOUND = 20.0
+
+
+class InvalidActionError(ValueError):
+    """An action the current mask does not allow."""
+
+
+class MaskedDiscrete(spaces.Discrete):
+    """``Discrete(n)`` whose ``sample()`` without a mask draws a valid action.
+
+    The space reads the current mask from its environment (held weakly, and
+    dropped when the space is copied or pickled, after which it samples like
+    a plain ``Discrete``). So random agents, and the environment checkers of
+    Gymnasium and Stable-Baselines3, act legally, while an invalid action
+    given to ``step`` still raises.
+    """
+
+    def __init__(self, n: int, seed: int | None = None) -> None:
+        super().__init__(n, seed=seed)
+        self._mask_source: weakref.WeakMethod | None = None
+
+    def bind(self, mask_method) -> None:
+        self._mask_source = weakref.WeakMethod(mask_method)
+
+    def sample(self, mask=None, probability=None) -> np.int64:
+        if mask is None and probability is None and self._mask_source is not None:
+            method = self._mask_source()
+            if method is not None:
+                current = method()
+                if current.any():
+                    mask = current.astype(np.int8)
+        return super().sample(mask=mask, probability=probability)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_mask_source"] = None
+        return state
+
+
+class DagSchedulingEnv(gym.Env):
+    """Schedule the tasks of DAG jobs on a simulated, heterogeneous GPU pool.
+
+    Each step places one ready GPU task on one device, or waits. Time in the
+    simulator only moves when the agent waits or when no further placement is
+    possible at the current time; CPU-only tasks start by themselves.
+
+    ## Action Space
+
+    ``Discrete(M.ready * M.devices + 1)``. Action ``i * M.devices + j`` places
+    the task in ready slot ``i`` (row ``i`` of ``tasks``) on device ``j``; the
+    last action waits until the next event (a task ends, a job arrives, a
+    device changes). :meth:`action_masks` gives the valid actions: a ready
+    task in the slot, a device that exists, is healthy and has the task's
+    memory free (devices may be shared while memory allows, each task then
+    slowed), and waiting only while something runs. An invalid action raises
+    :class:`InvalidActionError`. ``action_space.sample()`` draws a valid one.
+
+    ## Observation Space
+
+    A ``Dict`` of fixed-shape float32 arrays, documented column by column in
+    :mod:`envs.encoder`: ``tasks`` (M.tasks x 16), ``task_mask``, ``edges``
+    (M.edges x 2 window-row pairs, parent -> child), ``edge_mask``,
+    ``devices`` (M.devices x 12 telemetry and speed features),
+    ``device_mask``, ``queue`` (6 global features). Durations are
+    ``log1p(seconds / scale)`` with ``scale`` the episode's mean GPU-task
+    work; the rest are fractions, flags or ``log1p`` counts. The encoder is a
+    plain function of the cluster view, the same one the live scheduler uses.
+
+    ## Rewards
+
+    Chosen by ``reward``, each normalised by a lower bound so returns are
+    ratios of order 1 whatever the workload's time scale:
+
+    * ``jct``: minus the time-integral of the number of jobs in the system
+      (as in Decima), over the sum of the jobs' critical paths; the return is
+      minus average JCT over its lower bound.
+    * ``weighted_jct``: the same with each job weighted by its priority.
+    * ``makespan``: minus the elapsed time over the makespan lower bound;
+      the return is minus makespan over its lower bound.
+
+    ## Starting State
+
+    ``reset(seed=...)`` draws from ``self.np_random`` only: the workload
+    sample (an instance of the SPEC, or a new synthetic draw), the arrival
+    times (all at 0 for ``batch``; a Poisson stream of all the SPEC's jobs at
+    offered ``load`` for ``poisson``) and the perturbations' seed. The first
+    observation is the first decision point.
+
+    ## Episode End
+
+    Terminates when every task has finished; the final ``info`` holds
+    ``makespan``, ``avg_jct``, ``weighted_jct``, ``lower_bound`` and
+    ``jct_lower_bound``. There is no truncation: every decision point has a
+    valid action and every episode ends.
+
+    ## Arguments
+
+    :param workload: workload SPEC (``stg:PATH``, ``wfcommons:PATH``,
+        ``jobs:PATH``, ``synthetic:NAME?...``)
+    :param pool: pool SPEC (``identical:N``, ``preset:NAME``, ``file:PATH``)
+    :param arrivals: ``batch`` or ``poisson``
+    :param load: offered load of ``poisson`` arrivals
+    :param reward: ``jct``, ``weighted_jct`` or ``makespan``
+    :param perturb: ``none``, ``all`` or a list of ``throttle,external,failures``
+    :param max_tasks: task window rows (``M.tasks``)
+    :param max_ready: ready slots in the action space (``M.ready``)
+    :param max_devices: device rows (``M.devices``); the pool must fit
+    :param max_edges: edge rows (``M.edges``)
+    :param seed: seed of the first ``reset()`` when it is given none
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, workload: str, pool: str, arrivals: str = "batch", load: float = 0.85,
+                 reward: str = "jct", perturb: str = "none", max_tasks: int = 64,
+                 max_ready: int = 16, max_devices: int = 8, max_edges: int = 256,
+                 seed: int | None = None) -> None:
+        if arrivals not in ("batch", "poisson"):
+            raise ValueError(f"arrivals must be 'batch' or 'poisson', not {arrivals!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {reward!r}")
+        self.source = resolve_workload(workload)
+        self.pool = resolve_pool(pool)
+        self.maxima = Maxima(max_tasks, max_ready, max_devices, max_edges)
+        if len(self.pool) > max_devices:
+            raise ValueError(f"pool {pool} has {len(self.pool)} devices but max_devices is "
+                             f"{max_devices}: raise max_devices")
+        self.workload_spec, self.pool_spec = workload, pool
+        self.arrivals, self.load, self.reward_name = arrivals, load, reward
+        self.perturbations = Perturbations.parse(perturb)
+        self._first_seed = seed
+        m = self.maxima
+        bound = FEATURE_BOUND
+        self.observation_space = spaces.Dict({
+            "tasks": spaces.Box(-bound, bound, (m.tasks, TASK_FEATURES), np.float32),
+            "task_mask": spaces.Box(0.0, 1.0, (m.tasks,), np.float32),
+            "edges": spaces.Box(0.0, float(m.tasks - 1), (m.edges, 2), np.float32),
+            "edge_mask": spaces.Box(0.0, 1.0, (m.edges,), np.float32),
+            "devices": spaces.Box(-bound, bound, (m.devices, DEVICE_FEATURES), np.float32),
+            "device_mask": spaces.Box(0.0, 1.0, (m.devices,), np.float32),
+            "queue": spaces.Box(-bound, bound, (QUEUE_FEATURES,), np.float32),
+        })
+        self.action_space = MaskedDiscrete(m.n_actions)
+        self.action_space.bind(self.action_masks)
+        self.sim: Simulator | None = None
+        self._view: ClusterView | None = None
+        self._enc: Encoding | None = None
+        self._mask = np.zeros(m.n_actions, dtype=bool)
+
+    # ------------------------------------------------------------------ API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is None and self._first_seed is not None and self.sim is None:
+            seed = self._first_seed
+        super().reset(seed=seed)
+        rng = self.np_random
+        instances = self.source.instances(int(rng.integers(2**31)))
+        if self.arrivals == "batch":
+            instance = batch(instances[int(rng.integers(len(instances)))])
+        else:
+            instance = online(instances, self.pool, self.load, rng, source=self.workload_spec)
+        validate_fits(instance, self.pool.max_memory, self.pool.name)
+        self.instance = instance
+        self.sim = Simulator(instance, self.pool, int(rng.integers(2**31)), self.perturbations)
+        self.statics = EpisodeStatics(self.sim.table, self.pool)
+        self.meter = RewardMeter(self.reward_name, self.sim.table, self.pool)
+        self._last_time: float | None = None
+        view = self.sim.reset()
+        self._set_view(view)
+        return self._obs(), {}
+
+    def step(self, action):
+        if self._view is None:
+            raise RuntimeError("the episode is over (or never began): call reset()")
+        a = int(action)
+        if not 0 <= a < self.maxima.n_actions or not self._mask[a]:
+            raise InvalidActionError(self._explain(a))
+        before = self._view.time
+        if a == self.maxima.n_actions - 1:
+            placements: list[Placement] = []
+        else:
+            slot, device = divmod(a, self.maxima.devices)
+            placements = [Placement(int(self._enc.window[slot]), device)]
+        self._last_time = before
+        view = self.sim.step(placements)
+        after = view.time if view is not None else self.sim.now
+        reward = self.meter.reward(before, after, self.sim.job_finish)
+        self._set_view(view)
+        info: dict[str, Any] = {}
+        terminated = view is None
+        if terminated:
+            m = measure(self.sim.result())
+            info = {"makespan": m.makespan, "avg_jct": m.avg_jct, "weighted_jct": m.weighted_jct,
+                    "lower_bound": m.lower_bound, "jct_lower_bound": m.jct_lower_bound}
+        return self._obs(), reward, terminated, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """The valid actions now (a copy), for MaskablePPO and random agents."""
+        return self._mask.copy()
+
+    @property
+    def view(self) -> ClusterView | None:
+        """The cluster view of the current decision point (``None`` at the end)."""
+        return self._view
+
+    def action_for(self, placement: Placement | None) -> int:
+        """The action that makes ``placement`` (``None``: wait); raises if the
+        task is not in a ready slot."""
+        if placement is None:
+            return self.maxima.n_actions - 1
+        slots = [int(t) for t in self._enc.window[:self._enc.n_slots]]
+        if placement.task not in slots:
+            raise InvalidActionError(f"task {placement.task} is not in a ready slot "
+                                     f"(slots hold {slots})")
+        return slots.index(placement.task) * self.maxima.devices + placement.device
+
+    # ------------------------------------------------------------------ internals
+    def _set_view(self, view: ClusterView | None) -> None:
+        self._view = view
+        if view is None:
+            self._enc = None
+            self._mask = np.zeros(self.maxima.n_actions, dtype=bool)
+            self._mask[-1] = True  # a harmless placeholder after the end
+            return
+        self._enc = encode(view, self.statics, self.maxima, self._last_time)
+        self._mask = action_mask(view, self._enc, self.maxima)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        if self._enc is None:
+            return empty_observation(self.maxima)
+        return self._enc.obs
+
+    def _explain(self, a: int) -> str:
+        m = self.maxima
+        if not 0 <= a < m.n_actions:
+            return f"action {a} is outside Discrete({m.n_actions})"
+        if a == m.n_actions - 1:
+            return "wait is not allowed while nothing runs (it would never end); place a task"
+        slot, device = divmod(a, m.devices)
+        if slot >= self._enc.n_slots:
+            return (f"action {a} places ready slot {slot}, but only {self._enc.n_slots} slot(s) "
+                    "hold a ready task; use env.action_masks()")
+        if device >= len(self._view.devices):
+            return f"action {a} places on device {device}, but the pool has {len(self._view.devices)}"
+        task = int(self._enc.window[slot])
+        dev = self._view.devices[device]
+        if not dev.healthy:
+            return f"action {a} places on device {device}, which is not healthy"
+        return (f"action {a} places a task needing {self._view.table.memory[task]:.2f} GiB on "
+                f"device {device}, which has {dev.memory_free:.2f} GiB free")

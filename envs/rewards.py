@@ -1,0 +1,45 @@
+"""Rewards, each normalised by a lower bound so that returns are ratios.
+
+The time-integral of the jobs in the system over ``[t0, t1]`` is the sum,
+over jobs, of the overlap of ``[arrival, finish]`` with that interval; summed
+over an episode it is the sum of job completion times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlsched.metrics import critical_paths, makespan_lower_bound
+from rlsched.pool import Pool
+from rlsched.table import WorkloadTable
+
+REWARDS = ("jct", "weighted_jct", "makespan")
+
+
+class RewardMeter:
+    """Turns the simulator's progress between two decisions into a reward.
+
+    :param name: one of :data:`REWARDS`
+    """
+
+    def __init__(self, name: str, table: WorkloadTable, pool: Pool) -> None:
+        self.name = name
+        self.arrival = np.array([j.arrival for j in table.jobs])
+        cps = np.array(critical_paths(table, pool))
+        if name == "weighted_jct":
+            self.weight = np.array([j.priority for j in table.jobs])
+        else:
+            self.weight = np.ones(len(table.jobs))
+        if name == "makespan":
+            self.norm = max(makespan_lower_bound(table, pool), 1e-9)
+        else:
+            self.norm = max(float((self.weight * cps).sum()), 1e-9)
+
+    def reward(self, t0: float, t1: float, job_finish: list[float]) -> float:
+        if t1 <= t0:
+            return 0.0
+        if self.name == "makespan":
+            return -(t1 - t0) / self.norm
+        finish = np.nan_to_num(np.asarray(job_finish), nan=np.inf)
+        overlap = np.minimum(finish, t1) - np.maximum(self.arrival, t0)
+        return -float((self.weight * np.clip(overlap, 0.0, None)).sum()) / self.norm

@@ -1,0 +1,204 @@
+"""The Gymnasium environment: its contract with Gymnasium, SB3 and our simulator."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+import envs
+from envs import DagSchedulingEnv, InvalidActionError
+from envs.encoder import DEVICE_FEATURES, TASK_FEATURES
+from rlsched.evaluate import run_episode
+from rlsched.metrics import measure
+from rlsched.perturbations import THROTTLE
+from rlsched.schedulers import make_scheduler
+from rlsched.view import Placement
+from tests.conftest import ROOT, STG, WFCOMMONS, check_schedule
+
+SOURCES = {
+    "stg": f"stg:{STG / '50'}",
+    "wfcommons": f"wfcommons:{WFCOMMONS}",
+    "jobs": f"jobs:{ROOT / 'examples' / 'jobs'}",
+    "synthetic": "synthetic:mixed?jobs=3",
+}
+POOLS = ["identical:2", "preset:workstation-4", "identical:8"]
+# SB3 notes that graph arrays are neither images nor vectors: expected, we
+# strip the padding in our own features extractor.
+EXPECTED_WARNINGS = ("unconventional shape",)
+
+
+def play_random(env: DagSchedulingEnv, seed: int):
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    observations, rewards = [obs], []
+    done = False
+    while not done:
+        mask = env.action_masks()
+        assert mask.any()
+        obs, reward, done, truncated, info = env.step(env.action_space.sample())
+        assert not truncated
+        observations.append(obs)
+        rewards.append(reward)
+    return observations, rewards, info
+
+
+def test_import_registers_the_env_and_make_needs_only_workload_and_pool():
+    env = gymnasium.make(envs.ENV_ID, workload=SOURCES["stg"], pool="identical:4")
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert env.action_space.n == 16 * 8 + 1
+
+
+@pytest.mark.parametrize("reward", ["jct", "makespan", "weighted_jct"])
+def test_both_env_checkers_pass(reward):
+    env = gymnasium.make(envs.ENV_ID, workload=SOURCES["stg"], pool="identical:4",
+                         reward=reward).unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym_check_env(env)
+        sb3_check_env(env)
+    unexpected = [str(w.message) for w in caught
+                  if not any(e in str(w.message) for e in EXPECTED_WARNINGS)]
+    assert unexpected == []
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_random_masked_episodes_never_crash_and_keep_the_invariants(source, pool):
+    # 4 sources x 3 pools x 3 seeds x 6 episodes = 216 episodes
+    arrivals = "poisson" if source == "synthetic" else "batch"
+    env = DagSchedulingEnv(SOURCES[source], pool, arrivals=arrivals, perturb="all")
+    for seed in range(3):
+        for episode in range(6):
+            observations, rewards, info = play_random(env, 100 * seed + episode)
+            for obs in observations[::7]:
+                assert env.observation_space.contains(obs)
+            result = env.sim.result()
+            m = measure(result)
+            check_schedule(env.pool, result, m)
+            assert info["makespan"] == pytest.approx(m.makespan)
+
+
+def test_the_same_seed_gives_the_same_observations_and_returns():
+    env = DagSchedulingEnv(SOURCES["synthetic"], "preset:workstation-4", arrivals="poisson",
+                           perturb="all")
+    obs_a, rew_a, _ = play_random(env, 42)
+    obs_b, rew_b, _ = play_random(env, 42)
+    obs_c, rew_c, _ = play_random(env, 43)
+    assert rew_a == rew_b and rew_a != rew_c
+    assert len(obs_a) == len(obs_b)
+    for a, b in zip(obs_a, obs_b):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("spec,pool", [(f"stg:{STG / '50' / 'rand0007.stg'}", "identical:4"),
+                                       (f"wfcommons:{WFCOMMONS / 'sarek-dirt02-001.json'}",
+                                        "preset:workstation-4")])
+def test_following_heft_in_the_env_reaches_heft_makespan(spec, pool):
+    env = DagSchedulingEnv(spec, pool, max_tasks=64, max_ready=64)
+    env.reset(seed=0)
+    heft = make_scheduler("heft")
+    heft.reset(env.sim.seed)
+    done = False
+    while not done:
+        placements = heft.decide(env.view)
+        action = env.action_for(placements[0] if placements else None)
+        _, _, done, _, info = env.step(action)
+    direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed))
+    assert info["makespan"] == pytest.approx(direct.makespan, rel=1e-12)
+
+
+def test_the_jct_return_is_minus_average_jct_over_its_lower_bound():
+    env = DagSchedulingEnv(SOURCES["wfcommons"], "preset:workstation-4", arrivals="poisson",
+                           perturb="all")
+    _, rewards, info = play_random(env, 3)
+    assert sum(rewards) == pytest.approx(-info["avg_jct"] / info["jct_lower_bound"], rel=1e-9)
+    env = DagSchedulingEnv(SOURCES["stg"], "identical:4", reward="makespan")
+    _, rewards, info = play_random(env, 3)
+    assert sum(rewards) == pytest.approx(-info["makespan"] / info["lower_bound"], rel=1e-9)
+
+
+def test_an_invalid_action_raises_a_clear_error():
+    env = DagSchedulingEnv(SOURCES["stg"], "identical:2")
+    env.reset(seed=0)
+    mask = env.action_masks()
+    assert not mask[-1]  # nothing runs yet: waiting would never end
+    with pytest.raises(InvalidActionError, match="wait is not allowed while nothing runs"):
+        env.step(env.action_space.n - 1)
+    invalid_device = 0 * env.maxima.devices + 5  # slot 0 on device 5 of a 2-device pool
+    with pytest.raises(InvalidActionError, match="device 5, but the pool has 2"):
+        env.step(invalid_device)
+    empty_slot = (env.maxima.ready - 1) * env.maxima.devices
+    if not mask[empty_slot]:
+        with pytest.raises(InvalidActionError, match="slot"):
+            env.step(empty_slot)
+    with pytest.raises(InvalidActionError, match="outside"):
+        env.step(10_000)
+
+
+def test_the_mask_allows_exactly_the_placements_the_simulator_accepts():
+    env = DagSchedulingEnv(SOURCES["wfcommons"], "preset:workstation-4", arrivals="poisson",
+                           perturb="all")
+    env.reset(seed=5)
+    env.action_space.seed(5)
+    for _ in range(60):
+        if env.view is None:
+            break
+        mask = env.action_masks()
+        enc, m = env._enc, env.maxima
+        for a in range(m.n_actions - 1):
+            slot, device = divmod(a, m.devices)
+            accepted = slot < enc.n_slots and env.sim.can_place(int(enc.window[slot]), device)
+            assert mask[a] == accepted
+        env.step(env.action_space.sample())
+
+
+def test_works_in_dummy_subproc_and_make_vec_env():
+    kwargs = {"workload": SOURCES["stg"], "pool": "identical:4"}
+    for vec in (DummyVecEnv([lambda: DagSchedulingEnv(**kwargs)] * 2),
+                SubprocVecEnv([lambda: DagSchedulingEnv(**kwargs)] * 2),
+                make_vec_env(envs.ENV_ID, n_envs=2, env_kwargs=kwargs)):
+        obs = vec.reset()
+        assert obs["tasks"].shape == (2, 64, TASK_FEATURES)
+        for _ in range(30):
+            masks = np.array(vec.env_method("action_masks"))
+            actions = [int(np.flatnonzero(m)[0]) for m in masks]
+            obs, rewards, dones, infos = vec.step(np.array(actions))
+        assert obs["devices"].shape == (2, 8, DEVICE_FEATURES)
+        vec.close()
+
+
+def test_a_throttled_device_shows_in_telemetry_before_its_task_finishes_late(tmp_path):
+    jobfile = tmp_path / "probe.yaml"
+    shorts = "\n".join(f"  - {{id: s{i}, estimate: 100}}" for i in range(300))
+    jobfile.write_text(f"name: probe\ntasks:\n  - {{id: long, estimate: 20000}}\n{shorts}\n")
+    env = DagSchedulingEnv(f"jobs:{jobfile}", "identical:2", perturb="throttle", max_ready=4)
+    env.reset(seed=0)
+    first_throttle, _, _ = next(env.perturbations.timeline(env.sim.seed, 0, THROTTLE))
+    assert first_throttle < 20000  # the throttle begins while the long task runs
+    long_task = env.sim.table.task_ids.index(("probe", "long"))
+    env.step(env.action_for(Placement(long_task, 0)))
+    seen_slow_while_running = False
+    while env.view is not None:
+        obs = env._obs()
+        if obs["devices"][0, 6] < 0.99 and long_task in {r.task for r in env.view.running}:
+            seen_slow_while_running = True
+            break
+        slots = env._enc.n_slots
+        idle = [j for j in (1,) if env.view.devices[j].n_tasks == 0]
+        env.step(env.action_for(Placement(int(env._enc.window[0]), idle[0]))
+                 if slots and idle else env.maxima.n_actions - 1)
+    assert seen_slow_while_running
+    while env.view is not None:  # finish the episode: the long task ends late
+        env.step(env.maxima.n_actions - 1 if env.action_masks()[-1]
+                 else int(np.flatnonzero(env.action_masks())[0]))
+    (long_run,) = [a for a in env.sim.result().trace if a.task == long_task and a.ok]
+    assert long_run.end - long_run.start > 20000
