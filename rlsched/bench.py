@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from rlsched.arrivals import batch
@@ -37,3 +38,25 @@ def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int =
         out[f"{name}_decisions_per_s"] = round(best, 1)
     return out
 
+
+
+def bench_search(seconds: float = 2.0, seed: int = 0) -> dict[str, Any]:
+    """Schedules evaluated per second by the genetic algorithm's population
+    decoder: the 50-task STG graph rand0000 on 4 identical devices."""
+    import numpy as np
+
+    from rlsched.search import Budget, SearchProblem, genetic
+    from rlsched.sim import Simulator
+    from rlsched.sources.stg import load_stg
+
+    path = Path(__file__).resolve().parent.parent / "workloads" / "stg" / "50" / "rand0000.stg"
+    (instance,) = load_stg(path)
+    view = Simulator(instance, identical_pool(4)).reset()
+    problem = SearchProblem.from_view(view)
+    keys, devices = problem.seeds(view)
+    t0 = time.perf_counter()
+    result = genetic(problem, keys, devices, np.random.default_rng(seed), Budget(seconds))
+    wall = time.perf_counter() - t0
+    return {"instance": "stg rand0000 (50 tasks)", "pool": "identical:4",
+            "evaluations": result.evaluations, "seconds": round(wall, 3),
+            "evaluations_per_s": round(result.evaluations / wall, 1)}

@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="workload SPEC (repeatable)")
     ev.add_argument("--pool", required=True, metavar="SPEC", help="pool SPEC")
     ev.add_argument("--scheduler", default="fifo,sjf,cp,tetris,heft", metavar="NAME[,NAME...]",
-                    help="schedulers to compare: random, fifo, sjf, cp, tetris, heft "
-                         "(default: %(default)s)")
+                    help="schedulers to compare: random, fifo, sjf, cp, tetris, heft, and the "
+                         "searches ga and sa (default: %(default)s)")
     ev.add_argument("--arrivals", choices=("batch", "poisson"), default="batch",
                     help="batch: every job at time 0, each instance on its own; poisson: all "
                          "jobs of a SPEC as one online stream (default: %(default)s)")
@@ -75,8 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
     ev.add_argument("--seeds", type=int, default=1, help="number of seeds (default: 1)")
     ev.add_argument("--seed-offset", type=int, default=0, help="first seed (default: 0)")
+    ev.add_argument("--search-budget", type=float, default=2.0, metavar="SECONDS",
+                    help="wall-clock seconds per plan of the search schedulers ga and sa "
+                         "(default: %(default)s)")
+    ev.add_argument("--search-evaluations", type=int, metavar="N",
+                    help="schedules evaluated per plan by ga and sa instead of a time budget: "
+                         "deterministic under a seed")
     ev.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
-    ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here")
+    ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here "
+                    "(and convergence.png for ga and sa)")
 
     bench = sub.add_parser("bench", help="benchmarks that print JSON",
                            description="Measure speed; print one JSON object.")
@@ -86,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--devices", type=int, default=8)
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--repeats", type=int, default=3)
+    bq = bsub.add_parser("search", help="schedules evaluated per second by the search decoder")
+    bq.add_argument("--seconds", type=float, default=2.0)
+    bq.add_argument("--seed", type=int, default=0)
     be = bsub.add_parser("env", help="environment steps per second with random masked actions")
     be.add_argument("--episodes", type=int, default=5)
     be.add_argument("--seed", type=int, default=0)
@@ -124,7 +134,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         ev = evaluate(args.workload, args.pool, schedulers, arrivals=args.arrivals,
                       load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
-                      perturb=args.perturb, progress=progress)
+                      perturb=args.perturb, search_budget=args.search_budget,
+                      search_evaluations=args.search_evaluations, progress=progress)
     _print_table(ev)
     if args.json:
         path = Path(args.json)
@@ -178,6 +189,10 @@ def _bench(args: argparse.Namespace) -> int:
         if args.tasks < 10 or args.devices < 1:
             raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
         print(json.dumps(bench_sim(args.tasks, args.devices, args.seed, args.repeats)))
+    elif args.what == "search":
+        from rlsched.bench import bench_search
+
+        print(json.dumps(bench_search(args.seconds, args.seed)))
     elif args.what == "env":
         from envs.bench import bench_env
 

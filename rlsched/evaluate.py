@@ -59,6 +59,9 @@ class Evaluation:
     results: list[EpisodeResult] = field(default_factory=list)
     #: first episode of each scheduler, for Gantt charts
     samples: dict[str, SimResult] = field(default_factory=dict)
+    #: search schedulers' ``(evaluations, best objective)`` per plan of their
+    #: first episode, for convergence charts
+    search_history: dict[str, list[list[tuple[int, float]]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, dict[str, float | None]]:
@@ -143,10 +146,13 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
 
 def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[str], *,
              arrivals: str = "batch", load: float = 0.85, seeds: int = 1,
-             seed_offset: int = 0, perturb: str = "none",
+             seed_offset: int = 0, perturb: str = "none", search_budget: float = 2.0,
+             search_evaluations: int | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
     """Run every scheduler on every episode; see :class:`Evaluation`.
 
+    :param search_budget: seconds per plan of the search schedulers (ga, sa)
+    :param search_evaluations: schedules per plan instead (deterministic)
     :param progress: called as ``progress(done, total, label)`` after each episode
     """
     if arrivals not in ("batch", "poisson"):
@@ -157,7 +163,9 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
         raise InputError("--seeds", f"needs at least one seed, not {seeds}")
     pool = resolve_pool(pool_spec)
     perturbations = Perturbations.parse(perturb)
-    schedulers = [make_scheduler(s) for s in scheduler_specs]
+    if search_budget <= 0 or (search_evaluations is not None and search_evaluations < 1):
+        raise InputError("--search-budget", "the search budget must be positive")
+    schedulers = [make_scheduler(s, search_budget, search_evaluations) for s in scheduler_specs]
     seed_list = list(range(seed_offset, seed_offset + seeds))
     plan = episodes(workload_specs, pool, arrivals, load, seed_list)
     ev = Evaluation(config={
@@ -184,7 +192,11 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
                 deadline_misses=m.deadline_misses, failed_attempts=m.failed_attempts,
                 lower_bound=m.lower_bound, jct_lower_bound=m.jct_lower_bound,
                 optimum=optimum, decisions=result.decisions, wall_s=wall))
-            ev.samples.setdefault(name, result)
+            if name not in ev.samples:
+                ev.samples[name] = result
+                history = getattr(sched, "history", None)
+                if history:
+                    ev.search_history[name] = [list(h) for h in history]
             done += 1
             if progress:
                 progress(done, total, f"{name} on {inst.name} (seed {seed})")

@@ -90,4 +90,32 @@ def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
     paths.append(out / "comparison.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    if ev.search_history:
+        paths.append(convergence(ev, out / "convergence.png"))
     return paths
+
+
+def convergence(ev: Evaluation, path: Path) -> Path:
+    """Best objective against schedules evaluated, for each search scheduler:
+    the first plan of its first episode bold, later plans (rolling horizon)
+    faint, each relative to where it started (the HEFT seed)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    colors = plt.get_cmap("tab10")
+    for i, (name, plans) in enumerate(ev.search_history.items()):
+        for j, history in enumerate(plans):
+            evals = [e for e, _ in history]
+            start = history[0][1] or 1.0
+            best = [b / start for _, b in history]
+            ax.plot(evals, best, color=colors(i), linewidth=1.8 if j == 0 else 0.5,
+                    alpha=1.0 if j == 0 else 0.35, label=name if j == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("schedules evaluated")
+    ax.set_ylabel("best objective / seed's (lower is better)")
+    ax.set_title("search convergence: first episode, every plan (first plan bold)", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

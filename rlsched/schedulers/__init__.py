@@ -12,6 +12,7 @@ from collections.abc import Callable
 from rlsched.errors import InputError
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.schedulers.heft import HeftScheduler
+from rlsched.schedulers.search import AnnealingScheduler, GeneticScheduler
 from rlsched.schedulers.simple import (
     CriticalPathScheduler,
     FifoScheduler,
@@ -27,14 +28,26 @@ SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
     "cp": CriticalPathScheduler,
     "tetris": TetrisScheduler,
     "heft": HeftScheduler,
+    "ga": GeneticScheduler,
+    "sa": AnnealingScheduler,
 }
+
+#: schedulers that take a search budget
+SEARCH_SCHEDULERS = ("ga", "sa")
 
 #: ``prefix -> loader(rest_of_spec)`` for schedulers that live outside the core
 SCHEDULER_PREFIXES: dict[str, Callable[[str], Scheduler]] = {}
 
 
-def make_scheduler(spec: str) -> Scheduler:
-    """A fresh scheduler for a name (``heft``) or a prefixed spec (``rl:PATH``)."""
+def make_scheduler(spec: str, search_budget: float = 2.0,
+                   search_evaluations: int | None = None) -> Scheduler:
+    """A fresh scheduler for a name (``heft``) or a prefixed spec (``rl:PATH``).
+
+    :param search_budget: seconds per plan of the search schedulers (ga, sa)
+    :param search_evaluations: schedules per plan instead (deterministic)
+    """
+    if spec in SEARCH_SCHEDULERS:
+        return SCHEDULERS[spec](search_budget, search_evaluations)
     if spec in SCHEDULERS:
         return SCHEDULERS[spec]()
     prefix, sep, rest = spec.partition(":")

@@ -1,0 +1,125 @@
+"""Schedulers that plan ahead and then follow their plan.
+
+A *plan* gives every unstarted task of the arrived jobs a device and a start
+time. Following it, each idle device runs its planned tasks in planned order,
+and fills a gap with a later ready task only where that task ends before the
+next planned start; so on exact runtimes execution never finishes later than
+the plan. The plan is redrawn when the world changes in a way it did not
+foresee: a job arrives, a device fails or returns, a device's clock changes
+(throttling), or memory is taken from outside.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+
+from rlsched.schedulers.base import Scheduler
+from rlsched.view import ClusterView, Placement, TaskState
+
+_READY = int(TaskState.READY)
+_UNSTARTED = (int(TaskState.BLOCKED), int(TaskState.READY))
+
+
+@dataclass
+class Plan:
+    """Where and when each planned task starts.
+
+    :param device: planned device of each task
+    :param start: planned start time of each task
+    :param duration: planned runtime of each task
+    :param priority: urgency of each task, for the stall fallback (higher first)
+    """
+
+    device: dict[int, int] = field(default_factory=dict)
+    start: dict[int, float] = field(default_factory=dict)
+    duration: dict[int, float] = field(default_factory=dict)
+    priority: dict[int, float] = field(default_factory=dict)
+
+    def queues(self, n_devices: int) -> list[list[int]]:
+        """Each device's planned tasks in order of planned start."""
+        out: list[list[tuple[float, int]]] = [[] for _ in range(n_devices)]
+        for t, d in self.device.items():
+            out[d].append((self.start[t], t))
+        return [[t for _, t in sorted(q)] for q in out]
+
+
+class PlanScheduler(Scheduler):
+    """Draw a plan with :meth:`make_plan`, follow it, redraw it on change."""
+
+    def reset(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._key: tuple | None = None
+        self._table = None
+        self.plans = 0
+
+    @abstractmethod
+    def make_plan(self, view: ClusterView) -> Plan:
+        """A plan for every unstarted task of the arrived jobs of ``view``."""
+
+    def _replan(self, view: ClusterView) -> None:
+        self.plans += 1
+        self.plan = self.make_plan(view)
+        self._queues = self.plan.queues(len(view.devices))
+        self._key, self._table = world_key(view), view.table
+
+    def _decide(self, view: ClusterView) -> list[Placement]:
+        if view.table is not self._table or world_key(view) != self._key:
+            self._replan(view)
+        state, memory = view.task_state, view.table.memory
+        out = []
+        for dev in view.devices:
+            if not dev.healthy or dev.n_tasks:
+                continue
+            queue = self._queues[dev.index]
+            while queue and state[queue[0]] not in _UNSTARTED:
+                queue.pop(0)
+            if not queue:
+                continue
+            head = queue[0]
+            chosen = None
+            if state[head] == _READY:
+                chosen = head if memory[head] <= dev.memory_free + 1e-9 else None
+            else:
+                limit = self.plan.start[head] - view.time
+                for t in queue[1:]:
+                    if (state[t] == _READY and self.plan.duration[t] <= limit + 1e-9
+                            and memory[t] <= dev.memory_free + 1e-9):
+                        chosen = t
+                        break
+            if chosen is not None:
+                # the queue is left as it is: a caller may apply only some of
+                # these placements, and started tasks drop out lazily above
+                out.append(Placement(chosen, dev.index))
+        if not out and not view.running:
+            return self._unstick(view)
+        return out
+
+    def _unstick(self, view: ClusterView) -> list[Placement]:
+        """Nothing runs and the plan waits for a task that cannot start (its
+        device is taken by memory from outside): start the most urgent ready
+        task that fits anywhere, where it would run fastest."""
+        fitting = [(t, d.index) for t in view.ready for d in view.devices
+                   if view.fits(t, d.index)]
+        if not fitting:
+            return []
+        t = max({t for t, _ in fitting}, key=lambda t: (self.plan.priority.get(t, 0.0), -t))
+        devices = [d for u, d in fitting if u == t]
+        return [Placement(t, min(devices, key=lambda d: view.nominal_runtime(t, d)))]
+
+
+def world_key(view: ClusterView) -> tuple:
+    """What, when it changes, makes a plan stale."""
+    memory = view.table.memory
+    ours = [0.0] * len(view.devices)
+    for r in view.running:
+        if r.device >= 0:
+            ours[r.device] += memory[r.task]
+    return (view.n_arrived,
+            tuple((d.healthy, round(d.clock_ratio, 2), round(d.memory_used - ours[d.index], 1))
+                  for d in view.devices))
+
+
+def planned_cost(view: ClusterView, task: int, device: int) -> float:
+    """Runtime of ``task`` on ``device`` at its nominal speed and current clock."""
+    return view.nominal_runtime(task, device) / (view.devices[device].clock_ratio or 1.0)

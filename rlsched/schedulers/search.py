@@ -1,0 +1,60 @@
+"""``ga`` and ``sa``: schedulers that search for a plan, then follow it.
+
+On each plan (at the start, and on a rolling horizon: whenever a job arrives
+or the world changes) they search over the unstarted tasks' priority keys and
+devices within a budget, seeded with HEFT, and follow the best plan found
+(see :mod:`rlsched.search` and :mod:`rlsched.schedulers.plan`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import rlsched.search as engine  # a module import: the engine imports schedulers too
+from rlsched.schedulers.plan import Plan, PlanScheduler
+from rlsched.view import ClusterView
+
+DEFAULT_BUDGET_S = 2.0
+
+
+class SearchScheduler(PlanScheduler):
+    """Plans by a search algorithm of :data:`rlsched.search.ALGORITHMS`.
+
+    :param budget_s: wall-clock seconds per plan
+    :param evaluations: schedules evaluated per plan instead of a time budget
+        (deterministic: same seed, same schedule)
+    """
+
+    algorithm = "ga"
+
+    def __init__(self, budget_s: float = DEFAULT_BUDGET_S, evaluations: int | None = None) -> None:
+        self.budget = engine.Budget(budget_s, evaluations)
+        #: ``(evaluations, best objective)`` of every plan of the episode
+        self.history: list[list[tuple[int, float]]] = []
+        self.reset(0)
+
+    def reset(self, seed: int = 0) -> None:
+        super().reset(seed)
+        self.rng = np.random.default_rng([seed, 3])
+        self.history = []
+
+    def make_plan(self, view: ClusterView) -> Plan:
+        problem = engine.SearchProblem.from_view(view)
+        if problem.n_tasks == 0:
+            return Plan()
+        seed_keys, seed_dev = problem.seeds(view)
+        result = engine.ALGORITHMS[self.algorithm](problem, seed_keys, seed_dev, self.rng, self.budget)
+        self.history.append(result.history)
+        return problem.to_plan(result.keys, result.device)
+
+
+class GeneticScheduler(SearchScheduler):
+    """Genetic algorithm over priority keys and devices, seeded with HEFT."""
+
+    name = algorithm = "ga"
+
+
+class AnnealingScheduler(SearchScheduler):
+    """Simulated annealing over priority keys and devices, seeded with HEFT."""
+
+    name = algorithm = "sa"
