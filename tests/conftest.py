@@ -16,9 +16,14 @@ STG = WORKLOADS / "stg"
 WFCOMMONS = WORKLOADS / "wfcommons"
 
 
+SEARCH_EVALUATIONS = 100
+
+
 def simulate(instance, pool, scheduler="fifo", seed=0, perturbations=None):
     """Run one episode; return ``(SimResult, Metrics)``."""
-    result = run_episode(instance, pool, make_scheduler(scheduler), seed, perturbations)
+    # the search schedulers get a budget counted in schedules: fast and deterministic
+    sched = make_scheduler(scheduler, search_evaluations=SEARCH_EVALUATIONS)
+    result = run_episode(instance, pool, sched, seed, perturbations)
     return result, measure(result)
 
 
