@@ -89,7 +89,8 @@ class DagSchedulingEnv(gym.Env):
     ## Observation Space
 
     A ``Dict`` of fixed-shape float32 arrays, documented column by column in
-    :mod:`envs.encoder`: ``tasks`` (M.tasks x 16), ``task_mask``, ``edges``
+    :mod:`envs.encoder`: ``tasks`` (M.tasks x 16), ``task_mask``, ``task_job``
+    (window-local job slot of each row), ``edges``
     (M.edges x 2 window-row pairs, parent -> child), ``edge_mask``,
     ``devices`` (M.devices x 12 telemetry and speed features),
     ``device_mask``, ``queue`` (6 global features). Durations are
@@ -165,6 +166,7 @@ class DagSchedulingEnv(gym.Env):
         self.observation_space = spaces.Dict({
             "tasks": spaces.Box(-bound, bound, (m.tasks, TASK_FEATURES), np.float32),
             "task_mask": spaces.Box(0.0, 1.0, (m.tasks,), np.float32),
+            "task_job": spaces.Box(0.0, float(m.tasks - 1), (m.tasks,), np.float32),
             "edges": spaces.Box(0.0, float(m.tasks - 1), (m.edges, 2), np.float32),
             "edge_mask": spaces.Box(0.0, 1.0, (m.edges,), np.float32),
             "devices": spaces.Box(-bound, bound, (m.devices, DEVICE_FEATURES), np.float32),

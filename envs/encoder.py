@@ -39,6 +39,9 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
 
 ``task_mask`` (M.tasks): 1 for a filled row.
 
+``task_job`` (M.tasks): the row's job as a window-local slot (0, 1, ... in
+    order of first appearance), so a policy can sum over each job's tasks.
+
 ``edges`` (M.edges x 2) and ``edge_mask`` (M.edges): parent -> child pairs
     of window rows, as floats. An edge list rather than an adjacency matrix:
     it stays small in rollout buffers (2 x 256 numbers against 64 x 64) and
@@ -79,7 +82,7 @@ from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, TaskState
 
-ENCODER_VERSION = 1
+ENCODER_VERSION = 2
 TASK_FEATURES = 16
 DEVICE_FEATURES = 12
 QUEUE_FEATURES = 6
@@ -157,6 +160,7 @@ def empty_observation(m: Maxima) -> dict[str, np.ndarray]:
     return {
         "tasks": np.zeros((m.tasks, TASK_FEATURES), np.float32),
         "task_mask": np.zeros(m.tasks, np.float32),
+        "task_job": np.zeros(m.tasks, np.float32),
         "edges": np.zeros((m.edges, 2), np.float32),
         "edge_mask": np.zeros(m.edges, np.float32),
         "devices": np.zeros((m.devices, DEVICE_FEATURES), np.float32),
@@ -224,6 +228,10 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     f[:n, 14] = np.log1p(pending[window])
     f[:n, 15] = ~st.gpu[window]
     obs["task_mask"][:n] = 1.0
+    if n:
+        _, first, inverse = np.unique(jobs, return_index=True, return_inverse=True)
+        slot_of = np.argsort(np.argsort(first))  # slots in order of first appearance
+        obs["task_job"][:n] = slot_of[inverse]
 
     # expected time left of running tasks, and when each device frees
     clock = np.array([d.clock_ratio or 1.0 for d in view.devices])

@@ -85,6 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here "
                     "(and convergence.png for ga and sa)")
 
+    tr = sub.add_parser(
+        "train", help="train a scheduling policy (imitation, then MaskablePPO)",
+        description="Train a GNN (or MLP) policy with MaskablePPO on a simulated pool: "
+                    "behaviour cloning of a teacher heuristic first, then PPO. Watch it with "
+                    "'tensorboard --logdir runs'; checkpoints and their cards go to "
+                    "checkpoints/NAME/ (best.zip is the best on validation).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  rlsched train --config configs/quick.yaml\n"
+               "  rlsched train --config configs/default.yaml\n"
+               "  rlsched train --config configs/default.yaml --resume "
+               "checkpoints/default/latest.zip --steps 100000")
+    tr.add_argument("--config", required=True, metavar="PATH", help="YAML training config")
+    tr.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    tr.add_argument("--steps", type=int, help="override total_steps")
+    tr.add_argument("--seed", type=int, help="override the seed")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     bench = sub.add_parser("bench", help="benchmarks that print JSON",
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
@@ -96,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     bq = bsub.add_parser("search", help="schedules evaluated per second by the search decoder")
     bq.add_argument("--seconds", type=float, default=2.0)
     bq.add_argument("--seed", type=int, default=0)
+    bp = bsub.add_parser("policy", help="decision latency of a policy on a 100-task view")
+    bp.add_argument("--checkpoint", default="checkpoints/default.zip")
+    bp.add_argument("--decisions", type=int, default=300)
     be = bsub.add_parser("env", help="environment steps per second with random masked actions")
     be.add_argument("--episodes", type=int, default=5)
     be.add_argument("--seed", type=int, default=0)
@@ -110,9 +130,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "train":
+            return _train(args)
     except InputError as e:
         print(f"rlsched: error: {e}", file=sys.stderr)
         return EXIT_INPUT
+    return 0
+
+
+def _uses_rl(specs: list[str]) -> None:
+    """Register the ``rl:`` prefix (and import torch) only when asked for."""
+    if any(s.startswith("rl:") for s in specs):
+        import agents  # noqa: F401
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from agents.train import TrainConfig, train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.steps is not None:
+        cfg = replace(cfg, total_steps=args.steps)
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    final = train(cfg, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps({"name": cfg.name, "checkpoints": f"{cfg.checkpoints_dir}/{cfg.name}/",
+                      "runs": f"{cfg.runs_dir}/{cfg.name}/", **final}))
     return 0
 
 
@@ -124,6 +168,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     schedulers = [s.strip() for s in args.scheduler.split(",") if s.strip()]
+    _uses_rl(schedulers)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as bar:
@@ -193,6 +238,10 @@ def _bench(args: argparse.Namespace) -> int:
         from rlsched.bench import bench_search
 
         print(json.dumps(bench_search(args.seconds, args.seed)))
+    elif args.what == "policy":
+        from agents.bench import bench_policy
+
+        print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
     elif args.what == "env":
         from envs.bench import bench_env
 

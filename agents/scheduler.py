@@ -1,0 +1,92 @@
+"""A trained checkpoint as a :class:`rlsched.schedulers.Scheduler`.
+
+The policy sees live or simulated views through the same encoder it trained
+with (:func:`envs.encoder.encode`); the checkpoint's card says which encoder
+version and maxima that was, and a mismatch is refused with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from envs.encoder import ENCODER_VERSION, EpisodeStatics, Maxima, action_mask, encode
+from rlsched.errors import InputError
+from rlsched.schedulers import Scheduler
+from rlsched.view import ClusterView, Placement
+
+
+def card_path(checkpoint: str | Path) -> Path:
+    return Path(checkpoint).with_suffix(".json")
+
+
+def read_card(checkpoint: str | Path) -> dict[str, Any]:
+    """The card beside a checkpoint; :class:`InputError` if missing or corrupt."""
+    path = card_path(checkpoint)
+    if not Path(checkpoint).is_file():
+        raise InputError(str(checkpoint), "no such checkpoint file")
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(str(checkpoint), f"has no card {path.name} beside it") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(str(path), f"corrupt checkpoint card ({e})") from None
+    if not isinstance(card, dict) or "encoder_version" not in card or "maxima" not in card:
+        raise InputError(str(path), "not a checkpoint card (needs encoder_version and maxima)")
+    if card["encoder_version"] != ENCODER_VERSION:
+        raise InputError(str(checkpoint), f"was trained with encoder version "
+                         f"{card['encoder_version']}, this rlsched encodes version "
+                         f"{ENCODER_VERSION}: retrain it (rlsched train)")
+    return card
+
+
+class RLScheduler(Scheduler):
+    """Places one task per call where the policy's most likely valid action says.
+
+    :param checkpoint: path of a ``.zip`` saved by ``rlsched train``
+    :param deterministic: take the most likely action (else sample)
+    """
+
+    def __init__(self, checkpoint: str | Path, deterministic: bool = True) -> None:
+        from sb3_contrib import MaskablePPO
+
+        self.card = read_card(checkpoint)
+        self.maxima = Maxima(**self.card["maxima"])
+        self.name = f"rl:{checkpoint}"
+        try:
+            self.model = MaskablePPO.load(str(checkpoint), device="cpu")
+        except Exception as e:  # a zip that SB3 cannot read, whatever the reason
+            raise InputError(str(checkpoint), f"cannot load the checkpoint ({e})") from None
+        expected = self.model.observation_space["tasks"].shape[0]
+        if expected != self.maxima.tasks or self.model.action_space.n != self.maxima.n_actions:
+            raise InputError(str(checkpoint), "the card's maxima do not match the policy's "
+                             "spaces: the card belongs to another checkpoint")
+        self.deterministic = deterministic
+        self.reset(0)
+
+    def reset(self, seed: int = 0) -> None:
+        self._statics: EpisodeStatics | None = None
+        self._last_time: float | None = None
+
+    def _decide(self, view: ClusterView) -> list[Placement]:
+        if len(view.devices) > self.maxima.devices:
+            raise InputError(self.name, f"the pool has {len(view.devices)} devices; this policy "
+                             f"was built for at most {self.maxima.devices}")
+        st = self._statics
+        if st is None or st.table is not view.table or st.pool is not view.pool:
+            st = self._statics = EpisodeStatics(view.table, view.pool)
+        enc = encode(view, st, self.maxima, self._last_time)
+        mask = action_mask(view, enc, self.maxima)
+        self._last_time = view.time
+        if not mask[:-1].any():
+            return []
+        action, _ = self.model.predict(enc.obs, action_masks=mask,
+                                       deterministic=self.deterministic)
+        a = int(np.asarray(action).reshape(-1)[0])
+        if a == self.maxima.n_actions - 1:
+            return []
+        slot, device = divmod(a, self.maxima.devices)
+        return [Placement(int(enc.window[slot]), device)]

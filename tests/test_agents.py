@@ -1,0 +1,126 @@
+"""The learned policy: trains end to end on a tiny budget, is logged, saved,
+reloaded identically, and runs as a scheduler on pools of other sizes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import MaskablePPO
+
+from agents.gnn import GnnMaskablePolicy
+from agents.scheduler import RLScheduler
+from agents.train import TrainConfig, make_env, train
+from rlsched.evaluate import evaluate
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"),
+                  runs_dir=str(tmp / "runs"), checkpoints_dir=str(tmp / "checkpoints"))
+    final = train(cfg, progress=False)
+    return cfg, tmp, final
+
+
+def test_the_quick_config_trains_logs_and_saves(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, tmp, final = trained
+    assert final["val_avg_jct"] > 0 and final["val_ratio_to_best_heuristic"] > 0
+    events = EventAccumulator(str(tmp / "runs" / cfg.name))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"charts/val_avg_jct", "charts/val_ratio_to_best_heuristic",
+            "charts/bc_loss"} <= scalars
+    assert any(t.startswith("train/") for t in scalars)
+    for name in ("best", "final", "latest"):
+        card = json.loads((tmp / "checkpoints" / cfg.name / f"{name}.json").read_text())
+        assert card["maxima"] == {"tasks": 64, "ready": 16, "devices": 8, "edges": 256}
+        assert card["config"]["name"] == "quick" and card["encoder_version"] >= 1
+
+
+def test_a_reloaded_policy_acts_identically(trained):
+    cfg, tmp, _ = trained
+    path = tmp / "checkpoints" / cfg.name / "final.zip"
+    env = make_env(cfg)
+    obs, _ = env.reset(seed=9)
+    mask = env.action_masks()
+    a = MaskablePPO.load(str(path), device="cpu")
+    b = MaskablePPO.load(str(path), device="cpu")
+    for model in (a, b):
+        assert isinstance(model.policy, GnnMaskablePolicy)
+    obs_t, _ = a.policy.obs_to_tensor(obs)
+    with torch.no_grad():
+        pa = a.policy.get_distribution(obs_t, action_masks=mask).distribution.probs
+        pb = b.policy.get_distribution(obs_t, action_masks=mask).distribution.probs
+    assert torch.equal(pa, pb)
+    assert a.predict(obs, action_masks=mask, deterministic=True)[0] == \
+        b.predict(obs, action_masks=mask, deterministic=True)[0]
+
+
+@pytest.mark.parametrize("pool", ["identical:2", "preset:workstation-4", "identical:8"])
+def test_one_set_of_weights_schedules_pools_of_any_size(trained, pool):
+    cfg, tmp, _ = trained
+    spec = f"rl:{tmp / 'checkpoints' / cfg.name / 'final.zip'}"
+    import agents  # noqa: F401  registers rl:
+
+    ev = evaluate(["synthetic:mixed?jobs=3"], pool, [spec, "fifo"], arrivals="poisson",
+                  perturb="all")
+    rl = next(r for r in ev.results if r.scheduler == spec)
+    assert rl.makespan >= rl.lower_bound - 1e-6 and rl.decisions > 0
+
+
+def test_checkpoints_that_do_not_match_fail_with_one_line(trained, tmp_path):
+    cfg, tmp, _ = trained
+    src = tmp / "checkpoints" / cfg.name / "final.zip"
+    stale = tmp_path / "stale.zip"
+    shutil.copy(src, stale)
+    card = json.loads(src.with_suffix(".json").read_text())
+    card["encoder_version"] = 0
+    stale.with_suffix(".json").write_text(json.dumps(card))
+    nocard = tmp_path / "nocard.zip"
+    shutil.copy(src, nocard)
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"not a zip")
+    corrupt.with_suffix(".json").write_text(src.with_suffix(".json").read_text())
+    for path, needle in ((stale, "encoder version 0"), (nocard, "has no card"),
+                         (corrupt, "cannot load the checkpoint")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "rlsched", "evaluate", "--workload", "synthetic:sweep",
+             "--pool", "identical:2", "--scheduler", f"fifo,rl:{path}"],
+            capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and str(path) in lines[0], proc.stderr
+
+
+def test_bench_policy_prints_latencies(trained):
+    cfg, tmp, _ = trained
+    from agents.bench import bench_policy
+
+    out = bench_policy(tmp / "checkpoints" / cfg.name / "final.zip", decisions=20)
+    assert out["tasks"] == 100 and out["devices"] == 8
+    assert 0 < out["median_ms"] <= out["p99_ms"]
+
+
+def test_the_scheduler_only_proposes_valid_placements(trained):
+    cfg, tmp, _ = trained
+    sched = RLScheduler(tmp / "checkpoints" / cfg.name / "final.zip", deterministic=False)
+    env = make_env(cfg)
+    env.reset(seed=4)
+    for _ in range(80):
+        if env.view is None:
+            break
+        placements = sched.decide(env.view)
+        action = env.action_for(placements[0] if placements else None)
+        assert env.action_masks()[action]
+        env.step(action)
+    assert np.isfinite(env.sim.now)
