@@ -52,6 +52,7 @@ class DagGnnExtractor(BaseFeaturesExtractor):
         self.down = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(rounds))
         self.up = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(rounds))
         self.update = nn.ModuleList(_mlp(3 * hidden, hidden, hidden) for _ in range(rounds))
+        self.norm = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(rounds))
         self.job_mix = _mlp(2 * hidden, hidden, hidden)
         self.global_out = _mlp(2 * hidden + queue_f, hidden, hidden)
 
@@ -68,7 +69,7 @@ class DagGnnExtractor(BaseFeaturesExtractor):
         for r in range(self.rounds):
             down = torch.zeros_like(flat).index_add_(0, dst, self.down[r](flat[src]) * emask)
             up = torch.zeros_like(flat).index_add_(0, src, self.up[r](flat[dst]) * emask)
-            flat = flat + self.update[r](torch.cat([flat, down, up], dim=-1))
+            flat = self.norm[r](flat + self.update[r](torch.cat([flat, down, up], dim=-1)))
             flat = flat * task_mask.reshape(b * n, 1)
         # per-job sums, scattered back to each task of the job
         job = (obs["task_job"].long() + offset).reshape(-1)
@@ -143,5 +144,9 @@ class GnnMaskablePolicy(MaskableActorCriticPolicy):
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         self.action_net = nn.Identity()
+        # as SB3 does for its action net: near-uniform logits at the start
+        for layer in (self.mlp_extractor.pair[-1], self.mlp_extractor.wait[-1]):
+            nn.init.orthogonal_(layer.weight, gain=0.01)
+            nn.init.zeros_(layer.bias)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
                                               **self.optimizer_kwargs)

@@ -70,7 +70,7 @@ class TrainConfig:
     bc_episodes: int = 20
     bc_epochs: int = 8
     validation_seeds: list[int] = field(default_factory=lambda: [500, 501])
-    heuristics: list[str] = field(default_factory=lambda: ["fifo", "sjf", "cp", "tetris", "heft"])
+    heuristics: list[str] = field(default_factory=lambda: ["fifo", "sjf", "cp", "tetris", "heft", "share"])
     eval_every: int = 20_000
     checkpoint_every: int = 50_000
     runs_dir: str = "runs"

@@ -19,6 +19,7 @@ from rlsched.schedulers.simple import (
     RandomScheduler,
     SjfScheduler,
 )
+from rlsched.schedulers.share import ShareScheduler
 from rlsched.schedulers.tetris import TetrisScheduler
 
 SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
@@ -27,6 +28,7 @@ SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
     "sjf": SjfScheduler,
     "cp": CriticalPathScheduler,
     "tetris": TetrisScheduler,
+    "share": ShareScheduler,
     "heft": HeftScheduler,
     "ga": GeneticScheduler,
     "sa": AnnealingScheduler,
