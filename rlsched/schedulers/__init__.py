@@ -13,13 +13,13 @@ from rlsched.errors import InputError
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.schedulers.heft import HeftScheduler
 from rlsched.schedulers.search import AnnealingScheduler, GeneticScheduler
+from rlsched.schedulers.share import ShareScheduler
 from rlsched.schedulers.simple import (
     CriticalPathScheduler,
     FifoScheduler,
     RandomScheduler,
     SjfScheduler,
 )
-from rlsched.schedulers.share import ShareScheduler
 from rlsched.schedulers.tetris import TetrisScheduler
 
 SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
