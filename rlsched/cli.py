@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, help="override the seed")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    state_help = "state directory (default: $RLSCHED_STATE, else ~/.local/state/rlsched)"
+    sb = sub.add_parser("submit", help="queue job files for the live scheduler",
+                        description="Validate job files and store them in the durable queue, "
+                                    "in one transaction; works whether or not 'serve' runs.")
+    sb.add_argument("files", nargs="+", metavar="FILE", help="job-file YAML (see the README)")
+    sb.add_argument("--state", metavar="DIR", help=state_help)
+    st = sub.add_parser("status", help="jobs and tasks in the queue")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--state", metavar="DIR", help=state_help)
+    ca = sub.add_parser("cancel", help="cancel a job (running tasks are killed by serve)")
+    ca.add_argument("job", metavar="JOB", help="the job's name")
+    ca.add_argument("--state", metavar="DIR", help=state_help)
+
     bench = sub.add_parser("bench", help="benchmarks that print JSON",
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
@@ -132,10 +146,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "train":
             return _train(args)
+        if args.command in ("submit", "status", "cancel"):
+            return _queue(args)
     except InputError as e:
         print(f"rlsched: error: {e}", file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:  # the reader (head, less) went away: not an error
+        sys.stdout = open(os.devnull, "w")
     return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    from rlsched.sources.jobfile import load_jobfile
+    from rlsched.store import Store
+
+    if args.command == "submit":
+        # validate every file before the store is touched: all or nothing
+        instances = [load_jobfile(f, require_work=False) for f in args.files]
+        for name in Store(args.state).submit(instances):
+            print(f"submitted {name}")
+    elif args.command == "cancel":
+        n = Store(args.state).cancel(args.job)
+        print(f"cancelled {args.job} ({n} task(s))")
+    else:
+        status = Store(args.state).status()
+        if args.json:
+            print(json.dumps(status, indent=1))
+        else:
+            _print_status(status)
+    return 0
+
+
+def _print_status(status: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="rlsched queue", title_justify="left")
+    for col in ("job", "state", "task", "task state", "device", "attempts"):
+        table.add_column(col)
+    for job in status["jobs"]:
+        for i, t in enumerate(job["tasks"]):
+            table.add_row(job["name"] if i == 0 else "", job["state"] if i == 0 else "",
+                          t["id"], t["state"], "" if t["device"] is None else str(t["device"]),
+                          str(t["attempts"]))
+    Console().print(table)
 
 
 def _uses_rl(specs: list[str]) -> None:

@@ -1,0 +1,182 @@
+"""The durable queue of the live scheduler: SQLite in WAL mode.
+
+Jobs, tasks, attempts and events live in one database under the state
+directory (mode 0700; the database 0600). Every state change is one
+transaction, so a crash loses nothing that was acknowledged, and
+``rlsched submit`` works whether or not the daemon runs: the daemon reads new
+work from the same file.
+
+Task states: ``queued`` (waiting for parents or a device), ``running``,
+``done``, ``failed`` (no retries left), ``cancelled``. A job's state follows
+from its tasks: cancelled if cancelled, failed if a task failed, done when
+all are done, running while any runs, else queued.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rlsched.errors import InputError
+from rlsched.workload import Instance, Job
+
+TASK_STATES = ("queued", "running", "done", "failed", "cancelled")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, priority REAL NOT NULL,
+    deadline REAL, submitted REAL NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY, job INTEGER NOT NULL REFERENCES jobs(id), task_id TEXT NOT NULL,
+    position INTEGER NOT NULL, state TEXT NOT NULL, device INTEGER, spec TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, UNIQUE (job, task_id));
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
+    pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, job INTEGER, task INTEGER,
+    kind TEXT NOT NULL, detail TEXT);
+"""
+
+
+def default_state_dir() -> Path:
+    """``$RLSCHED_STATE``, else ``$XDG_STATE_HOME/rlsched``, else ``~/.local/state/rlsched``."""
+    if os.environ.get("RLSCHED_STATE"):
+        return Path(os.environ["RLSCHED_STATE"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "rlsched"
+
+
+class Store:
+    """The state directory and its database.
+
+    :param directory: created with mode 0700 if missing
+    """
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.dir = Path(directory) if directory else default_state_dir()
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        self.path = self.dir / "rlsched.db"
+        fresh = not self.path.exists()
+        old = os.umask(0o077)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        finally:
+            os.umask(old)
+        if fresh:
+            os.chmod(self.path, 0o600)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise InputError(str(self.path), f"not an rlsched database ({e})") from None
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic change: all of it, or (on any error) none of it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def event(self, kind: str, job: int | None = None, task: int | None = None,
+              detail: str = "") -> None:
+        self.db.execute("INSERT INTO events (time, job, task, kind, detail) VALUES (?,?,?,?,?)",
+                        (time.time(), job, task, kind, detail))
+
+    def submit(self, instances: list[Instance]) -> list[str]:
+        """Store every job of validated instances (job files) in one
+        transaction: all of them, or none if any job name is taken."""
+        with self.transaction() as db:
+            names = []
+            for instance, job in ((i, j) for i in instances for j in i.jobs):
+                if db.execute("SELECT 1 FROM jobs WHERE name=?", (job.name,)).fetchone():
+                    raise InputError(instance.source, f"a job named '{job.name}' is already "
+                                     "in the queue (rename it, or cancel the old one)")
+                cur = db.execute(
+                    "INSERT INTO jobs (name, priority, deadline, submitted, source) "
+                    "VALUES (?,?,?,?,?)",
+                    (job.name, job.priority, job.deadline, time.time(), instance.source))
+                job_pk = cur.lastrowid
+                for position, task in enumerate(job.tasks):
+                    spec = asdict(task)
+                    spec["env"] = dict(task.env)
+                    db.execute("INSERT INTO tasks (job, task_id, position, state, spec) "
+                               "VALUES (?,?,?,?,?)",
+                               (job_pk, task.id, position, "queued", json.dumps(spec)))
+                self.event("submitted", job_pk, detail=instance.source)
+                names.append(job.name)
+            return names
+
+    def cancel(self, name: str) -> int:
+        """Cancel a job's unfinished tasks; the daemon kills those running.
+        Returns how many tasks were cancelled."""
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM jobs WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise InputError(name, "no such job in the queue")
+            db.execute("UPDATE jobs SET cancelled=1 WHERE id=?", (row["id"],))
+            cur = db.execute("UPDATE tasks SET state='cancelled' WHERE job=? AND state IN "
+                             "('queued', 'running')", (row["id"],))
+            self.event("cancelled", row["id"])
+            return cur.rowcount
+
+    def status(self) -> dict[str, Any]:
+        """``{"jobs": [{"name", "state", "priority", "submitted", "tasks": [{"id",
+        "state", "device", "attempts"}]}]}`` in submission order."""
+        jobs = []
+        for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
+            tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
+                      "attempts": t["attempts"]}
+                     for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
+                                              (j["id"],))]
+            jobs.append({"name": j["name"], "state": job_state(bool(j["cancelled"]), tasks),
+                         "priority": j["priority"], "submitted": j["submitted"],
+                         "tasks": tasks})
+        return {"jobs": jobs}
+
+    def jobs(self) -> list[Job]:
+        """Every stored job as a workload :class:`Job` (for the control loop)."""
+        from rlsched.workload import Task
+
+        out = []
+        for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
+            tasks = []
+            for t in self.db.execute("SELECT spec FROM tasks WHERE job=? ORDER BY position",
+                                     (j["id"],)):
+                spec = json.loads(t["spec"])
+                spec["parents"] = tuple(spec["parents"])
+                spec["data_from_parents"] = tuple(spec["data_from_parents"])
+                tasks.append(Task(**spec))
+            out.append(Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"]))
+        return out
+
+
+def job_state(cancelled: bool, tasks: list[dict[str, Any]]) -> str:
+    states = {t["state"] for t in tasks}
+    if cancelled:
+        return "cancelled"
+    if "failed" in states:
+        return "failed"
+    if states == {"done"}:
+        return "done"
+    if "running" in states:
+        return "running"
+    return "queued"

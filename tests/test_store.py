@@ -1,0 +1,87 @@
+"""The durable queue: submit, status and cancel, from the command line."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXAMPLE = ROOT / "examples" / "jobs" / "train-eval.yaml"
+
+
+def cli(state, *args):
+    return subprocess.run([sys.executable, "-m", "rlsched", *args, "--state", str(state)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def rows(state):
+    db = sqlite3.connect(state / "rlsched.db")
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
+                for t in ("jobs", "tasks", "attempts")}
+    finally:
+        db.close()
+
+
+def test_submit_then_status_lists_every_task_queued(tmp_path):
+    state = tmp_path / "state"
+    assert cli(state, "submit", str(EXAMPLE)).returncode == 0
+    out = cli(state, "status", "--json")
+    doc = json.loads(out.stdout)
+    (job,) = doc["jobs"]
+    assert job["name"] == "train-eval" and job["state"] == "queued"
+    assert [t["id"] for t in job["tasks"]] == ["prepare", "train-small", "train-large",
+                                               "evaluate"]
+    assert all(t["state"] == "queued" and t["device"] is None for t in job["tasks"])
+
+
+def test_the_state_directory_and_database_are_private(tmp_path):
+    state = tmp_path / "state"
+    cli(state, "submit", str(EXAMPLE))
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "rlsched.db").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("bad", ["cycle", "duplicate"])
+def test_a_bad_job_file_exits_2_and_leaves_the_store_unchanged(tmp_path, bad):
+    state = tmp_path / "state"
+    cli(state, "submit", str(EXAMPLE))
+    before = rows(state)
+    if bad == "cycle":
+        path = tmp_path / "cycle.yaml"
+        path.write_text("name: c\ntasks:\n  - {id: a, after: [b]}\n  - {id: b, after: [a]}\n")
+        args = ["submit", str(path)]
+    else:  # a good file, then one whose job is already queued: nothing of either
+        good = tmp_path / "other.yaml"
+        good.write_text("name: other\ntasks:\n  - {id: x, command: 'true'}\n")
+        args = ["submit", str(good), str(EXAMPLE)]
+    proc = cli(state, *args)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert rows(state) == before
+
+
+def test_cancel_marks_unfinished_tasks_and_the_job(tmp_path):
+    state = tmp_path / "state"
+    cli(state, "submit", str(EXAMPLE))
+    assert cli(state, "cancel", "train-eval").returncode == 0
+    (job,) = json.loads(cli(state, "status", "--json").stdout)["jobs"]
+    assert job["state"] == "cancelled"
+    assert {t["state"] for t in job["tasks"]} == {"cancelled"}
+    proc = cli(state, "cancel", "nope")
+    assert proc.returncode == 2 and "no such job" in proc.stderr
+
+
+def test_a_corrupt_database_is_one_clear_error(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "rlsched.db").write_bytes(b"this is not sqlite" * 100)
+    proc = cli(state, "status")
+    assert proc.returncode == 2 and "not an rlsched database" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
