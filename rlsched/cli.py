@@ -116,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("job", metavar="JOB", help="the job's name")
     ca.add_argument("--state", metavar="DIR", help=state_help)
 
+    sv = sub.add_parser(
+        "serve", help="run the live scheduler on local GPUs (or a fake pool)",
+        description="Start the scheduler daemon: it picks up submitted jobs from the store, "
+                    "asks the scheduler where each ready task goes, and runs it as a process "
+                    "with CUDA_VISIBLE_DEVICES set to its GPU.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="pools: local (NVML), fake:N (N simulated GPUs; tasks still run for real), "
+               "preset:NAME, file:PATH\nexample:\n  rlsched serve --pool fake:4 --scheduler "
+               "heft &\n  rlsched submit examples/jobs/train-eval.yaml\n  rlsched status")
+    sv.add_argument("--pool", default="local", metavar="SPEC",
+                    help="local | fake:N | preset:NAME | file:PATH (default: local)")
+    sv.add_argument("--scheduler", default="heft", metavar="NAME",
+                    help="any scheduler name or rl:CHECKPOINT (default: heft)")
+    sv.add_argument("--state", metavar="DIR", help=state_help)
+    sv.add_argument("--tick", type=float, default=0.2, help="seconds between rounds")
+    sv.add_argument("--exit-when-idle", action="store_true",
+                    help="stop once nothing is queued or running (for scripts and tests)")
+
     bench = sub.add_parser("bench", help="benchmarks that print JSON",
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
@@ -148,11 +166,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command in ("submit", "status", "cancel"):
             return _queue(args)
+        if args.command == "serve":
+            return _serve(args)
     except InputError as e:
         print(f"rlsched: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # the reader (head, less) went away: not an error
         sys.stdout = open(os.devnull, "w")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rlsched.daemon import Daemon
+    from rlsched.store import Store
+
+    _uses_rl([args.scheduler])
+    daemon = Daemon(Store(args.state), args.pool, args.scheduler)
+    print(f"rlsched serve: {len(daemon.pool)} GPU(s) "
+          f"[{', '.join(d.model.name for d in daemon.pool.devices)}], scheduler "
+          f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
+    try:
+        daemon.run(args.tick, args.exit_when_idle)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

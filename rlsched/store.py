@@ -37,10 +37,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY, job INTEGER NOT NULL REFERENCES jobs(id), task_id TEXT NOT NULL,
     position INTEGER NOT NULL, state TEXT NOT NULL, device INTEGER, spec TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, UNIQUE (job, task_id));
+    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0,
+    UNIQUE (job, task_id));
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
-    pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT);
+    pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT,
+    exit_file TEXT);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, job INTEGER, task INTEGER,
     kind TEXT NOT NULL, detail TEXT);

@@ -47,6 +47,9 @@ class Plan:
 class PlanScheduler(Scheduler):
     """Draw a plan with :meth:`make_plan`, follow it, redraw it on change."""
 
+    def __init__(self) -> None:
+        self.reset(0)
+
     def reset(self, seed: int = 0) -> None:
         self.seed = seed
         self._key: tuple | None = None

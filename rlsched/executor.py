@@ -1,0 +1,84 @@
+"""Runs one attempt of a task as a process group, and finds it again after a crash.
+
+The command runs under ``sh`` in a session of its own (so cancel and timeout
+kill the whole group), with ``CUDA_VISIBLE_DEVICES`` set to the chosen GPU and
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA's index is NVML's. Its output
+goes to a log file per attempt, and the shell writes the command's exit code
+to a file when it ends: so a daemon that restarts after a crash can tell a
+finished attempt (its code is there) from one that died with it (no code),
+and never runs a finished task again.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Launched:
+    pid: int
+    log: Path
+    exit_file: Path
+
+
+def launch(command: str, device: int | None, log: Path, exit_file: Path,
+           env: dict[str, str] | None = None, workdir: str | None = None) -> Launched:
+    """Start ``command``; ``device`` None for a CPU-only task (no GPU visible)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    full_env["CUDA_VISIBLE_DEVICES"] = "" if device is None else str(device)
+    q = shlex.quote(str(exit_file))
+    wrapped = (f"( {command}\n) ; code=$? ; (umask 077; echo $code > {q}.tmp) && "
+               f"mv {q}.tmp {q} ; exit $code")
+    old = os.umask(0o077)
+    try:
+        out = open(log, "ab")
+    finally:
+        os.umask(old)
+    cwd = os.path.expanduser(workdir) if workdir else None
+    try:
+        proc = subprocess.Popen(["sh", "-c", wrapped], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=full_env, cwd=cwd,
+                                start_new_session=True)
+    finally:
+        out.close()
+    return Launched(proc.pid, log, exit_file)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie child of ours is reaped and counts as ended)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (adopted after a restart)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exit_code(exit_file: Path) -> int | None:
+    """The attempt's exit code, or None if it has none (still running, or died)."""
+    try:
+        return int(Path(exit_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def kill(pid: int) -> None:
+    """Kill the attempt's whole process group."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

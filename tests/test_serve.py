@@ -1,0 +1,138 @@
+"""The live scheduler end to end on a fake pool: real processes, real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+RUNNER = [sys.executable, "-m", "rlsched"]
+
+
+def job_file(tmp_path, name, markers, memory=(6, 10, 6)):
+    """a -> (b, c) -> d; every task appends its CUDA_VISIBLE_DEVICES to a marker."""
+    def cmd(t):
+        code = (f"import os,time; time.sleep(0.3); open('{markers}/{name}.{t}','a')"
+                f".write(os.environ['CUDA_VISIBLE_DEVICES']+chr(10))")
+        return f"{sys.executable} -c \"{code}\""
+    doc = {"name": name, "tasks": [
+        {"id": "a", "command": cmd("a"), "gpu_memory": memory[0], "estimate": 1},
+        {"id": "b", "command": cmd("b"), "after": ["a"], "gpu_memory": memory[1], "estimate": 2},
+        {"id": "c", "command": cmd("c"), "after": ["a"], "gpu_memory": memory[2], "estimate": 1},
+        {"id": "d", "command": cmd("d"), "after": ["b", "c"], "gpus": 0},
+    ]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def run(*args, state, timeout=120):
+    return subprocess.run([*RUNNER, *args, "--state", str(state)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def attempts(state):
+    db = sqlite3.connect(state / "rlsched.db")
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute("SELECT a.*, t.task_id, t.spec, j.name FROM attempts a JOIN tasks t "
+                          "ON a.task=t.id JOIN jobs j ON t.job=j.id").fetchall()
+    finally:
+        db.close()
+
+
+def check_run(tmp_path, state, markers, names):
+    status = json.loads(run("status", "--json", state=state).stdout)
+    assert {j["name"]: j["state"] for j in status["jobs"]} == {n: "done" for n in names}
+    rows = attempts(state)
+    by = {(r["name"], r["task_id"]): r for r in rows if r["exit_code"] == 0}
+    for n in names:
+        for t in "abcd":
+            lines = (markers / f"{n}.{t}").read_text().splitlines()
+            assert len(lines) == 1  # ran to completion exactly once
+            device = by[(n, t)]["device"]
+            assert lines[0] == ("" if device is None else str(device))
+        # dependency order
+        assert by[(n, "b")]["started"] >= by[(n, "a")]["ended"] - 0.05
+        assert by[(n, "d")]["started"] >= max(by[(n, "b")]["ended"], by[(n, "c")]["ended"]) - 0.05
+    # no device was ever given more declared memory than it has (24 GiB each)
+    gpu = [r for r in rows if r["device"] is not None]
+    for r in gpu:
+        overlap = [s for s in gpu if s["device"] == r["device"]
+                   and s["started"] <= r["started"] < (s["ended"] or 1e18)]
+        assert sum(json.loads(s["spec"])["gpu_memory"] for s in overlap) <= 24 + 1e-9
+
+
+@pytest.mark.parametrize("scheduler", ["heft", "fifo"])
+def test_three_jobs_run_in_dependency_order_on_their_gpus(tmp_path, scheduler):
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    markers.mkdir()
+    names = ["j1", "j2", "j3"]
+    files = [str(job_file(tmp_path, n, markers)) for n in names]
+    assert run("submit", *files, state=state).returncode == 0
+    proc = run("serve", "--pool", "fake:4", "--scheduler", scheduler, "--tick", "0.05",
+               "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    check_run(tmp_path, state, markers, names)
+
+
+def test_with_a_learned_policy(tmp_path):
+    from dataclasses import replace
+
+    from agents.train import TrainConfig, train
+    from tests.conftest import ROOT
+
+    cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"),
+                  runs_dir=str(tmp_path / "runs"), checkpoints_dir=str(tmp_path / "ck"))
+    train(cfg, progress=False)
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    markers.mkdir()
+    names = ["r1", "r2", "r3"]
+    run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
+    proc = run("serve", "--pool", "fake:4", "--scheduler",
+               f"rl:{tmp_path / 'ck' / 'quick' / 'final.zip'}", "--tick", "0.05",
+               "--exit-when-idle", state=state, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    check_run(tmp_path, state, markers, names)
+
+
+def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(tmp_path):
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    markers.mkdir()
+    names = ["k1", "k2", "k3"]
+    run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
+    daemon = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:2", "--tick", "0.05",
+                               "--state", str(state)], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until something runs
+        if any(r["ended"] is None for r in attempts(state)):
+            break
+        time.sleep(0.05)
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait()
+    assert any(r["ended"] is None for r in attempts(state))  # killed mid-run
+    proc = run("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    check_run(tmp_path, state, markers, names)
+
+
+def test_serve_local_without_a_driver_is_one_clear_line(tmp_path):
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("a GPU driver is present")
+    except pynvml.NVMLError:
+        pass
+    proc = run("serve", "--pool", "local", "--exit-when-idle", state=tmp_path / "s")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fake:N" in lines[0]
