@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="jobs and tasks in the queue")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.add_argument("--state", metavar="DIR", help=state_help)
+    lg = sub.add_parser("logs", help="output of a task's latest attempt")
+    lg.add_argument("task", metavar="TASK", help="JOB/TASK, or TASK if only one job has it")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    lg.add_argument("--state", metavar="DIR", help=state_help)
     ca = sub.add_parser("cancel", help="cancel a job (running tasks are killed by serve)")
     ca.add_argument("job", metavar="JOB", help="the job's name")
     ca.add_argument("--state", metavar="DIR", help=state_help)
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--scheduler", default="heft", metavar="NAME",
                     help="any scheduler name or rl:CHECKPOINT (default: heft)")
     sv.add_argument("--state", metavar="DIR", help=state_help)
+    sv.add_argument("--metrics-port", type=int, metavar="P",
+                    help="serve Prometheus metrics on 127.0.0.1:P/metrics")
     sv.add_argument("--tick", type=float, default=0.2, help="seconds between rounds")
     sv.add_argument("--exit-when-idle", action="store_true",
                     help="stop once nothing is queued or running (for scripts and tests)")
@@ -164,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "train":
             return _train(args)
-        if args.command in ("submit", "status", "cancel"):
+        if args.command in ("submit", "status", "cancel", "logs"):
             return _queue(args)
         if args.command == "serve":
             return _serve(args)
@@ -185,6 +191,10 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"rlsched serve: {len(daemon.pool)} GPU(s) "
           f"[{', '.join(d.model.name for d in daemon.pool.devices)}], scheduler "
           f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
+    if args.metrics_port:
+        from rlsched.metrics_http import serve_metrics
+
+        serve_metrics(daemon, args.metrics_port)
     try:
         daemon.run(args.tick, args.exit_when_idle)
     except KeyboardInterrupt:
@@ -201,6 +211,8 @@ def _queue(args: argparse.Namespace) -> int:
         instances = [load_jobfile(f, require_work=False) for f in args.files]
         for name in Store(args.state).submit(instances):
             print(f"submitted {name}")
+    elif args.command == "logs":
+        _logs(Store(args.state), args.task, args.follow)
     elif args.command == "cancel":
         n = Store(args.state).cancel(args.job)
         print(f"cancelled {args.job} ({n} task(s))")
@@ -211,6 +223,30 @@ def _queue(args: argparse.Namespace) -> int:
         else:
             _print_status(status)
     return 0
+
+
+def _logs(store, task: str, follow: bool) -> None:
+    import time
+
+    job, _, tid = task.rpartition("/")
+    query = ("SELECT a.log, a.ended FROM attempts a JOIN tasks t ON a.task=t.id JOIN jobs j ON "
+             "t.job=j.id WHERE t.task_id=?" + (" AND j.name=?" if job else "") + " ORDER BY a.id")
+    found = store.db.execute(query, (tid, job) if job else (tid,)).fetchall()
+    if not found:
+        raise InputError(task, "no attempt of this task yet (see rlsched status)")
+    path = found[-1][0]
+    offset = 0
+    while True:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+        offset += len(chunk)
+        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.flush()
+        ended = store.db.execute("SELECT ended FROM attempts WHERE log=?", (path,)).fetchone()[0]
+        if not follow or ended is not None:
+            return
+        time.sleep(0.5)
 
 
 def _print_status(status: dict) -> None:

@@ -73,6 +73,7 @@ class Daemon:
         self._table: WorkloadTable | None = None
         self.decisions = 0
         self.shield_fallbacks = 0
+        self.placements: dict[int, int] = {}
         self.store.event("serve", detail=json.dumps({"pool": pool_spec, "scheduler": scheduler}))
         self._redeclare()
 
@@ -166,6 +167,7 @@ class Daemon:
             p = checked[0]
             self._start(rows[p.task], p.device)
             self.decisions += 1
+            self.placements[p.device] = self.placements.get(p.device, 0) + 1
 
     def _shield(self, view: ClusterView, p: Placement) -> bool:
         return p.task in view.ready and 0 <= p.device < len(view.devices) and \

@@ -71,7 +71,8 @@ class Store:
         fresh = not self.path.exists()
         old = os.umask(0o077)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
         finally:
             os.umask(old)
         if fresh:

@@ -136,3 +136,39 @@ def test_serve_local_without_a_driver_is_one_clear_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "fake:N" in lines[0]
+
+
+def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
+    import socket
+    import urllib.request
+
+    state = tmp_path / "state"
+    job = tmp_path / "hello.yaml"
+    job.write_text(yaml.safe_dump({"name": "hello", "tasks": [
+        {"id": "say", "command": "echo hello from $CUDA_VISIBLE_DEVICES; sleep 1",
+         "gpu_memory": 2, "estimate": 1}]}))
+    run("submit", str(job), state=state)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:2", "--tick", "0.05",
+                               "--metrics-port", str(port), "--state", str(state)],
+                              stderr=subprocess.DEVNULL)
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+                if 'rlsched_tasks{state="running"} 1' in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert 'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-fake-0000"}' in body
+        assert 'DCGM_FI_DEV_FB_USED' in body and "rlsched_decisions_total 1" in body
+        assert 'rlsched_tasks{state="running"} 1' in body
+        out = run("logs", "hello/say", "--follow", state=state)
+        assert out.stdout.strip() == "hello from 0"
+    finally:
+        daemon.kill()
+        daemon.wait()

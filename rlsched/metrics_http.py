@@ -1,0 +1,75 @@
+"""Prometheus metrics of the live scheduler, on 127.0.0.1 only.
+
+GPU gauges carry the DCGM exporter's names and labels (``gpu``, ``UUID``) so
+existing Grafana dashboards work; scheduler metrics are prefixed ``rlsched_``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlsched.daemon import Daemon
+
+GPU_GAUGES = (
+    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilisation (%)", lambda s: 100 * s.utilization),
+    ("DCGM_FI_DEV_FB_USED", "framebuffer memory used (MiB)", lambda s: 1024 * s.memory_used),
+    ("DCGM_FI_DEV_FB_FREE", "framebuffer memory free (MiB)", lambda s: 1024 * s.memory_free),
+    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (C)", lambda s: s.temperature_c),
+    ("DCGM_FI_DEV_POWER_USAGE", "power draw (W)", lambda s: s.power_w),
+    ("DCGM_FI_DEV_SM_CLOCK", "SM clock (MHz)", lambda s: s.sm_clock_mhz),
+)
+
+
+def render(daemon: Daemon) -> str:
+    lines = []
+    sample = daemon.source.sample()
+    for name, help_text, value in GPU_GAUGES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for s, info in zip(sample, daemon.source.devices):
+            lines.append(f'{name}{{gpu="{s.index}",UUID="{info.uuid}"}} {value(s):.3f}')
+    status = daemon.store.status()
+    tasks = Counter(t["state"] for j in status["jobs"] for t in j["tasks"])
+    jobs = Counter(j["state"] for j in status["jobs"])
+    lines += ["# HELP rlsched_tasks tasks by state", "# TYPE rlsched_tasks gauge"]
+    lines += [f'rlsched_tasks{{state="{s}"}} {tasks.get(s, 0)}'
+              for s in ("queued", "running", "done", "failed", "cancelled")]
+    lines += ["# HELP rlsched_jobs jobs by state", "# TYPE rlsched_jobs gauge"]
+    lines += [f'rlsched_jobs{{state="{s}"}} {jobs.get(s, 0)}'
+              for s in ("queued", "running", "done", "failed", "cancelled")]
+    lines += ["# HELP rlsched_decisions_total placements made", "# TYPE rlsched_decisions_total counter",
+              f"rlsched_decisions_total {daemon.decisions}",
+              "# HELP rlsched_shield_fallbacks_total placements refused by the shield",
+              "# TYPE rlsched_shield_fallbacks_total counter",
+              f"rlsched_shield_fallbacks_total {daemon.shield_fallbacks}",
+              "# HELP rlsched_placements_total placements per GPU",
+              "# TYPE rlsched_placements_total counter"]
+    lines += [f'rlsched_placements_total{{gpu="{g}"}} {n}'
+              for g, n in sorted(daemon.placements.items())]
+    return "\n".join(lines) + "\n"
+
+
+def serve_metrics(daemon: Daemon, port: int) -> ThreadingHTTPServer:
+    """Start the endpoint on 127.0.0.1:``port`` in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path not in ("/metrics", "/"):
+                self.send_error(404)
+                return
+            body = render(daemon).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
