@@ -60,3 +60,53 @@ def bench_search(seconds: float = 2.0, seed: int = 0) -> dict[str, Any]:
     return {"instance": "stg rand0000 (50 tasks)", "pool": "identical:4",
             "evaluations": result.evaluations, "seconds": round(wall, 3),
             "evaluations_per_s": round(result.evaluations / wall, 1)}
+
+
+def bench_serve(tasks: int = 500, devices: int = 4, scheduler: str = "heft") -> dict[str, Any]:
+    """Scheduling latency of the live daemon: ``tasks`` tiny tasks (``true``) on
+    ``fake:devices``, in chains of ``devices`` jobs' worth, run to completion.
+
+    A task's latency is from the moment it could start (its parents done and
+    a GPU free for it) to its process starting; tasks per second is the
+    throughput of the whole run.
+    """
+    import json
+    import sqlite3
+    import tempfile
+
+    import numpy as np
+
+    from rlsched.daemon import Daemon
+    from rlsched.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        per_job = 5
+        jobs = tuple(Job(f"b{j}", tuple(Task(f"t{i}", 0.01, gpu_memory=1.0, command="true",
+                                             parents=(f"t{i - 1}",) if i else ())
+                                        for i in range(per_job)))
+                     for j in range(tasks // per_job))
+        store.submit([Instance("bench", jobs, source="bench")])
+        daemon = Daemon(store, f"fake:{devices}", scheduler)
+        t0 = time.perf_counter()
+        daemon.run(tick=0.002, exit_when_idle=True)
+        wall = time.perf_counter() - t0
+        db = sqlite3.connect(store.path)
+        rows = db.execute("SELECT a.task, a.device, a.started, a.ended, t.spec FROM attempts a "
+                          "JOIN tasks t ON a.task=t.id ORDER BY a.started").fetchall()
+        ended = {r[0]: r[3] for r in rows}
+        device_free: dict[int, float] = {}
+        latencies = []
+        first_start = min(r[2] for r in rows)
+        for task, device, started, end, spec in rows:
+            parent = json.loads(spec)["parents"]
+            ready = ended[task - 1] if parent else first_start
+            could = max(ready, device_free.get(device, first_start))
+            latencies.append(max(started - could, 0.0) * 1000)
+            device_free[device] = end
+        store.close()
+    return {"tasks": len(rows), "pool": f"fake:{devices}", "scheduler": scheduler,
+            "median_ready_to_start_ms": round(float(np.median(latencies)), 2),
+            "p99_ready_to_start_ms": round(float(np.percentile(latencies, 99)), 2),
+            "tasks_per_s": round(len(rows) / wall, 1)}

@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     bq = bsub.add_parser("search", help="schedules evaluated per second by the search decoder")
     bq.add_argument("--seconds", type=float, default=2.0)
     bq.add_argument("--seed", type=int, default=0)
+    bv = bsub.add_parser("serve", help="live daemon: ready-to-start latency, tasks per second")
+    bv.add_argument("--tasks", type=int, default=500)
+    bv.add_argument("--devices", type=int, default=4)
+    bv.add_argument("--scheduler", default="heft")
     bp = bsub.add_parser("policy", help="decision latency of a policy on a 100-task view")
     bp.add_argument("--checkpoint", default="checkpoints/default.zip")
     bp.add_argument("--decisions", type=int, default=300)
@@ -364,6 +368,10 @@ def _bench(args: argparse.Namespace) -> int:
         from rlsched.bench import bench_search
 
         print(json.dumps(bench_search(args.seconds, args.seed)))
+    elif args.what == "serve":
+        from rlsched.bench import bench_serve
+
+        print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler)))
     elif args.what == "policy":
         from agents.bench import bench_policy
 

@@ -172,3 +172,13 @@ def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
     finally:
         daemon.kill()
         daemon.wait()
+
+
+def test_bench_serve_prints_latencies():
+    proc = subprocess.run([*RUNNER, "bench", "serve", "--tasks", "20"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["tasks"] == 20
+    assert 0 <= doc["median_ready_to_start_ms"] <= doc["p99_ready_to_start_ms"]
+    assert doc["tasks_per_s"] > 0
