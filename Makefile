@@ -24,6 +24,14 @@ demo: setup
 	    --scheduler random,fifo,sjf,cp,tetris,heft \
 	    --arrivals poisson --load 0.85 --perturb all --seeds 3 \
 	    --json $(RESULTS)/results.json --plot $(RESULTS)
+	# then a job file through the live scheduler, on the local GPUs where a
+	# driver is present, else on a fake pool of four
+	rm -rf $(RESULTS)/state
+	$(BIN)/rlsched submit examples/jobs/hello-gpus.yaml --state $(RESULTS)/state
+	$(BIN)/rlsched serve --pool $$($(BIN)/python -c "import pynvml as n; n.nvmlInit(); print('local')" 2>/dev/null || echo fake:4) \
+	    --state $(RESULTS)/state --tick 0.1 --exit-when-idle
+	$(BIN)/rlsched status --state $(RESULTS)/state
+	$(BIN)/rlsched logs hello-gpus/report --state $(RESULTS)/state
 
 test: setup
 	$(BIN)/python -m pytest
