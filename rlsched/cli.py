@@ -266,6 +266,16 @@ def _print_status(status: dict) -> None:
                           t["id"], t["state"], "" if t["device"] is None else str(t["device"]),
                           str(t["attempts"]))
     Console().print(table)
+    if status.get("devices"):
+        dev = Table(title="devices (latest sample from serve)", title_justify="left")
+        for col in ("gpu", "name", "util", "memory", "temp", "power", "tasks", "healthy"):
+            dev.add_column(col)
+        for d in status["devices"]:
+            dev.add_row(str(d["idx"]), d["name"], f"{100 * d['utilization']:.0f}%",
+                        f"{d['memory_used']:.1f}/{d['memory_total']:.0f} GiB",
+                        f"{d['temperature_c']:.0f} C", f"{d['power_w']:.0f} W", str(d["tasks"]),
+                        "yes" if d["healthy"] else "NO")
+        Console().print(dev)
 
 
 def _uses_rl(specs: list[str]) -> None:

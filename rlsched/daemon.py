@@ -51,6 +51,16 @@ def open_pool(spec: str) -> tuple[Pool, NvmlSource, FakeNvml | None]:
     return pool, NvmlSource(fake), fake
 
 
+def predict(history: dict[str, list[float]], job: str, task) -> float:
+    """A runtime for a task without an estimate: the mean of past successful
+    runs of the same job and task, else of the same command, else a default."""
+    for key in (f"id:{job}/{task.id}", f"cmd:{task.command or ''}"):
+        runs = history.get(key)
+        if runs:
+            return sum(runs) / len(runs)
+    return DEFAULT_ESTIMATE_S
+
+
 class Daemon:
     """One scheduler over one pool and one store.
 
@@ -189,8 +199,14 @@ class Daemon:
         key = tuple(j.name for j in active)
         if key != self._table_key:
             self._table_key = key
+            history = self.store.history()
+            self._predicted = {}
+            for j in active:
+                for t in j.tasks:
+                    if t.work is None:
+                        self._predicted[(j.name, t.id)] = predict(history, j.name, t)
             self._table = WorkloadTable.from_jobs([replace(j, tasks=tuple(
-                replace(t, work=t.work if t.work is not None else DEFAULT_ESTIMATE_S)
+                replace(t, work=t.work if t.work is not None else self._predicted[(j.name, t.id)])
                 for t in j.tasks)) for j in active])
         tb = self._table
         now = time.time()
@@ -225,6 +241,7 @@ class Daemon:
         devices = tuple(
             s._replace(memory_used=max(s.memory_used, reserved[s.index]), n_tasks=count[s.index])
             for s in self.source.sample(count))
+        self._publish(devices)
         job_remaining = []
         for j in range(tb.n_jobs):
             job_remaining.append(sum(tb.work[t] for t in tb.tasks_of(j)
@@ -232,6 +249,16 @@ class Daemon:
         view = ClusterView(now - self.epoch, tb, self.pool, bytes(state), tuple(ready),
                            tuple(running), devices, tuple(job_remaining), tb.n_jobs)
         return view, by_index
+
+    def _publish(self, devices) -> None:
+        """The latest sample of each device, for ``rlsched status``."""
+        now = time.time()
+        with self.store.transaction() as db:
+            for s, info in zip(devices, self.source.devices):
+                db.execute("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           (s.index, info.name, info.uuid, s.utilization, s.memory_used,
+                            s.memory_total, s.temperature_c, s.power_w, int(s.healthy),
+                            s.n_tasks, now))
 
     def _start(self, row, device: int | None) -> None:
         spec = json.loads(row["spec"])
@@ -244,9 +271,12 @@ class Daemon:
                                        spec.get("env"), spec.get("workdir"))
             db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
                        (device, attempt, row["id"]))
-            db.execute("INSERT INTO attempts (task, device, pid, started, log, exit_file) "
-                       "VALUES (?,?,?,?,?,?)", (row["id"], device, launched.pid, time.time(),
-                                               str(launched.log), str(launched.exit_file)))
+            job_name = job[0]
+            predicted = getattr(self, "_predicted", {}).get((job_name, row["task_id"]))
+            db.execute("INSERT INTO attempts (task, device, pid, started, log, exit_file, "
+                       "predicted) VALUES (?,?,?,?,?,?,?)",
+                       (row["id"], device, launched.pid, time.time(), str(launched.log),
+                        str(launched.exit_file), predicted))
             self.store.event("started", row["job"], row["id"],
                              json.dumps({"device": device, "pid": launched.pid}))
         if self.fake is not None and device is not None:

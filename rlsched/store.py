@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
     pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT,
-    exit_file TEXT);
+    exit_file TEXT, predicted REAL);
+CREATE TABLE IF NOT EXISTS devices (
+    idx INTEGER PRIMARY KEY, name TEXT, uuid TEXT, utilization REAL, memory_used REAL,
+    memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
+    updated REAL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, job INTEGER, task INTEGER,
     kind TEXT NOT NULL, detail TEXT);
@@ -153,7 +157,28 @@ class Store:
             jobs.append({"name": j["name"], "state": job_state(bool(j["cancelled"]), tasks),
                          "priority": j["priority"], "submitted": j["submitted"],
                          "tasks": tasks})
-        return {"jobs": jobs}
+        devices = [dict(r) for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
+        return {"jobs": jobs, "devices": devices, "prediction": self.prediction_error()}
+
+    def history(self) -> dict[str, list[float]]:
+        """Runtimes of successful attempts, by command and by ``job/task``."""
+        out: dict[str, list[float]] = {}
+        for r in self.db.execute(
+                "SELECT a.started, a.ended, t.spec, t.task_id, j.name FROM attempts a JOIN tasks "
+                "t ON a.task=t.id JOIN jobs j ON t.job=j.id WHERE a.exit_code=0"):
+            runtime = r["ended"] - r["started"]
+            command = json.loads(r["spec"]).get("command") or ""
+            out.setdefault(f"cmd:{command}", []).append(runtime)
+            out.setdefault(f"id:{r['name']}/{r['task_id']}", []).append(runtime)
+        return out
+
+    def prediction_error(self) -> dict[str, Any]:
+        """How far history-based predictions were from the runtimes they predicted."""
+        errors = [abs(r["predicted"] - (r["ended"] - r["started"])) for r in self.db.execute(
+            "SELECT predicted, started, ended FROM attempts WHERE exit_code=0 AND predicted "
+            "IS NOT NULL")]
+        return {"samples": len(errors),
+                "mean_abs_error_s": sum(errors) / len(errors) if errors else None}
 
     def jobs(self) -> list[Job]:
         """Every stored job as a workload :class:`Job` (for the control loop)."""

@@ -182,3 +182,20 @@ def test_bench_serve_prints_latencies():
     assert doc["tasks"] == 20
     assert 0 <= doc["median_ready_to_start_ms"] <= doc["p99_ready_to_start_ms"]
     assert doc["tasks_per_s"] > 0
+
+
+def test_tasks_without_estimates_are_predicted_from_history(tmp_path):
+    state = tmp_path / "state"
+    for n in ("h1", "h2"):
+        job = tmp_path / f"{n}.yaml"
+        job.write_text(yaml.safe_dump({"name": n, "tasks": [
+            {"id": "work", "command": "sleep 0.4", "gpu_memory": 1}]}))
+        run("submit", str(job), state=state)
+        assert run("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle",
+                   state=state).returncode == 0
+    status = json.loads(run("status", "--json", state=state).stdout)
+    # the first run had no history (predicted 60 s, ran 0.4 s: 59.6 s off); the
+    # second was predicted from the first's runtime, so it is nearly exact
+    assert status["prediction"]["samples"] == 2
+    assert status["prediction"]["mean_abs_error_s"] < (59.6 + 1.0) / 2
+    assert status["devices"][0]["name"] == "Fake rtx-3090"
