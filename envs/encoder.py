@@ -9,7 +9,9 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
 
 ``tasks`` (M.tasks x TASK_FEATURES)
     A window of the unfinished tasks of the jobs that have arrived: the ready
-    GPU tasks first (longest remaining critical path first), then running
+    GPU tasks first (those of the job with the least remaining work first, as
+    shortest-remaining-time policies want them; within a job, longest
+    remaining critical path first, as makespan policies want), then running
     tasks, then blocked tasks with the fewest unfinished parents first (the
     nearest descendants), each group by remaining critical path. Row ``i <
     M.ready`` that is ready is *ready slot* ``i`` of the action space.
@@ -82,7 +84,7 @@ from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, TaskState
 
-ENCODER_VERSION = 2
+ENCODER_VERSION = 3
 TASK_FEATURES = 16
 DEVICE_FEATURES = 12
 QUEUE_FEATURES = 6
@@ -195,7 +197,8 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     pending = np.bincount(edst[state[esrc] != _DONE], minlength=n_known)
 
     ready = np.fromiter(view.ready, dtype=np.int64, count=len(view.ready))
-    ready = ready[np.argsort(-st.rank[ready], kind="stable")]
+    job_left = np.asarray(view.job_remaining)[st.job_of[ready]]
+    ready = ready[np.lexsort((-st.rank[ready], job_left))]
     running_or_blocked = np.flatnonzero((state == _RUNNING) | (state == _BLOCKED))
     group = np.where(state[running_or_blocked] == _RUNNING, 0, 1)
     order = np.lexsort((-st.rank[running_or_blocked], pending[running_or_blocked], group))
