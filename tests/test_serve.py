@@ -199,3 +199,61 @@ def test_tasks_without_estimates_are_predicted_from_history(tmp_path):
     assert status["prediction"]["samples"] == 2
     assert status["prediction"]["mean_abs_error_s"] < (59.6 + 1.0) / 2
     assert status["devices"][0]["name"] == "Fake rtx-3090"
+
+
+def _wait_for(predicate, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_cancel_and_timeout_kill_the_whole_process_group(tmp_path):
+    state = tmp_path / "state"
+    child_pid = tmp_path / "child.pid"
+    # the task starts a grandchild: killing the group must take it too
+    job = tmp_path / "long.yaml"
+    job.write_text(yaml.safe_dump({"name": "long", "tasks": [
+        {"id": "sleepy", "command": f"sleep 60 & echo $! > {child_pid}; wait",
+         "gpu_memory": 1}]}))
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump({"name": "slow", "tasks": [
+        {"id": "stuck", "command": "sleep 60", "timeout": 1, "retries": 0, "gpu_memory": 1}]}))
+    run("submit", str(job), str(slow), state=state)
+    daemon = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:2", "--tick", "0.05",
+                               "--state", str(state)], stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: child_pid.exists() and child_pid.read_text().strip())
+        assert run("cancel", "long", state=state).returncode == 0
+        grandchild = int(child_pid.read_text())
+        assert _wait_for(lambda: not os.path.exists(f"/proc/{grandchild}") or
+                         "Z" in open(f"/proc/{grandchild}/stat").read().split()[2])
+
+        def slow_failed():
+            jobs = json.loads(run("status", "--json", state=state).stdout)["jobs"]
+            return {j["name"]: j["state"] for j in jobs}.get("slow") == "failed"
+        assert _wait_for(slow_failed, 20)  # killed at its 1 s timeout, no retries left
+    finally:
+        daemon.kill()
+        daemon.wait()
+    jobs = {j["name"]: j for j in json.loads(run("status", "--json", state=state).stdout)["jobs"]}
+    assert jobs["long"]["state"] == "cancelled"
+    for log in (state / "logs").iterdir():
+        assert (log.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_metrics_endpoint_listens_on_loopback_only():
+    import tempfile
+
+    from rlsched.daemon import Daemon
+    from rlsched.metrics_http import serve_metrics
+    from rlsched.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = serve_metrics(Daemon(Store(tmp), "fake:1", "fifo"), 0)
+        try:
+            assert server.server_address[0] == "127.0.0.1"
+        finally:
+            server.shutdown()
