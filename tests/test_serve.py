@@ -83,7 +83,21 @@ def test_three_jobs_run_in_dependency_order_on_their_gpus(tmp_path, scheduler):
     check_run(tmp_path, state, markers, names)
 
 
-def test_with_a_learned_policy(tmp_path):
+def test_with_the_shipped_policy(tmp_path):
+    from tests.conftest import ROOT
+
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    markers.mkdir()
+    names = ["s1", "s2", "s3"]
+    run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
+    proc = run("serve", "--pool", "fake:4", "--scheduler",
+               f"rl:{ROOT / 'checkpoints' / 'default.zip'}", "--tick", "0.05",
+               "--exit-when-idle", state=state, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    check_run(tmp_path, state, markers, names)
+
+
+def test_with_a_freshly_trained_policy(tmp_path):
     from dataclasses import replace
 
     from agents.train import TrainConfig, train
