@@ -59,6 +59,11 @@ def alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass  # not our child (adopted after a restart)
+    return pid_exists(pid)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -14,13 +14,13 @@ without GPUs do (gpustat, Ray). The runtime uses it for ``fake:N`` and
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from rlsched.errors import InputError
+from rlsched.executor import pid_exists
 from rlsched.pool import GpuModel, Pool
 from rlsched.view import DeviceTelemetry
 
@@ -202,7 +202,7 @@ class FakeNvml:
             items = list(self._procs.items())
         out = []
         for pid, (d, mem) in items:
-            if d == device and _pid_alive(pid):
+            if d == device and pid_exists(pid):
                 out.append((pid, mem))
         return out
 
@@ -266,12 +266,3 @@ class FakeNvml:
         return [SimpleNamespace(pid=pid, usedGpuMemory=int(mem * GIB))
                 for pid, mem in self._alive(h)]
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

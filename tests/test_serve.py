@@ -83,18 +83,20 @@ def test_three_jobs_run_in_dependency_order_on_their_gpus(tmp_path, scheduler):
     check_run(tmp_path, state, markers, names)
 
 
-def test_with_the_shipped_policy(tmp_path):
-    from tests.conftest import ROOT
-
+def serve_three_jobs(tmp_path, scheduler, names):
     state, markers = tmp_path / "state", tmp_path / "markers"
     markers.mkdir()
-    names = ["s1", "s2", "s3"]
     run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
-    proc = run("serve", "--pool", "fake:4", "--scheduler",
-               f"rl:{ROOT / 'checkpoints' / 'default.zip'}", "--tick", "0.05",
+    proc = run("serve", "--pool", "fake:4", "--scheduler", scheduler, "--tick", "0.05",
                "--exit-when-idle", state=state, timeout=300)
     assert proc.returncode == 0, proc.stderr
     check_run(tmp_path, state, markers, names)
+
+
+def test_with_the_shipped_policy(tmp_path):
+    from tests.conftest import ROOT
+
+    serve_three_jobs(tmp_path, f"rl:{ROOT / 'checkpoints' / 'default.zip'}", ["s1", "s2", "s3"])
 
 
 def test_with_a_freshly_trained_policy(tmp_path):
@@ -106,15 +108,8 @@ def test_with_a_freshly_trained_policy(tmp_path):
     cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"),
                   runs_dir=str(tmp_path / "runs"), checkpoints_dir=str(tmp_path / "ck"))
     train(cfg, progress=False)
-    state, markers = tmp_path / "state", tmp_path / "markers"
-    markers.mkdir()
-    names = ["r1", "r2", "r3"]
-    run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
-    proc = run("serve", "--pool", "fake:4", "--scheduler",
-               f"rl:{tmp_path / 'ck' / 'quick' / 'final.zip'}", "--tick", "0.05",
-               "--exit-when-idle", state=state, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    check_run(tmp_path, state, markers, names)
+    serve_three_jobs(tmp_path, f"rl:{tmp_path / 'ck' / 'quick' / 'final.zip'}",
+                     ["r1", "r2", "r3"])
 
 
 def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(tmp_path):
