@@ -120,20 +120,27 @@ class Daemon:
         if self.fake is None:
             return
         for a in self._open_attempts():
-            if a["device"] is not None and executor.alive(a["pid"]):
-                self.fake.declare(a["pid"], a["device"], json.loads(a["spec"])["gpu_memory"])
+            pid = self._pid(a)
+            if a["device"] is not None and pid is not None and executor.alive(pid):
+                self.fake.declare(pid, a["device"], json.loads(a["spec"])["gpu_memory"])
+
+    def _pid(self, a) -> int | None:
+        """The attempt's pid: from the store, or (if the daemon died before
+        recording it) from the file the attempt's shell wrote."""
+        return a["pid"] or executor.recorded_pid(Path(a["exit_file"]))
 
     def _reap(self) -> None:
         now = time.time()
         for a in self._open_attempts():
             code = executor.exit_code(Path(a["exit_file"]))
-            if code is None and executor.alive(a["pid"]):
+            pid = self._pid(a)
+            if code is None and pid is not None and executor.alive(pid):
                 continue
             self._close(a, -9 if code is None else code, now)
 
     def _close(self, a, code: int, now: float) -> None:
         spec = json.loads(a["spec"])
-        if self.fake is not None:
+        if self.fake is not None and a["pid"]:
             self.fake.forget(a["pid"])
         with self.store.transaction() as db:
             db.execute("UPDATE attempts SET ended=?, exit_code=? WHERE id=?", (now, code, a["id"]))
@@ -156,8 +163,9 @@ class Daemon:
         now = time.time()
         for a in self._open_attempts():
             timeout = json.loads(a["spec"]).get("timeout")
-            if a["tstate"] == "cancelled" or (timeout and now - a["started"] > timeout):
-                executor.kill(a["pid"])
+            pid = self._pid(a)
+            if pid and (a["tstate"] == "cancelled" or (timeout and now - a["started"] > timeout)):
+                executor.kill(pid)
 
     # ------------------------------------------------------------------ decisions
     def _schedule(self) -> None:
@@ -265,18 +273,22 @@ class Daemon:
         attempt = row["attempts"] + 1
         job = self.store.db.execute("SELECT name FROM jobs WHERE id=?", (row["job"],)).fetchone()
         base = self.logs / f"{job[0]}.{row['task_id']}.{attempt}"
+        log, exit_file = Path(f"{base}.log"), Path(f"{base}.exit")
+        predicted = getattr(self, "_predicted", {}).get((job[0], row["task_id"]))
+        # commit the attempt before its process exists: a crash in between is
+        # then an attempt with no pid file, which the next daemon retries
         with self.store.transaction() as db:
-            launched = executor.launch(spec["command"] or "true", device,
-                                       Path(f"{base}.log"), Path(f"{base}.exit"),
-                                       spec.get("env"), spec.get("workdir"))
             db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
                        (device, attempt, row["id"]))
-            job_name = job[0]
-            predicted = getattr(self, "_predicted", {}).get((job_name, row["task_id"]))
-            db.execute("INSERT INTO attempts (task, device, pid, started, log, exit_file, "
-                       "predicted) VALUES (?,?,?,?,?,?,?)",
-                       (row["id"], device, launched.pid, time.time(), str(launched.log),
-                        str(launched.exit_file), predicted))
+            cur = db.execute("INSERT INTO attempts (task, device, started, log, exit_file, "
+                             "predicted) VALUES (?,?,?,?,?,?)",
+                             (row["id"], device, time.time(), str(log), str(exit_file),
+                              predicted))
+            attempt_id = cur.lastrowid
+        launched = executor.launch(spec["command"] or "true", device, log, exit_file,
+                                   spec.get("env"), spec.get("workdir"))
+        with self.store.transaction() as db:
+            db.execute("UPDATE attempts SET pid=? WHERE id=?", (launched.pid, attempt_id))
             self.store.event("started", row["job"], row["id"],
                              json.dumps({"device": device, "pid": launched.pid}))
         if self.fake is not None and device is not None:

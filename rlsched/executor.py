@@ -6,7 +6,9 @@ kill the whole group), with ``CUDA_VISIBLE_DEVICES`` set to the chosen GPU and
 goes to a log file per attempt, and the shell writes the command's exit code
 to a file when it ends: so a daemon that restarts after a crash can tell a
 finished attempt (its code is there) from one that died with it (no code),
-and never runs a finished task again.
+and never runs a finished task again. The attempt is committed to the store
+before its process starts, and the shell writes its own pid first, so a
+daemon killed between the two still finds the process.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ def launch(command: str, device: int | None, log: Path, exit_file: Path,
     full_env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     full_env["CUDA_VISIBLE_DEVICES"] = "" if device is None else str(device)
     q = shlex.quote(str(exit_file))
-    wrapped = (f"( {command}\n) ; code=$? ; (umask 077; echo $code > {q}.tmp) && "
-               f"mv {q}.tmp {q} ; exit $code")
+    p = shlex.quote(str(pid_file(exit_file)))
+    wrapped = (f"(umask 077; echo $$ > {p}) ; ( {command}\n) ; code=$? ; "
+               f"(umask 077; echo $code > {q}.tmp) && mv {q}.tmp {q} ; exit $code")
     old = os.umask(0o077)
     try:
         out = open(log, "ab")
@@ -71,6 +74,19 @@ def pid_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def pid_file(exit_file: Path) -> Path:
+    """Where the attempt's shell writes its pid (= its process group) first thing."""
+    return Path(f"{exit_file}.pid")
+
+
+def recorded_pid(exit_file: Path) -> int | None:
+    """The pid the attempt recorded, if it got that far."""
+    try:
+        return int(pid_file(exit_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def exit_code(exit_file: Path) -> int | None:
