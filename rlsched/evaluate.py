@@ -186,11 +186,7 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
             wall = time.perf_counter() - t0
             m = measure(result)
             ev.results.append(EpisodeResult(
-                scheduler=name, workload=spec, instance=inst.name, seed=seed,
-                makespan=m.makespan, avg_jct=m.avg_jct, weighted_jct=m.weighted_jct,
-                slowdown=m.slowdown, utilization=m.utilization,
-                deadline_misses=m.deadline_misses, failed_attempts=m.failed_attempts,
-                lower_bound=m.lower_bound, jct_lower_bound=m.jct_lower_bound,
+                scheduler=name, workload=spec, instance=inst.name, seed=seed, **asdict(m),
                 optimum=optimum, decisions=result.decisions, wall_s=wall))
             if name not in ev.samples:
                 ev.samples[name] = result
