@@ -128,9 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="pools: local (NVML), fake:N (N simulated GPUs; tasks still run for real), "
                "preset:NAME, file:PATH\nexample:\n  rlsched serve --pool fake:4 --scheduler "
-               "heft &\n  rlsched submit examples/jobs/train-eval.yaml\n  rlsched status")
+               "heft &\n  rlsched submit examples/jobs/train-eval.yaml\n  rlsched status\n"
+               "on a Ray cluster (each node started with gpu_slot_K resources, see the README):\n"
+               "  rlsched serve --backend ray --address auto --scheduler heft")
     sv.add_argument("--pool", default="local", metavar="SPEC",
                     help="local | fake:N | preset:NAME | file:PATH (default: local)")
+    sv.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="where tasks run: this machine, or a Ray cluster's nodes (needs "
+                         "pip install 'rlsched[ray]'; see the README) (default: local)")
+    sv.add_argument("--address", metavar="ADDR",
+                    help="with --backend ray: auto, or HOST:PORT of the cluster's head "
+                         "(default: start Ray on this machine with its GPUs, or fake:N)")
     sv.add_argument("--scheduler", default="heft", metavar="NAME",
                     help="any scheduler name or rl:CHECKPOINT (default: heft)")
     sv.add_argument("--state", metavar="DIR", help=state_help)
@@ -139,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--tick", type=float, default=0.2, help="seconds between rounds")
     sv.add_argument("--exit-when-idle", action="store_true",
                     help="stop once nothing is queued or running (for scripts and tests)")
+
+    rf = sub.add_parser(
+        "ray-flags", help="the 'ray start' flags that let serve --backend ray pin tasks to GPUs",
+        description="Print --num-gpus and one gpu_slot_K resource per GPU of this machine, for "
+                    "'ray start': serve --backend ray pins each task to its GPU through them.",
+        epilog="example:\n  ray start --head $(rlsched ray-flags)\n"
+               "  ray start --address HEAD_IP:6379 $(rlsched ray-flags)   # on each other node",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rf.add_argument("--gpus", type=int, metavar="N",
+                    help="this many GPUs instead of those NVML sees (a node without a driver)")
 
     bench = sub.add_parser("bench", help="benchmarks that print JSON",
                            description="Measure speed; print one JSON object.")
@@ -178,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _queue(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "ray-flags":
+            return _ray_flags(args)
     except InputError as e:
         print(f"rlsched: error: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -187,13 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from rlsched.backends import open_backend
     from rlsched.daemon import Daemon
     from rlsched.store import Store
 
     _uses_rl([args.scheduler])
-    daemon = Daemon(Store(args.state), args.pool, args.scheduler)
+    if args.address and args.backend != "ray":
+        raise InputError("--address", "only means something with --backend ray")
+    backend = open_backend(args.backend, args.pool, args.address)
+    daemon = Daemon(Store(args.state), args.pool, args.scheduler, backend)
+    hosts = sorted({d.host for d in daemon.live})
     print(f"rlsched serve: {len(daemon.pool)} GPU(s) "
-          f"[{', '.join(d.model.name for d in daemon.pool.devices)}], scheduler "
+          f"[{', '.join(d.model.name for d in daemon.pool.devices)}] on "
+          f"{len(hosts)} machine(s) ({args.backend}), scheduler "
           f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
     if args.metrics_port:
         from rlsched.metrics_http import serve_metrics
@@ -203,6 +229,27 @@ def _serve(args: argparse.Namespace) -> int:
         daemon.run(args.tick, args.exit_when_idle)
     except KeyboardInterrupt:
         pass
+    finally:
+        backend.close()
+    return 0
+
+
+def _ray_flags(args: argparse.Namespace) -> int:
+    from rlsched.telemetry import NvmlSource, NvmlUnavailable
+
+    n = args.gpus
+    if n is None:
+        try:
+            source = NvmlSource()
+        except NvmlUnavailable:
+            raise InputError("ray-flags", "no NVIDIA driver here to count GPUs; give their "
+                             "number with --gpus N") from None
+        n = len(source.devices)
+        source.close()
+    if n < 0:
+        raise InputError("--gpus", f"a number of GPUs is 0 or more, not {n}")
+    slots = ",".join(f'"gpu_slot_{k}":1' for k in range(n))
+    print(f"--num-gpus={n} --resources={{{slots}}}")
     return 0
 
 

@@ -16,39 +16,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rlsched import executor
-from rlsched.errors import InputError
-from rlsched.pool import GpuModel, Pool, build_pool, identical_pool
+from rlsched.backends import LOST, AttemptSpec, Backend, LiveDevice, open_backend
+from rlsched.pool import Device, Pool
 from rlsched.schedulers import Scheduler, make_scheduler
-from rlsched.sources.specs import resolve_pool
 from rlsched.store import Store
 from rlsched.table import WorkloadTable
-from rlsched.telemetry import FakeNvml, NvmlSource
-from rlsched.view import ClusterView, Placement, RunningTask, TaskState
+from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 
 #: runtime assumed for a task with no estimate and no history
 DEFAULT_ESTIMATE_S = 60.0
 BACKOFF_S = (1.0, 5.0, 30.0)
-
-
-def open_pool(spec: str) -> tuple[Pool, NvmlSource, FakeNvml | None]:
-    """``local`` (NVML), ``fake:N``, ``preset:NAME`` or ``file:PATH``."""
-    if spec == "local":
-        source = NvmlSource()
-        models = [GpuModel(d.name, 1.0, 1.0, d.memory_gib, d.power_limit_w or 300.0, 30.0,
-                           d.max_clock_mhz or 1500.0) for d in source.devices]
-        if not models:
-            raise InputError("--pool local", "NVML sees no GPU; use --pool fake:N")
-        return build_pool("local", models), source, None
-    if spec.startswith("fake:"):
-        try:
-            pool = identical_pool(int(spec[5:]), source=spec)
-        except ValueError:
-            raise InputError(spec, "use fake:N with N a number of GPUs") from None
-    else:
-        pool = resolve_pool(spec)
-    fake = FakeNvml(pool)
-    return pool, NvmlSource(fake), fake
+#: times an attempt may be lost (process or node gone, no exit code) and run
+#: again without counting against the task's retries
+MAX_LOST = 3
 
 
 def predict(history: dict[str, list[float]], job: str, task) -> float:
@@ -65,14 +45,18 @@ class Daemon:
     """One scheduler over one pool and one store.
 
     :param store: the durable queue
-    :param pool_spec: see :func:`open_pool`
-    :param scheduler: a scheduler name or ``rl:PATH``
+    :param pool_spec: for the local backend: ``local`` (NVML), ``fake:N``,
+        ``preset:NAME`` or ``file:PATH``
+    :param scheduler: a scheduler name or ``rl:PATH``, or a Scheduler
+    :param backend: where attempts run (default: the local one on ``pool_spec``)
     """
 
-    def __init__(self, store: Store, pool_spec: str, scheduler: str) -> None:
+    def __init__(self, store: Store, pool_spec: str, scheduler: str | Scheduler,
+                 backend: Backend | None = None) -> None:
         self.store = store
-        self.pool, self.source, self.fake = open_pool(pool_spec)
-        self.scheduler: Scheduler = make_scheduler(scheduler)
+        self.backend = backend or open_backend("local", pool_spec)
+        self.scheduler: Scheduler = (make_scheduler(scheduler) if isinstance(scheduler, str)
+                                     else scheduler)
         self.fallback: Scheduler = make_scheduler("heft")
         self.scheduler.reset(0)
         self.fallback.reset(0)
@@ -84,8 +68,26 @@ class Daemon:
         self.decisions = 0
         self.shield_fallbacks = 0
         self.placements: dict[int, int] = {}
-        self.store.event("serve", detail=json.dumps({"pool": pool_spec, "scheduler": scheduler}))
-        self._redeclare()
+        #: the live devices of the last round and their latest samples
+        self.live: list[LiveDevice] = []
+        self.latest: list[DeviceTelemetry] = []
+        self._pool_key: tuple = ()
+        self.pool: Pool = Pool("none", ())
+        self._refresh_devices()
+        self.store.event("serve", detail=json.dumps({
+            "backend": self.backend.name, "pool": pool_spec,
+            "scheduler": scheduler if isinstance(scheduler, str) else scheduler.name}))
+        self.backend.recover(self._open_attempts())
+
+    def _refresh_devices(self) -> None:
+        """The backend's live devices; the pool (view indices) follows them."""
+        self.live = self.backend.devices()
+        key = tuple(d.key for d in self.live)
+        if key != self._pool_key:
+            self._pool_key = key
+            self.pool = Pool(self.backend.name, tuple(
+                Device(i, d.model, d.host) for i, d in enumerate(self.live)))
+            self._index = {d.key: i for i, d in enumerate(self.live)}
 
     # ------------------------------------------------------------------ loop
     def run(self, tick: float = 0.2, exit_when_idle: bool = False,
@@ -100,13 +102,15 @@ class Daemon:
             time.sleep(tick)
 
     def tick(self) -> bool:
-        """One round; whether any task is still queued or running."""
+        """One round; whether any task is still running, or queued in a job
+        that can still finish (not cancelled, no task failed)."""
         self._reap()
         self._enforce()
         self._schedule()
         row = self.store.db.execute(
-            "SELECT COUNT(*) FROM tasks t JOIN jobs j ON t.job=j.id WHERE j.cancelled=0 AND "
-            "t.state IN ('queued','running')").fetchone()
+            "SELECT COUNT(*) FROM tasks t JOIN jobs j ON t.job=j.id WHERE t.state='running' OR "
+            "(t.state='queued' AND j.cancelled=0 AND NOT EXISTS (SELECT 1 FROM tasks f WHERE "
+            "f.job=j.id AND f.state='failed'))").fetchone()
         return bool(row[0])
 
     # ------------------------------------------------------------------ attempts
@@ -115,39 +119,24 @@ class Daemon:
             "SELECT a.*, t.spec, t.attempts AS tries, t.state AS tstate, t.id AS tid, t.job "
             "FROM attempts a JOIN tasks t ON a.task=t.id WHERE a.ended IS NULL").fetchall()
 
-    def _redeclare(self) -> None:
-        """After a restart, tell the fake NVML what still runs (adopted attempts)."""
-        if self.fake is None:
-            return
-        for a in self._open_attempts():
-            pid = self._pid(a)
-            if a["device"] is not None and pid is not None and executor.alive(pid):
-                self.fake.declare(pid, a["device"], json.loads(a["spec"])["gpu_memory"])
-
-    def _pid(self, a) -> int | None:
-        """The attempt's pid: from the store, or (if the daemon died before
-        recording it) from the file the attempt's shell wrote."""
-        return a["pid"] or executor.recorded_pid(Path(a["exit_file"]))
-
     def _reap(self) -> None:
         now = time.time()
         for a in self._open_attempts():
-            code = executor.exit_code(Path(a["exit_file"]))
-            pid = self._pid(a)
-            if code is None and pid is not None and executor.alive(pid):
-                continue
-            self._close(a, -9 if code is None else code, now)
+            code = self.backend.exit_code(a)
+            if code is not None:
+                self._close(a, code, now)
 
     def _close(self, a, code: int, now: float) -> None:
         spec = json.loads(a["spec"])
-        if self.fake is not None and a["pid"]:
-            self.fake.forget(a["pid"])
         with self.store.transaction() as db:
             db.execute("UPDATE attempts SET ended=?, exit_code=? WHERE id=?", (now, code, a["id"]))
             if a["tstate"] != "running":  # cancelled meanwhile
                 state, not_before = a["tstate"], 0.0
             elif code == 0:
                 state, not_before = "done", 0.0
+            elif code == LOST and self._lost(a["tid"]) <= MAX_LOST:
+                # the process or its node was lost: not the task's failure
+                state, not_before = "queued", now + BACKOFF_S[0]
             elif a["tries"] <= spec["retries"]:
                 state = "queued"
                 not_before = now + BACKOFF_S[min(a["tries"] - 1, len(BACKOFF_S) - 1)]
@@ -157,15 +146,20 @@ class Daemon:
                        (state, not_before, a["tid"]))
             self.store.event("ended", a["job"], a["tid"], json.dumps({"exit": code,
                                                                        "state": state}))
+        self.backend.release(a)
+
+    def _lost(self, task: int) -> int:
+        """Attempts of a task lost with their process or node."""
+        return self.store.db.execute("SELECT COUNT(*) FROM attempts WHERE task=? AND "
+                                     "exit_code=?", (task, LOST)).fetchone()[0]
 
     def _enforce(self) -> None:
         """Kill attempts of cancelled tasks and attempts past their timeout."""
         now = time.time()
         for a in self._open_attempts():
             timeout = json.loads(a["spec"]).get("timeout")
-            pid = self._pid(a)
-            if pid and (a["tstate"] == "cancelled" or (timeout and now - a["started"] > timeout)):
-                executor.kill(pid)
+            if a["tstate"] == "cancelled" or (timeout and now - a["started"] > timeout):
+                self.backend.kill(a)
 
     # ------------------------------------------------------------------ decisions
     def _schedule(self) -> None:
@@ -183,15 +177,17 @@ class Daemon:
             if not checked:
                 return
             p = checked[0]
-            self._start(rows[p.task], p.device)
+            key = self.live[p.device].key
+            self._start(rows[p.task], key)
             self.decisions += 1
-            self.placements[p.device] = self.placements.get(p.device, 0) + 1
+            self.placements[key] = self.placements.get(key, 0) + 1
 
     def _shield(self, view: ClusterView, p: Placement) -> bool:
         return p.task in view.ready and 0 <= p.device < len(view.devices) and \
             view.fits(p.task, p.device)
 
     def _view(self):
+        self._refresh_devices()
         db = self.store.db
         jobs = {j.name: j for j in self.store.jobs()}
         rows = {}
@@ -231,7 +227,7 @@ class Daemon:
                 started = db.execute("SELECT started FROM attempts WHERE task=? AND ended IS "
                                      "NULL", (r["id"],)).fetchone()
                 start = (started[0] if started else now) - self.epoch
-                dev = -1 if r["device"] is None else r["device"]
+                dev = -1 if r["device"] is None else self._index.get(r["device"], -1)
                 running.append(RunningTask(i, dev, start))
                 if dev >= 0:
                     reserved[dev] += tb.memory[i]
@@ -246,9 +242,11 @@ class Daemon:
                 else:  # CPU-only tasks start as soon as they are ready
                     self._start(r, None)
                     state[i] = TaskState.RUNNING
+        samples = self.backend.sample({d.key: count[i] for i, d in enumerate(self.live)})
         devices = tuple(
-            s._replace(memory_used=max(s.memory_used, reserved[s.index]), n_tasks=count[s.index])
-            for s in self.source.sample(count))
+            samples[d.key]._replace(index=i, memory_used=max(samples[d.key].memory_used,
+                                                             reserved[i]), n_tasks=count[i])
+            for i, d in enumerate(self.live))
         self._publish(devices)
         job_remaining = []
         for j in range(tb.n_jobs):
@@ -261,10 +259,13 @@ class Daemon:
     def _publish(self, devices) -> None:
         """The latest sample of each device, for ``rlsched status``."""
         now = time.time()
+        self.latest = list(devices)
         with self.store.transaction() as db:
-            for s, info in zip(devices, self.source.devices):
+            db.execute("DELETE FROM devices")  # a device that left is no longer listed
+            for s, d in zip(devices, self.live):
+                name = d.info.name if d.host == "localhost" else f"{d.host}: {d.info.name}"
                 db.execute("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                           (s.index, info.name, info.uuid, s.utilization, s.memory_used,
+                           (d.key, name, d.info.uuid, s.utilization, s.memory_used,
                             s.memory_total, s.temperature_c, s.power_w, int(s.healthy),
                             s.n_tasks, now))
 
@@ -285,12 +286,11 @@ class Daemon:
                              (row["id"], device, time.time(), str(log), str(exit_file),
                               predicted))
             attempt_id = cur.lastrowid
-        launched = executor.launch(spec["command"] or "true", device, log, exit_file,
-                                   spec.get("env"), spec.get("workdir"))
+        pid = self.backend.start(AttemptSpec(
+            attempt_id, spec["command"] or "true", device, log, exit_file,
+            dict(spec.get("env") or {}), spec.get("workdir"), spec["gpu_memory"]))
         with self.store.transaction() as db:
-            db.execute("UPDATE attempts SET pid=? WHERE id=?", (launched.pid, attempt_id))
+            db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt_id))
             self.store.event("started", row["job"], row["id"],
-                             json.dumps({"device": device, "pid": launched.pid}))
-        if self.fake is not None and device is not None:
-            self.fake.declare(launched.pid, device, spec["gpu_memory"])
+                             json.dumps({"device": device, "pid": pid}))
 

@@ -26,11 +26,12 @@ GPU_GAUGES = (
 
 def render(daemon: Daemon) -> str:
     lines = []
-    sample = daemon.source.sample()
+    samples = list(zip(daemon.latest, daemon.live))  # the control loop's last round
     for name, help_text, value in GPU_GAUGES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for s, info in zip(sample, daemon.source.devices):
-            lines.append(f'{name}{{gpu="{s.index}",UUID="{info.uuid}"}} {value(s):.3f}')
+        for s, d in samples:
+            lines.append(f'{name}{{gpu="{d.key}",UUID="{d.info.uuid}",Hostname="{d.host}"}} '
+                         f'{value(s):.3f}')
     status = daemon.store.status()
     tasks = Counter(t["state"] for j in status["jobs"] for t in j["tasks"])
     jobs = Counter(j["state"] for j in status["jobs"])

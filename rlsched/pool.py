@@ -18,7 +18,7 @@ of :mod:`rlsched.metrics` honest.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -76,6 +76,26 @@ CATALOGUE: dict[str, GpuModel] = {
 }
 
 REFERENCE_MODEL = "rtx-3090"
+
+#: words of an NVML device name that identify a catalogue model, most specific first
+_NAME_MARKERS = (("h100", "h100-sxm"), ("a100", "a100-80gb"), ("a6000", "rtx-a6000"),
+                 ("4090", "rtx-4090"), ("3090", "rtx-3090"), ("v100", "v100-32gb"),
+                 ("l4", "l4"), ("t4", "t4"))
+
+
+def model_for_gpu(name: str, memory_gib: float, power_w: float = 0.0,
+                  max_clock_mhz: float = 0.0) -> GpuModel:
+    """The performance model of a real GPU from what NVML reports: the
+    catalogue's speeds where its name is known (with the memory the card
+    really has), else reference speeds, so the scheduler still sees memory."""
+    words = name.lower().replace("-", " ").replace("_", " ").split()
+    for marker, key in _NAME_MARKERS:
+        if any(w == marker or w.startswith(marker) for w in words):
+            base = CATALOGUE[key]
+            return replace(base, memory_gib=memory_gib or base.memory_gib,
+                           power_w=power_w or base.power_w,
+                           max_clock_mhz=max_clock_mhz or base.max_clock_mhz)
+    return GpuModel(name, 1.0, 1.0, memory_gib, power_w or 300.0, 30.0, max_clock_mhz or 1500.0)
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
             except OSError:
                 pass
             time.sleep(0.1)
-        assert 'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-fake-0000"}' in body
+        assert 'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-fake-0000",Hostname="localhost"}' in body
         assert 'DCGM_FI_DEV_FB_USED' in body and "rlsched_decisions_total 1" in body
         assert 'rlsched_tasks{state="running"} 1' in body
         out = run("logs", "hello/say", "--follow", state=state)

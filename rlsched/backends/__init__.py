@@ -1,0 +1,123 @@
+"""Where the live scheduler's attempts run: one interface, two implementations.
+
+The control loop (:mod:`rlsched.daemon`) owns the store, the scheduler and the
+shield; a :class:`Backend` owns the devices and the processes. ``local`` runs
+attempts as process groups on this machine and reads NVML here; ``ray`` runs
+them as Ray tasks pinned to a node and GPU of a Ray cluster and reads NVML on
+every node through a small actor. Choosing one is a flag of ``rlsched serve``.
+
+Devices have a stable integer *key* for the daemon's lifetime (what the store
+records as an attempt's device); the daemon maps the live devices to the
+0..n-1 indices of the cluster view each round, so a device that leaves (a Ray
+node lost) simply drops out of the view.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlsched.errors import InputError
+from rlsched.pool import GpuModel
+from rlsched.telemetry import DeviceInfo
+from rlsched.view import DeviceTelemetry
+
+#: exit code of an attempt whose process or node was lost (not the task's fault)
+LOST = -9
+
+
+@dataclass(frozen=True)
+class LiveDevice:
+    """A device the backend can run attempts on now.
+
+    :param key: stable id of the device (recorded in the store)
+    :param info: what NVML says of it
+    :param model: its performance model for the scheduler
+    :param host: the machine (node) it is on
+    """
+
+    key: int
+    info: DeviceInfo
+    model: GpuModel
+    host: str
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """One attempt to start: the command and where its output goes."""
+
+    attempt_id: int
+    command: str
+    device: int | None  # a LiveDevice key, None for a CPU-only task
+    log: Path
+    exit_file: Path
+    env: dict[str, str]
+    workdir: str | None
+    gpu_memory: float
+
+
+class Backend(ABC):
+    """Devices and processes for the control loop."""
+
+    #: ``local`` or ``ray``
+    name: str = "backend"
+
+    @abstractmethod
+    def devices(self) -> list[LiveDevice]:
+        """The devices that can run attempts now, in a stable order."""
+
+    @abstractmethod
+    def sample(self, n_tasks: dict[int, int]) -> dict[int, DeviceTelemetry]:
+        """A telemetry sample of each live device by key (``index`` is the
+        key); ``n_tasks`` counts the attempts running there by key."""
+
+    @abstractmethod
+    def start(self, attempt: AttemptSpec) -> int | None:
+        """Start an attempt; its pid where there is a local process."""
+
+    @abstractmethod
+    def exit_code(self, row: Any) -> int | None:
+        """The exit code of an open attempt (a store row), :data:`LOST` if it
+        died without one, or None while it runs."""
+
+    @abstractmethod
+    def kill(self, row: Any) -> None:
+        """Stop an open attempt (cancel, timeout)."""
+
+    def recover(self, rows: list[Any]) -> None:
+        """Called once at start with the attempts a previous daemon left open."""
+
+    def release(self, row: Any) -> None:
+        """Called once an attempt is closed in the store."""
+
+    def close(self) -> None:
+        """Release what the backend holds (connections, actors)."""
+
+
+def open_backend(name: str, pool_spec: str = "local", address: str | None = None) -> Backend:
+    """``local`` with a pool SPEC (see :mod:`rlsched.backends.local`), or ``ray``
+    with an ``address`` (``auto``, ``HOST:PORT``), or with none to start Ray on
+    this machine with its GPUs (``fake:N`` there: N simulated GPUs)."""
+    if name == "local":
+        from rlsched.backends.local import LocalBackend
+
+        return LocalBackend(pool_spec)
+    if name == "ray":
+        try:
+            from rlsched.backends.ray_cluster import RayBackend
+        except ImportError:
+            raise InputError("--backend ray", "Ray is not installed; install it with "
+                             "pip install 'rlsched[ray]'") from None
+        local_gpus = None
+        if address is None and pool_spec.startswith("fake:"):
+            try:
+                local_gpus = int(pool_spec[5:])
+            except ValueError:
+                raise InputError(pool_spec, "use fake:N with N a number of GPUs") from None
+        elif address is not None and pool_spec != "local":
+            raise InputError("--pool", "with --address the pool is the Ray cluster's GPUs; "
+                             "leave --pool out")
+        return RayBackend(address, local_gpus)
+    raise InputError("--backend", f"unknown backend '{name}' (known: local, ray)")

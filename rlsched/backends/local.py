@@ -1,0 +1,98 @@
+"""The local backend: attempts are process groups on this machine, telemetry
+is NVML here (or its fake for ``fake:N``, ``preset:NAME`` and ``file:PATH``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlsched import executor
+from rlsched.backends import LOST, AttemptSpec, Backend, LiveDevice
+from rlsched.errors import InputError
+from rlsched.pool import Pool, build_pool, identical_pool, model_for_gpu
+from rlsched.sources.specs import resolve_pool
+from rlsched.telemetry import FakeNvml, NvmlSource
+from rlsched.view import DeviceTelemetry
+
+
+def open_pool(spec: str) -> tuple[Pool, NvmlSource, FakeNvml | None]:
+    """``local`` (NVML), ``fake:N``, ``preset:NAME`` or ``file:PATH``."""
+    if spec == "local":
+        source = NvmlSource()
+        if not source.devices:
+            raise InputError("--pool local", "NVML sees no GPU; use --pool fake:N")
+        return build_pool("local", [model_for_gpu(d.name, d.memory_gib, d.power_limit_w, d.max_clock_mhz)
+                                   for d in source.devices]), source, None
+    if spec.startswith("fake:"):
+        try:
+            pool = identical_pool(int(spec[5:]), source=spec)
+        except ValueError:
+            raise InputError(spec, "use fake:N with N a number of GPUs") from None
+    else:
+        pool = resolve_pool(spec)
+    fake = FakeNvml(pool)
+    return pool, NvmlSource(fake), fake
+
+
+class LocalBackend(Backend):
+    """This machine's GPUs; devices are keyed by their NVML index.
+
+    :param pool_spec: see :func:`open_pool`
+    """
+
+    name = "local"
+
+    def __init__(self, pool_spec: str) -> None:
+        self.pool, self.source, self.fake = open_pool(pool_spec)
+        self._devices = [LiveDevice(i, info, dev.model, "localhost")
+                         for i, (info, dev) in enumerate(zip(self.source.devices,
+                                                             self.pool.devices))]
+
+    def devices(self) -> list[LiveDevice]:
+        return self._devices
+
+    def sample(self, n_tasks: dict[int, int]) -> dict[int, DeviceTelemetry]:
+        counts = [n_tasks.get(d.key, 0) for d in self._devices]
+        return {s.index: s for s in self.source.sample(counts)}
+
+    def start(self, attempt: AttemptSpec) -> int | None:
+        launched = executor.launch(attempt.command, attempt.device, attempt.log,
+                                   attempt.exit_file, attempt.env, attempt.workdir)
+        if self.fake is not None and attempt.device is not None:
+            self.fake.declare(launched.pid, attempt.device, attempt.gpu_memory)
+        return launched.pid
+
+    def _pid(self, row: Any) -> int | None:
+        """The attempt's pid: from the store, or (if the daemon died before
+        recording it) from the file the attempt's shell wrote."""
+        return row["pid"] or executor.recorded_pid(Path(row["exit_file"]))
+
+    def exit_code(self, row: Any) -> int | None:
+        code = executor.exit_code(Path(row["exit_file"]))
+        if code is not None:
+            return code
+        pid = self._pid(row)
+        return None if pid is not None and executor.alive(pid) else LOST
+
+    def kill(self, row: Any) -> None:
+        pid = self._pid(row)
+        if pid:
+            executor.kill(pid)
+
+    def recover(self, rows: list[Any]) -> None:
+        """Tell the fake NVML what still runs (attempts adopted after a restart)."""
+        if self.fake is None:
+            return
+        for row in rows:
+            pid = self._pid(row)
+            if row["device"] is not None and pid is not None and executor.alive(pid):
+                self.fake.declare(pid, row["device"], json.loads(row["spec"])["gpu_memory"])
+
+    def release(self, row: Any) -> None:
+        if self.fake is not None and row["pid"]:
+            self.fake.forget(row["pid"])
+
+    def close(self) -> None:
+        self.source.close()
+
