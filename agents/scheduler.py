@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.advice import Advisors
 from envs.encoder import ENCODER_VERSION, EpisodeStatics, Maxima, action_mask, encode
 from rlsched.errors import InputError
 from rlsched.schedulers import Scheduler
@@ -65,11 +66,13 @@ class RLScheduler(Scheduler):
             raise InputError(str(checkpoint), "the card's maxima do not match the policy's "
                              "spaces: the card belongs to another checkpoint")
         self.deterministic = deterministic
+        self.advisors = Advisors()
         self.reset(0)
 
     def reset(self, seed: int = 0) -> None:
         self._statics: EpisodeStatics | None = None
         self._last_time: float | None = None
+        self.advisors.reset(seed)
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         if len(view.devices) > self.maxima.devices:
@@ -78,7 +81,7 @@ class RLScheduler(Scheduler):
         st = self._statics
         if st is None or st.table is not view.table or st.pool is not view.pool:
             st = self._statics = EpisodeStatics(view.table, view.pool)
-        enc = encode(view, st, self.maxima, self._last_time)
+        enc = encode(view, st, self.maxima, self._last_time, self.advisors.advise(view))
         mask = action_mask(view, enc, self.maxima)
         self._last_time = view.time
         if not mask[:-1].any():

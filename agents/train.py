@@ -1,14 +1,20 @@
 """Training: imitation of a teacher, then MaskablePPO, watched in TensorBoard.
 
-Reads top to bottom: load the config, build the environments, warm-start the
-policy by behaviour cloning of the teacher heuristic, run PPO with a callback
-that logs episode metrics and validates every K steps, save checkpoints with
-their cards.
+Reads top to bottom: load the config, build the environments (one or more
+*kinds* of episode, each with its own teacher), warm-start the policy by
+behaviour cloning of the teachers and then DAgger (the policy drives, the
+teacher labels every state it reaches, so the policy learns to recover from
+its own mistakes, which plain cloning never shows it), run PPO with a
+callback that logs episode metrics and validates every K steps, save
+checkpoints with their cards.
 
 TensorBoard scalars (``runs/NAME/``): ``charts/episode_avg_jct``,
 ``charts/episode_makespan`` (training episodes), ``charts/val_avg_jct`` and
-``charts/val_ratio_to_best_heuristic`` (the fixed validation episodes; below
-1 means better than every heuristic), ``charts/bc_loss``; ``losses/`` and
+``charts/val_ratio_to_best_heuristic`` (the fixed validation episodes of
+every kind, each kind's average JCT over its best heuristic's, averaged;
+below 1 means better than every heuristic), ``charts/bc_loss`` (per epoch of
+cloning, then of each DAgger round), ``charts/dagger_ratio`` (the policy's
+average JCT over its teacher's on the states it drove into); ``losses/`` and
 ``train/`` as SB3 logs them; the config as text.
 """
 
@@ -18,6 +24,7 @@ import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ import yaml
 
 from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler, card_path
+from envs.advice import ADVISORS
 from envs.dag_env import DagSchedulingEnv
 from envs.encoder import ENCODER_VERSION
 from rlsched.errors import InputError
@@ -69,7 +77,17 @@ class TrainConfig:
     teacher: str = "tetris"
     bc_episodes: int = 20
     bc_epochs: int = 8
+    dagger_rounds: int = 0
+    dagger_episodes: int = 4
+    target_kl: float | None = None
+    #: several kinds of episode, each a mapping of workload, pool, arrivals,
+    #: load, perturb, teacher (missing keys: the settings above); empty: one
+    #: kind, the settings above
+    kinds: list[dict[str, Any]] = field(default_factory=list)
     validation_seeds: list[int] = field(default_factory=lambda: [500, 501])
+    #: at most this many validation episodes per kind and seed (batch kinds
+    #: have one per instance)
+    validation_instances: int = 10
     heuristics: list[str] = field(default_factory=lambda: ["fifo", "sjf", "cp", "tetris", "heft", "share"])
     eval_every: int = 20_000
     checkpoint_every: int = 50_000
@@ -91,14 +109,58 @@ class TrainConfig:
         unknown = set(doc) - known
         if unknown:
             raise InputError(str(path), f"unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**doc)
+        cfg = cls(**doc)
+        for k in cfg.kinds:
+            bad = set(k) - set(KIND_KEYS) if isinstance(k, dict) else {"(not a mapping)"}
+            if bad:
+                raise InputError(str(path), f"kinds: unknown key(s) {', '.join(sorted(bad))} "
+                                 f"(known: {', '.join(KIND_KEYS)})")
+        return cfg
+
+    def episode_kinds(self) -> list[Kind]:
+        """The kinds of episode trained on (one, from the top-level settings,
+        where ``kinds`` is empty)."""
+        base = {k: getattr(self, k) for k in KIND_KEYS if k != "repeat"}
+        return [Kind(**{**base, **k}) for k in (self.kinds or [{}])]
 
 
-def make_env(cfg: TrainConfig, seed: int | None = None) -> DagSchedulingEnv:
-    return DagSchedulingEnv(cfg.workload, cfg.pool, arrivals=cfg.arrivals, load=cfg.load,
-                            reward=cfg.reward, perturb=cfg.perturb, max_tasks=cfg.max_tasks,
+KIND_KEYS = ("workload", "pool", "arrivals", "load", "perturb", "teacher", "repeat")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of training episode, and the heuristic its policy imitates."""
+
+    workload: str
+    pool: str
+    arrivals: str
+    load: float
+    perturb: str
+    teacher: str
+    #: imitation episodes of this kind per episode of the others (short
+    #: episodes, such as one DAG in a batch, need more to weigh the same)
+    repeat: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload} on {self.pool} ({self.arrivals})"
+
+
+def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None
+             ) -> DagSchedulingEnv:
+    k = kind or cfg.episode_kinds()[0]
+    return DagSchedulingEnv(k.workload, k.pool, arrivals=k.arrivals, load=k.load,
+                            reward=cfg.reward, perturb=k.perturb, max_tasks=cfg.max_tasks,
                             max_ready=cfg.max_ready, max_devices=cfg.max_devices,
                             max_edges=cfg.max_edges, seed=seed)
+
+
+def _monitored_env(cfg: TrainConfig, kind: Kind, seed: int):
+    from stable_baselines3.common.monitor import Monitor
+
+    env = Monitor(make_env(cfg, kind=kind))
+    env.reset(seed=seed)
+    return env
 
 
 def build_model(cfg: TrainConfig, env, tensorboard_log: str | None):
@@ -114,50 +176,86 @@ def build_model(cfg: TrainConfig, env, tensorboard_log: str | None):
     return MaskablePPO(policy, env, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
                        batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
                        gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
-                       clip_range=cfg.clip_range, policy_kwargs=kwargs, seed=cfg.seed,
+                       clip_range=cfg.clip_range, target_kl=cfg.target_kl,
+                       policy_kwargs=kwargs, seed=cfg.seed,
                        tensorboard_log=tensorboard_log, device="cpu", verbose=0)
 
 
-def behaviour_cloning(model, cfg: TrainConfig, writer=None) -> list[float]:
-    """Warm-start: fit the policy to the teacher's choices on training episodes.
+class Teacher:
+    """A kind's teacher: its choice in the environment's current state. An
+    advisor's choice is read from the environment (the one its observation
+    shows); another heuristic runs beside it."""
 
-    The teacher runs inside the environment, one placement per step; its
-    choices that fall outside the ready slots are stepped but not learned.
-    """
-    env = make_env(cfg)
-    obs_list, mask_list, actions = [], [], []
-    teacher = make_scheduler(cfg.teacher, search_evaluations=500)
-    for ep in range(cfg.bc_episodes):
-        obs, _ = env.reset(seed=cfg.seed * 1000 + ep)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.advisor = ADVISORS.index(name) if name in ADVISORS else None
+        self.scheduler = None if self.advisor is not None else make_scheduler(
+            name, search_evaluations=500)
+
+    def reset(self, seed: int) -> None:
+        if self.scheduler is not None:
+            self.scheduler.reset(seed)
+
+    def action(self, env: DagSchedulingEnv, mask: np.ndarray) -> int | None:
+        """The teacher's action, or None where the policy cannot express it
+        (its task is outside the ready slots)."""
+        if self.advisor is not None:
+            placement = env.advice[self.advisor]
+        else:
+            placements = self.scheduler.decide(env.view)
+            placement = placements[0] if placements else None
+        try:
+            action = env.action_for(placement)
+        except ValueError:
+            return None
+        return action if mask[action] else None
+
+
+def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None
+            ) -> tuple[list[dict], list[np.ndarray], list[int], float]:
+    """Run ``episodes`` of a kind and label every state with its teacher's
+    action. The teacher drives (``model`` None: behaviour cloning) or the
+    policy does (DAgger). Returns observations, masks, labels and the mean
+    average JCT of the episodes."""
+    env = make_env(cfg, kind=kind)
+    teacher = Teacher(kind.teacher)
+    obs_list, mask_list, actions, jcts = [], [], [], []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
         teacher.reset(env.sim.seed)
-        done = False
+        done, info = False, {}
         while not done:
-            placements = teacher.decide(env.view)
             mask = env.action_masks()
-            try:
-                action = env.action_for(placements[0] if placements else None)
-                ok = bool(mask[action])
-            except ValueError:
-                ok = False
-            if ok:
+            label = teacher.action(env, mask)
+            if label is not None:
                 obs_list.append(obs)
                 mask_list.append(mask)
-                actions.append(action)
+                actions.append(label)
+            if model is not None:
+                a, _ = model.predict(obs, action_masks=mask, deterministic=True)
+                action = int(np.asarray(a).reshape(-1)[0])
             else:
-                action = int(np.flatnonzero(mask)[0])
-            obs, _, done, _, _ = env.step(action)
-    policy = model.policy
+                action = label if label is not None else int(np.flatnonzero(mask)[0])
+            obs, _, done, _, info = env.step(action)
+        jcts.append(info["avg_jct"])
+    return obs_list, mask_list, actions, statistics.fmean(jcts)
+
+
+def fit(policy, obs_list: list[dict], mask_list: list[np.ndarray], actions: list[int],
+        epochs: int, batch_size: int, seed: int, writer=None, step0: int = 0) -> list[float]:
+    """Maximise the likelihood of the labelled actions (cross-entropy over the
+    valid actions)."""
     keys = obs_list[0].keys()
     data = {k: torch.as_tensor(np.stack([o[k] for o in obs_list])) for k in keys}
     masks = np.stack(mask_list)
     acts = torch.as_tensor(actions)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     losses = []
-    for epoch in range(cfg.bc_epochs):
+    for epoch in range(epochs):
         order = rng.permutation(len(actions))
         total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
             dist = policy.get_distribution({k: v[idx] for k, v in data.items()},
                                            action_masks=masks[idx])
             loss = -dist.log_prob(acts[idx]).mean()
@@ -169,25 +267,89 @@ def behaviour_cloning(model, cfg: TrainConfig, writer=None) -> list[float]:
         losses.append(total / len(order))
         if writer is not None:
             writer.record("charts/bc_loss", losses[-1])
-            writer.dump(epoch)
+            writer.dump(step0 + epoch)
     return losses
 
 
+def behaviour_cloning(model, cfg: TrainConfig, writer=None, progress: bool = False
+                      ) -> list[float]:
+    """Warm-start: clone each kind's teacher, then DAgger rounds: the policy
+    drives, the teachers label, the policy is fitted to everything so far.
+
+    The policy's own seeds (``cfg.seed * 1000 + ...``) never overlap the
+    validation or benchmark seeds.
+    """
+    kinds = cfg.episode_kinds()
+    data: tuple[list, list, list] = ([], [], [])
+    per_kind = max(1, cfg.bc_episodes // len(kinds))
+    bar = _bar(len(kinds) * (1 + cfg.dagger_rounds), "imitation", progress)
+    for i, kind in enumerate(kinds):
+        o, m, a, _ = collect(cfg, kind, per_kind * kind.repeat, cfg.seed * 1000 + 100 * i)
+        for store, new in zip(data, (o, m, a)):
+            store.extend(new)
+        bar.update()
+    losses = fit(model.policy, *data, cfg.bc_epochs, cfg.batch_size, cfg.seed, writer)
+    for r in range(cfg.dagger_rounds):
+        ratios = []
+        for i, kind in enumerate(kinds):
+            n = cfg.dagger_episodes * kind.repeat
+            seed = cfg.seed * 100_000 + 10_000 * (i + 1) + 1_000 * (r + 1)
+            o, m, a, jct = collect(cfg, kind, n, seed, model)
+            _, _, _, teacher_jct = collect(cfg, kind, n, seed)
+            ratios.append(jct / teacher_jct)
+            for store, new in zip(data, (o, m, a)):
+                store.extend(new)
+            bar.update()
+        if writer is not None:
+            writer.record("charts/dagger_ratio", statistics.fmean(ratios))
+        losses += fit(model.policy, *data, max(1, cfg.bc_epochs // 2), cfg.batch_size,
+                      cfg.seed + r + 1, writer, step0=len(losses))
+    bar.close()
+    return losses
+
+
+def _bar(total: int, what: str, on: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="batch of episodes", disable=not on)
+
+
 class Validator:
-    """Average JCT of a policy on fixed validation episodes, against the heuristics."""
+    """Average JCT of a policy on fixed validation episodes of every kind,
+    against the heuristics: per kind, the ratio to the best heuristic there."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.pool = resolve_pool(cfg.pool)
-        self.plan = episodes([cfg.workload], self.pool, cfg.arrivals, cfg.load,
-                             list(cfg.validation_seeds))
-        self.perturb = Perturbations.parse(cfg.perturb)
-        self.heuristics = {h: self.score(make_scheduler(h)) for h in cfg.heuristics}
-        self.best_heuristic = min(self.heuristics.values())
+        self.kinds = cfg.episode_kinds()
+        self.plans = []
+        for kind in self.kinds:
+            pool = resolve_pool(kind.pool)
+            plan = []
+            for j, seed in enumerate(cfg.validation_seeds):
+                eps = episodes([kind.workload], pool, kind.arrivals, kind.load, [seed])
+                # batch kinds: other instances for each seed, not the same again
+                first = (j * cfg.validation_instances) % len(eps)
+                plan += eps[first:first + cfg.validation_instances]
+            self.plans.append((pool, plan, Perturbations.parse(kind.perturb)))
+        self.heuristics = [{h: self._score(make_scheduler(h), i) for h in cfg.heuristics}
+                           for i in range(len(self.kinds))]
+        self.best = [min(h.values()) for h in self.heuristics]
 
-    def score(self, scheduler) -> float:
+    def _score(self, scheduler, i: int) -> float:
+        pool, plan, perturb = self.plans[i]
         return statistics.fmean(
-            measure(run_episode(inst, self.pool, scheduler, seed, self.perturb)).avg_jct
-            for _, inst, seed in self.plan)
+            measure(run_episode(inst, pool, scheduler, seed, perturb)).avg_jct
+            for _, inst, seed in plan)
+
+    def evaluate(self, scheduler) -> dict[str, Any]:
+        """``ratio`` (mean over kinds of average JCT over the best
+        heuristic's), and per kind the policy's and the heuristics' JCT."""
+        out = []
+        for i, kind in enumerate(self.kinds):
+            jct = self._score(scheduler, i)
+            out.append({"kind": kind.label, "avg_jct": jct, "ratio": jct / self.best[i],
+                        "heuristics_avg_jct": self.heuristics[i]})
+        return {"ratio": statistics.fmean(k["ratio"] for k in out),
+                "avg_jct": statistics.fmean(k["avg_jct"] for k in out), "kinds": out}
 
 
 def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
@@ -209,7 +371,6 @@ def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the whole recipe; returns the final evaluation."""
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import configure
 
     torch.set_num_threads(cfg.torch_threads)
@@ -218,8 +379,10 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     run_dir = Path(cfg.runs_dir) / cfg.name
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    vec = make_vec_env(lambda: make_env(cfg), n_envs=cfg.n_envs, seed=cfg.seed,
-                       vec_env_cls=SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv)
+    kinds = cfg.episode_kinds()
+    fns = [partial(_monitored_env, cfg, kinds[i % len(kinds)], cfg.seed + i)
+           for i in range(cfg.n_envs)]
+    vec = (SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv)(fns)
     if resume:
         from sb3_contrib import MaskablePPO
 
@@ -233,20 +396,20 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     logger.record("config", _config_text(cfg), exclude=("csv",))
     validator = Validator(cfg)
     if not resume and cfg.bc_episodes > 0:
-        behaviour_cloning(model, cfg, logger)
+        behaviour_cloning(model, cfg, logger, progress)
 
     state = {"best": float("inf"), "evaluation": {}}
 
     def validate(steps: int) -> dict[str, Any]:
         path = out_dir / "latest.zip"
         save_checkpoint(model, cfg, path, steps, state["evaluation"])
-        jct = validator.score(RLScheduler(path))
-        ev = {"val_avg_jct": jct, "val_ratio_to_best_heuristic": jct / validator.best_heuristic,
-              "heuristics_avg_jct": validator.heuristics, "validation_seeds": cfg.validation_seeds}
-        model.logger.record("charts/val_avg_jct", jct)
-        model.logger.record("charts/val_ratio_to_best_heuristic", ev["val_ratio_to_best_heuristic"])
-        if jct < state["best"]:
-            state["best"] = jct
+        result = validator.evaluate(RLScheduler(path))
+        ev = {"val_avg_jct": result["avg_jct"], "val_ratio_to_best_heuristic": result["ratio"],
+              "kinds": result["kinds"], "validation_seeds": cfg.validation_seeds}
+        model.logger.record("charts/val_avg_jct", result["avg_jct"])
+        model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
+        if result["ratio"] < state["best"]:
+            state["best"] = result["ratio"]
             save_checkpoint(model, cfg, out_dir / "best.zip", steps, ev)
         state["evaluation"] = ev
         return ev

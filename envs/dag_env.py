@@ -20,6 +20,7 @@ from envs.encoder import (
     empty_observation,
     encode,
 )
+from envs.advice import Advisors
 from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import batch, online
 from rlsched.metrics import measure
@@ -175,6 +176,8 @@ class DagSchedulingEnv(gym.Env):
         })
         self.action_space = MaskedDiscrete(m.n_actions)
         self.action_space.bind(self.action_masks)
+        self.advisors = Advisors()
+        self._advice: list[Placement | None] = []
         self.sim: Simulator | None = None
         self._view: ClusterView | None = None
         self._enc: Encoding | None = None
@@ -195,6 +198,7 @@ class DagSchedulingEnv(gym.Env):
         self.instance = instance
         self.sim = Simulator(instance, self.pool, int(rng.integers(2**31)), self.perturbations)
         self.statics = EpisodeStatics(self.sim.table, self.pool)
+        self.advisors.reset(self.sim.seed)
         self.meter = RewardMeter(self.reward_name, self.sim.table, self.pool)
         self._last_time: float | None = None
         view = self.sim.reset()
@@ -235,6 +239,12 @@ class DagSchedulingEnv(gym.Env):
         """The cluster view of the current decision point (``None`` at the end)."""
         return self._view
 
+    @property
+    def advice(self) -> list[Placement | None]:
+        """What each advisor (:data:`envs.advice.ADVISORS`) would place first
+        now, as the observation shows it (None: it would wait)."""
+        return list(self._advice)
+
     def action_for(self, placement: Placement | None) -> int:
         """The action that makes ``placement`` (``None``: wait); raises if the
         task is not in a ready slot."""
@@ -254,7 +264,8 @@ class DagSchedulingEnv(gym.Env):
             self._mask = np.zeros(self.maxima.n_actions, dtype=bool)
             self._mask[-1] = True  # a harmless placeholder after the end
             return
-        self._enc = encode(view, self.statics, self.maxima, self._last_time)
+        self._advice = self.advisors.advise(view)
+        self._enc = encode(view, self.statics, self.maxima, self._last_time, self._advice)
         self._mask = action_mask(view, self._enc, self.maxima)
 
     def _obs(self) -> dict[str, np.ndarray]:

@@ -37,6 +37,10 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
         (log-duration)
     14  log1p(unfinished parents)
     15  is a CPU-only task (0/1)
+    16  share would place this task first (0/1; see :mod:`envs.advice`)
+    17  heft would place this task first (0/1)
+    18  cp would place this task first (0/1)
+    19  tetris would place this task first (0/1)
     ==  ==========================================================
 
 ``task_mask`` (M.tasks): 1 for a filled row.
@@ -64,12 +68,17 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
     9   healthy (0/1)
     10  log(nominal compute-bound speed)
     11  log(nominal memory-bound speed)
+    12  share would place its first task here (0/1)
+    13  heft would place its first task here (0/1)
+    14  cp would place its first task here (0/1)
+    15  tetris would place its first task here (0/1)
     ==  ==========================================================
 
 ``queue`` (QUEUE_FEATURES): log1p(jobs in the system), log1p(ready tasks
     beyond the ready slots), busy devices over devices, time since the last
     decision (log-duration), healthy devices over devices, log1p(unfinished
-    tasks beyond the window).
+    tasks beyond the window), then for share, heft, cp and tetris in turn:
+    it would wait (0/1).
 """
 
 from __future__ import annotations
@@ -79,15 +88,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.advice import ADVISORS
 from rlsched.pool import Pool
 from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
-from rlsched.view import ClusterView, TaskState
+from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 3
-TASK_FEATURES = 16
-DEVICE_FEATURES = 12
-QUEUE_FEATURES = 6
+ENCODER_VERSION = 4
+TASK_FEATURES = 16 + len(ADVISORS)
+DEVICE_FEATURES = 12 + len(ADVISORS)
+QUEUE_FEATURES = 6 + len(ADVISORS)
 
 _READY, _RUNNING, _BLOCKED, _DONE = (int(TaskState.READY), int(TaskState.RUNNING),
                                      int(TaskState.BLOCKED), int(TaskState.DONE))
@@ -181,8 +191,11 @@ class Encoding:
 
 
 def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
-           last_decision_time: float | None = None) -> Encoding:
-    """Encode ``view`` into the observation of the module docstring."""
+           last_decision_time: float | None = None,
+           advice: list[Placement | None] | None = None) -> Encoding:
+    """Encode ``view`` into the observation of the module docstring;
+    ``advice`` is :meth:`envs.advice.Advisors.advise` of the view (None: no
+    advice, its columns stay 0)."""
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")
@@ -288,6 +301,16 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     q[3] = _logd(now - last_decision_time, scale) if last_decision_time is not None else 0.0
     q[4] = float(tele[:, 7].sum()) / g
     q[5] = math.log1p(max(int(((state != _DONE)).sum()) - n, 0))
+    if advice is not None:
+        row_of_task = {int(t): i for i, t in enumerate(window[:n_slots])}
+        for k, p in enumerate(advice):
+            if p is None:
+                q[6 + k] = 1.0
+                continue
+            i = row_of_task.get(p.task)
+            if i is not None:
+                f[i, 16 + k] = 1.0
+            d[p.device, 12 + k] = 1.0
     return Encoding(obs, window, n_slots)
 
 

@@ -39,7 +39,9 @@ def test_the_quick_config_trains_logs_and_saves(trained):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"charts/val_avg_jct", "charts/val_ratio_to_best_heuristic",
-            "charts/bc_loss"} <= scalars
+            "charts/bc_loss", "charts/dagger_ratio"} <= scalars
+    # validated on every kind of episode it trained on
+    assert [k["kind"] for k in final["kinds"]] == [k.label for k in cfg.episode_kinds()]
     assert any(t.startswith("train/") for t in scalars)
     for name in ("best", "final", "latest"):
         card = json.loads((tmp / "checkpoints" / cfg.name / f"{name}.json").read_text())
@@ -124,3 +126,26 @@ def test_the_scheduler_only_proposes_valid_placements(trained):
         assert env.action_masks()[action]
         env.step(action)
     assert np.isfinite(env.sim.now)
+
+
+def test_a_config_with_an_unknown_kind_key_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nkinds:\n  - {workload: 'synthetic:sweep', pol: 'identical:2'}\n")
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "train", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "pol" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_each_kind_is_validated_on_other_instances_for_each_seed():
+    from agents.train import Validator
+
+    cfg = TrainConfig(kinds=[{"workload": f"stg:{ROOT / 'workloads' / 'stg' / '50'}",
+                              "pool": "identical:2", "arrivals": "batch", "perturb": "none",
+                              "teacher": "cp"}],
+                      validation_seeds=[500, 501], validation_instances=3, heuristics=["fifo"])
+    plan = Validator(cfg).plans[0][1]
+    names = [inst.name for _, inst, _ in plan]
+    assert len(names) == 6 and len(set(names)) == 6

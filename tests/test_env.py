@@ -202,3 +202,46 @@ def test_a_throttled_device_shows_in_telemetry_before_its_task_finishes_late(tmp
                  else int(np.flatnonzero(env.action_masks())[0]))
     (long_run,) = [a for a in env.sim.result().trace if a.task == long_task and a.ok]
     assert long_run.end - long_run.start > 20000
+
+
+@pytest.mark.parametrize("advisor", ["share", "heft", "cp", "tetris"])
+def test_the_advice_columns_show_each_advisors_first_placement(advisor):
+    from envs.advice import ADVISORS
+
+    k = ADVISORS.index(advisor)
+    env = DagSchedulingEnv("synthetic:mixed?jobs=4", "preset:workstation-4",
+                           arrivals="poisson", perturb="all")
+    obs, _ = env.reset(seed=3)
+    twin = make_scheduler(advisor)
+    twin.reset(env.sim.seed)
+    done, steps = False, 0
+    while not done:
+        own = twin.decide(env.view)
+        advice = env.advice[k]
+        assert advice == (own[0] if own else None)
+        if advice is None:
+            assert obs["queue"][6 + k] == 1 and not obs["tasks"][:, 16 + k].any()
+            assert not obs["devices"][:, 12 + k].any()
+        else:
+            assert obs["queue"][6 + k] == 0
+            assert np.flatnonzero(obs["devices"][:, 12 + k]).tolist() == [advice.device]
+            rows = np.flatnonzero(obs["tasks"][:, 16 + k]).tolist()
+            slots = [int(t) for t in env._enc.window[:env._enc.n_slots]]
+            assert rows == ([slots.index(advice.task)] if advice.task in slots else [])
+        obs, _, done, _, _ = env.step(env.action_for(advice) if advice is None or advice.task in
+                                      slots else int(np.flatnonzero(env.action_masks())[0]))
+        steps += 1
+    assert steps > 10
+
+
+def test_an_agent_that_always_takes_heft_advice_is_heft():
+    """On a batch DAG the advice is a plan to follow: taking it reproduces
+    heft's schedule exactly, so a policy that learns to trust it is as good."""
+    env = DagSchedulingEnv(f"stg:{STG / '50'}", "identical:4")
+    for seed in range(3):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, done, _, info = env.step(env.action_for(env.advice[1]))
+        direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed))
+        assert info["makespan"] == pytest.approx(direct.makespan, rel=1e-12)
