@@ -77,7 +77,12 @@ class TrainConfig:
     teacher: str = "tetris"
     bc_episodes: int = 20
     bc_epochs: int = 8
+    #: learning rate of cloning and DAgger (PPO's is ``learning_rate``)
+    bc_learning_rate: float = 3e-4
     dagger_rounds: int = 0
+    #: after PPO: episodes per kind of the anchoring round, and its epochs
+    anchor_episodes: int = 0
+    anchor_epochs: int = 2
     dagger_episodes: int = 4
     target_kl: float | None = None
     #: several kinds of episode, each a mapping of workload, pool, arrivals,
@@ -120,11 +125,11 @@ class TrainConfig:
     def episode_kinds(self) -> list[Kind]:
         """The kinds of episode trained on (one, from the top-level settings,
         where ``kinds`` is empty)."""
-        base = {k: getattr(self, k) for k in KIND_KEYS if k != "repeat"}
+        base = {k: getattr(self, k) for k in KIND_KEYS if k not in ("repeat", "anchor")}
         return [Kind(**{**base, **k}) for k in (self.kinds or [{}])]
 
 
-KIND_KEYS = ("workload", "pool", "arrivals", "load", "perturb", "teacher", "repeat")
+KIND_KEYS = ("workload", "pool", "arrivals", "load", "perturb", "teacher", "repeat", "anchor")
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,8 @@ class Kind:
     #: imitation episodes of this kind per episode of the others (short
     #: episodes, such as one DAG in a batch, need more to weigh the same)
     repeat: int = 1
+    #: pulled back onto its teacher after PPO (see :func:`anchor`)
+    anchor: bool = False
 
     @property
     def label(self) -> str:
@@ -211,12 +218,13 @@ class Teacher:
         return action if mask[action] else None
 
 
-def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None
-            ) -> tuple[list[dict], list[np.ndarray], list[int], float]:
+def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,
+            self_labelled: bool = False) -> tuple[list[dict], list[np.ndarray], list[int], float]:
     """Run ``episodes`` of a kind and label every state with its teacher's
     action. The teacher drives (``model`` None: behaviour cloning) or the
-    policy does (DAgger). Returns observations, masks, labels and the mean
-    average JCT of the episodes."""
+    policy does (DAgger); ``self_labelled``: the policy's own action is the
+    label. Returns observations, masks, labels and the mean average JCT of
+    the episodes."""
     env = make_env(cfg, kind=kind)
     teacher = Teacher(kind.teacher)
     obs_list, mask_list, actions, jcts = [], [], [], []
@@ -226,15 +234,17 @@ def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None
         done, info = False, {}
         while not done:
             mask = env.action_masks()
-            label = teacher.action(env, mask)
+            label = None if self_labelled else teacher.action(env, mask)
+            if model is not None:
+                a, _ = model.predict(obs, action_masks=mask, deterministic=True)
+                action = int(np.asarray(a).reshape(-1)[0])
+                if self_labelled:
+                    label = action
             if label is not None:
                 obs_list.append(obs)
                 mask_list.append(mask)
                 actions.append(label)
-            if model is not None:
-                a, _ = model.predict(obs, action_masks=mask, deterministic=True)
-                action = int(np.asarray(a).reshape(-1)[0])
-            else:
+            if model is None:
                 action = label if label is not None else int(np.flatnonzero(mask)[0])
             obs, _, done, _, info = env.step(action)
         jcts.append(info["avg_jct"])
@@ -281,6 +291,10 @@ def behaviour_cloning(model, cfg: TrainConfig, writer=None, progress: bool = Fal
     """
     kinds = cfg.episode_kinds()
     data: tuple[list, list, list] = ([], [], [])
+    optimizer = model.policy.optimizer
+    ppo_lrs = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["lr"] = cfg.bc_learning_rate
     per_kind = max(1, cfg.bc_episodes // len(kinds))
     bar = _bar(len(kinds) * (1 + cfg.dagger_rounds), "imitation", progress)
     for i, kind in enumerate(kinds):
@@ -305,7 +319,31 @@ def behaviour_cloning(model, cfg: TrainConfig, writer=None, progress: bool = Fal
         losses += fit(model.policy, *data, max(1, cfg.bc_epochs // 2), cfg.batch_size,
                       cfg.seed + r + 1, writer, step0=len(losses))
     bar.close()
+    for g, lr in zip(optimizer.param_groups, ppo_lrs):
+        g["lr"] = lr
     return losses
+
+
+def anchor(model, cfg: TrainConfig, writer=None) -> list[float]:
+    """After PPO: pull the kinds marked ``anchor`` back onto their teachers
+    (one DAgger round) without moving the others, whose states the policy
+    labels itself. PPO's noisy updates on one kind of episode drift the
+    shared weights on another; where a teacher is already optimal or nearly
+    (cp on a batch DAG), that drift only loses."""
+    data: tuple[list, list, list] = ([], [], [])
+    for i, kind in enumerate(cfg.episode_kinds()):
+        seed = cfg.seed * 100_000 + 90_000 + 1_000 * i
+        n = cfg.anchor_episodes * kind.repeat
+        if kind.anchor:
+            o, m, a, _ = collect(cfg, kind, n, seed, model)
+        else:
+            o, m, a, _ = collect(cfg, kind, n, seed, model, self_labelled=True)
+        for store, new in zip(data, (o, m, a)):
+            store.extend(new)
+    optimizer = model.policy.optimizer
+    for g in optimizer.param_groups:
+        g["lr"] = cfg.bc_learning_rate / 3
+    return fit(model.policy, *data, cfg.anchor_epochs, cfg.batch_size, cfg.seed, writer)
 
 
 def _bar(total: int, what: str, on: bool):
@@ -432,6 +470,15 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 reset_num_timesteps=not resume)
     final = validate(model.num_timesteps)
     save_checkpoint(model, cfg, out_dir / "final.zip", model.num_timesteps, final)
+    if cfg.anchor_episodes > 0 and any(k.anchor for k in kinds):
+        from sb3_contrib import MaskablePPO
+
+        best = MaskablePPO.load(str(out_dir / "best.zip"), env=vec, device="cpu")
+        best.set_logger(logger)
+        anchor(best, cfg, logger)
+        model = best
+        final = validate(model.num_timesteps)  # competes for best.zip like any checkpoint
+        save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
     logger.dump(model.num_timesteps)
     vec.close()
     return final

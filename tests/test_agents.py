@@ -43,7 +43,7 @@ def test_the_quick_config_trains_logs_and_saves(trained):
     # validated on every kind of episode it trained on
     assert [k["kind"] for k in final["kinds"]] == [k.label for k in cfg.episode_kinds()]
     assert any(t.startswith("train/") for t in scalars)
-    for name in ("best", "final", "latest"):
+    for name in ("best", "final", "latest", "anchored"):
         card = json.loads((tmp / "checkpoints" / cfg.name / f"{name}.json").read_text())
         assert card["maxima"] == {"tasks": 64, "ready": 16, "devices": 8, "edges": 256}
         assert card["config"]["name"] == "quick" and card["encoder_version"] >= 1
