@@ -102,8 +102,9 @@ class Daemon:
             time.sleep(tick)
 
     def tick(self) -> bool:
-        """One round; whether any task is still running, or queued in a job
-        that can still finish (not cancelled, no task failed)."""
+        """One round; whether any attempt is still open (a killed one until it
+        is reaped), or any task queued in a job that can still finish (not
+        cancelled, no task failed)."""
         self._reap()
         self._enforce()
         self._schedule()
@@ -111,7 +112,9 @@ class Daemon:
             "SELECT COUNT(*) FROM tasks t JOIN jobs j ON t.job=j.id WHERE t.state='running' OR "
             "(t.state='queued' AND j.cancelled=0 AND NOT EXISTS (SELECT 1 FROM tasks f WHERE "
             "f.job=j.id AND f.state='failed'))").fetchone()
-        return bool(row[0])
+        open_attempts = self.store.db.execute(
+            "SELECT COUNT(*) FROM attempts WHERE ended IS NULL").fetchone()
+        return bool(row[0] or open_attempts[0])
 
     # ------------------------------------------------------------------ attempts
     def _open_attempts(self):

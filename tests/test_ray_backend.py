@@ -128,6 +128,31 @@ def test_a_dag_job_runs_on_ray_pinned_where_the_policy_placed_it(tmp_path, local
     backend.close()
 
 
+def test_cancel_kills_a_task_running_on_ray(tmp_path, local_ray):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    store = Store(tmp_path / "state")
+    submit(store, [write_job(tmp_path, "c1", markers, sleeps={"a": 30})])
+    backend = RayBackend("auto")
+    daemon = Daemon(store, "local", "heft", backend)
+    end = time.time() + 60
+    while not store.db.execute("SELECT 1 FROM tasks WHERE state='running'").fetchone():
+        daemon.tick()
+        assert time.time() < end
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the Ray task start its process
+    store.cancel("c1")
+    started = time.time()
+    run_until_idle(daemon, seconds=30)
+    assert time.time() - started < 20  # not the 30 s the task would sleep
+    assert store.status()["jobs"][0]["state"] == "cancelled"
+    row = attempt_rows(store)[0]
+    assert row["ended"] is not None and row["exit_code"] != 0
+    time.sleep(1.0)
+    assert not (markers / "c1.a").exists()  # its process is gone, not orphaned
+    backend.close()
+
+
 def test_a_lost_node_takes_its_devices_out_and_its_task_is_retried_elsewhere(tmp_path):
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
