@@ -48,6 +48,8 @@ SLOT_SHARE = 0.01
 #: seconds a telemetry sample or the node list stays fresh
 TELEMETRY_TTL_S = 0.5
 NODES_TTL_S = 0.5
+#: seconds after a cancel before the task's worker is killed outright
+FORCE_AFTER_S = 3.0
 
 START_HELP = ("start every node with one gpu_slot_K resource per GPU, e.g. for two GPUs: "
               "ray start --head --num-gpus=2 --resources='{\"gpu_slot_0\": 1, \"gpu_slot_1\": 1}'")
@@ -152,6 +154,7 @@ class RayBackend(Backend):
         self._hosts: dict[str, str] = {}
         self._infos: dict[str, list[Any]] = {}
         self._refs: dict[int, tuple[Any, str]] = {}  # attempt id -> (ref, node id)
+        self._killed: dict[int, float] = {}  # attempt id -> first kill
         self._nodes_at = -1.0
         self._alive: dict[str, list[int]] = {}
         self._samples: dict[int, DeviceTelemetry] = {}
@@ -288,12 +291,22 @@ class RayBackend(Backend):
         return int(code)
 
     def kill(self, row: Any) -> None:
+        """Interrupt the task (its group is killed); if it still runs a few
+        seconds later (not started yet, or busy in Ray), kill its worker: the
+        watchdog in its group then kills the command."""
         held = self._refs.get(row["id"])
-        if held is not None:
-            ray.cancel(held[0], force=False)
+        if held is None:
+            return
+        first = self._killed.setdefault(row["id"], time.monotonic())
+        force = time.monotonic() - first > FORCE_AFTER_S
+        try:
+            ray.cancel(held[0], force=force)
+        except (ray.exceptions.RayError, ValueError):
+            pass
 
     def release(self, row: Any) -> None:
         self._refs.pop(row["id"], None)
+        self._killed.pop(row["id"], None)
 
     def close(self) -> None:
         for actor in self._actors.values():
