@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.advice import Advisors
 from envs.encoder import (
     DEVICE_FEATURES,
     QUEUE_FEATURES,
@@ -20,7 +21,6 @@ from envs.encoder import (
     empty_observation,
     encode,
 )
-from envs.advice import Advisors
 from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import batch, online
 from rlsched.metrics import measure
