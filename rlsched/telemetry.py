@@ -52,6 +52,13 @@ class GpuProcess:
     memory_gib: float
 
 
+def unhealthy_sample(info: DeviceInfo, index: int, n_tasks: int = 0) -> DeviceTelemetry:
+    """The sample of a device that cannot be read (lost, or its node out of
+    reach): idle, unhealthy, so no placement goes there."""
+    return DeviceTelemetry(index, 0.0, 0.0, info.memory_gib, 0.0, 0.0, info.power_limit_w, 0.0,
+                           info.max_clock_mhz, False, n_tasks)
+
+
 class NvmlSource:
     """Telemetry of the local GPUs through NVML.
 
@@ -116,9 +123,7 @@ class NvmlSource:
                 clock = self._get("nvmlDeviceGetClockInfo", h, self.nvml.NVML_CLOCK_SM,
                                   default=info.max_clock_mhz)
             except self._fatal:
-                out.append(DeviceTelemetry(i, 0.0, 0.0, info.memory_gib, 0.0, 0.0,
-                                           info.power_limit_w, 0.0, info.max_clock_mhz, False,
-                                           ours))
+                out.append(unhealthy_sample(info, i, ours))
                 continue
             used = memory.used / GIB if memory is not None else 0.0
             out.append(DeviceTelemetry(

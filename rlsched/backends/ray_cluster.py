@@ -39,7 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rlsched.backends import LOST, AttemptSpec, Backend, LiveDevice
 from rlsched.errors import InputError
 from rlsched.pool import identical_pool, model_for_gpu
-from rlsched.telemetry import FakeNvml, NvmlSource, NvmlUnavailable
+from rlsched.telemetry import FakeNvml, NvmlSource, NvmlUnavailable, unhealthy_sample
 from rlsched.view import DeviceTelemetry
 
 SLOT = re.compile(r"^gpu_slot_(\d+)$")
@@ -239,9 +239,7 @@ class RayBackend(Backend):
                         continue
                     if s is None:  # unreachable: out of the running until it answers
                         info = self._infos[node_id][self._alive[node_id].index(slot)]
-                        s = DeviceTelemetry(slot, 0.0, 0.0, info.memory_gib, 0.0, 0.0,
-                                            info.power_limit_w, 0.0, info.max_clock_mhz,
-                                            False, 0)
+                        s = unhealthy_sample(info, slot)
                     self._samples[key] = s
         return {d.key: self._samples[d.key]._replace(index=d.key, n_tasks=n_tasks.get(d.key, 0))
                 for d in self._live if d.key in self._samples}
