@@ -85,6 +85,10 @@ class TrainConfig:
     anchor_epochs: int = 2
     dagger_episodes: int = 4
     target_kl: float | None = None
+    #: PPO's reward is the gain over this heuristic run on the same episode
+    #: (``teacher``: each kind's teacher; ``none``: the plain reward); see
+    #: :class:`envs.DagSchedulingEnv`
+    reward_baseline: str = "none"
     #: several kinds of episode, each a mapping of workload, pool, arrivals,
     #: load, perturb, teacher (missing keys: the settings above); empty: one
     #: kind, the settings above
@@ -115,6 +119,11 @@ class TrainConfig:
         if unknown:
             raise InputError(str(path), f"unknown setting(s) {', '.join(sorted(unknown))}")
         cfg = cls(**doc)
+        if cfg.reward_baseline not in ("none", "teacher"):
+            try:
+                make_scheduler(cfg.reward_baseline)
+            except InputError as e:
+                raise InputError(str(path), f"reward_baseline: {e.problem}") from None
         for k in cfg.kinds:
             bad = set(k) - set(KIND_KEYS) if isinstance(k, dict) else {"(not a mapping)"}
             if bad:
@@ -153,19 +162,26 @@ class Kind:
         return f"{self.workload} on {self.pool} ({self.arrivals})"
 
 
-def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None
-             ) -> DagSchedulingEnv:
+def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None,
+             baseline: str | None = None) -> DagSchedulingEnv:
     k = kind or cfg.episode_kinds()[0]
     return DagSchedulingEnv(k.workload, k.pool, arrivals=k.arrivals, load=k.load,
                             reward=cfg.reward, perturb=k.perturb, max_tasks=cfg.max_tasks,
                             max_ready=cfg.max_ready, max_devices=cfg.max_devices,
-                            max_edges=cfg.max_edges, seed=seed)
+                            max_edges=cfg.max_edges, seed=seed, baseline=baseline)
+
+
+def reward_baseline(cfg: TrainConfig, kind: Kind) -> str | None:
+    """The heuristic PPO's reward is measured against on episodes of ``kind``."""
+    if cfg.reward_baseline == "none":
+        return None
+    return kind.teacher if cfg.reward_baseline == "teacher" else cfg.reward_baseline
 
 
 def _monitored_env(cfg: TrainConfig, kind: Kind, seed: int):
     from stable_baselines3.common.monitor import Monitor
 
-    env = Monitor(make_env(cfg, kind=kind))
+    env = Monitor(make_env(cfg, kind=kind, baseline=reward_baseline(cfg, kind)))
     env.reset(seed=seed)
     return env
 
@@ -458,6 +474,9 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 if "avg_jct" in info:
                     self.logger.record_mean("charts/episode_avg_jct", info["avg_jct"])
                     self.logger.record_mean("charts/episode_makespan", info["makespan"])
+                    if "baseline_avg_jct" in info:
+                        self.logger.record_mean("charts/episode_jct_over_baseline",
+                                                info["avg_jct"] / info["baseline_avg_jct"])
             n = self.num_timesteps
             if cfg.eval_every and n % cfg.eval_every < cfg.n_envs:
                 validate(n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -23,9 +24,11 @@ from envs.encoder import (
 )
 from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import batch, online
+from rlsched.evaluate import run_episode
 from rlsched.metrics import measure
+from rlsched.schedulers import make_scheduler
 from rlsched.perturbations import Perturbations
-from rlsched.sim import Simulator
+from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.view import ClusterView, Placement
 from rlsched.workload import validate_fits
@@ -111,6 +114,17 @@ class DagSchedulingEnv(gym.Env):
     * ``makespan``: minus the elapsed time over the makespan lower bound;
       the return is minus makespan over its lower bound.
 
+    With ``baseline`` (a heuristic's name), the same reward of that heuristic
+    run on the same episode (same arrivals, same perturbations) over the same
+    interval is subtracted at every step, and what remains of it after the
+    last step at the end: the return becomes how much better than the
+    heuristic the episode went, in the same units. This is Decima's
+    input-dependent baseline, folded into the reward as potential-based
+    shaping (the potential is the heuristic's accumulated cost up to the
+    current time), so the best policy is unchanged. It takes out of the
+    return what the arrival sequence alone decides (a burst of big jobs makes
+    every policy look bad), which otherwise drowns the effect of the actions.
+
     ## Starting State
 
     ``reset(seed=...)`` draws from ``self.np_random`` only: the workload
@@ -123,7 +137,8 @@ class DagSchedulingEnv(gym.Env):
 
     Terminates when every task has finished; the final ``info`` holds
     ``makespan``, ``avg_jct``, ``weighted_jct``, ``lower_bound`` and
-    ``jct_lower_bound``. There is no truncation: every decision point has a
+    ``jct_lower_bound`` (and with a ``baseline``, ``baseline_avg_jct`` and
+    ``baseline_makespan``). There is no truncation: every decision point has a
     valid action and every episode ends.
 
     ## Arguments
@@ -140,6 +155,8 @@ class DagSchedulingEnv(gym.Env):
     :param max_devices: device rows (``M.devices``); the pool must fit
     :param max_edges: edge rows (``M.edges``)
     :param seed: seed of the first ``reset()`` when it is given none
+    :param baseline: a heuristic whose run on the same episode is subtracted
+        from the reward (see Rewards); None: plain rewards
     """
 
     metadata = {"render_modes": []}
@@ -147,7 +164,7 @@ class DagSchedulingEnv(gym.Env):
     def __init__(self, workload: str, pool: str, arrivals: str = "batch", load: float = 0.85,
                  reward: str = "jct", perturb: str = "none", max_tasks: int = 64,
                  max_ready: int = 16, max_devices: int = 8, max_edges: int = 256,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, baseline: str | None = None) -> None:
         if arrivals not in ("batch", "poisson"):
             raise ValueError(f"arrivals must be 'batch' or 'poisson', not {arrivals!r}")
         if reward not in REWARDS:
@@ -162,6 +179,8 @@ class DagSchedulingEnv(gym.Env):
         self.arrivals, self.load, self.reward_name = arrivals, load, reward
         self.perturbations = Perturbations.parse(perturb)
         self._first_seed = seed
+        self.baseline = make_scheduler(baseline) if baseline else None
+        self._baseline_result: SimResult | None = None
         m = self.maxima
         bound = FEATURE_BOUND
         self.observation_space = spaces.Dict({
@@ -200,6 +219,9 @@ class DagSchedulingEnv(gym.Env):
         self.statics = EpisodeStatics(self.sim.table, self.pool)
         self.advisors.reset(self.sim.seed)
         self.meter = RewardMeter(self.reward_name, self.sim.table, self.pool)
+        if self.baseline is not None:
+            self._baseline_result = run_episode(instance, self.pool, self.baseline,
+                                                self.sim.seed, self.perturbations)
         self._last_time: float | None = None
         view = self.sim.reset()
         self._set_view(view)
@@ -221,13 +243,21 @@ class DagSchedulingEnv(gym.Env):
         view = self.sim.step(placements)
         after = view.time if view is not None else self.sim.now
         reward = self.meter.reward(before, after, self.sim.job_finish)
+        terminated = view is None
+        base = self._baseline_result
+        if base is not None:
+            until = math.inf if terminated else after
+            reward -= self.meter.reward(before, until, base.job_finish,
+                                        makespan=max(base.job_finish))
         self._set_view(view)
         info: dict[str, Any] = {}
-        terminated = view is None
         if terminated:
             m = measure(self.sim.result())
             info = {"makespan": m.makespan, "avg_jct": m.avg_jct, "weighted_jct": m.weighted_jct,
                     "lower_bound": m.lower_bound, "jct_lower_bound": m.jct_lower_bound}
+            if base is not None:
+                mb = measure(base)
+                info.update(baseline_avg_jct=mb.avg_jct, baseline_makespan=mb.makespan)
         return self._obs(), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:

@@ -14,7 +14,9 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
     remaining critical path first, as makespan policies want), then running
     tasks, then blocked tasks with the fewest unfinished parents first (the
     nearest descendants), each group by remaining critical path. Row ``i <
-    M.ready`` that is ready is *ready slot* ``i`` of the action space.
+    M.ready`` that is ready is *ready slot* ``i`` of the action space; a task
+    an advisor would place is always in a slot, so every advice can be
+    followed.
     Durations are ``log1p(seconds / scale)``, ``scale`` being the episode's
     mean GPU-task work on the reference device. Columns:
 
@@ -94,7 +96,7 @@ from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 4
+ENCODER_VERSION = 5
 TASK_FEATURES = 16 + len(ADVISORS)
 DEVICE_FEATURES = 12 + len(ADVISORS)
 QUEUE_FEATURES = 6 + len(ADVISORS)
@@ -212,6 +214,8 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     ready = np.fromiter(view.ready, dtype=np.int64, count=len(view.ready))
     job_left = np.asarray(view.job_remaining)[st.job_of[ready]]
     ready = ready[np.lexsort((-st.rank[ready], job_left))]
+    if advice is not None and ready.size > m.ready:
+        ready = _advised_in_slots(ready, advice, m.ready)
     running_or_blocked = np.flatnonzero((state == _RUNNING) | (state == _BLOCKED))
     group = np.where(state[running_or_blocked] == _RUNNING, 0, 1)
     order = np.lexsort((-st.rank[running_or_blocked], pending[running_or_blocked], group))
@@ -312,6 +316,24 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
                 f[i, 16 + k] = 1.0
             d[p.device, 12 + k] = 1.0
     return Encoding(obs, window, n_slots)
+
+
+def _advised_in_slots(ready: np.ndarray, advice: list[Placement | None], slots: int
+                      ) -> np.ndarray:
+    """``ready`` (in window order) with every advised task among the first
+    ``slots``: the advised ones take the places of the last unadvised ones,
+    and the slots keep window order. Without this, a heuristic that lets a
+    short task deep in the queue share a busy GPU (share does) advises a
+    placement the action space cannot express, and a policy cannot follow it."""
+    advised = {p.task for p in advice if p is not None}
+    late = [i for i in range(slots, ready.size) if int(ready[i]) in advised]
+    if not late:
+        return ready
+    unadvised = [i for i in range(slots) if int(ready[i]) not in advised]
+    out = unadvised[len(unadvised) - len(late):]
+    taken = sorted(set(range(slots)) - set(out) | set(late))
+    left = [i for i in range(ready.size) if i not in set(taken)]
+    return ready[taken + left]
 
 
 def action_mask(view: ClusterView, enc: Encoding, m: Maxima) -> np.ndarray:

@@ -7,6 +7,8 @@ over an episode it is the sum of job completion times.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rlsched.metrics import critical_paths, makespan_lower_bound
@@ -35,7 +37,13 @@ class RewardMeter:
         else:
             self.norm = max(float((self.weight * cps).sum()), 1e-9)
 
-    def reward(self, t0: float, t1: float, job_finish: list[float]) -> float:
+    def reward(self, t0: float, t1: float, job_finish: list[float],
+               makespan: float = math.inf) -> float:
+        """The reward of ``[t0, t1]`` for a run whose jobs finish at
+        ``job_finish`` (NaN: not yet) and which ends at ``makespan`` (the
+        makespan reward counts time only until then; ``t1`` may be inf for a
+        finished run)."""
+        t1 = min(t1, makespan) if self.name == "makespan" else t1
         if t1 <= t0:
             return 0.0
         if self.name == "makespan":

@@ -39,7 +39,7 @@ def test_the_quick_config_trains_logs_and_saves(trained):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"charts/val_avg_jct", "charts/val_ratio_to_best_heuristic",
-            "charts/bc_loss", "charts/dagger_ratio"} <= scalars
+            "charts/bc_loss", "charts/dagger_ratio", "charts/episode_jct_over_baseline"} <= scalars
     # validated on every kind of episode it trained on
     assert [k["kind"] for k in final["kinds"]] == [k.label for k in cfg.episode_kinds()]
     assert any(t.startswith("train/") for t in scalars)

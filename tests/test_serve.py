@@ -53,6 +53,10 @@ def check_run(tmp_path, state, markers, names):
     assert {j["name"]: j["state"] for j in status["jobs"]} == {n: "done" for n in names}
     rows = attempts(state)
     by = {(r["name"], r["task_id"]): r for r in rows if r["exit_code"] == 0}
+    for job in status["jobs"]:  # completion time: submission to the end of the last task
+        last = max(by[(job["name"], t)]["ended"] for t in "abcd")
+        assert job["finished"] == last and job["jct_s"] == pytest.approx(last - job["submitted"])
+    assert "average JCT" in run("status", state=state).stdout
     for n in names:
         for t in "abcd":
             lines = (markers / f"{n}.{t}").read_text().splitlines()
@@ -251,6 +255,16 @@ def test_cancel_and_timeout_kill_the_whole_process_group(tmp_path):
     assert jobs["long"]["state"] == "cancelled"
     for log in (state / "logs").iterdir():
         assert (log.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_jct_histogram_has_cumulative_buckets_sum_and_count():
+    from rlsched.metrics_http import histogram
+
+    lines = histogram("x_seconds", "help", [30.0, 400.0, 400.0, 5000.0], (60, 900, 3600))
+    assert lines[2:] == ['x_seconds_bucket{le="60"} 1', 'x_seconds_bucket{le="900"} 3',
+                         'x_seconds_bucket{le="3600"} 3', 'x_seconds_bucket{le="+Inf"} 4',
+                         "x_seconds_sum 5830.000", "x_seconds_count 4"]
+    assert lines[1] == "# TYPE x_seconds histogram"
 
 
 def test_the_metrics_endpoint_listens_on_loopback_only():
