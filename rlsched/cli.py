@@ -305,14 +305,19 @@ def _print_status(status: dict) -> None:
     from rich.table import Table
 
     table = Table(title="rlsched queue", title_justify="left")
-    for col in ("job", "state", "task", "task state", "device", "attempts"):
+    for col in ("job", "state", "JCT", "task", "task state", "device", "attempts"):
         table.add_column(col)
     for job in status["jobs"]:
+        jct = "" if job["jct_s"] is None else _duration(job["jct_s"])
         for i, t in enumerate(job["tasks"]):
             table.add_row(job["name"] if i == 0 else "", job["state"] if i == 0 else "",
-                          t["id"], t["state"], "" if t["device"] is None else str(t["device"]),
-                          str(t["attempts"]))
+                          jct if i == 0 else "", t["id"], t["state"],
+                          "" if t["device"] is None else str(t["device"]), str(t["attempts"]))
     Console().print(table)
+    jcts = [j["jct_s"] for j in status["jobs"] if j["jct_s"] is not None]
+    if jcts:
+        Console().print(f"{len(jcts)} job(s) done, average JCT {_duration(sum(jcts) / len(jcts))}"
+                        " (submitted to last task done)")
     if status.get("devices"):
         dev = Table(title="devices (latest sample from serve)", title_justify="left")
         for col in ("gpu", "name", "util", "memory", "temp", "power", "tasks", "healthy"):
@@ -323,6 +328,15 @@ def _print_status(status: dict) -> None:
                         f"{d['temperature_c']:.0f} C", f"{d['power_w']:.0f} W", str(d["tasks"]),
                         "yes" if d["healthy"] else "NO")
         Console().print(dev)
+
+
+def _duration(seconds: float) -> str:
+    """``42.0 s``, ``3m 05s``, ``2h 07m``: as precise as a person reads it."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
 
 
 def _uses_rl(specs: list[str]) -> None:

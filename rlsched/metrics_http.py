@@ -24,6 +24,21 @@ GPU_GAUGES = (
 )
 
 
+#: upper bounds (seconds) of the job completion time histogram's buckets
+JCT_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 72 * 3600)
+
+
+def histogram(name: str, help_text: str, values: list[float],
+              buckets: tuple[float, ...]) -> list[str]:
+    """A Prometheus histogram in text format: cumulative buckets, sum, count."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for bound in buckets:
+        lines.append(f'{name}_bucket{{le="{bound:g}"}} {sum(v <= bound for v in values)}')
+    lines += [f'{name}_bucket{{le="+Inf"}} {len(values)}',
+              f"{name}_sum {sum(values):.3f}", f"{name}_count {len(values)}"]
+    return lines
+
+
 def render(daemon: Daemon) -> str:
     lines = []
     samples = list(zip(daemon.latest, daemon.live))  # the control loop's last round
@@ -41,6 +56,10 @@ def render(daemon: Daemon) -> str:
     lines += ["# HELP rlsched_jobs jobs by state", "# TYPE rlsched_jobs gauge"]
     lines += [f'rlsched_jobs{{state="{s}"}} {jobs.get(s, 0)}'
               for s in ("queued", "running", "done", "failed", "cancelled")]
+    lines += histogram("rlsched_job_completion_seconds",
+                       "job completion time (submitted to last task done) of finished jobs",
+                       [j["jct_s"] for j in status["jobs"] if j["jct_s"] is not None],
+                       JCT_BUCKETS)
     lines += ["# HELP rlsched_decisions_total placements made", "# TYPE rlsched_decisions_total counter",
               f"rlsched_decisions_total {daemon.decisions}",
               "# HELP rlsched_shield_fallbacks_total placements refused by the shield",

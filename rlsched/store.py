@@ -146,16 +146,26 @@ class Store:
             return cur.rowcount
 
     def status(self) -> dict[str, Any]:
-        """``{"jobs": [{"name", "state", "priority", "submitted", "tasks": [{"id",
-        "state", "device", "attempts"}]}]}`` in submission order."""
+        """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
+        "jct_s", "tasks": [{"id", "state", "device", "attempts"}]}]}`` in
+        submission order; ``finished`` (the end of its last task) and
+        ``jct_s`` (job completion time: finished - submitted) are None until
+        the job is done."""
         jobs = []
+        ends = dict(self.db.execute(
+            "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
+            "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
                       "attempts": t["attempts"]}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
-            jobs.append({"name": j["name"], "state": job_state(bool(j["cancelled"]), tasks),
+            state = job_state(bool(j["cancelled"]), tasks)
+            finished = ends.get(j["id"]) if state == "done" else None
+            jobs.append({"name": j["name"], "state": state,
                          "priority": j["priority"], "submitted": j["submitted"],
+                         "finished": finished,
+                         "jct_s": None if finished is None else finished - j["submitted"],
                          "tasks": tasks})
         devices = [dict(r) for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
         return {"jobs": jobs, "devices": devices, "prediction": self.prediction_error()}
