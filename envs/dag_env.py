@@ -26,8 +26,8 @@ from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import batch, online
 from rlsched.evaluate import run_episode
 from rlsched.metrics import measure
-from rlsched.schedulers import make_scheduler
 from rlsched.perturbations import Perturbations
+from rlsched.schedulers import make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.view import ClusterView, Placement
