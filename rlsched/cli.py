@@ -424,6 +424,13 @@ def _print_table(ev) -> None:
         table.add_row(*row)
     console = Console(width=max(Console().width, 120))
     console.print(table)
+    for name, metrics in ev.versus_best_non_learned().items():
+        parts = [f"{label} {m['ratio']:.3f} × {m['against']}'s (95% CI {m['ci95'][0]:.3f}–"
+                 f"{m['ci95'][1]:.3f})"
+                 for label, m in (("avg JCT", metrics["avg_jct"]),
+                                  ("makespan", metrics["makespan"]))]
+        console.print(f"{name}: {'; '.join(parts)}; paired bootstrap over "
+                      f"{metrics['avg_jct']['episodes']} episodes")
     for note in ev.notes:
         console.print(f"note: {note}")
 

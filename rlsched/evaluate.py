@@ -96,10 +96,44 @@ class Evaluation:
             }
         return out
 
+    def versus_best_non_learned(self, resamples: int = 2000) -> dict[str, dict[str, Any]]:
+        """Each learned scheduler (``rl:...``) against the non-learned one with
+        the best mean, per metric (``avg_jct``, ``makespan``): the ratio of
+        their means over this run's episodes, and a 95% interval of it from a
+        paired bootstrap (episodes resampled together, seeded, so the same
+        run prints the same interval). Five online episodes can differ by a
+        few percent by chance alone; the interval says how much."""
+        learned = sorted({r.scheduler for r in self.results if r.scheduler.startswith("rl:")})
+        others = {r.scheduler for r in self.results} - set(learned)
+        if not learned or not others:
+            return {}
+        keys = sorted({(r.workload, r.instance, r.seed) for r in self.results})
+        index = {k: i for i, k in enumerate(keys)}
+        rng = np.random.default_rng(0)
+        draws = rng.integers(len(keys), size=(resamples, len(keys)))
+        out: dict[str, dict[str, Any]] = {}
+        for metric in ("avg_jct", "makespan"):
+            table: dict[str, np.ndarray] = {}
+            for name in {r.scheduler for r in self.results}:
+                v = np.full(len(keys), np.nan)
+                for r in self.results:
+                    if r.scheduler == name:
+                        v[index[(r.workload, r.instance, r.seed)]] = getattr(r, metric)
+                table[name] = v
+            best = min(sorted(others), key=lambda n: float(np.nanmean(table[n])))
+            for name in learned:
+                a, b = table[name], table[best]
+                ratios = np.nanmean(a[draws], axis=1) / np.nanmean(b[draws], axis=1)
+                lo, hi = np.nanpercentile(ratios, [2.5, 97.5])
+                out.setdefault(name, {})[metric] = {
+                    "against": best, "ratio": float(np.nanmean(a) / np.nanmean(b)),
+                    "ci95": [float(lo), float(hi)], "episodes": len(keys)}
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config, "notes": self.notes,
                 "results": [asdict(r) for r in self.results],
-                "summary": self.summary()}
+                "summary": self.summary(), "versus_best_non_learned": self.versus_best_non_learned()}
 
 
 def _mean(xs: Iterable[float]) -> float:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from rlsched.evaluate import evaluate
 from tests.conftest import STG, WFCOMMONS
 
@@ -62,3 +64,30 @@ def test_bench_sim_prints_json_with_decision_rates():
     doc = json.loads(proc.stdout)
     assert doc["tasks"] == 100 and doc["devices"] == 8
     assert doc["fifo_decisions_per_s"] > 0 and doc["heft_decisions_per_s"] > 0
+
+
+def _row(scheduler: str, seed: int, avg_jct: float, makespan: float):
+    from rlsched.evaluate import EpisodeResult
+
+    return EpisodeResult(scheduler, "w", "online", seed, makespan, avg_jct, avg_jct, 1.0, 0.5, 0,
+                         0, 1.0, 1.0, None, 10, 0.1)
+
+
+def test_a_learned_scheduler_is_compared_with_the_best_non_learned_one_paired():
+    from rlsched.evaluate import Evaluation
+
+    ev = Evaluation(config={})
+    for seed, size in enumerate([100.0, 400.0, 250.0, 900.0, 120.0]):  # very unequal episodes
+        ev.results += [_row("fifo", seed, 2.0 * size, 50.0), _row("share", seed, size, 60.0),
+                       _row("rl:x", seed, 0.9 * size, 55.0 + seed)]
+    vs = ev.versus_best_non_learned()["rl:x"]
+    jct, mk = vs["avg_jct"], vs["makespan"]
+    # 0.9 x share on every episode: the ratio and its whole interval are 0.9,
+    # however unequal the episodes (the bootstrap resamples them in pairs)
+    assert jct["against"] == "share" and jct["episodes"] == 5
+    assert [jct["ratio"], *jct["ci95"]] == pytest.approx([0.9, 0.9, 0.9], abs=1e-12)
+    # makespan: fifo is the best non-learned; rl varies around it, so the interval is wide
+    assert mk["against"] == "fifo" and abs(mk["ratio"] - 57.0 / 50.0) < 1e-12
+    assert mk["ci95"][0] < mk["ratio"] < mk["ci95"][1]
+    assert Evaluation(config={}, results=[r for r in ev.results if r.scheduler != "rl:x"]
+                      ).versus_best_non_learned() == {}
