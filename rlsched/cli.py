@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     bv.add_argument("--tasks", type=int, default=500)
     bv.add_argument("--devices", type=int, default=4)
     bv.add_argument("--scheduler", default="heft")
+    bv.add_argument("--history", type=int, default=0, metavar="N",
+                    help="finished jobs already in the store (a long-running daemon's past)")
     bp = bsub.add_parser("policy", help="decision latency of a policy on a 100-task view")
     bp.add_argument("--checkpoint", default="checkpoints/default.zip")
     bp.add_argument("--decisions", type=int, default=300)
@@ -449,7 +451,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "serve":
         from rlsched.bench import bench_serve
 
-        print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler)))
+        print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler, args.history)))
     elif args.what == "policy":
         from agents.bench import bench_policy
 

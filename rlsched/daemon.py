@@ -192,26 +192,22 @@ class Daemon:
     def _view(self):
         self._refresh_devices()
         db = self.store.db
-        jobs = {j.name: j for j in self.store.jobs()}
-        rows = {}
-        for r in db.execute("SELECT t.*, j.name AS jname, j.cancelled FROM tasks t "
-                            "JOIN jobs j ON t.job=j.id"):
-            rows[(r["jname"], r["task_id"])] = r
-        active = [j for name, j in jobs.items()
-                  if any(rows[(name, t.id)]["state"] in ("queued", "running") for t in j.tasks)
-                  and not any(rows[(name, t.id)]["state"] in ("failed", "cancelled")
-                              for t in j.tasks)]
+        active = self.store.jobs(active_only=True)
         if not active:
             return None, {}
+        rows = {}
+        for i in range(0, len(active), 500):  # the same jobs, whatever changed since
+            names = [j.name for j in active[i:i + 500]]
+            for r in db.execute("SELECT t.*, j.name AS jname, j.cancelled FROM tasks t JOIN jobs "
+                                f"j ON t.job=j.id WHERE j.name IN ({','.join('?' * len(names))})",
+                                names):
+                rows[(r["jname"], r["task_id"])] = r
         key = tuple(j.name for j in active)
         if key != self._table_key:
             self._table_key = key
-            history = self.store.history()
-            self._predicted = {}
-            for j in active:
-                for t in j.tasks:
-                    if t.work is None:
-                        self._predicted[(j.name, t.id)] = predict(history, j.name, t)
+            unknown = [(j, t) for j in active for t in j.tasks if t.work is None]
+            history = self.store.history() if unknown else {}  # reads every past attempt
+            self._predicted = {(j.name, t.id): predict(history, j.name, t) for j, t in unknown}
             self._table = WorkloadTable.from_jobs([replace(j, tasks=tuple(
                 replace(t, work=t.work if t.work is not None else self._predicted[(j.name, t.id)])
                 for t in j.tasks)) for j in active])

@@ -47,10 +47,21 @@ CREATE TABLE IF NOT EXISTS devices (
     idx INTEGER PRIMARY KEY, name TEXT, uuid TEXT, utilization REAL, memory_used REAL,
     memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
     updated REAL);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state);
+CREATE INDEX IF NOT EXISTS open_attempts ON attempts (ended);
+CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, job INTEGER, task INTEGER,
     kind TEXT NOT NULL, detail TEXT);
 """
+
+
+#: jobs with work left that can still finish, oldest first
+ACTIVE_JOBS = """
+SELECT * FROM jobs j WHERE j.cancelled=0
+  AND EXISTS (SELECT 1 FROM tasks t WHERE t.job=j.id AND t.state IN ('queued', 'running'))
+  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job=j.id AND t.state IN ('failed', 'cancelled'))
+ORDER BY j.id"""
 
 
 def default_state_dir() -> Path:
@@ -190,12 +201,15 @@ class Store:
         return {"samples": len(errors),
                 "mean_abs_error_s": sum(errors) / len(errors) if errors else None}
 
-    def jobs(self) -> list[Job]:
-        """Every stored job as a workload :class:`Job` (for the control loop)."""
+    def jobs(self, active_only: bool = False) -> list[Job]:
+        """Stored jobs as workload :class:`Job` s, in submission order; with
+        ``active_only``, only those the control loop still schedules (a task
+        queued or running, none failed or cancelled). The control loop asks
+        every round, so it must not read the whole history each time."""
         from rlsched.workload import Task
 
         out = []
-        for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
+        for j in self.db.execute(ACTIVE_JOBS if active_only else "SELECT * FROM jobs ORDER BY id"):
             tasks = []
             for t in self.db.execute("SELECT spec FROM tasks WHERE job=? ORDER BY position",
                                      (j["id"],)):
