@@ -74,26 +74,48 @@ class Perturbations:
         return tuple(k for k, on in ((THROTTLE, self.throttle), (EXTERNAL, self.external),
                                      (FAILURE, self.failures)) if on)
 
-    def timeline(self, seed: int, device: int, kind: int) -> Iterator[tuple[float, float, tuple]]:
+    def timeline(self, seed: int, device: int, kind: int) -> Timeline:
         """Endless ``(start, end, value)`` episodes of one kind on one device.
 
         ``value`` is ``(speed_factor,)`` for throttling, ``(load, memory_gib)``
         for an external process, ``()`` for a failure.
         """
-        rng = np.random.default_rng([seed, device, kind, 7919])
-        every, length = {THROTTLE: (self.throttle_every, self.throttle_for),
-                         EXTERNAL: (self.external_every, self.external_for),
-                         FAILURE: (self.fail_every, self.fail_for)}[kind]
-        t = 0.0
-        while True:
-            start = t + rng.exponential(every)
-            end = start + rng.exponential(length)
-            if kind == THROTTLE:
-                value: tuple = (float(rng.uniform(*self.throttle_factor)),)
-            elif kind == EXTERNAL:
-                value = (float(rng.uniform(*self.external_load)),
-                         float(rng.uniform(*self.external_memory)))
-            else:
-                value = ()
-            yield float(start), float(end), value
-            t = end
+        return Timeline(self, seed, device, kind)
+
+
+class Timeline:
+    """The iterator :meth:`Perturbations.timeline` returns: a plain object
+    (not a generator) so that a simulation holding it can be copied."""
+
+    def __init__(self, perturbations: Perturbations, seed: int, device: int, kind: int) -> None:
+        p = perturbations
+        self.rng = np.random.default_rng([seed, device, kind, 7919])
+        self.kind = kind
+        self.every, self.length = {THROTTLE: (p.throttle_every, p.throttle_for),
+                                   EXTERNAL: (p.external_every, p.external_for),
+                                   FAILURE: (p.fail_every, p.fail_for)}[kind]
+        self.perturbations = p
+        self.t = 0.0
+
+    def __iter__(self) -> Iterator[tuple[float, float, tuple]]:
+        return self
+
+    def __next__(self) -> tuple[float, float, tuple]:
+        rng, p = self.rng, self.perturbations
+        start = self.t + rng.exponential(self.every)
+        end = start + rng.exponential(self.length)
+        if self.kind == THROTTLE:
+            value: tuple = (float(rng.uniform(*p.throttle_factor)),)
+        elif self.kind == EXTERNAL:
+            value = (float(rng.uniform(*p.external_load)), float(rng.uniform(*p.external_memory)))
+        else:
+            value = ()
+        self.t = end
+        return float(start), float(end), value
+
+    def copy(self) -> Timeline:
+        twin = Timeline.__new__(Timeline)
+        twin.__dict__.update(self.__dict__)
+        twin.rng = np.random.default_rng()
+        twin.rng.bit_generator.state = self.rng.bit_generator.state
+        return twin

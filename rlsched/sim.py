@@ -27,9 +27,9 @@ are not modelled: on one workstation they take little next to task runtimes.
 
 from __future__ import annotations
 
+import copy
 import heapq
 from dataclasses import dataclass, field
-from itertools import count
 
 from rlsched.errors import SchedulerError
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
@@ -108,7 +108,7 @@ class Simulator:
         n, g = tb.n_tasks, len(self.pool)
         self.now = 0.0
         self._heap: list[tuple] = []
-        self._seq = count()
+        self._seq = 0
         self.state = bytearray(n)
         self._pending = [len(p) for p in tb.parents]
         self._remaining = list(tb.work)
@@ -175,6 +175,24 @@ class Simulator:
                          [j.arrival for j in self.table.jobs], list(self._job_finish),
                          self.decisions, list(self._busy))
 
+    def fork(self) -> Simulator:
+        """An independent copy of this episode as it stands now: stepping one
+        never changes the other, and both face the same future (arrivals,
+        perturbations). For what-if rollouts: try a placement, play the rest
+        out, compare."""
+        twin = copy.copy(self)  # the table, pool and instance are shared: never mutated
+        for name in ("_heap", "_pending", "_remaining", "_rate", "_version", "_device", "_start",
+                     "_mem_used", "_ext_load", "_ext_mem", "_throttle", "_healthy", "_last",
+                     "_busy", "_telemetry", "_job_remaining", "_job_left", "_job_finish",
+                     "trace"):
+            setattr(twin, name, list(getattr(self, name)))
+        twin.state = bytearray(self.state)
+        twin._ready = dict(self._ready)
+        twin._running = dict(self._running)
+        twin._on_device = [list(on) for on in self._on_device]
+        twin._timelines = {k: t.copy() for k, t in self._timelines.items()}
+        return twin
+
     def can_place(self, task: int, device: int) -> bool:
         """Whether placing ``task`` on ``device`` now would be accepted."""
         return (self.state[task] == READY and self.table.gpu[task]
@@ -183,7 +201,8 @@ class Simulator:
 
     # ------------------------------------------------------------------ internals
     def _push(self, time: float, what: int, a: int, b: object) -> None:
-        heapq.heappush(self._heap, (time, next(self._seq), what, a, b))
+        self._seq += 1
+        heapq.heappush(self._heap, (time, self._seq, what, a, b))
 
     def _free(self, d: int) -> float:
         return self._mem_total[d] - self._mem_used[d] - self._ext_mem[d]

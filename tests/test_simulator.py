@@ -156,3 +156,39 @@ def test_external_processes_take_memory_and_slow_our_tasks():
         view = sim.step([Placement(view.ready[0], 0)] if d.n_tasks == 0 else [])
     assert any(used >= 8.0 and n == 0 for used, n in seen)  # memory used by someone else
     assert max(a.end for a in sim.result().trace) > 500.0 + 100.0
+
+
+def test_a_fork_plays_out_the_same_future_without_touching_the_original(wfcommons_instances):
+    """Online, with every perturbation on: the fork faces the same arrivals,
+    throttling, outside load and failures; stepping it (even differently)
+    leaves the original where it was."""
+    import numpy as np
+
+    from rlsched.arrivals import online
+    from rlsched.schedulers import make_scheduler
+
+    pool = preset_pool("workstation-4")
+    inst = online(wfcommons_instances[:6], pool, 0.85, np.random.default_rng(4))
+    weather = Perturbations(throttle=True, external=True, failures=True, fail_every=900.0)
+    sim = Simulator(inst, pool, seed=5, perturbations=weather)
+    share = make_scheduler("share")
+    view = sim.reset()
+    for _ in range(60):
+        view = sim.step(share.decide(view))
+    before = (sim.now, list(sim.trace), bytes(sim.state))
+    other = sim.fork()
+    fifo, v = make_scheduler("fifo"), other._view()
+    while v is not None:  # the fork goes another way, to the end
+        v = other.step(fifo.decide(v))
+    assert (sim.now, list(sim.trace), bytes(sim.state)) == before
+    twin = sim.fork()
+    tv = twin._view()
+    while view is not None:
+        assert tv == view
+        placements = share.decide(view)
+        view, tv = sim.step(placements), twin.step(placements)
+    assert tv is None
+    assert sim.result().trace == twin.result().trace
+    assert sim.result().job_finish == twin.result().job_finish
+    assert any(not a.ok for a in sim.trace[len(before[1]):])  # failures after the fork, shared
+    assert other.result().job_finish != sim.result().job_finish
