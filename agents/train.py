@@ -39,10 +39,12 @@ from envs.dag_env import DagSchedulingEnv
 from envs.encoder import ENCODER_VERSION
 from rlsched.errors import InputError
 from rlsched.evaluate import episodes, run_episode
+from rlsched.lookahead import best_candidate
 from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations
 from rlsched.schedulers import make_scheduler
 from rlsched.sources.specs import resolve_pool
+from rlsched.view import Placement
 
 
 @dataclass
@@ -175,7 +177,13 @@ def reward_baseline(cfg: TrainConfig, kind: Kind) -> str | None:
     """The heuristic PPO's reward is measured against on episodes of ``kind``."""
     if cfg.reward_baseline == "none":
         return None
-    return kind.teacher if cfg.reward_baseline == "teacher" else cfg.reward_baseline
+    return base_heuristic(kind.teacher) if cfg.reward_baseline == "teacher" \
+        else cfg.reward_baseline
+
+
+def base_heuristic(teacher: str) -> str:
+    """The heuristic behind a teacher: itself, or the base of ``lookahead:BASE``."""
+    return teacher.partition(":")[2] if teacher.startswith("lookahead:") else teacher
 
 
 def _monitored_env(cfg: TrainConfig, kind: Kind, seed: int):
@@ -234,6 +242,36 @@ class Teacher:
         return action if mask[action] else None
 
 
+class LookaheadTeacher(Teacher):
+    """``lookahead:BASE``: a hindsight teacher. At each state it tries the
+    advisors' placements and waiting, plays each out to the end of the
+    episode with BASE on a fork of the environment's simulator (the same
+    future arrivals and perturbations), and labels the one that ends with
+    the least total JCT (see :mod:`rlsched.lookahead`). Costly (a play-out
+    per distinct candidate per state), and it knows the future, so it only
+    ever labels states; the policy it teaches sees the observation alone."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.base = make_scheduler(name.partition(":")[2])
+        self.advisor = None
+        self.scheduler = None
+
+    def action(self, env: DagSchedulingEnv, mask: np.ndarray) -> int | None:
+        candidates: list[Placement | None] = list(env.advice)
+        if mask[-1]:
+            candidates.append(None)
+        candidates = [c for c in candidates if mask[env.action_for(c)]]
+        if not candidates:
+            return None
+        best, _ = best_candidate(env.sim, candidates, self.base)
+        return env.action_for(best)
+
+
+def make_teacher(name: str) -> Teacher:
+    return LookaheadTeacher(name) if name.startswith("lookahead:") else Teacher(name)
+
+
 def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,
             self_labelled: bool = False) -> tuple[list[dict], list[np.ndarray], list[int], float]:
     """Run ``episodes`` of a kind and label every state with its teacher's
@@ -242,7 +280,7 @@ def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,
     label. Returns observations, masks, labels and the mean average JCT of
     the episodes."""
     env = make_env(cfg, kind=kind)
-    teacher = Teacher(kind.teacher)
+    teacher = make_teacher(kind.teacher)
     obs_list, mask_list, actions, jcts = [], [], [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)

@@ -1,0 +1,53 @@
+"""One-step lookahead: try each candidate placement, play the rest of the
+episode out with a base heuristic, keep the candidate that ends best.
+
+This is the policy-improvement step of rollout algorithms (Bertsekas): the
+lookahead policy is at least as good as its base on the states it is asked
+about, given the same future. Here the future is the simulator's own
+(:meth:`~rlsched.sim.Simulator.fork` copies the episode with its arrivals and
+perturbations still to come), so the lookahead sees what no live scheduler
+can: it is a *hindsight teacher* for training, in the way a cache-replacement
+policy is taught by Belady's clairvoyant one, never a scheduler to deploy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rlsched.schedulers import Scheduler
+from rlsched.sim import Simulator
+from rlsched.view import Placement
+
+OBJECTIVES = ("jct", "makespan")
+
+
+def play_out(sim: Simulator, first: Sequence[Placement], base: Scheduler,
+             objective: str = "jct") -> float:
+    """The objective of the episode if ``first`` is applied now (empty: wait)
+    and ``base`` decides every step after; ``sim`` itself is left as it is.
+
+    ``jct``: the sum of job completion times; ``makespan``: the last finish.
+    """
+    twin = sim.fork()
+    base.reset(sim.seed)  # a planning base (heft) must not carry plans across forks
+    view = twin.step(list(first))
+    while view is not None:
+        view = twin.step(base.decide(view))
+    finish = twin.job_finish
+    if objective == "makespan":
+        return max(finish)
+    return sum(f - job.arrival for f, job in zip(finish, twin.table.jobs))
+
+
+def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base: Scheduler,
+                   objective: str = "jct") -> tuple[Placement | None, dict]:
+    """The candidate (``None``: wait) whose play-out ends best, and each
+    distinct candidate's objective. Ties go to the earlier candidate, so the
+    base's own choice, listed first, wins unless another is strictly better;
+    a single distinct candidate is returned without any play-out."""
+    distinct: list[Placement | None] = list(dict.fromkeys(candidates))
+    if len(distinct) == 1:
+        return distinct[0], {}
+    scores = {c: play_out(sim, [] if c is None else [c], base, objective) for c in distinct}
+    best = min(distinct, key=lambda c: scores[c])
+    return best, scores

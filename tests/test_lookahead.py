@@ -1,0 +1,52 @@
+"""One-step lookahead over a base heuristic, on forks of the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlsched.arrivals import online
+from rlsched.evaluate import run_episode
+from rlsched.lookahead import best_candidate, play_out
+from rlsched.perturbations import Perturbations
+from rlsched.pool import preset_pool
+from rlsched.schedulers import make_scheduler
+from rlsched.sim import Simulator
+
+WEATHER = Perturbations.parse("all")
+
+
+def start(wfcommons_instances, seed=3):
+    pool = preset_pool("workstation-4")
+    inst = online(wfcommons_instances[:5], pool, 0.85, np.random.default_rng(seed))
+    sim = Simulator(inst, pool, seed=seed, perturbations=WEATHER)
+    return sim, sim.reset()
+
+
+def total_jct(result):
+    return sum(f - a for f, a in zip(result.job_finish, result.job_arrival))
+
+
+def test_playing_out_the_base_is_the_base_and_leaves_the_episode_as_it_was(wfcommons_instances):
+    sim, view = start(wfcommons_instances)
+    share = make_scheduler("share")
+    cost = play_out(sim, share.decide(view), share)
+    direct = run_episode(sim.instance, sim.pool, make_scheduler("share"), sim.seed, WEATHER)
+    assert cost == total_jct(direct)
+    assert sim.now == view.time and not sim.trace and sim._view() == view
+    assert play_out(sim, share.decide(view), share, "makespan") == max(direct.job_finish)
+
+
+def test_the_best_candidate_is_the_one_whose_play_out_ends_best(wfcommons_instances):
+    sim, view = start(wfcommons_instances)
+    share = make_scheduler("share")
+    for _ in range(40):  # somewhere with several ready tasks and something running
+        view = sim.step(share.decide(view)[:1])
+        if len(view.ready) > 1 and view.running:
+            break
+    candidates = [share.decide(view)[0], *make_scheduler("fifo").decide(view)[:2], None]
+    best, scores = best_candidate(sim, candidates + [None], share)
+    assert list(scores) == list(dict.fromkeys(candidates))  # each distinct one, once, in order
+    for c, cost in scores.items():
+        assert cost == play_out(sim, [] if c is None else [c], share)
+    assert scores[best] == min(scores.values())
+    assert best_candidate(sim, [candidates[0]] * 2, share) == (candidates[0], {})  # no play-out
