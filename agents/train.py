@@ -251,9 +251,10 @@ class LookaheadTeacher(Teacher):
     per distinct candidate per state), and it knows the future, so it only
     ever labels states; the policy it teaches sees the observation alone."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, margin: float = 0.0) -> None:
         self.name = name
         self.base = make_scheduler(name.partition(":")[2])
+        self.margin = margin
         self.advisor = None
         self.scheduler = None
 
@@ -264,12 +265,12 @@ class LookaheadTeacher(Teacher):
         candidates = [c for c in candidates if mask[env.action_for(c)]]
         if not candidates:
             return None
-        best, _ = best_candidate(env.sim, candidates, self.base)
+        best, _ = best_candidate(env.sim, candidates, self.base, margin=self.margin)
         return env.action_for(best)
 
 
-def make_teacher(name: str) -> Teacher:
-    return LookaheadTeacher(name) if name.startswith("lookahead:") else Teacher(name)
+def make_teacher(name: str, margin: float = 0.0) -> Teacher:
+    return LookaheadTeacher(name, margin) if name.startswith("lookahead:") else Teacher(name)
 
 
 def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,

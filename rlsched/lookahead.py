@@ -40,14 +40,25 @@ def play_out(sim: Simulator, first: Sequence[Placement], base: Scheduler,
 
 
 def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base: Scheduler,
-                   objective: str = "jct") -> tuple[Placement | None, dict]:
+                   objective: str = "jct", margin: float = 0.0
+                   ) -> tuple[Placement | None, dict]:
     """The candidate (``None``: wait) whose play-out ends best, and each
     distinct candidate's objective. Ties go to the earlier candidate, so the
     base's own choice, listed first, wins unless another is strictly better;
-    a single distinct candidate is returned without any play-out."""
+    a single distinct candidate is returned without any play-out.
+
+    :param margin: the first candidate is kept unless another beats it by
+        more than this fraction of its objective. Most deviations a
+        hindsight play-out finds gain a second or two by luck (a throttling
+        episode that happens to miss a task); a margin keeps only those that
+        matter, the ones worth teaching.
+    """
     distinct: list[Placement | None] = list(dict.fromkeys(candidates))
     if len(distinct) == 1:
         return distinct[0], {}
     scores = {c: play_out(sim, [] if c is None else [c], base, objective) for c in distinct}
     best = min(distinct, key=lambda c: scores[c])
+    first = distinct[0]
+    if scores[first] - scores[best] <= margin * scores[first]:
+        best = first
     return best, scores

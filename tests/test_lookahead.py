@@ -50,3 +50,16 @@ def test_the_best_candidate_is_the_one_whose_play_out_ends_best(wfcommons_instan
         assert cost == play_out(sim, [] if c is None else [c], share)
     assert scores[best] == min(scores.values())
     assert best_candidate(sim, [candidates[0]] * 2, share) == (candidates[0], {})  # no play-out
+
+
+def test_a_margin_keeps_the_first_candidate_unless_another_is_clearly_better(
+        wfcommons_instances):
+    sim, view = start(wfcommons_instances)
+    share = make_scheduler("share")
+    candidates = [share.decide(view)[0], *make_scheduler("fifo").decide(view)[:3]]
+    best, scores = best_candidate(sim, candidates, share)
+    first = candidates[0]
+    gain = (scores[first] - scores[best]) / scores[first]
+    assert best_candidate(sim, candidates, share, margin=gain + 1e-9)[0] == first
+    if gain > 0:
+        assert best_candidate(sim, candidates, share, margin=gain / 2)[0] == best
