@@ -20,6 +20,11 @@ class InputError(Exception):
         self.source = source
         self.problem = problem
 
+    def __reduce__(self):
+        """Pickle by both arguments, so the error crosses process boundaries
+        intact (vectorised environments, process pools)."""
+        return (type(self), (self.source, self.problem))
+
 
 class SchedulerError(Exception):
     """A scheduler asked for something impossible (a bug in that scheduler)."""

@@ -113,3 +113,15 @@ def test_nothing_is_written_when_the_input_is_bad(tmp_path):
                    "--json", str(out))
     assert proc.returncode == 2
     assert out.read_text() == "previous results"
+
+
+def test_an_input_error_survives_a_process_boundary():
+    """Raised in a worker (a SubprocVecEnv, a process pool), it must reach the
+    command line as the same one clear line, not as a pickling crash."""
+    import pickle
+
+    from rlsched.errors import InputError
+
+    e = pickle.loads(pickle.dumps(InputError("jobs/a.yaml", "task 'b' has an unknown parent 'x'")))
+    assert isinstance(e, InputError) and str(e) == "jobs/a.yaml: task 'b' has an unknown parent 'x'"
+    assert (e.source, e.problem) == ("jobs/a.yaml", "task 'b' has an unknown parent 'x'")
