@@ -2,7 +2,7 @@
 
 A learned scheduler should never have to rediscover what a good heuristic
 already knows. So the observation carries, for each of a few advisors, the
-placement it would make first in this view (its task, its device, or that it
+placement it would make next in this view (its task, its device, or that it
 would wait). The policy learns when to follow which advisor, and where to
 deviate: ``share`` and ``tetris`` are the strongest here on average JCT with
 jobs arriving online, ``cp`` and ``heft`` on the makespan of a batch of one
@@ -21,20 +21,37 @@ ADVISORS = ("share", "heft", "cp", "tetris")
 
 
 class Advisors:
-    """One instance of each advisor, reset with the episode."""
+    """One instance of each advisor, reset with the episode.
+
+    A heuristic decides a batch of placements at once; the environment
+    places one task per step. Asking the heuristic again after each single
+    placement is not the same policy (share, for one, would then see the
+    task it just placed as running, and share differently). So each advisor
+    keeps the rest of its batch: while the time has not moved and its last
+    advice was taken, its next advice is the next placement of that batch.
+    Following an advisor step by step is then exactly that advisor.
+    """
 
     def __init__(self, names: tuple[str, ...] = ADVISORS) -> None:
         self.names = names
         self.schedulers: list[Scheduler] = [make_scheduler(n) for n in names]
+        self._rest: list[tuple[float, list[Placement]]] = [(-1.0, [])] * len(names)
 
     def reset(self, seed: int = 0) -> None:
         for s in self.schedulers:
             s.reset(seed)
+        self._rest = [(-1.0, [])] * len(self.names)
 
     def advise(self, view: ClusterView) -> list[Placement | None]:
-        """Each advisor's first placement in ``view`` (None: it would wait)."""
+        """Each advisor's next placement in ``view`` (None: it would wait)."""
         out: list[Placement | None] = []
-        for s in self.schedulers:
-            placements = s.decide(view) if view.ready else []
-            out.append(placements[0] if placements else None)
+        running = {(r.task, r.device) for r in view.running if r.start == view.time}
+        for k, s in enumerate(self.schedulers):
+            time, rest = self._rest[k]
+            if time == view.time and len(rest) > 1 and (rest[0].task, rest[0].device) in running:
+                rest = rest[1:]  # its last advice was taken: the batch goes on
+            else:
+                rest = list(s.decide(view)) if view.ready else []
+            self._rest[k] = (view.time, rest)
+            out.append(rest[0] if rest else None)
         return out

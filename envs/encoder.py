@@ -39,10 +39,10 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
         (log-duration)
     14  log1p(unfinished parents)
     15  is a CPU-only task (0/1)
-    16  share would place this task first (0/1; see :mod:`envs.advice`)
-    17  heft would place this task first (0/1)
-    18  cp would place this task first (0/1)
-    19  tetris would place this task first (0/1)
+    16  share would place this task next (0/1; see :mod:`envs.advice`)
+    17  heft would place this task next (0/1)
+    18  cp would place this task next (0/1)
+    19  tetris would place this task next (0/1)
     ==  ==========================================================
 
 ``task_mask`` (M.tasks): 1 for a filled row.
@@ -70,10 +70,10 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
     9   healthy (0/1)
     10  log(nominal compute-bound speed)
     11  log(nominal memory-bound speed)
-    12  share would place its first task here (0/1)
-    13  heft would place its first task here (0/1)
-    14  cp would place its first task here (0/1)
-    15  tetris would place its first task here (0/1)
+    12  share would place its next task here (0/1)
+    13  heft would place its next task here (0/1)
+    14  cp would place its next task here (0/1)
+    15  tetris would place its next task here (0/1)
     ==  ==========================================================
 
 ``queue`` (QUEUE_FEATURES): log1p(jobs in the system), log1p(ready tasks
@@ -96,7 +96,7 @@ from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 5
+ENCODER_VERSION = 6
 TASK_FEATURES = 16 + len(ADVISORS)
 DEVICE_FEATURES = 12 + len(ADVISORS)
 QUEUE_FEATURES = 6 + len(ADVISORS)
