@@ -149,3 +149,33 @@ def test_each_kind_is_validated_on_other_instances_for_each_seed():
     plan = Validator(cfg).plans[0][1]
     names = [inst.name for _, inst, _ in plan]
     assert len(names) == 6 and len(set(names)) == 6
+
+
+def test_the_lookahead_teacher_labels_share_unless_a_play_out_finds_better():
+    """``lookahead:share`` labels the environment's states: with a margin no
+    deviation can clear, it is share itself; without one it departs from
+    share only where a play-out of the same future ends with less total JCT."""
+    from agents.train import LookaheadTeacher
+    from rlsched.lookahead import play_out
+    from rlsched.schedulers import make_scheduler
+    from rlsched.view import Placement
+
+    cfg = TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml")
+    kind = replace(cfg.episode_kinds()[0], teacher="lookahead:share")
+    env = make_env(cfg, kind=kind)
+    env.reset(seed=4)
+    strict = LookaheadTeacher("lookahead:share", margin=1.0)
+    free = LookaheadTeacher("lookahead:share")
+    share, departed, devices = make_scheduler("share"), 0, env.maxima.devices
+    while env.view is not None:
+        mask, advice = env.action_masks(), env.advice[0]
+        assert strict.action(env, mask) == env.action_for(advice)
+        label = free.action(env, mask)
+        if label != env.action_for(advice):
+            departed += 1
+            chosen = [] if label == mask.size - 1 else [
+                Placement(int(env._enc.window[label // devices]), label % devices)]
+            assert play_out(env.sim, chosen, share) < \
+                play_out(env.sim, [] if advice is None else [advice], share)
+        env.step(label)
+    assert departed > 0
