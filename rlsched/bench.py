@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,47 @@ def bench_serve(tasks: int = 500, devices: int = 4, scheduler: str = "heft",
             "median_ready_to_start_ms": round(float(np.median(latencies)), 2),
             "p99_ready_to_start_ms": round(float(np.percentile(latencies, 99)), 2),
             "tasks_per_s": round(len(rows) / wall, 1)}
+
+
+def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
+                   pool_spec: str = "preset:workstation-4", seeds: int = 5,
+                   seed_offset: int = 1000, load: float = 0.85, perturb: str = "all",
+                   base: str = "share", others: tuple[str, ...] = ("heft", "cp", "tetris", "sjf"),
+                   progress: Callable[[str, float, float], None] | None = None) -> dict[str, Any]:
+    """How much one better decision at a time could gain over ``base``, with
+    foresight: per online episode, ``base``'s average JCT and that of the
+    hindsight lookahead over it (:func:`rlsched.lookahead.hindsight_episode`).
+    A learned policy that cannot see the future should not expect more. Slow:
+    minutes per episode (a play-out per distinct candidate per decision).
+
+    :param progress: called as ``progress(label, simulated time, horizon)``
+    """
+    from rlsched.evaluate import episodes
+    from rlsched.lookahead import hindsight_episode
+    from rlsched.metrics import measure
+    from rlsched.perturbations import Perturbations
+    from rlsched.sim import Simulator
+    from rlsched.sources.specs import resolve_pool
+
+    pool = resolve_pool(pool_spec)
+    weather = Perturbations.parse(perturb)
+    rows = []
+    for _, instance, seed in episodes([workload], pool, "poisson", load,
+                                      list(range(seed_offset, seed_offset + seeds))):
+        reference = measure(run_episode(instance, pool, make_scheduler(base), seed, weather))
+        horizon = reference.makespan
+        t0 = time.perf_counter()
+        result, departed = hindsight_episode(
+            Simulator(instance, pool, seed, weather), make_scheduler(base),
+            [make_scheduler(o) for o in others],
+            progress=(lambda now, s=seed: progress(f"seed {s}", now, horizon)) if progress else None)
+        looked = measure(result)
+        rows.append({"seed": seed, "base_avg_jct": round(reference.avg_jct, 1),
+                     "lookahead_avg_jct": round(looked.avg_jct, 1),
+                     "ratio": round(looked.avg_jct / reference.avg_jct, 4),
+                     "departed": departed, "decisions": result.decisions,
+                     "wall_s": round(time.perf_counter() - t0, 1)})
+    mean = sum(r["lookahead_avg_jct"] for r in rows) / sum(r["base_avg_jct"] for r in rows)
+    return {"workload": workload, "pool": pool_spec, "load": load, "perturb": perturb,
+            "base": base, "candidates": [base, *others, "wait"], "episodes": rows,
+            "ratio_of_means": round(mean, 4)}

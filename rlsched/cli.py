@@ -178,6 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
     bp = bsub.add_parser("policy", help="decision latency of a policy on a 100-task view")
     bp.add_argument("--checkpoint", default="checkpoints/default.zip")
     bp.add_argument("--decisions", type=int, default=300)
+    bh = bsub.add_parser(
+        "headroom", help="what one-step lookahead with foresight gains over a heuristic (slow)",
+        description="Per online episode, the average JCT of BASE and of a one-step lookahead\n"
+                    "over it that knows the future: at each decision it tries BASE's, heft's,\n"
+                    "cp's, tetris's and sjf's next placement, and waiting, plays each out with\n"
+                    "BASE on a copy of the episode (same arrivals, same perturbations), and\n"
+                    "keeps the best. Its ratio to BASE is an optimistic bound on what a policy\n"
+                    "that cannot see the future may gain over BASE by deviating from it.\n"
+                    "Slow: minutes per episode.",
+        epilog="example:\n  rlsched bench headroom --seed-offset 1000 --seeds 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bh.add_argument("--workload", default="wfcommons:workloads/wfcommons")
+    bh.add_argument("--pool", default="preset:workstation-4")
+    bh.add_argument("--seeds", type=int, default=2)
+    bh.add_argument("--seed-offset", type=int, default=1000)
+    bh.add_argument("--load", type=float, default=0.85)
+    bh.add_argument("--perturb", default="all")
+    bh.add_argument("--base", default="share", help="a heuristic's name (default: share)")
     be = bsub.add_parser("env", help="environment steps per second with random masked actions")
     be.add_argument("--episodes", type=int, default=5)
     be.add_argument("--seed", type=int, default=0)
@@ -456,11 +474,36 @@ def _bench(args: argparse.Namespace) -> int:
         from agents.bench import bench_policy
 
         print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
+    elif args.what == "headroom":
+        _bench_headroom(args)
     elif args.what == "env":
         from envs.bench import bench_env
 
         print(json.dumps(bench_env(args.episodes, args.seed, args.repeats)))
     return 0
+
+
+def _bench_headroom(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rlsched.bench import bench_headroom
+    from rlsched.schedulers import SCHEDULERS
+
+    if args.seeds < 1:
+        raise InputError("--seeds", f"needs at least one seed, not {args.seeds}")
+    if args.base not in SCHEDULERS:  # fail now, not after minutes of work
+        raise InputError("--base", f"unknown heuristic '{args.base}' (known: {', '.join(SCHEDULERS)})")
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        job = bar.add_task("lookahead", total=None)
+
+        def progress(label: str, now: float, horizon: float) -> None:
+            bar.update(job, completed=now, total=horizon, description=f"lookahead, {label}")
+
+        print(json.dumps(bench_headroom(args.workload, args.pool, args.seeds, args.seed_offset,
+                                        args.load, args.perturb, args.base, progress=progress)))
 
 
 if __name__ == "__main__":

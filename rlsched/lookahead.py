@@ -12,10 +12,12 @@ policy is taught by Belady's clairvoyant one, never a scheduler to deploy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
+from rlsched.errors import SchedulerError
 from rlsched.schedulers import Scheduler
-from rlsched.sim import Simulator
+from rlsched.sim import SimResult, Simulator
 from rlsched.view import Placement
 
 OBJECTIVES = ("jct", "makespan")
@@ -26,11 +28,15 @@ def play_out(sim: Simulator, first: Sequence[Placement], base: Scheduler,
     """The objective of the episode if ``first`` is applied now (empty: wait)
     and ``base`` decides every step after; ``sim`` itself is left as it is.
 
-    ``jct``: the sum of job completion times; ``makespan``: the last finish.
+    ``jct``: the sum of job completion times; ``makespan``: the last finish;
+    ``inf`` if the simulator refuses ``first``.
     """
     twin = sim.fork()
     base.reset(sim.seed)  # a planning base (heft) must not carry plans across forks
-    view = twin.step(list(first))
+    try:
+        view = twin.step(list(first))
+    except SchedulerError:  # the simulator refuses it (waiting with nothing to come)
+        return math.inf
     while view is not None:
         view = twin.step(base.decide(view))
     finish = twin.job_finish
@@ -62,3 +68,36 @@ def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base:
     if scores[first] - scores[best] <= margin * scores[first]:
         best = first
     return best, scores
+
+
+def hindsight_episode(sim: Simulator, base: Scheduler, others: Sequence[Scheduler],
+                      objective: str = "jct",
+                      progress: Callable[[int], None] | None = None) -> tuple[SimResult, int]:
+    """Run ``sim`` (fresh) to the end with the one-step lookahead over ``base``:
+    at each decision the candidates are the first placement of ``base`` and of
+    each of ``others``, and waiting; the best play-out wins, one placement at
+    a time. Returns the result and how many decisions departed from ``base``.
+
+    It knows the future, so its ratio to ``base`` measures how much a single
+    better decision at a time could gain *with foresight*: an optimistic
+    bound on what a learned policy can take from ``base`` by deviating.
+
+    :param progress: called with the simulated time after each decision
+    """
+    view = sim.reset()
+    departed = 0
+    while view is not None:
+        own = base.decide(view)
+        candidates: list[Placement | None] = [own[0] if own else None]
+        for other in others:
+            other.reset(sim.seed)
+            placements = other.decide(view)
+            candidates.append(placements[0] if placements else None)
+        candidates.append(None)
+        best, _ = best_candidate(sim, candidates, base, objective)
+        departed += best != candidates[0]
+        view = sim.step([] if best is None else [best])
+        if progress:
+            progress(sim.now)
+    base.reset(sim.seed)
+    return sim.result(), departed

@@ -66,6 +66,19 @@ def test_bench_sim_prints_json_with_decision_rates():
     assert doc["fifo_decisions_per_s"] > 0 and doc["heft_decisions_per_s"] > 0
 
 
+def test_bench_headroom_prints_the_base_and_its_hindsight_lookahead_per_episode():
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "bench", "headroom", "--workload",
+                           "synthetic:pipeline?jobs=4", "--seeds", "2", "--seed-offset", "7"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [e["seed"] for e in doc["episodes"]] == [7, 8]
+    for e in doc["episodes"]:
+        assert e["ratio"] == round(e["lookahead_avg_jct"] / e["base_avg_jct"], 4)
+        assert 0 < e["ratio"] <= 1.0 and e["departed"] <= e["decisions"]
+    assert doc["base"] == "share" and doc["candidates"][-1] == "wait"
+
+
 def _row(scheduler: str, seed: int, avg_jct: float, makespan: float):
     from rlsched.evaluate import EpisodeResult
 

@@ -63,3 +63,32 @@ def test_a_margin_keeps_the_first_candidate_unless_another_is_clearly_better(
     assert best_candidate(sim, candidates, share, margin=gain + 1e-9)[0] == first
     if gain > 0:
         assert best_candidate(sim, candidates, share, margin=gain / 2)[0] == best
+
+
+def test_waiting_when_nothing_is_left_to_happen_is_refused_not_chosen():
+    from rlsched.pool import identical_pool
+    from rlsched.workload import Instance, Job, Task
+
+    inst = Instance("one", (Job("j", (Task("a", 10.0),)),), source="test")
+    sim = Simulator(inst, identical_pool(1))
+    view = sim.reset()
+    fifo = make_scheduler("fifo")
+    place = fifo.decide(view)[0]
+    assert play_out(sim, [], fifo) == float("inf")
+    assert best_candidate(sim, [None, place], fifo)[0] == place
+
+
+def test_the_hindsight_lookahead_departs_from_its_base_only_to_finish_jobs_sooner(
+        wfcommons_instances):
+    from rlsched.lookahead import hindsight_episode
+    from rlsched.metrics import measure
+
+    sim, _ = start(wfcommons_instances, seed=5)
+    base = measure(run_episode(sim.instance, sim.pool, make_scheduler("share"), sim.seed,
+                               WEATHER))
+    result, departed = hindsight_episode(sim, make_scheduler("share"),
+                                         [make_scheduler("heft"), make_scheduler("sjf")])
+    looked = measure(result)
+    assert sorted(a.task for a in result.trace if a.ok) == list(range(result.table.n_tasks))
+    assert departed > 0
+    assert looked.avg_jct < base.avg_jct
