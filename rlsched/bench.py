@@ -159,7 +159,8 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
         result, departed = hindsight_episode(
             Simulator(instance, pool, seed, weather), make_scheduler(base),
             [make_scheduler(o) for o in others],
-            progress=(lambda now, s=seed: progress(f"seed {s}", now, horizon)) if progress else None)
+            progress=(lambda now, s=seed, h=horizon: progress(f"seed {s}", now, h))
+            if progress else None)
         looked = measure(result)
         rows.append({"seed": seed, "base_avg_jct": round(reference.avg_jct, 1),
                      "lookahead_avg_jct": round(looked.avg_jct, 1),
