@@ -96,7 +96,7 @@ from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 6
+ENCODER_VERSION = 7  # 7: share waits for a clearly faster busy GPU, so its advice changed
 TASK_FEATURES = 16 + len(ADVISORS)
 DEVICE_FEATURES = 12 + len(ADVISORS)
 QUEUE_FEATURES = 6 + len(ADVISORS)
