@@ -132,17 +132,20 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
                    pool_spec: str = "preset:workstation-4", seeds: int = 5,
                    seed_offset: int = 1000, load: float = 0.85, perturb: str = "all",
                    base: str = "share", others: tuple[str, ...] = ("heft", "cp", "tetris", "sjf"),
+                   futures: int = 0,
                    progress: Callable[[str, float, float], None] | None = None) -> dict[str, Any]:
-    """How much one better decision at a time could gain over ``base``, with
-    foresight: per online episode, ``base``'s average JCT and that of the
-    hindsight lookahead over it (:func:`rlsched.lookahead.hindsight_episode`).
-    A learned policy that cannot see the future should not expect more. Slow:
-    minutes per episode (a play-out per distinct candidate per decision).
+    """How much one better decision at a time could gain over ``base``: per
+    online episode, ``base``'s average JCT and that of the one-step lookahead
+    over it (:func:`rlsched.lookahead.lookahead_episode`). With ``futures=0``
+    the lookahead knows the future, and a learned policy that cannot see it
+    should not expect more; with ``futures=K`` it plans on K drawn futures
+    instead. Slow: minutes per episode (a play-out per distinct candidate per
+    decision, times K).
 
     :param progress: called as ``progress(label, simulated time, horizon)``
     """
     from rlsched.evaluate import episodes
-    from rlsched.lookahead import hindsight_episode
+    from rlsched.lookahead import lookahead_episode
     from rlsched.metrics import measure
     from rlsched.perturbations import Perturbations
     from rlsched.sim import Simulator
@@ -156,9 +159,9 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
         reference = measure(run_episode(instance, pool, make_scheduler(base), seed, weather))
         horizon = reference.makespan
         t0 = time.perf_counter()
-        result, departed = hindsight_episode(
+        result, departed = lookahead_episode(
             Simulator(instance, pool, seed, weather), make_scheduler(base),
-            [make_scheduler(o) for o in others],
+            [make_scheduler(o) for o in others], futures=futures,
             progress=(lambda now, s=seed, h=horizon: progress(f"seed {s}", now, h))
             if progress else None)
         looked = measure(result)
@@ -169,5 +172,6 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
                      "wall_s": round(time.perf_counter() - t0, 1)})
     mean = sum(r["lookahead_avg_jct"] for r in rows) / sum(r["base_avg_jct"] for r in rows)
     return {"workload": workload, "pool": pool_spec, "load": load, "perturb": perturb,
-            "base": base, "candidates": [base, *others, "wait"], "episodes": rows,
+            "base": base, "candidates": [base, *others, "wait"],
+            "futures": futures or "hindsight", "episodes": rows,
             "ratio_of_means": round(mean, 4)}

@@ -186,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "BASE on a copy of the episode (same arrivals, same perturbations), and\n"
                     "keeps the best. Its ratio to BASE is an optimistic bound on what a policy\n"
                     "that cannot see the future may gain over BASE by deviating from it.\n"
-                    "Slow: minutes per episode.",
+                    "With --futures K the lookahead cannot see the future either: each\n"
+                    "play-out knows only the jobs already arrived and faces perturbations\n"
+                    "drawn anew, and a candidate scores its mean over K such play-outs.\n"
+                    "Slow: minutes per episode (times K).",
         epilog="example:\n  rlsched bench headroom --seed-offset 1000 --seeds 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     bh.add_argument("--workload", default="wfcommons:workloads/wfcommons")
@@ -196,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     bh.add_argument("--load", type=float, default=0.85)
     bh.add_argument("--perturb", default="all")
     bh.add_argument("--base", default="share", help="a heuristic's name (default: share)")
+    bh.add_argument("--futures", type=int, default=0, metavar="K",
+                    help="plan on K drawn futures instead of the episode's own (default 0: "
+                         "hindsight)")
     be = bsub.add_parser("env", help="environment steps per second with random masked actions")
     be.add_argument("--episodes", type=int, default=5)
     be.add_argument("--seed", type=int, default=0)
@@ -492,6 +498,8 @@ def _bench_headroom(args: argparse.Namespace) -> None:
 
     if args.seeds < 1:
         raise InputError("--seeds", f"needs at least one seed, not {args.seeds}")
+    if args.futures < 0:
+        raise InputError("--futures", f"needs K >= 0, not {args.futures}")
     if args.base not in SCHEDULERS:  # fail now, not after minutes of work
         raise InputError("--base", f"unknown heuristic '{args.base}' (known: {', '.join(SCHEDULERS)})")
     err = Console(stderr=True)
@@ -503,7 +511,8 @@ def _bench_headroom(args: argparse.Namespace) -> None:
             bar.update(job, completed=now, total=horizon, description=f"lookahead, {label}")
 
         print(json.dumps(bench_headroom(args.workload, args.pool, args.seeds, args.seed_offset,
-                                        args.load, args.perturb, args.base, progress=progress)))
+                                        args.load, args.perturb, args.base,
+                                        futures=args.futures, progress=progress)))
 
 
 if __name__ == "__main__":

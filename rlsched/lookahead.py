@@ -24,14 +24,16 @@ OBJECTIVES = ("jct", "makespan")
 
 
 def play_out(sim: Simulator, first: Sequence[Placement], base: Scheduler,
-             objective: str = "jct") -> float:
+             objective: str = "jct", weather: int | None = None, arrivals: bool = True) -> float:
     """The objective of the episode if ``first`` is applied now (empty: wait)
     and ``base`` decides every step after; ``sim`` itself is left as it is.
 
-    ``jct``: the sum of job completion times; ``makespan``: the last finish;
-    ``inf`` if the simulator refuses ``first``.
+    ``jct``: the sum of job completion times; ``makespan``: the last finish
+    (of the jobs the play-out finishes); ``inf`` if the simulator refuses
+    ``first``. ``weather`` and ``arrivals`` say what future the play-out
+    faces (:meth:`~rlsched.sim.Simulator.fork`); by default, the episode's own.
     """
-    twin = sim.fork()
+    twin = sim.fork(weather, arrivals)
     base.reset(sim.seed)  # a planning base (heft) must not carry plans across forks
     try:
         view = twin.step(list(first))
@@ -39,14 +41,14 @@ def play_out(sim: Simulator, first: Sequence[Placement], base: Scheduler,
         return math.inf
     while view is not None:
         view = twin.step(base.decide(view))
-    finish = twin.job_finish
+    done = [(f, job.arrival) for f, job in zip(twin.job_finish, twin.table.jobs) if f == f]
     if objective == "makespan":
-        return max(finish)
-    return sum(f - job.arrival for f, job in zip(finish, twin.table.jobs))
+        return max(f for f, _ in done)
+    return sum(f - a for f, a in done)
 
 
 def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base: Scheduler,
-                   objective: str = "jct", margin: float = 0.0
+                   objective: str = "jct", margin: float = 0.0, futures: int = 0
                    ) -> tuple[Placement | None, dict]:
     """The candidate (``None``: wait) whose play-out ends best, and each
     distinct candidate's objective. Ties go to the earlier candidate, so the
@@ -58,11 +60,19 @@ def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base:
         hindsight play-out finds gain a second or two by luck (a throttling
         episode that happens to miss a task); a margin keeps only those that
         matter, the ones worth teaching.
+    :param futures: 0: play out the episode's own future (hindsight). K > 0:
+        without foresight, each candidate's objective is its mean over K
+        play-outs that know only the jobs already arrived and face weather
+        drawn anew (the same K draws for every candidate).
     """
     distinct: list[Placement | None] = list(dict.fromkeys(candidates))
     if len(distinct) == 1:
         return distinct[0], {}
-    scores = {c: play_out(sim, [] if c is None else [c], base, objective) for c in distinct}
+    if futures:
+        scores = {c: sum(play_out(sim, [] if c is None else [c], base, objective, k, False)
+                         for k in range(futures)) / futures for c in distinct}
+    else:
+        scores = {c: play_out(sim, [] if c is None else [c], base, objective) for c in distinct}
     best = min(distinct, key=lambda c: scores[c])
     first = distinct[0]
     if scores[first] - scores[best] <= margin * scores[first]:
@@ -70,17 +80,19 @@ def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base:
     return best, scores
 
 
-def hindsight_episode(sim: Simulator, base: Scheduler, others: Sequence[Scheduler],
-                      objective: str = "jct",
-                      progress: Callable[[int], None] | None = None) -> tuple[SimResult, int]:
+def lookahead_episode(sim: Simulator, base: Scheduler, others: Sequence[Scheduler],
+                      objective: str = "jct", futures: int = 0,
+                      progress: Callable[[float], None] | None = None) -> tuple[SimResult, int]:
     """Run ``sim`` (fresh) to the end with the one-step lookahead over ``base``:
     at each decision the candidates are the first placement of ``base`` and of
     each of ``others``, and waiting; the best play-out wins, one placement at
     a time. Returns the result and how many decisions departed from ``base``.
 
-    It knows the future, so its ratio to ``base`` measures how much a single
-    better decision at a time could gain *with foresight*: an optimistic
-    bound on what a learned policy can take from ``base`` by deviating.
+    With ``futures=0`` it knows the future, so its ratio to ``base`` measures
+    how much a single better decision at a time could gain *with foresight*:
+    an optimistic bound on what a learned policy can take from ``base`` by
+    deviating. With ``futures=K`` it plans without foresight
+    (:func:`best_candidate`), as a live scheduler would have to.
 
     :param progress: called with the simulated time after each decision
     """
@@ -94,7 +106,7 @@ def hindsight_episode(sim: Simulator, base: Scheduler, others: Sequence[Schedule
             placements = other.decide(view)
             candidates.append(placements[0] if placements else None)
         candidates.append(None)
-        best, _ = best_candidate(sim, candidates, base, objective)
+        best, _ = best_candidate(sim, candidates, base, objective, futures=futures)
         departed += best != candidates[0]
         view = sim.step([] if best is None else [best])
         if progress:

@@ -31,6 +31,8 @@ import copy
 import heapq
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rlsched.errors import SchedulerError
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool
@@ -175,11 +177,20 @@ class Simulator:
                          [j.arrival for j in self.table.jobs], list(self._job_finish),
                          self.decisions, list(self._busy))
 
-    def fork(self) -> Simulator:
+    def fork(self, weather: int | None = None, arrivals: bool = True) -> Simulator:
         """An independent copy of this episode as it stands now: stepping one
-        never changes the other, and both face the same future (arrivals,
-        perturbations). For what-if rollouts: try a placement, play the rest
-        out, compare."""
+        never changes the other. For what-if rollouts: try a placement, play
+        the rest out, compare.
+
+        By default both face the same future (arrivals, perturbations): a
+        hindsight copy. For planning without foresight:
+
+        :param weather: a seed for perturbations drawn anew from now on: the
+            twin's throttling, outside load and failures, and the ends of
+            those under way, come from the same model but not this episode
+        :param arrivals: False: jobs that have not arrived never do (the twin
+            ends when the arrived ones finish; the others' finish stays NaN)
+        """
         twin = copy.copy(self)  # the table, pool and instance are shared: never mutated
         for name in ("_heap", "_pending", "_remaining", "_rate", "_version", "_device", "_start",
                      "_mem_used", "_ext_load", "_ext_mem", "_throttle", "_healthy", "_last",
@@ -191,7 +202,38 @@ class Simulator:
         twin._running = dict(self._running)
         twin._on_device = [list(on) for on in self._on_device]
         twin._timelines = {k: t.copy() for k, t in self._timelines.items()}
+        if weather is not None or not arrivals:
+            twin._redraw_future(weather, arrivals)
         return twin
+
+    def _redraw_future(self, weather: int | None, arrivals: bool) -> None:
+        """See :meth:`fork`: drop future arrivals, or redraw the weather."""
+        rng = np.random.default_rng([self.seed, 104729, weather or 0, int(self.now * 1000)])
+        p = self.perturbations
+        lengths = {THROTTLE: p.throttle_for, EXTERNAL: p.external_for, FAILURE: p.fail_for}
+        kept, under_way = [], set()
+        for event in self._heap:
+            time, seq, what, a, b = event
+            if what == _ARRIVE and not arrivals:
+                self._tasks_left -= len(self.table.tasks_of(a))
+                continue
+            if weather is not None and what == _PERTURB_ON:
+                continue
+            if weather is not None and what == _PERTURB_OFF:
+                under_way.add((a, b[0]))
+                event = (self.now + float(rng.exponential(lengths[b[0]])), seq, what, a, b)
+            kept.append(event)
+        heapq.heapify(kept)
+        self._heap = kept
+        if weather is None:
+            return
+        for d, kind in sorted(self._timelines):
+            timeline = p.timeline(int(rng.integers(2**31)), d, kind)
+            timeline.t = self.now
+            self._timelines[d, kind] = timeline
+            if (d, kind) not in under_way:
+                start, end, value = next(timeline)
+                self._push(start, _PERTURB_ON, d, (kind, end, value))
 
     def can_place(self, task: int, device: int) -> bool:
         """Whether placing ``task`` on ``device`` now would be accepted."""

@@ -80,15 +80,31 @@ def test_waiting_when_nothing_is_left_to_happen_is_refused_not_chosen():
 
 def test_the_hindsight_lookahead_departs_from_its_base_only_to_finish_jobs_sooner(
         wfcommons_instances):
-    from rlsched.lookahead import hindsight_episode
+    from rlsched.lookahead import lookahead_episode
     from rlsched.metrics import measure
 
     sim, _ = start(wfcommons_instances, seed=5)
     base = measure(run_episode(sim.instance, sim.pool, make_scheduler("share"), sim.seed,
                                WEATHER))
-    result, departed = hindsight_episode(sim, make_scheduler("share"),
+    result, departed = lookahead_episode(sim, make_scheduler("share"),
                                          [make_scheduler("heft"), make_scheduler("sjf")])
     looked = measure(result)
     assert sorted(a.task for a in result.trace if a.ok) == list(range(result.table.n_tasks))
     assert departed > 0
     assert looked.avg_jct < base.avg_jct
+
+
+def test_without_foresight_a_candidate_scores_its_mean_over_drawn_futures(wfcommons_instances):
+    sim, view = start(wfcommons_instances)
+    for _ in range(20):
+        view = sim.step(make_scheduler("share").decide(view)[:1])
+    share = make_scheduler("share")
+    assert view.running  # so waiting is a candidate too
+    candidates = [share.decide(view)[0], None]
+    _, scores = best_candidate(sim, candidates, share, futures=2)
+    assert set(scores) == set(candidates)
+    for c in candidates:
+        first = [] if c is None else [c]
+        drawn = [play_out(sim, first, share, "jct", k, False) for k in range(2)]
+        assert scores[c] == sum(drawn) / 2
+        assert scores[c] != play_out(sim, first, share)  # not the episode's own future

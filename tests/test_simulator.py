@@ -192,3 +192,57 @@ def test_a_fork_plays_out_the_same_future_without_touching_the_original(wfcommon
     assert sim.result().job_finish == twin.result().job_finish
     assert any(not a.ok for a in sim.trace[len(before[1]):])  # failures after the fork, shared
     assert other.result().job_finish != sim.result().job_finish
+
+
+def _halfway(wfcommons_instances):
+    """An online episode with frequent failures, run by share to its 60th decision."""
+    import numpy as np
+
+    from rlsched.arrivals import online
+    from rlsched.schedulers import make_scheduler
+
+    pool = preset_pool("workstation-4")
+    inst = online(wfcommons_instances[:6], pool, 0.85, np.random.default_rng(4))
+    weather = Perturbations(throttle=True, external=True, failures=True, fail_every=900.0)
+    sim = Simulator(inst, pool, seed=5, perturbations=weather)
+    share = make_scheduler("share")
+    view = sim.reset()
+    for _ in range(60):
+        view = sim.step(share.decide(view))
+    return sim, share
+
+
+def _run_out(sim, scheduler):
+    view = sim._view()
+    while view is not None:
+        view = sim.step(scheduler.decide(view))
+    return sim
+
+
+def test_a_fork_without_arrivals_finishes_the_arrived_jobs_and_no_others(wfcommons_instances):
+    import math
+
+    sim, share = _halfway(wfcommons_instances)
+    arrived = sim._n_arrived
+    assert arrived < sim.table.n_jobs  # some jobs are still to come
+    before = (sim.now, list(sim.trace), bytes(sim.state))
+    blind = _run_out(sim.fork(arrivals=False), share)
+    finish = blind.job_finish
+    assert all(not math.isnan(f) for f in finish[:arrived])
+    assert all(math.isnan(f) for f in finish[arrived:])
+    assert {blind.table.job_of[a.task] for a in blind.trace} <= set(range(arrived))
+    assert (sim.now, list(sim.trace), bytes(sim.state)) == before
+
+
+def test_a_fork_with_weather_drawn_anew_faces_other_failures_the_same_for_one_seed(
+        wfcommons_instances):
+    sim, share = _halfway(wfcommons_instances)
+    own = _run_out(sim.fork(), share)
+    again = [_run_out(sim.fork(weather=1), share) for _ in range(2)]
+    other = _run_out(sim.fork(weather=2), share)
+    assert again[0].trace == again[1].trace  # a weather seed is a future
+    failed = {w: [(a.device, round(a.end, 6)) for a in s.trace[len(sim.trace):] if not a.ok]
+              for w, s in (("own", own), (1, again[0]), (2, other))}
+    assert failed["own"] != failed[1] and failed[1] != failed[2]
+    assert all(a.ok or a.end >= sim.now for a in other.trace[len(sim.trace):])
+    assert sim._n_arrived < sim.table.n_jobs and len(other.result().job_finish) == sim.table.n_jobs
