@@ -8,6 +8,12 @@ about, given the same future. Here the future is the simulator's own
 perturbations still to come), so the lookahead sees what no live scheduler
 can: it is a *hindsight teacher* for training, in the way a cache-replacement
 policy is taught by Belady's clairvoyant one, never a scheduler to deploy.
+
+With ``futures=K`` it plans as a live scheduler would have to: each play-out
+knows only the jobs that have arrived and faces perturbations drawn anew
+(``fork(weather=k, arrivals=False)``), and a candidate scores its mean over K
+of them. The gap between the two measures how much of the hindsight gain is
+foresight (``rlsched bench headroom``).
 """
 
 from __future__ import annotations
