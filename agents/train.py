@@ -469,7 +469,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.checkpoints_dir) / cfg.name
-    run_dir = Path(cfg.runs_dir) / cfg.name
+    run_dir = new_run_dir(cfg)
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     kinds = cfg.episode_kinds()
@@ -539,7 +539,22 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
     logger.dump(model.num_timesteps)
     vec.close()
-    return final
+    return {**final, "run_dir": str(run_dir)}
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    """``runs/NAME/YYYYMMDD-HHMMSS/``: each training run logs to a folder of
+    its own, so TensorBoard shows a rerun beside the last one instead of
+    drawing both into one tangle of curves."""
+    import time
+
+    parent = Path(cfg.runs_dir) / cfg.name
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    run_dir, n = parent / stamp, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = parent / f"{stamp}-{n}"
+    return run_dir
 
 
 def _config_text(cfg: TrainConfig) -> str:

@@ -382,8 +382,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg = replace(cfg, seed=args.seed)
     final = train(cfg, resume=args.resume, progress=not args.no_progress)
+    runs = final.pop("run_dir")
     print(json.dumps({"name": cfg.name, "checkpoints": f"{cfg.checkpoints_dir}/{cfg.name}/",
-                      "runs": f"{cfg.runs_dir}/{cfg.name}/", **final}))
+                      "runs": f"{runs}/", **final}))
     return 0
 
 

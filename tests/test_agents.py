@@ -35,7 +35,9 @@ def test_the_quick_config_trains_logs_and_saves(trained):
 
     cfg, tmp, final = trained
     assert final["val_avg_jct"] > 0 and final["val_ratio_to_best_heuristic"] > 0
-    events = EventAccumulator(str(tmp / "runs" / cfg.name))
+    (run,) = (tmp / "runs" / cfg.name).iterdir()  # one run, in a folder of its own
+    assert final["run_dir"] == str(run)
+    events = EventAccumulator(str(run))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"charts/val_avg_jct", "charts/val_ratio_to_best_heuristic",
