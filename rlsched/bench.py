@@ -159,7 +159,7 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
         reference = measure(run_episode(instance, pool, make_scheduler(base), seed, weather))
         horizon = reference.makespan
         t0 = time.perf_counter()
-        result, departed = lookahead_episode(
+        result, departed, asked = lookahead_episode(
             Simulator(instance, pool, seed, weather), make_scheduler(base),
             [make_scheduler(o) for o in others], futures=futures,
             progress=(lambda now, s=seed, h=horizon: progress(f"seed {s}", now, h))
@@ -168,7 +168,7 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
         rows.append({"seed": seed, "base_avg_jct": round(reference.avg_jct, 1),
                      "lookahead_avg_jct": round(looked.avg_jct, 1),
                      "ratio": round(looked.avg_jct / reference.avg_jct, 4),
-                     "departed": departed, "decisions": result.decisions,
+                     "departed": departed, "decisions": asked, "placements": result.decisions,
                      "wall_s": round(time.perf_counter() - t0, 1)})
     mean = sum(r["lookahead_avg_jct"] for r in rows) / sum(r["base_avg_jct"] for r in rows)
     return {"workload": workload, "pool": pool_spec, "load": load, "perturb": perturb,

@@ -88,11 +88,12 @@ def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base:
 
 def lookahead_episode(sim: Simulator, base: Scheduler, others: Sequence[Scheduler],
                       objective: str = "jct", futures: int = 0,
-                      progress: Callable[[float], None] | None = None) -> tuple[SimResult, int]:
+                      progress: Callable[[float], None] | None = None) -> tuple[SimResult, int, int]:
     """Run ``sim`` (fresh) to the end with the one-step lookahead over ``base``:
     at each decision the candidates are the first placement of ``base`` and of
     each of ``others``, and waiting; the best play-out wins, one placement at
-    a time. Returns the result and how many decisions departed from ``base``.
+    a time. Returns the result, how many decisions departed from ``base``,
+    and how many decisions (placements and waits) there were.
 
     With ``futures=0`` it knows the future, so its ratio to ``base`` measures
     how much a single better decision at a time could gain *with foresight*:
@@ -103,8 +104,9 @@ def lookahead_episode(sim: Simulator, base: Scheduler, others: Sequence[Schedule
     :param progress: called with the simulated time after each decision
     """
     view = sim.reset()
-    departed = 0
+    departed = asked = 0
     while view is not None:
+        asked += 1
         own = base.decide(view)
         candidates: list[Placement | None] = [own[0] if own else None]
         for other in others:
@@ -118,4 +120,4 @@ def lookahead_episode(sim: Simulator, base: Scheduler, others: Sequence[Schedule
         if progress:
             progress(sim.now)
     base.reset(sim.seed)
-    return sim.result(), departed
+    return sim.result(), departed, asked

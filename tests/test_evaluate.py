@@ -76,6 +76,7 @@ def test_bench_headroom_prints_the_base_and_its_hindsight_lookahead_per_episode(
     for e in doc["episodes"]:
         assert e["ratio"] == round(e["lookahead_avg_jct"] / e["base_avg_jct"], 4)
         assert 0 < e["ratio"] <= 1.0 and e["departed"] <= e["decisions"]
+        assert e["placements"] <= e["decisions"]
     assert doc["base"] == "share" and doc["candidates"][-1] == "wait"
 
 
