@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     bh.add_argument("--futures", type=int, default=0, metavar="K",
                     help="plan on K drawn futures instead of the episode's own (default 0: "
                          "hindsight)")
+    bh.add_argument("--margin", type=float, default=0.0, metavar="F",
+                    help="depart from BASE only where another candidate's play-out is better "
+                         "by more than this fraction (default 0)")
     be = bsub.add_parser("env", help="environment steps per second with random masked actions")
     be.add_argument("--episodes", type=int, default=5)
     be.add_argument("--seed", type=int, default=0)
@@ -501,6 +504,8 @@ def _bench_headroom(args: argparse.Namespace) -> None:
         raise InputError("--seeds", f"needs at least one seed, not {args.seeds}")
     if args.futures < 0:
         raise InputError("--futures", f"needs K >= 0, not {args.futures}")
+    if not 0 <= args.margin < 1:
+        raise InputError("--margin", f"needs a fraction in [0, 1), not {args.margin}")
     if args.base not in SCHEDULERS:  # fail now, not after minutes of work
         raise InputError("--base", f"unknown heuristic '{args.base}' (known: {', '.join(SCHEDULERS)})")
     err = Console(stderr=True)
@@ -513,7 +518,8 @@ def _bench_headroom(args: argparse.Namespace) -> None:
 
         print(json.dumps(bench_headroom(args.workload, args.pool, args.seeds, args.seed_offset,
                                         args.load, args.perturb, args.base,
-                                        futures=args.futures, progress=progress)))
+                                        futures=args.futures, margin=args.margin,
+                                        progress=progress)))
 
 
 if __name__ == "__main__":

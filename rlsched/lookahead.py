@@ -87,7 +87,7 @@ def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base:
 
 
 def lookahead_episode(sim: Simulator, base: Scheduler, others: Sequence[Scheduler],
-                      objective: str = "jct", futures: int = 0,
+                      objective: str = "jct", futures: int = 0, margin: float = 0.0,
                       progress: Callable[[float], None] | None = None) -> tuple[SimResult, int, int]:
     """Run ``sim`` (fresh) to the end with the one-step lookahead over ``base``:
     at each decision the candidates are the first placement of ``base`` and of
@@ -114,7 +114,7 @@ def lookahead_episode(sim: Simulator, base: Scheduler, others: Sequence[Schedule
             placements = other.decide(view)
             candidates.append(placements[0] if placements else None)
         candidates.append(None)
-        best, _ = best_candidate(sim, candidates, base, objective, futures=futures)
+        best, _ = best_candidate(sim, candidates, base, objective, margin, futures)
         departed += best != candidates[0]
         view = sim.step([] if best is None else [best])
         if progress:
