@@ -162,19 +162,10 @@ def test_a_fork_plays_out_the_same_future_without_touching_the_original(wfcommon
     """Online, with every perturbation on: the fork faces the same arrivals,
     throttling, outside load and failures; stepping it (even differently)
     leaves the original where it was."""
-    import numpy as np
-
-    from rlsched.arrivals import online
     from rlsched.schedulers import make_scheduler
 
-    pool = preset_pool("workstation-4")
-    inst = online(wfcommons_instances[:6], pool, 0.85, np.random.default_rng(4))
-    weather = Perturbations(throttle=True, external=True, failures=True, fail_every=900.0)
-    sim = Simulator(inst, pool, seed=5, perturbations=weather)
-    share = make_scheduler("share")
-    view = sim.reset()
-    for _ in range(60):
-        view = sim.step(share.decide(view))
+    sim, share = _halfway(wfcommons_instances)
+    view = sim._view()
     before = (sim.now, list(sim.trace), bytes(sim.state))
     other = sim.fork()
     fifo, v = make_scheduler("fifo"), other._view()
