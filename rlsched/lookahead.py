@@ -47,7 +47,8 @@ def play_out(sim: Simulator, first: Sequence[Placement], base: Scheduler,
         return math.inf
     while view is not None:
         view = twin.step(base.decide(view))
-    done = [(f, job.arrival) for f, job in zip(twin.job_finish, twin.table.jobs) if f == f]
+    done = [(f, job.arrival) for f, job in zip(twin.job_finish, twin.table.jobs)
+            if not math.isnan(f)]  # jobs that never arrived in the play-out never finish
     if objective == "makespan":
         return max(f for f, _ in done)
     return sum(f - a for f, a in done)
