@@ -75,11 +75,13 @@ def best_candidate(sim: Simulator, candidates: Sequence[Placement | None], base:
     distinct: list[Placement | None] = list(dict.fromkeys(candidates))
     if len(distinct) == 1:
         return distinct[0], {}
-    if futures:
-        scores = {c: sum(play_out(sim, [] if c is None else [c], base, objective, k, False)
-                         for k in range(futures)) / futures for c in distinct}
-    else:
-        scores = {c: play_out(sim, [] if c is None else [c], base, objective) for c in distinct}
+    def score(c: Placement | None) -> float:
+        first = [] if c is None else [c]
+        if not futures:
+            return play_out(sim, first, base, objective)
+        return sum(play_out(sim, first, base, objective, k, False) for k in range(futures)) / futures
+
+    scores = {c: score(c) for c in distinct}
     best = min(distinct, key=lambda c: scores[c])
     first = distinct[0]
     if scores[first] - scores[best] <= margin * scores[first]:
