@@ -106,6 +106,7 @@ def bench_serve(tasks: int = 500, devices: int = 4, scheduler: str = "heft",
         t0 = time.perf_counter()
         daemon.run(tick=0.002, exit_when_idle=True)
         wall = time.perf_counter() - t0
+        daemon.close()
         db = sqlite3.connect(store.path)
         rows = db.execute("SELECT a.task, a.device, a.started, a.ended, t.spec FROM attempts a "
                           "JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id WHERE j.name "

@@ -238,28 +238,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from rlsched.backends import open_backend
     from rlsched.daemon import Daemon
+    from rlsched.serve_lock import ServeLock
     from rlsched.store import Store
 
     _uses_rl([args.scheduler])
     if args.address and args.backend != "ray":
         raise InputError("--address", "only means something with --backend ray")
+    store = Store(args.state)
+    lock = ServeLock(store.dir)  # before the backend: a second serve starts nothing
     backend = open_backend(args.backend, args.pool, args.address)
-    daemon = Daemon(Store(args.state), args.pool, args.scheduler, backend)
-    hosts = sorted({d.host for d in daemon.live})
-    print(f"rlsched serve: {len(daemon.pool)} GPU(s) "
-          f"[{', '.join(d.model.name for d in daemon.pool.devices)}] on "
-          f"{len(hosts)} machine(s) ({args.backend}), scheduler "
-          f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
-    if args.metrics_port:
-        from rlsched.metrics_http import serve_metrics
-
-        serve_metrics(daemon, args.metrics_port)
     try:
+        daemon = Daemon(store, args.pool, args.scheduler, backend, lock)
+        if args.metrics_port:  # before the banner: a port in use is the one line printed
+            from rlsched.metrics_http import serve_metrics
+
+            serve_metrics(daemon, args.metrics_port)
+        hosts = sorted({d.host for d in daemon.live})
+        where = args.backend if args.backend == "ray" else f"local, --pool {args.pool}"
+        print(f"rlsched serve: {len(daemon.pool)} GPU(s) "
+              f"[{', '.join(d.model.name for d in daemon.pool.devices)}] on "
+              f"{len(hosts)} machine(s) ({where}), scheduler "
+              f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
         daemon.run(args.tick, args.exit_when_idle)
     except KeyboardInterrupt:
         pass
     finally:
         backend.close()
+        lock.release()
     return 0
 
 
@@ -305,26 +310,35 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logs(store, task: str, follow: bool) -> None:
+def _logs(store, name: str, follow: bool) -> None:
     import time
 
-    job, _, tid = task.rpartition("/")
-    query = ("SELECT a.log, a.ended FROM attempts a JOIN tasks t ON a.task=t.id JOIN jobs j ON "
-             "t.job=j.id WHERE t.task_id=?" + (" AND j.name=?" if job else "") + " ORDER BY a.id")
-    found = store.db.execute(query, (tid, job) if job else (tid,)).fetchall()
-    if not found:
-        raise InputError(task, "no attempt of this task yet (see rlsched status)")
-    path = found[-1][0]
+    task = store.find_task(name)
+    if task is None:
+        job = store.job_tasks(name)
+        if job is not None:
+            raise InputError(name, f"is a job: name one of its tasks, as {name}/TASK "
+                             f"(its tasks: {', '.join(job)})")
+        raise InputError(name, "no such task in the queue (see rlsched status)")
+    attempt = store.latest_attempt(task)
+    if attempt is None:
+        raise InputError(name, "no attempt of this task yet: it has not started (see rlsched "
+                         "status)")
     offset = 0
     while True:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            chunk = fh.read()
+        try:
+            with open(attempt["log"] or "", "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+        except FileNotFoundError:  # not created yet, or the attempt never started
+            chunk = b""
         offset += len(chunk)
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
-        ended = store.db.execute("SELECT ended FROM attempts WHERE log=?", (path,)).fetchone()[0]
-        if not follow or ended is not None:
+        attempt = store.latest_attempt(task, attempt["id"])
+        if not follow or attempt["ended"] is not None:
+            if offset == 0 and attempt["error"]:
+                print(f"rlsched: {attempt['error']}", file=sys.stderr)
             return
         time.sleep(0.5)
 
@@ -332,21 +346,29 @@ def _logs(store, task: str, follow: bool) -> None:
 def _print_status(status: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # names and reasons are shown as written, never as markup
 
+    # piped into a file or a test, lines are not cut at 80 columns
+    console = Console() if Console().is_terminal else Console(width=160)
     table = Table(title="rlsched queue", title_justify="left")
-    for col in ("job", "state", "JCT", "task", "task state", "device", "attempts"):
+    reasons = any(t["reason"] for j in status["jobs"] for t in j["tasks"])
+    for col in ("job", "state", "JCT", "task", "task state", "device", "attempts") + \
+            (("why it failed",) if reasons else ()):
         table.add_column(col)
     for job in status["jobs"]:
         jct = "" if job["jct_s"] is None else _duration(job["jct_s"])
         for i, t in enumerate(job["tasks"]):
-            table.add_row(job["name"] if i == 0 else "", job["state"] if i == 0 else "",
-                          jct if i == 0 else "", t["id"], t["state"],
-                          "" if t["device"] is None else str(t["device"]), str(t["attempts"]))
-    Console().print(table)
+            row = [Text(job["name"]) if i == 0 else "", job["state"] if i == 0 else "",
+                   jct if i == 0 else "", Text(t["id"]), t["state"],
+                   "" if t["device"] is None else str(t["device"]), str(t["attempts"])]
+            if reasons:
+                row.append(Text(t["reason"] or ""))
+            table.add_row(*row)
+    console.print(table)
     jcts = [j["jct_s"] for j in status["jobs"] if j["jct_s"] is not None]
     if jcts:
-        Console().print(f"{len(jcts)} job(s) done, average JCT {_duration(sum(jcts) / len(jcts))}"
-                        " (submitted to last task done)")
+        console.print(f"{len(jcts)} job(s) done, average JCT {_duration(sum(jcts) / len(jcts))}"
+                      " (submitted to last task done)")
     if status.get("devices"):
         dev = Table(title="devices (latest sample from serve)", title_justify="left")
         for col in ("gpu", "name", "util", "memory", "temp", "power", "tasks", "healthy"):
@@ -356,7 +378,7 @@ def _print_status(status: dict) -> None:
                         f"{d['memory_used']:.1f}/{d['memory_total']:.0f} GiB",
                         f"{d['temperature_c']:.0f} C", f"{d['power_w']:.0f} W", str(d["tasks"]),
                         "yes" if d["healthy"] else "NO")
-        Console().print(dev)
+        console.print(dev)
 
 
 def _duration(seconds: float) -> str:

@@ -7,6 +7,11 @@ the scheduler, check every placement against live telemetry (the *shield*:
 the task is ready, the device healthy, its memory free counting what our
 starting tasks have declared) and start the attempts. A placement the shield
 refuses is logged and replaced by heft's choice.
+
+One bad task never stops the queue: an attempt that cannot be launched (its
+working directory is missing, its log cannot be written, its environment is
+refused) ends failed with the reason, and the round goes on. Files under the
+state directory are named by attempt id, never by job or task names.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rlsched.backends import LOST, AttemptSpec, Backend, LiveDevice, open_backend
+from rlsched.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice, open_backend
 from rlsched.pool import Device, Pool
 from rlsched.schedulers import Scheduler, make_scheduler
+from rlsched.serve_lock import ServeLock
 from rlsched.store import Store
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
@@ -29,6 +35,8 @@ BACKOFF_S = (1.0, 5.0, 30.0)
 #: times an attempt may be lost (process or node gone, no exit code) and run
 #: again without counting against the task's retries
 MAX_LOST = 3
+#: exit code recorded for an attempt killed at its timeout (as GNU timeout does)
+TIMED_OUT = 124
 
 
 def predict(history: dict[str, list[float]], job: str, task) -> float:
@@ -49,11 +57,15 @@ class Daemon:
         ``preset:NAME`` or ``file:PATH``
     :param scheduler: a scheduler name or ``rl:PATH``, or a Scheduler
     :param backend: where attempts run (default: the local one on ``pool_spec``)
+    :param lock: the store's serve lock, where the caller took it before
+        opening the backend (default: taken here, first of all)
+    :raises InputError: another daemon serves this store
     """
 
     def __init__(self, store: Store, pool_spec: str, scheduler: str | Scheduler,
-                 backend: Backend | None = None) -> None:
+                 backend: Backend | None = None, lock: ServeLock | None = None) -> None:
         self.store = store
+        self.lock = lock or ServeLock(store.dir)  # first: a refused daemon touches nothing
         self.backend = backend or open_backend("local", pool_spec)
         self.scheduler: Scheduler = (make_scheduler(scheduler) if isinstance(scheduler, str)
                                      else scheduler)
@@ -63,6 +75,8 @@ class Daemon:
         self.epoch = time.time()
         self.logs = store.dir / "logs"
         self.logs.mkdir(mode=0o700, exist_ok=True)
+        #: timeouts (s) of the attempts this daemon killed at their timeout, by attempt id
+        self._timed_out: dict[int, float] = {}
         self._table_key: tuple = ()
         self._table: WorkloadTable | None = None
         self.decisions = 0
@@ -88,6 +102,10 @@ class Daemon:
             self.pool = Pool(self.backend.name, tuple(
                 Device(i, d.model, d.host) for i, d in enumerate(self.live)))
             self._index = {d.key: i for i, d in enumerate(self.live)}
+
+    def close(self) -> None:
+        """Let another daemon serve the store (the backend is the caller's)."""
+        self.lock.release()
 
     # ------------------------------------------------------------------ loop
     def run(self, tick: float = 0.2, exit_when_idle: bool = False,
@@ -117,22 +135,35 @@ class Daemon:
         return bool(row[0] or open_attempts[0])
 
     # ------------------------------------------------------------------ attempts
+    _OPEN_ATTEMPTS = ("SELECT a.*, t.spec, t.attempts AS tries, t.state AS tstate, t.id AS tid, "
+                      "t.job FROM attempts a JOIN tasks t ON a.task=t.id WHERE a.ended IS NULL")
+
     def _open_attempts(self):
-        return self.store.db.execute(
-            "SELECT a.*, t.spec, t.attempts AS tries, t.state AS tstate, t.id AS tid, t.job "
-            "FROM attempts a JOIN tasks t ON a.task=t.id WHERE a.ended IS NULL").fetchall()
+        return self.store.db.execute(self._OPEN_ATTEMPTS).fetchall()
 
     def _reap(self) -> None:
         now = time.time()
         for a in self._open_attempts():
             code = self.backend.exit_code(a)
-            if code is not None:
-                self._close(a, code, now)
+            if code is None:
+                continue
+            error = None
+            timeout = self._timed_out.pop(a["id"], None)
+            if code == 0:
+                pass
+            elif a["tstate"] == "cancelled":
+                error = "cancelled"
+            elif timeout is not None:
+                code, error = TIMED_OUT, f"timed out after {timeout:g} s"
+            elif code == LOST:
+                error = "lost: its process (or node) went away without an exit code"
+            self._close(a, code, now, error)
 
-    def _close(self, a, code: int, now: float) -> None:
+    def _close(self, a, code: int, now: float, error: str | None = None) -> None:
         spec = json.loads(a["spec"])
         with self.store.transaction() as db:
-            db.execute("UPDATE attempts SET ended=?, exit_code=? WHERE id=?", (now, code, a["id"]))
+            db.execute("UPDATE attempts SET ended=?, exit_code=?, error=? WHERE id=?",
+                       (now, code, error, a["id"]))
             if a["tstate"] != "running":  # cancelled meanwhile
                 state, not_before = a["tstate"], 0.0
             elif code == 0:
@@ -161,7 +192,10 @@ class Daemon:
         now = time.time()
         for a in self._open_attempts():
             timeout = json.loads(a["spec"]).get("timeout")
-            if a["tstate"] == "cancelled" or (timeout and now - a["started"] > timeout):
+            if a["tstate"] == "cancelled":
+                self.backend.kill(a)
+            elif timeout and now - a["started"] > timeout:
+                self._timed_out[a["id"]] = timeout
                 self.backend.kill(a)
 
     # ------------------------------------------------------------------ decisions
@@ -272,24 +306,49 @@ class Daemon:
         spec = json.loads(row["spec"])
         attempt = row["attempts"] + 1
         job = self.store.db.execute("SELECT name FROM jobs WHERE id=?", (row["job"],)).fetchone()
-        base = self.logs / f"{job[0]}.{row['task_id']}.{attempt}"
-        log, exit_file = Path(f"{base}.log"), Path(f"{base}.exit")
         predicted = getattr(self, "_predicted", {}).get((job[0], row["task_id"]))
         # commit the attempt before its process exists: a crash in between is
         # then an attempt with no pid file, which the next daemon retries
         with self.store.transaction() as db:
             db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
                        (device, attempt, row["id"]))
-            cur = db.execute("INSERT INTO attempts (task, device, started, log, exit_file, "
-                             "predicted) VALUES (?,?,?,?,?,?)",
-                             (row["id"], device, time.time(), str(log), str(exit_file),
-                              predicted))
+            cur = db.execute("INSERT INTO attempts (task, device, started, predicted) "
+                             "VALUES (?,?,?,?)", (row["id"], device, time.time(), predicted))
             attempt_id = cur.lastrowid
-        pid = self.backend.start(AttemptSpec(
-            attempt_id, spec["command"] or "true", device, log, exit_file,
-            dict(spec.get("env") or {}), spec.get("workdir"), spec["gpu_memory"]))
+            log, exit_file = self.attempt_files(attempt_id)
+            db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
+                       (str(log), str(exit_file), attempt_id))
+        try:
+            pid = self.backend.start(AttemptSpec(
+                attempt_id, spec["command"] or "true", device, log, exit_file,
+                dict(spec.get("env") or {}), spec.get("workdir"), spec["gpu_memory"]))
+        except Exception as e:  # any launch error is this attempt's alone
+            self._launch_failed(attempt_id, e)
+            return
         with self.store.transaction() as db:
             db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt_id))
             self.store.event("started", row["job"], row["id"],
                              json.dumps({"device": device, "pid": pid}))
+
+    def attempt_files(self, attempt_id: int) -> tuple[Path, Path]:
+        """An attempt's log and exit-code file: named by its id, never by job
+        or task names, so no name can reach outside the state directory."""
+        base = self.logs / f"attempt-{attempt_id}"
+        return Path(f"{base}.log"), Path(f"{base}.exit")
+
+    def _launch_failed(self, attempt_id: int, error: Exception) -> None:
+        """End an attempt that could not be launched as failed (retries still
+        apply), with the reason for ``status``; the round goes on."""
+        reason = f"could not start: {type(error).__name__}: {error}"
+        log, _ = self.attempt_files(attempt_id)
+        try:  # where the log can be written, `rlsched logs` shows the reason too
+            with open(log, "ab") as fh:
+                fh.write(f"rlsched: {reason}\n".encode())
+        except OSError:
+            pass
+        self.store.event("launch_failed", detail=json.dumps({"attempt": attempt_id,
+                                                              "error": reason}))
+        row = self.store.db.execute(self._OPEN_ATTEMPTS + " AND a.id=?",
+                                    (attempt_id,)).fetchone()
+        self._close(row, LAUNCH_FAILED, time.time(), reason)
 

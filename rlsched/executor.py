@@ -37,7 +37,10 @@ def launch(command: str, device: int | None, log: Path, exit_file: Path,
     full_env["CUDA_VISIBLE_DEVICES"] = "" if device is None else str(device)
     q = shlex.quote(str(exit_file))
     p = shlex.quote(str(pid_file(exit_file)))
-    wrapped = (f"(umask 077; echo $$ > {p}) ; ( {command}\n) ; code=$? ; "
+    # the command is an argument of the wrapper, never spliced into its text:
+    # whatever it holds (an unbalanced quote, a ')'), it is the command's own
+    # error (exit 2 from eval), recorded like any other exit
+    wrapped = (f"(umask 077; echo $$ > {p}) ; ( eval \"$1\" ) ; code=$? ; "
                f"(umask 077; echo $code > {q}.tmp) && mv {q}.tmp {q} ; exit $code")
     old = os.umask(0o077)
     try:
@@ -46,7 +49,8 @@ def launch(command: str, device: int | None, log: Path, exit_file: Path,
         os.umask(old)
     cwd = os.path.expanduser(workdir) if workdir else None
     try:
-        proc = subprocess.Popen(["sh", "-c", wrapped], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(["sh", "-c", wrapped, "rlsched-attempt", command], stdout=out,
+                                stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=full_env, cwd=cwd,
                                 start_new_session=True)
     finally:

@@ -11,6 +11,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
+from rlsched.errors import InputError
+
 if TYPE_CHECKING:
     from rlsched.daemon import Daemon
 
@@ -90,6 +92,10 @@ def serve_metrics(daemon: Daemon, port: int) -> ThreadingHTTPServer:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as e:
+        raise InputError(f"--metrics-port {port}", f"cannot listen on 127.0.0.1:{port} "
+                         f"({e.strerror}); pick another port") from None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -25,9 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from rlsched.errors import InputError
-from rlsched.workload import Instance, Job
+from rlsched.workload import Instance, Job, check_name
 
 TASK_STATES = ("queued", "running", "done", "failed", "cancelled")
+
+#: The database's layout (``PRAGMA user_version``). 1: the first release (it
+#: left user_version at 0); 2: ``attempts.error``, why an attempt could not
+#: start. Older databases are upgraded in place; a newer one is refused.
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -42,7 +47,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
     pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT,
-    exit_file TEXT, predicted REAL);
+    exit_file TEXT, predicted REAL, error TEXT);
 CREATE TABLE IF NOT EXISTS devices (
     idx INTEGER PRIMARY KEY, name TEXT, uuid TEXT, utilization REAL, memory_used REAL,
     memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
@@ -80,14 +85,23 @@ class Store:
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self.dir = Path(directory) if directory else default_state_dir()
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InputError(str(self.dir), "the state directory is a file, not a directory "
+                             "(give --state a directory, or remove the file)")
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+        except OSError as e:
+            raise InputError(str(self.dir), f"cannot use as the state directory ({e.strerror})") \
+                from None
         self.path = self.dir / "rlsched.db"
         fresh = not self.path.exists()
         old = os.umask(0o077)
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
+        except sqlite3.Error as e:
+            raise InputError(str(self.path), f"cannot open the database ({e})") from None
         finally:
             os.umask(old)
         if fresh:
@@ -96,9 +110,28 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            self._upgrade()
         except sqlite3.DatabaseError as e:
+            self.db.close()
             raise InputError(str(self.path), f"not an rlsched database ({e})") from None
+        except InputError:
+            self.db.close()
+            raise
         self.db.row_factory = sqlite3.Row
+
+    def _upgrade(self) -> None:
+        """Bring an older database to :data:`SCHEMA_VERSION`; refuse a newer one."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise InputError(str(self.path), f"written by a newer rlsched (schema {version}; "
+                             f"this one reads up to {SCHEMA_VERSION}): upgrade rlsched")
+        with self.transaction() as db:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
+            if "error" not in columns:
+                db.execute("ALTER TABLE attempts ADD COLUMN error TEXT")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -122,6 +155,10 @@ class Store:
     def submit(self, instances: list[Instance]) -> list[str]:
         """Store every job of validated instances (job files) in one
         transaction: all of them, or none if any job name is taken."""
+        for instance, job in ((i, j) for i in instances for j in i.jobs):
+            check_name(job.name, instance.source, "job name")  # names are data, never paths
+            for task in job.tasks:
+                check_name(task.id, instance.source, f"job '{job.name}': task id")
         with self.transaction() as db:
             names = []
             for instance, job in ((i, j) for i in instances for j in i.jobs):
@@ -158,17 +195,21 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
-        "jct_s", "tasks": [{"id", "state", "device", "attempts"}]}]}`` in
-        submission order; ``finished`` (the end of its last task) and
+        "jct_s", "tasks": [{"id", "state", "device", "attempts", "reason"}]}]}``
+        in submission order; ``finished`` (the end of its last task) and
         ``jct_s`` (job completion time: finished - submitted) are None until
-        the job is done."""
+        the job is done; a task's ``reason`` says why its latest attempt
+        failed (None while it runs or after it succeeded)."""
         jobs = []
         ends = dict(self.db.execute(
             "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
             "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
+        reasons = {r["task"]: attempt_reason(r["exit_code"], r["error"]) for r in self.db.execute(
+            "SELECT task, exit_code, error FROM attempts WHERE id IN "
+            "(SELECT MAX(id) FROM attempts GROUP BY task)")}
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
-                      "attempts": t["attempts"]}
+                      "attempts": t["attempts"], "reason": reasons.get(t["id"])}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -180,6 +221,44 @@ class Store:
                          "tasks": tasks})
         devices = [dict(r) for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
         return {"jobs": jobs, "devices": devices, "prediction": self.prediction_error()}
+
+    def find_task(self, name: str) -> int | None:
+        """The task named ``JOB/TASK`` (or ``TASK``, where one job alone has
+        it), as its row id; None if there is none. Names from before the
+        name rule may hold ``/``: every split is tried, so they still resolve.
+
+        :raises InputError: ``TASK`` alone where several jobs have it
+        """
+        splits = [(name[:i], name[i + 1:]) for i, c in enumerate(name) if c == "/"]
+        for job, task in splits:
+            row = self.db.execute("SELECT t.id FROM tasks t JOIN jobs j ON t.job=j.id WHERE "
+                                  "j.name=? AND t.task_id=?", (job, task)).fetchone()
+            if row is not None:
+                return row[0]
+        found = self.db.execute("SELECT t.id, j.name FROM tasks t JOIN jobs j ON t.job=j.id "
+                                "WHERE t.task_id=? ORDER BY t.id", (name,)).fetchall()
+        if len(found) > 1:
+            jobs = ", ".join(r[1] for r in found[:5]) + (", ..." if len(found) > 5 else "")
+            raise InputError(name, f"{len(found)} jobs have a task of that id ({jobs}): "
+                             "name it as JOB/TASK")
+        return found[0][0] if found else None
+
+    def job_tasks(self, name: str) -> list[str] | None:
+        """The task ids of the job ``name``, or None if there is no such job."""
+        row = self.db.execute("SELECT id FROM jobs WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        return [t[0] for t in self.db.execute("SELECT task_id FROM tasks WHERE job=? ORDER BY "
+                                              "position", (row[0],))]
+
+    def latest_attempt(self, task: int, attempt: int | None = None) -> sqlite3.Row | None:
+        """The latest attempt of a task (or the attempt ``attempt``): its
+        ``id``, ``log``, ``ended`` and ``error``."""
+        if attempt is not None:
+            return self.db.execute("SELECT id, log, ended, error FROM attempts WHERE id=?",
+                                   (attempt,)).fetchone()
+        return self.db.execute("SELECT id, log, ended, error FROM attempts WHERE task=? ORDER BY "
+                               "id DESC LIMIT 1", (task,)).fetchone()
 
     def history(self) -> dict[str, list[float]]:
         """Runtimes of successful attempts, by command and by ``job/task``."""
@@ -219,6 +298,16 @@ class Store:
                 tasks.append(Task(**spec))
             out.append(Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"]))
         return out
+
+
+def attempt_reason(exit_code: int | None, error: str | None) -> str | None:
+    """Why an ended attempt failed, for a person: what the daemon recorded
+    (it could not start, it timed out, it was lost), else its exit code."""
+    if error:
+        return error
+    if exit_code is None or exit_code == 0:
+        return None
+    return f"exit code {exit_code}"
 
 
 def job_state(cancelled: bool, tasks: list[dict[str, Any]]) -> str:

@@ -13,6 +13,8 @@ flattens them into arrays (:mod:`rlsched.table`) for its hot loop.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -22,6 +24,26 @@ from rlsched.errors import InputError
 
 #: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
 KINDS = ("compute", "memory")
+
+#: The longest job name or task id a job file may use.
+MAX_NAME_LENGTH = 128
+#: Job names and task ids a job file may use: ASCII letters, digits, ``_``,
+#: ``-`` and ``.``, not starting with ``.`` or ``-``. Names are data, never
+#: paths: the live runtime names its files by attempt id, and this rule keeps
+#: names unambiguous in ``JOB/TASK``, on a command line and in a metric label.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+NAME_RULE = ("letters, digits, '_', '-' and '.', not starting with '.' or '-', at most "
+             f"{MAX_NAME_LENGTH} characters")
+
+
+def check_name(name: str, source: str, what: str) -> None:
+    """Raise :class:`InputError` unless ``name`` follows :data:`NAME_PATTERN`.
+
+    :param what: how the message calls it (``"job name"``, ``"job 'j': task id"``)
+    """
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise InputError(source, f"{what} {shown!r} is not allowed (use {NAME_RULE})")
 
 
 @dataclass(frozen=True)
@@ -106,7 +128,8 @@ def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
 
     Checks: duplicate ids, unknown parents, a cycle, a negative or missing
     runtime (missing is allowed only with ``require_work=False``, for the live
-    runtime, which estimates it), a bad kind, negative memory, bad ``gpus``.
+    runtime, which estimates it), a runtime or memory that is not a finite
+    number, a bad kind, negative memory, bad ``gpus``.
     """
     where = f"job '{job.name}'"
     if not job.tasks:
@@ -121,11 +144,15 @@ def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
         if t.work is None:
             if require_work:
                 raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'work')")
-        elif not t.work >= 0:  # also catches NaN
+        elif not math.isfinite(t.work):
+            raise InputError(source, f"{here}: runtime {t.work} is not a finite number")
+        elif t.work < 0:
             raise InputError(source, f"{here}: negative runtime {t.work}")
         if t.kind not in KINDS:
             raise InputError(source, f"{here}: unknown kind '{t.kind}' (use one of {KINDS})")
-        if not t.gpu_memory >= 0:
+        if not math.isfinite(t.gpu_memory):
+            raise InputError(source, f"{here}: gpu_memory {t.gpu_memory} is not a finite number")
+        if t.gpu_memory < 0:
             raise InputError(source, f"{here}: negative gpu_memory {t.gpu_memory}")
         if t.gpus not in (0, 1):
             raise InputError(source, f"{here}: gpus must be 0 (CPU task) or 1, not {t.gpus}")

@@ -26,6 +26,9 @@ from rlsched.view import DeviceTelemetry
 
 #: exit code of an attempt whose process or node was lost (not the task's fault)
 LOST = -9
+#: exit code of an attempt that could not be launched (a missing working
+#: directory, an unwritable log): a shell's code for a command it cannot run
+LAUNCH_FAILED = 127
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlsched.backends import LOST, AttemptSpec, Backend, LiveDevice
+from rlsched.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice
 from rlsched.errors import InputError
 from rlsched.pool import identical_pool, model_for_gpu
 from rlsched.telemetry import FakeNvml, NvmlSource, NvmlUnavailable, unhealthy_sample
@@ -96,17 +96,25 @@ def run_attempt(command: str, env: dict[str, str], workdir: str | None,
     full_env = dict(os.environ)  # CUDA_VISIBLE_DEVICES comes from the runtime env
     full_env.update(env)
     wrapped = (f"( while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill -KILL 0 ) "
-               f">/dev/null 2>&1 &\nwatchdog=$!\n( {command}\n) ; code=$?\n"
+               f">/dev/null 2>&1 &\nwatchdog=$!\n( eval \"$1\" ) ; code=$?\n"
                f"kill $watchdog 2>/dev/null\nexit $code")
     try:
         out: Any = open(log, "ab")
         captured = False
     except OSError:
         out, captured = subprocess.PIPE, True
-    proc = subprocess.Popen(["sh", "-c", wrapped], stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=full_env,
-                            cwd=os.path.expanduser(workdir) if workdir else None,
-                            start_new_session=True)
+    try:
+        proc = subprocess.Popen(["sh", "-c", wrapped, "rlsched-attempt", command], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+                                cwd=os.path.expanduser(workdir) if workdir else None,
+                                start_new_session=True)
+    except (OSError, ValueError) as e:  # a missing workdir, a bad environment: this attempt's
+        message = f"rlsched: could not start: {type(e).__name__}: {e}\n".encode()
+        if captured:
+            return LAUNCH_FAILED, message
+        out.write(message)
+        out.close()
+        return LAUNCH_FAILED, None
     try:
         data, _ = proc.communicate()
     except BaseException:

@@ -35,6 +35,8 @@ def read_yaml(path: Path) -> Any:
         problem = getattr(e, "problem", None) or "parse error"
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputError(str(path), f"not valid YAML ({problem}{where})") from None
+    except RecursionError:
+        raise InputError(str(path), "not usable YAML (nested too deeply)") from None
 
 
 def files_in(path: Path, suffixes: tuple[str, ...], source: str) -> list[Path]:

@@ -20,24 +20,32 @@ A file holds one job, or several under ``jobs:``::
         env: {SEED: "1"}
         workdir: ~/exp
         retries: 2
-        timeout: 3h
+        timeout: 3h           # more than 0; leave it out for none
+
+Job names and task ids follow :data:`rlsched.workload.NAME_RULE`. Every
+number must be finite: ``.inf`` and ``.nan`` are refused like any other value
+that cannot be used.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from rlsched.errors import InputError
 from rlsched.sources._io import files_in, read_yaml
-from rlsched.workload import Instance, Job, Task, validate_instance
+from rlsched.workload import Instance, Job, Task, check_name, validate_instance
 
 _DURATION = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
 _UNITS_S = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS_GIB = {None: 1.0, "b": 2.0**-30, "kb": 1e3 / 2**30, "kib": 2.0**-20, "mb": 1e6 / 2**30,
               "mib": 2.0**-10, "gb": 1e9 / 2**30, "gib": 1.0, "tb": 1e12 / 2**30, "tib": 2.0**10}
+
+#: environment variable names a task may set
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TASK_KEYS = {"id", "command", "after", "gpu_memory", "gpus", "estimate", "work", "kind", "env",
               "workdir", "retries", "timeout"}
@@ -55,12 +63,18 @@ def load_jobfile(path: str | Path, *, require_work: bool = True) -> Instance:
     doc = read_yaml(Path(path))
     if isinstance(doc, dict) and "jobs" in doc:
         entries = doc["jobs"]
+        if len(doc) > 1:
+            others = ", ".join(sorted(map(str, set(doc) - {"jobs"})))
+            raise InputError(src, f"a file with 'jobs:' holds nothing else (found {others}); "
+                             "put those fields inside each job")
         if not isinstance(entries, list):
             raise InputError(src, "'jobs' must be a list of jobs")
     elif isinstance(doc, dict):
         entries = [doc]
     else:
         raise InputError(src, "a job file must be a mapping with 'name' and 'tasks' (or a 'jobs' list)")
+    if not entries:
+        raise InputError(src, "'jobs' is empty: a job file needs at least one job")
     jobs = tuple(_job(e, src, i) for i, e in enumerate(entries))
     instance = Instance(name=Path(path).stem, jobs=jobs, source=src)
     validate_instance(instance, require_work=require_work)
@@ -68,46 +82,92 @@ def load_jobfile(path: str | Path, *, require_work: bool = True) -> Instance:
 
 
 def parse_duration(value: Any, source: str, what: str) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"1.5h"``, ``"40m"``."""
+    """Seconds from ``90``, ``"90s"``, ``"1.5h"``, ``"40m"``; never ``inf`` or ``nan``."""
     if isinstance(value, bool):
         raise InputError(source, f"{what}: {value!r} is not a duration")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(value, source, what, "duration")
     m = _DURATION.match(str(value))
     if not m:
-        raise InputError(source, f"{what}: {value!r} is not a duration (seconds, or with s/m/h)")
-    return float(m.group(1)) * _UNITS_S[(m.group(2) or "").lower() or None]
+        raise InputError(source, f"{what}: {_shown(value)} is not a duration (seconds, or with s/m/h)")
+    return _finite(float(m.group(1)) * _UNITS_S[(m.group(2) or "").lower() or None], source,
+                   what, "duration")
 
 
 def parse_size_gib(value: Any, source: str, what: str) -> float:
-    """GiB from ``12`` (GiB), ``"12GiB"``, ``"500MiB"``, ``"16GB"``."""
+    """GiB from ``12`` (GiB), ``"12GiB"``, ``"500MiB"``, ``"16GB"``; never ``inf`` or ``nan``."""
     if isinstance(value, bool):
         raise InputError(source, f"{what}: {value!r} is not a size")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(value, source, what, "size")
     m = _SIZE.match(str(value))
     if not m:
-        raise InputError(source, f"{what}: {value!r} is not a size (GiB, or with B/MiB/GiB/...)")
-    return float(m.group(1)) * _UNITS_GIB[(m.group(2) or "").lower() or None]
+        raise InputError(source, f"{what}: {_shown(value)} is not a size (GiB, or with B/MiB/GiB/...)")
+    return _finite(float(m.group(1)) * _UNITS_GIB[(m.group(2) or "").lower() or None], source,
+                   what, "size")
+
+
+def _finite(value: float, source: str, what: str, noun: str) -> float:
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise InputError(source, f"{what}: {_shown(value)} is not a finite {noun}")
+    return number
+
+
+def _integer(value: Any, source: str, what: str) -> int:
+    """A whole number, written as one (``2``, ``2.0``, ``"2"``): not ``true``, not ``1.5``."""
+    if isinstance(value, bool):
+        raise InputError(source, f"{what}: {value!r} is not a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]{1,18}\s*", value):
+        return int(value)
+    raise InputError(source, f"{what}: {_shown(value)} is not a whole number")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: short, on one line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _text(value: Any, source: str, what: str) -> str:
+    """A string the live runtime hands to the OS: no NUL byte, which no
+    command line, path or environment can hold."""
+    text = str(value)
+    if "\0" in text:
+        raise InputError(source, f"{what} contains a NUL character")
+    return text
 
 
 def _job(entry: Any, src: str, index: int) -> Job:
     if not isinstance(entry, dict):
         raise InputError(src, f"job #{index + 1} is not a mapping")
     name = str(entry.get("name", Path(src).stem if index == 0 else f"{Path(src).stem}-{index}"))
+    check_name(name, src, f"job #{index + 1}: job name")
     where = f"job '{name}'"
     unknown = set(entry) - _JOB_KEYS
     if unknown:
-        raise InputError(src, f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        raise InputError(src, f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     tasks_raw = entry.get("tasks")
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise InputError(src, f"{where}: needs a non-empty 'tasks' list")
     tasks = tuple(_task(t, src, where, i) for i, t in enumerate(tasks_raw))
     deadline = entry.get("deadline")
+    priority = entry.get("priority", 1.0)
     try:
-        priority = float(entry.get("priority", 1.0))
-    except (TypeError, ValueError):
-        raise InputError(src, f"{where}: priority {entry.get('priority')!r} is not a number") from None
+        if isinstance(priority, bool):
+            raise ValueError
+        priority = float(priority)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(src, f"{where}: priority {_shown(priority)} is not a number") from None
+    if not math.isfinite(priority):
+        raise InputError(src, f"{where}: priority {priority} is not a finite number")
     return Job(
         name=name, tasks=tasks,
         arrival=parse_duration(entry.get("arrival", 0), src, f"{where} arrival"),
@@ -119,10 +179,12 @@ def _job(entry: Any, src: str, index: int) -> Job:
 def _task(raw: Any, src: str, where: str, index: int) -> Task:
     if not isinstance(raw, dict) or "id" not in raw:
         raise InputError(src, f"{where}: task #{index + 1} needs an 'id'")
-    here = f"{where}, task '{raw['id']}'"
+    task_id = str(raw["id"])
+    check_name(task_id, src, f"{where}: task id")
+    here = f"{where}, task '{task_id}'"
     unknown = set(raw) - _TASK_KEYS
     if unknown:
-        raise InputError(src, f"{here}: unknown field(s) {', '.join(sorted(unknown))}")
+        raise InputError(src, f"{here}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     after = raw.get("after", [])
     if isinstance(after, str):
         after = [after]
@@ -132,24 +194,31 @@ def _task(raw: Any, src: str, where: str, index: int) -> Task:
     env = raw.get("env") or {}
     if not isinstance(env, dict):
         raise InputError(src, f"{here}: 'env' must be a mapping")
-    try:
-        gpus = int(raw.get("gpus", 1))
-        retries = int(raw.get("retries", 0))
-    except (TypeError, ValueError):
-        raise InputError(src, f"{here}: 'gpus' and 'retries' must be integers") from None
+    for key in env:
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            raise InputError(src, f"{here}: env name {_shown(key)} is not a variable name "
+                             "(letters, digits and '_', not starting with a digit)")
+    gpus = _integer(raw.get("gpus", 1), src, f"{here} gpus")
+    retries = _integer(raw.get("retries", 0), src, f"{here} retries")
     if retries < 0:
         raise InputError(src, f"{here}: retries must be 0 or more, not {retries}")
     timeout = raw.get("timeout")
+    timeout_s = None if timeout is None else parse_duration(timeout, src, f"{here} timeout")
+    if timeout_s is not None and timeout_s <= 0:
+        raise InputError(src, f"{here}: timeout must be more than 0 seconds, not {_shown(timeout)} "
+                         "(leave it out for no timeout)")
     return Task(
-        id=str(raw["id"]),
+        id=task_id,
         work=None if estimate is None else parse_duration(estimate, src, f"{here} estimate"),
         kind=str(raw.get("kind", "compute")),
         gpu_memory=parse_size_gib(raw.get("gpu_memory", 0), src, f"{here} gpu_memory"),
         gpus=gpus,
         parents=tuple(str(p) for p in after),
-        command=None if raw.get("command") is None else str(raw["command"]),
-        env={str(k): str(v) for k, v in env.items()},
-        workdir=None if raw.get("workdir") is None else str(raw["workdir"]),
+        command=None if raw.get("command") is None else _text(raw["command"], src,
+                                                               f"{here}: command"),
+        env={k: _text(v, src, f"{here}: env {k}") for k, v in env.items()},
+        workdir=None if raw.get("workdir") is None else _text(raw["workdir"], src,
+                                                               f"{here}: workdir"),
         retries=retries,
-        timeout=None if timeout is None else parse_duration(timeout, src, f"{here} timeout"),
+        timeout=timeout_s,
     )

@@ -1,0 +1,73 @@
+"""One ``rlsched serve`` per state directory.
+
+Two daemons on one store would each see a task ready and each start it: the
+task runs twice. The daemon therefore holds an OS lock (``flock``) on
+``serve.lock`` in the state directory for as long as it runs, and writes its
+pid there for the message a second daemon prints. The kernel drops the lock
+when the process dies, however it dies, so a ``kill -9`` leaves no stale lock
+to clean up; the pid left in the file is only ever read while the lock is
+held by someone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from rlsched.errors import InputError
+
+LOCK_NAME = "serve.lock"
+
+
+class ServeLock:
+    """Hold the state directory for one daemon, or refuse with who holds it.
+
+    :param state_dir: the store's directory (it must exist)
+    :raises InputError: another process holds the lock (its pid in the message)
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / LOCK_NAME
+        old = os.umask(0o077)
+        try:
+            # never inherited by the tasks we start (PEP 446), so a task left
+            # running after a crash does not keep the lock
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise InputError(str(self.path), f"cannot create the serve lock ({e.strerror})") \
+                from None
+        finally:
+            os.umask(old)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder()
+            os.close(self._fd)
+            self._fd = None
+            who = f"pid {holder}" if holder else "another process"
+            raise InputError(str(state_dir), f"already served by rlsched serve ({who}); stop "
+                             "that one first, or give this one another --state") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def _holder(self) -> int | None:
+        """The pid the holder wrote; it writes it just after it locks, so wait
+        a moment for a holder that has only just started."""
+        for _ in range(20):
+            try:
+                text = os.pread(self._fd, 32, 0).decode().strip()
+                if text:
+                    return int(text)
+            except (OSError, ValueError):
+                return None
+            time.sleep(0.05)
+        return None
+
+    def release(self) -> None:
+        """Let another daemon serve this state (also done by the OS at exit)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None

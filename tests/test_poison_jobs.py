@@ -1,0 +1,298 @@
+"""One bad job never stops the queue: names are data, never paths; a task
+that cannot be launched fails alone; one daemon per state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from rlsched.store import Store
+from tests.test_bad_input import assert_one_line_error
+
+RUNNER = [sys.executable, "-m", "rlsched"]
+
+
+def cli(*args, state, timeout=300):
+    return subprocess.run([*RUNNER, *args, "--state", str(state)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def dump(state):
+    """Every row of the store, to check that a refused command changed nothing."""
+    db = sqlite3.connect(state / "rlsched.db")
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
+                for t in ("jobs", "tasks", "attempts")}
+    finally:
+        db.close()
+
+
+def write_job(tmp_path, name, tasks):
+    path = tmp_path / f"{hashlib.sha1(name.encode()).hexdigest()[:12]}.yaml"  # any name
+    path.write_text(yaml.safe_dump({"name": name, "tasks": tasks}))
+    return path
+
+
+def marker_command(markers, label):
+    """A task that records, once per run, that it ran and on which GPU."""
+    code = (f"import os; open({str(markers / label)!r}, 'a')"
+            f".write(os.environ['CUDA_VISIBLE_DEVICES'] + chr(10))")
+    return f"{sys.executable} -c \"{code}\""
+
+
+def files_under(root):
+    return {os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs}
+
+
+# ---------------------------------------------------------------- names are not paths
+
+@pytest.mark.parametrize("job,task", [("../../etc", "x"), ("ok", "../../x"), (".hidden", "x"),
+                                      ("-rf", "x"), ("a b", "x"), ("j", "t/u"), ("x" * 129, "t")])
+def test_a_name_that_is_not_a_plain_name_is_refused_at_submit(tmp_path, job, task):
+    state = tmp_path / "state"
+    good = write_job(tmp_path, "fine", [{"id": "t", "command": "true"}])
+    assert cli("submit", str(good), state=state).returncode == 0
+    before = dump(state)
+    proc = cli("submit", str(write_job(tmp_path, job, [{"id": task, "command": "true"}])),
+               state=state)
+    assert_one_line_error(proc, "is not allowed (use letters, digits")
+    assert dump(state) == before
+
+
+def test_an_old_store_holding_a_poison_job_still_serves_it_inside_the_state_dir(tmp_path):
+    """A store written before the name rule may hold any name: the job runs,
+    its files are named by attempt id, and the other jobs finish."""
+    state = tmp_path / "deep" / "er" / "state"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    store = Store(state)
+    store.submit([_instance("good", [{"id": "t", "command": marker_command(markers, "good")}])])
+    # built directly, as an older rlsched stored it: no name check on the way in
+    spec = {"id": "../../x", "work": 1.0, "kind": "compute", "gpu_memory": 1.0, "gpus": 1,
+            "parents": [], "data_from_parents": [], "command": marker_command(markers, "poison"),
+            "env": {}, "workdir": None, "retries": 0, "timeout": None}
+    with store.transaction() as db:
+        job = db.execute("INSERT INTO jobs (name, priority, submitted, source) VALUES "
+                         "('../../etc', 1, ?, 'old')", (time.time(),)).lastrowid
+        db.execute("INSERT INTO tasks (job, task_id, position, state, spec) VALUES "
+                   "(?, '../../x', 0, 'queued', ?)", (job, json.dumps(spec)))
+    store.close()
+    outside_before = files_under(tmp_path) - files_under(state)
+
+    proc = cli("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    jobs = {j["name"]: j for j in json.loads(cli("status", "--json", state=state).stdout)["jobs"]}
+    assert {n: j["state"] for n, j in jobs.items()} == {"good": "done", "../../etc": "done"}
+    new_outside = (files_under(tmp_path) - files_under(state)) - outside_before
+    assert new_outside == {str(markers / "good"), str(markers / "poison")}
+    logs = cli("logs", "../../etc/../../x", state=state)  # old names still resolve
+    assert logs.returncode == 0, logs.stderr
+
+
+def _instance(name, tasks):
+    from rlsched.sources.jobfile import _job
+    from rlsched.workload import Instance
+
+    return Instance(name, (_job({"name": name, "tasks": tasks}, "test", 0),), source="test")
+
+
+# ---------------------------------------------------------------- a launch failure fails alone
+
+def test_a_task_that_cannot_be_launched_fails_alone_with_its_reason(tmp_path):
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    markers.mkdir()
+    files = [write_job(tmp_path, f"ok{k}", [
+        {"id": "a", "command": marker_command(markers, f"ok{k}.a"), "gpu_memory": 4},
+        {"id": "b", "command": marker_command(markers, f"ok{k}.b"), "after": ["a"], "gpus": 0}])
+        for k in range(3)]
+    files.append(write_job(tmp_path, "nowhere", [
+        {"id": "train", "command": "true", "workdir": str(tmp_path / "no" / "such" / "dir")},
+        {"id": "eval", "command": "true", "after": ["train"]}]))
+    assert cli("submit", *map(str, files), state=state).returncode == 0
+
+    proc = cli("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(cli("status", "--json", state=state).stdout)
+    states = {j["name"]: j["state"] for j in status["jobs"]}
+    assert states == {"ok0": "done", "ok1": "done", "ok2": "done", "nowhere": "failed"}
+    train = next(j for j in status["jobs"] if j["name"] == "nowhere")["tasks"][0]
+    assert train["state"] == "failed" and train["attempts"] == 1
+    assert train["reason"].startswith("could not start: FileNotFoundError")
+    table = cli("status", state=state).stdout
+    assert "why it failed" in table and "could not start: FileNotFoundError" in table
+    assert "could not start" in cli("logs", "nowhere/train", state=state).stdout
+    for k in range(3):
+        assert (markers / f"ok{k}.a").read_text().count("\n") == 1
+
+
+def test_any_launch_error_of_the_backend_ends_only_that_attempt(tmp_path):
+    """An error the daemon cannot foresee (here: the backend raises) is the
+    attempt's failure, retried as its ``retries`` allow; the loop goes on."""
+    from rlsched.backends.local import LocalBackend
+    from rlsched.daemon import Daemon
+
+    class Flaky(LocalBackend):
+        def start(self, attempt):
+            if "poison" in attempt.command:
+                raise PermissionError(13, "Permission denied", str(attempt.log))
+            return super().start(attempt)
+
+    store = Store(tmp_path / "state")
+    store.submit([_instance("bad", [{"id": "t", "command": "echo poison", "retries": 1}]),
+                  _instance("good", [{"id": "t", "command": "true"}])])
+    daemon = Daemon(store, "fake:1", "fifo", Flaky("fake:1"))
+    try:
+        deadline = time.time() + 60
+        while daemon.tick() and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        daemon.close()
+    jobs = {j["name"]: j for j in store.status()["jobs"]}
+    assert jobs["good"]["state"] == "done"
+    (bad,) = jobs["bad"]["tasks"]
+    assert bad["state"] == "failed" and bad["attempts"] == 2  # one retry, then failed
+    assert "PermissionError" in bad["reason"]
+
+
+def test_a_task_killed_at_its_timeout_says_so_and_is_not_counted_as_lost(tmp_path):
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "slow", [{"id": "stuck", "command": "sleep 60", "timeout": 1}])
+    assert cli("submit", str(job), state=state).returncode == 0
+    proc = cli("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    (task,) = json.loads(cli("status", "--json", state=state).stdout)["jobs"][0]["tasks"]
+    assert task == {**task, "state": "failed", "attempts": 1, "reason": "timed out after 1 s"}
+
+
+# ---------------------------------------------------------------- one daemon per state
+
+def test_two_daemons_on_one_state_run_no_task_twice(tmp_path):
+    """20 jobs of 3 tasks on fake:4, two serve at once (heft and share): the
+    second is refused, naming the first, and every task runs exactly once."""
+    state, markers = tmp_path / "state", tmp_path / "markers"
+    markers.mkdir()
+    files = []
+    for k in range(20):
+        files.append(write_job(tmp_path, f"j{k}", [
+            {"id": t, "command": f"sleep 0.1; {marker_command(markers, f'j{k}.{t}')}",
+             "gpu_memory": 6, "estimate": 1, **({"after": ["a"]} if t != "a" else {})}
+            for t in "abc"]))
+    assert cli("submit", *map(str, files), state=state).returncode == 0
+    daemons = [subprocess.Popen([*RUNNER, "serve", "--pool", "fake:4", "--scheduler", name,
+                                 "--tick", "0.02", "--exit-when-idle", "--state", str(state)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name in ("heft", "share")]
+    results = [(d, *d.communicate(timeout=300)) for d in daemons]
+    codes = sorted(d.returncode for d, _, _ in results)
+    assert codes == [0, 2], [err for _, _, err in results]
+    (winner,) = [d for d, _, _ in results if d.returncode == 0]
+    (_, _, refused), = [r for r in results if r[0].returncode == 2]
+    lines = refused.strip().splitlines()
+    assert len(lines) == 1 and f"already served by rlsched serve (pid {winner.pid})" in lines[0]
+
+    ran = {p.name: p.read_text().count("\n") for p in markers.iterdir()}
+    assert len(ran) == 60 and set(ran.values()) == {1}  # 0 tasks ran twice
+    db = sqlite3.connect(state / "rlsched.db")
+    per_task = db.execute("SELECT COUNT(*) FROM attempts GROUP BY task").fetchall()
+    db.close()
+    assert len(per_task) == 60 and {n for (n,) in per_task} == {1}
+
+
+def test_a_killed_daemon_leaves_no_lock_behind(tmp_path):
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "long", [{"id": "t", "command": "sleep 2", "gpu_memory": 1}])
+    assert cli("submit", str(job), state=state).returncode == 0
+    first = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:1", "--tick", "0.05",
+                              "--state", str(state)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # until it runs the task: it holds the lock by then
+            if json.loads(cli("status", "--json", state=state).stdout)["jobs"][0]["state"] \
+                    == "running":
+                break
+            time.sleep(0.1)
+        second = cli("serve", "--pool", "fake:1", "--exit-when-idle", state=state)
+        assert_one_line_error(second, f"pid {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+    again = cli("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(cli("status", "--json", state=state).stdout)["jobs"][0]["state"] == "done"
+
+
+# ---------------------------------------------------------------- the remaining bad inputs
+
+def test_a_state_path_that_is_a_file_is_one_line(tmp_path):
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    for args in (["status"], ["serve", "--pool", "fake:1", "--exit-when-idle"]):
+        assert_one_line_error(cli(*args, state=state), "is a file, not a directory")
+    assert state.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("field,value,problem", [
+    ("estimate", ".inf", "is not a finite duration"),
+    ("estimate", ".nan", "is not a finite duration"),
+    ("estimate", "-.inf", "is not a finite duration"),
+    ("gpu_memory", ".nan", "is not a finite size"),
+    ("timeout", "0", "timeout must be more than 0 seconds"),
+    ("timeout", "-5", "timeout must be more than 0 seconds"),
+    ("retries", ".inf", "is not a whole number"),
+    ("gpus", "1.5", "is not a whole number"),
+])
+def test_non_finite_numbers_and_a_zero_timeout_are_refused(tmp_path, field, value, problem):
+    state = tmp_path / "state"
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: j\ntasks:\n  - {{id: a, command: 'true', {field}: {value}}}\n")
+    assert_one_line_error(cli("submit", str(path), state=state), str(path), problem)
+    assert not state.exists()  # refused before the store is touched
+
+
+def test_a_metrics_port_in_use_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = cli("serve", "--pool", "fake:1", "--exit-when-idle", "--metrics-port",
+                   str(port), state=tmp_path / "state")
+    assert_one_line_error(proc, f"--metrics-port {port}", "pick another port")
+
+
+def test_a_database_from_a_newer_rlsched_is_refused_and_left_alone(tmp_path):
+    from rlsched.store import SCHEMA_VERSION
+
+    state = tmp_path / "state"
+    Store(state).close()
+    db = sqlite3.connect(state / "rlsched.db")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    before = (state / "rlsched.db").read_bytes()
+    assert_one_line_error(cli("status", state=state), "written by a newer rlsched")
+    assert (state / "rlsched.db").read_bytes() == before
+
+
+def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    """Version 1 had no ``attempts.error``: it is added, and what was stored stays."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    db = sqlite3.connect(state / "rlsched.db")
+    from rlsched.store import SCHEMA
+
+    db.executescript(SCHEMA.replace(", predicted REAL, error TEXT)", ", predicted REAL)"))
+    db.execute("INSERT INTO jobs (name, priority, submitted, source) VALUES ('old', 1, 0, 'x')")
+    db.commit()
+    db.close()
+    store = Store(state)
+    assert "error" in {r[1] for r in store.db.execute("PRAGMA table_info(attempts)")}
+    assert [j["name"] for j in store.status()["jobs"]] == ["old"]
