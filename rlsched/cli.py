@@ -228,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ray-flags":
             return _ray_flags(args)
     except InputError as e:
-        print(f"rlsched: error: {e}", file=sys.stderr)
+        one_line = " ".join(str(e).splitlines())  # whatever the input held
+        print(f"rlsched: error: {one_line}", file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # the reader (head, less) went away: not an error
         sys.stdout = open(os.devnull, "w")

@@ -169,7 +169,8 @@ def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
                               stderr=subprocess.DEVNULL)
     try:
         body = ""
-        for _ in range(100):
+        deadline = time.time() + 60  # a loaded machine starts a daemon slowly
+        while time.time() < deadline:
             try:
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
                 if 'rlsched_tasks{state="running"} 1' in body:
