@@ -25,6 +25,16 @@ import yaml
 
 from rlsched.errors import InputError
 
+#: GiB of slack when asking whether memory fits: sums of float GiB figures
+#: (a task of exactly a device's memory, three of a third) must still fit
+MEMORY_TOLERANCE_GIB = 1e-9
+
+
+def fits_memory(need_gib: float, free_gib: float) -> bool:
+    """Whether ``need_gib`` fits in ``free_gib``, up to :data:`MEMORY_TOLERANCE_GIB`:
+    the one memory rule of the simulator, the schedulers, the encoder and the shield."""
+    return need_gib <= free_gib + MEMORY_TOLERANCE_GIB
+
 
 @dataclass(frozen=True)
 class GpuModel:

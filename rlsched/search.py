@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rlsched.pool import fits_memory
 from rlsched.schedulers.heft import expected_finish_of_running, heft_plan
 from rlsched.schedulers.plan import Plan, planned_cost
 from rlsched.schedulers.simple import upward_rank
@@ -88,7 +89,7 @@ class SearchProblem:
                 cost[i, -1] = tb.work[t]
                 continue
             for j, d in enumerate(healthy):
-                if tb.memory[t] <= view.devices[d].memory_total + 1e-9:
+                if fits_memory(tb.memory[t], view.devices[d].memory_total):
                     cost[i, j] = planned_cost(view, t, d)
         # a task no healthy device can hold waits for one to return: leave it,
         # and everything after it, out of this plan

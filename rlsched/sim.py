@@ -35,7 +35,7 @@ import numpy as np
 
 from rlsched.errors import SchedulerError
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
-from rlsched.pool import Pool
+from rlsched.pool import Pool, fits_memory
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Instance, validate_fits
@@ -239,7 +239,7 @@ class Simulator:
         """Whether placing ``task`` on ``device`` now would be accepted."""
         return (self.state[task] == READY and self.table.gpu[task]
                 and 0 <= device < len(self._healthy) and self._healthy[device]
-                and self.table.memory[task] <= self._free(device) + _EPS)
+                and fits_memory(self.table.memory[task], self._free(device)))
 
     # ------------------------------------------------------------------ internals
     def _push(self, time: float, what: int, a: int, b: object) -> None:
@@ -263,7 +263,7 @@ class Simulator:
         if best < 0:
             return False
         memory = self.table.memory
-        return any(memory[t] <= best + _EPS for t in self._ready)
+        return any(fits_memory(memory[t], best) for t in self._ready)
 
     def _place(self, task: int, device: int) -> None:
         if not self.can_place(task, device):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
-from rlsched.pool import Pool
+from rlsched.pool import Pool, fits_memory
 from rlsched.table import WorkloadTable
 
 
@@ -99,7 +99,7 @@ class ClusterView:
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy and has memory free for ``task`` now."""
         d = self.devices[device]
-        return d.healthy and self.table.memory[task] <= d.memory_free + 1e-9
+        return d.healthy and fits_memory(self.table.memory[task], d.memory_free)
 
     def nominal_runtime(self, task: int, device: int) -> float:
         """Seconds ``task`` would take alone on ``device`` at its nominal speed."""

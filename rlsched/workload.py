@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from rlsched.errors import InputError
+from rlsched.pool import fits_memory
 
 #: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
 KINDS = ("compute", "memory")
@@ -193,7 +194,7 @@ def validate_fits(instance: Instance, max_memory_gib: float, pool_name: str) -> 
     largest device of the pool has: no schedule could ever start it."""
     for job in instance.jobs:
         for t in job.tasks:
-            if t.gpus and t.gpu_memory > max_memory_gib + 1e-9:
+            if t.gpus and not fits_memory(t.gpu_memory, max_memory_gib):
                 raise InputError(
                     instance.source,
                     f"job '{job.name}', task '{t.id}' needs {t.gpu_memory:g} GiB of GPU memory "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+from rlsched.pool import fits_memory
 from rlsched.view import ClusterView, Placement
 
 
@@ -55,7 +56,7 @@ class GreedyIdleScheduler(Scheduler):
         memory = view.table.memory
         out: list[Placement] = []
         for t in self.order(view):
-            fitting = [d for d in idle if memory[t] <= free[d] + 1e-9]
+            fitting = [d for d in idle if fits_memory(memory[t], free[d])]
             if not fitting:
                 continue
             d = self.choose(view, t, fitting)

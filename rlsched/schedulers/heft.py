@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
+from rlsched.pool import fits_memory
 from rlsched.schedulers.plan import Plan, PlanScheduler, planned_cost
 from rlsched.schedulers.simple import upward_rank
 from rlsched.view import ClusterView, TaskState
@@ -60,7 +61,7 @@ def heft_plan(view: ClusterView) -> Plan:
             mean[t] = tb.work[t]
             continue
         fits = {d: planned_cost(view, t, d) for d in devices
-                if tb.memory[t] <= view.devices[d].memory_total + 1e-9}
+                if fits_memory(tb.memory[t], view.devices[d].memory_total)}
         cost[t] = fits
         mean[t] = sum(fits.values()) / len(fits) if fits else tb.work[t]
     rank = upward_rank(mean, tb.children[:last])

@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from dataclasses import dataclass, field
 
+from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler
 from rlsched.view import ClusterView, Placement, TaskState
 
@@ -82,12 +83,12 @@ class PlanScheduler(Scheduler):
             head = queue[0]
             chosen = None
             if state[head] == _READY:
-                chosen = head if memory[head] <= dev.memory_free + 1e-9 else None
+                chosen = head if fits_memory(memory[head], dev.memory_free) else None
             else:
                 limit = self.plan.start[head] - view.time
                 for t in queue[1:]:
                     if (state[t] == _READY and self.plan.duration[t] <= limit + 1e-9
-                            and memory[t] <= dev.memory_free + 1e-9):
+                            and fits_memory(memory[t], dev.memory_free)):
                         chosen = t
                         break
             if chosen is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler, expected_runtime
 from rlsched.view import ClusterView, Placement
 
@@ -82,7 +83,7 @@ class ShareScheduler(Scheduler):
         for t in waiting:
             best = None
             for d in range(len(free)):
-                if count[d] == 0 or count[d] >= self.max_share or memory[t] > free[d] + _EPS:
+                if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]):
                     continue
                 runtime = expected_runtime(view, t, d)
                 if runtime < self.ratio * busy_for[d] and (best is None or runtime < best[0]):
@@ -102,11 +103,11 @@ class ShareScheduler(Scheduler):
         best, best_finish = None, 0.0
         for dev in view.devices:
             d = dev.index
-            if not dev.healthy or need > dev.memory_total + _EPS:
+            if not dev.healthy or not fits_memory(need, dev.memory_total):
                 continue
             runtime = expected_runtime(view, task, d)
             if until_free[d] == 0.0 and count[d] == 0:
-                if need > free[d] + _EPS:
+                if not fits_memory(need, free[d]):
                     continue
                 finish = runtime
             else:

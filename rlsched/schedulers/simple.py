@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.view import ClusterView, Placement
 
@@ -33,7 +34,7 @@ class RandomScheduler(Scheduler):
         for t in self.rng.permutation(len(view.ready)):
             task = view.ready[int(t)]
             # prefer idle devices, as any sensible random spooler would
-            fitting = [d for d in range(len(free)) if memory[task] <= free[d] + 1e-9]
+            fitting = [d for d in range(len(free)) if fits_memory(memory[task], free[d])]
             idle = [d for d in fitting if busy[d] == 0]
             pick = idle or fitting
             if not pick:

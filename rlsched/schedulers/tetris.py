@@ -10,6 +10,7 @@ are updated, and the search repeats while pairs remain.
 
 from __future__ import annotations
 
+from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler, expected_runtime
 from rlsched.view import ClusterView, Placement
 
@@ -39,7 +40,7 @@ class TetrisScheduler(Scheduler):
                 srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
                 fastest = min(expected_runtime(view, t, d) for d in idle) or 1.0
                 for d, free in idle.items():
-                    if tb.memory[t] > free + 1e-9:
+                    if not fits_memory(tb.memory[t], free):
                         continue
                     total = view.devices[d].memory_total
                     align = 1.0 + (tb.memory[t] / total) * (free / total)
