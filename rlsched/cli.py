@@ -237,10 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from rlsched.backends import open_backend
-    from rlsched.daemon import Daemon
-    from rlsched.serve_lock import ServeLock
-    from rlsched.store import Store
+    from rlsched.live.backends import open_backend
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.serve_lock import ServeLock
+    from rlsched.live.store import Store
 
     _uses_rl([args.scheduler])
     if args.address and args.backend != "ray":
@@ -251,7 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(store, args.pool, args.scheduler, backend, lock)
         if args.metrics_port:  # before the banner: a port in use is the one line printed
-            from rlsched.metrics_http import serve_metrics
+            from rlsched.live.prometheus import serve_metrics
 
             serve_metrics(daemon, args.metrics_port)
         hosts = sorted({d.host for d in daemon.live})
@@ -270,7 +270,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ray_flags(args: argparse.Namespace) -> int:
-    from rlsched.telemetry import NvmlSource, NvmlUnavailable
+    from rlsched.live.telemetry import NvmlSource, NvmlUnavailable
 
     n = args.gpus
     if n is None:
@@ -289,8 +289,8 @@ def _ray_flags(args: argparse.Namespace) -> int:
 
 
 def _queue(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
     from rlsched.sources.jobfile import load_jobfile
-    from rlsched.store import Store
 
     if args.command == "submit":
         # validate every file before the store is touched: all or nothing
@@ -490,27 +490,27 @@ def _print_table(ev) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "sim":
-        from rlsched.bench import bench_sim
+        from rlsched.sim_speed import bench_sim
 
         if args.tasks < 10 or args.devices < 1:
             raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
         print(json.dumps(bench_sim(args.tasks, args.devices, args.seed, args.repeats)))
     elif args.what == "search":
-        from rlsched.bench import bench_search
+        from rlsched.sim_speed import bench_search
 
         print(json.dumps(bench_search(args.seconds, args.seed)))
     elif args.what == "serve":
-        from rlsched.bench import bench_serve
+        from rlsched.live.dispatch_latency import bench_serve
 
         print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler, args.history)))
     elif args.what == "policy":
-        from agents.bench import bench_policy
+        from agents.decision_latency import bench_policy
 
         print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
     elif args.what == "headroom":
         _bench_headroom(args)
     elif args.what == "env":
-        from envs.bench import bench_env
+        from envs.step_rate import bench_env
 
         print(json.dumps(bench_env(args.episodes, args.seed, args.repeats)))
     return 0
@@ -520,7 +520,7 @@ def _bench_headroom(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rlsched.bench import bench_headroom
+    from rlsched.headroom import bench_headroom
     from rlsched.schedulers import SCHEDULERS
 
     if args.seeds < 1:

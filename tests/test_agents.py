@@ -108,7 +108,7 @@ def test_checkpoints_that_do_not_match_fail_with_one_line(trained, tmp_path):
 
 def test_bench_policy_prints_latencies(trained):
     cfg, tmp, _ = trained
-    from agents.bench import bench_policy
+    from agents.decision_latency import bench_policy
 
     out = bench_policy(tmp / "checkpoints" / cfg.name / "final.zip", decisions=20)
     assert out["tasks"] == 100 and out["devices"] == 8

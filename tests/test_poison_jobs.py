@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from rlsched.store import Store
+from rlsched.live.store import Store
 from tests.test_bad_input import assert_one_line_error
 
 RUNNER = [sys.executable, "-m", "rlsched"]
@@ -136,8 +136,8 @@ def test_a_task_that_cannot_be_launched_fails_alone_with_its_reason(tmp_path):
 def test_any_launch_error_of_the_backend_ends_only_that_attempt(tmp_path):
     """An error the daemon cannot foresee (here: the backend raises) is the
     attempt's failure, retried as its ``retries`` allow; the loop goes on."""
-    from rlsched.backends.local import LocalBackend
-    from rlsched.daemon import Daemon
+    from rlsched.live.backends.local import LocalBackend
+    from rlsched.live.daemon import Daemon
 
     class Flaky(LocalBackend):
         def start(self, attempt):
@@ -270,7 +270,7 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path):
 
 
 def test_a_database_from_a_newer_rlsched_is_refused_and_left_alone(tmp_path):
-    from rlsched.store import SCHEMA_VERSION
+    from rlsched.live.store import SCHEMA_VERSION
 
     state = tmp_path / "state"
     Store(state).close()
@@ -287,7 +287,7 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     db = sqlite3.connect(state / "rlsched.db")
-    from rlsched.store import SCHEMA
+    from rlsched.live.store import SCHEMA
 
     db.executescript(SCHEMA.replace(", predicted REAL, error TEXT)", ", predicted REAL)"))
     db.execute("INSERT INTO jobs (name, priority, submitted, source) VALUES ('old', 1, 0, 'x')")

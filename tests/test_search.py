@@ -16,7 +16,7 @@ from rlsched.evaluate import evaluate, run_episode
 from rlsched.metrics import measure, optimum_for
 from rlsched.pool import identical_pool, preset_pool
 from rlsched.schedulers import make_scheduler
-from rlsched.search import Budget, SearchProblem, genetic
+from rlsched.schedulers.search_engine import Budget, SearchProblem, genetic
 from rlsched.sim import Simulator
 from rlsched.sources.synthetic import generate
 from tests.conftest import WFCOMMONS, check_schedule

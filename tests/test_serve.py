@@ -259,7 +259,7 @@ def test_cancel_and_timeout_kill_the_whole_process_group(tmp_path):
 
 
 def test_the_jct_histogram_has_cumulative_buckets_sum_and_count():
-    from rlsched.metrics_http import histogram
+    from rlsched.live.prometheus import histogram
 
     lines = histogram("x_seconds", "help", [30.0, 400.0, 400.0, 5000.0], (60, 900, 3600))
     assert lines[2:] == ['x_seconds_bucket{le="60"} 1', 'x_seconds_bucket{le="900"} 3',
@@ -271,9 +271,9 @@ def test_the_jct_histogram_has_cumulative_buckets_sum_and_count():
 def test_the_metrics_endpoint_listens_on_loopback_only():
     import tempfile
 
-    from rlsched.daemon import Daemon
-    from rlsched.metrics_http import serve_metrics
-    from rlsched.store import Store
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.prometheus import serve_metrics
+    from rlsched.live.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         server = serve_metrics(Daemon(Store(tmp), "fake:1", "fifo"), 0)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from rlsched.cli import main
-from rlsched.store import Store
+from rlsched.live.store import Store
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -222,7 +222,7 @@ def test_every_accepted_job_file_runs_to_an_end(tmp_path_factory, doc):
     """What submit accepts, serve runs: each task ends done or failed, or
     stays queued behind a failed parent; none is left running. (A GPU task
     bigger than every GPU of the pool is accepted, and waits: left out here.)"""
-    from rlsched.daemon import Daemon
+    from rlsched.live.daemon import Daemon
 
     state, code, _ = submitted(tmp_path_factory.getbasetemp(), doc)
     if code != 0:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from rlsched.live.telemetry import FakeNvml, NvmlSource, NvmlUnavailable
 from rlsched.pool import identical_pool, preset_pool
-from rlsched.telemetry import FakeNvml, NvmlSource, NvmlUnavailable
 
 
 @pytest.fixture

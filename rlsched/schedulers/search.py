@@ -3,14 +3,14 @@
 On each plan (at the start, and on a rolling horizon: whenever a job arrives
 or the world changes) they search over the unstarted tasks' priority keys and
 devices within a budget, seeded with HEFT, and follow the best plan found
-(see :mod:`rlsched.search` and :mod:`rlsched.schedulers.plan`).
+(see :mod:`rlsched.schedulers.search_engine` and :mod:`rlsched.schedulers.plan`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-import rlsched.search as engine  # a module import: the engine imports schedulers too
+from rlsched.schedulers import search_engine as engine
 from rlsched.schedulers.plan import Plan, PlanScheduler
 from rlsched.view import ClusterView
 
@@ -18,7 +18,7 @@ DEFAULT_BUDGET_S = 2.0
 
 
 class SearchScheduler(PlanScheduler):
-    """Plans by a search algorithm of :data:`rlsched.search.ALGORITHMS`.
+    """Plans by a search algorithm of :data:`rlsched.schedulers.search_engine.ALGORITHMS`.
 
     :param budget_s: wall-clock seconds per plan
     :param evaluations: schedules evaluated per plan instead of a time budget

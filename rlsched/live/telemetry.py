@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from rlsched.errors import InputError
-from rlsched.executor import pid_exists
+from rlsched.live.executor import pid_exists
 from rlsched.pool import GpuModel, Pool
 from rlsched.view import DeviceTelemetry
 

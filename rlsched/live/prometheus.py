@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rlsched.errors import InputError
 
 if TYPE_CHECKING:
-    from rlsched.daemon import Daemon
+    from rlsched.live.daemon import Daemon
 
 GPU_GAUGES = (
     ("DCGM_FI_DEV_GPU_UTIL", "GPU utilisation (%)", lambda s: 100 * s.utilization),

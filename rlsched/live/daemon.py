@@ -21,11 +21,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rlsched.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice, open_backend
+from rlsched.live.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice, open_backend
+from rlsched.live.serve_lock import ServeLock
+from rlsched.live.store import Store
 from rlsched.pool import Device, Pool
 from rlsched.schedulers import Scheduler, make_scheduler
-from rlsched.serve_lock import ServeLock
-from rlsched.store import Store
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 

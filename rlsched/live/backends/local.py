@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlsched import executor
-from rlsched.backends import LOST, AttemptSpec, Backend, LiveDevice
 from rlsched.errors import InputError
+from rlsched.live import executor
+from rlsched.live.backends import LOST, AttemptSpec, Backend, LiveDevice
+from rlsched.live.telemetry import FakeNvml, NvmlSource
 from rlsched.pool import Pool, build_pool, identical_pool, model_for_gpu
 from rlsched.sources.specs import resolve_pool
-from rlsched.telemetry import FakeNvml, NvmlSource
 from rlsched.view import DeviceTelemetry
 
 

@@ -1,6 +1,6 @@
 """Where the live scheduler's attempts run: one interface, two implementations.
 
-The control loop (:mod:`rlsched.daemon`) owns the store, the scheduler and the
+The control loop (:mod:`rlsched.live.daemon`) owns the store, the scheduler and the
 shield; a :class:`Backend` owns the devices and the processes. ``local`` runs
 attempts as process groups on this machine and reads NVML here; ``ray`` runs
 them as Ray tasks pinned to a node and GPU of a Ray cluster and reads NVML on
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rlsched.errors import InputError
+from rlsched.live.telemetry import DeviceInfo
 from rlsched.pool import GpuModel
-from rlsched.telemetry import DeviceInfo
 from rlsched.view import DeviceTelemetry
 
 #: exit code of an attempt whose process or node was lost (not the task's fault)
@@ -100,16 +100,16 @@ class Backend(ABC):
 
 
 def open_backend(name: str, pool_spec: str = "local", address: str | None = None) -> Backend:
-    """``local`` with a pool SPEC (see :mod:`rlsched.backends.local`), or ``ray``
+    """``local`` with a pool SPEC (see :mod:`rlsched.live.backends.local`), or ``ray``
     with an ``address`` (``auto``, ``HOST:PORT``), or with none to start Ray on
     this machine with its GPUs (``fake:N`` there: N simulated GPUs)."""
     if name == "local":
-        from rlsched.backends.local import LocalBackend
+        from rlsched.live.backends.local import LocalBackend
 
         return LocalBackend(pool_spec)
     if name == "ray":
         try:
-            from rlsched.backends.ray_cluster import RayBackend
+            from rlsched.live.backends.ray_cluster import RayBackend
         except ImportError:
             raise InputError("--backend ray", "Ray is not installed; install it with "
                              "pip install 'rlsched[ray]'") from None

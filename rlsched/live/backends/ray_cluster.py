@@ -10,11 +10,11 @@ in its runtime environment: it runs there and nowhere else, and several of
 our tasks may share a GPU where the scheduler (and the shield) say so.
 
 One small actor per node (:class:`NodeTelemetry`, ``num_cpus=0``) reads that
-node's GPUs through the same :class:`~rlsched.telemetry.NvmlSource` as the
+node's GPUs through the same :class:`~rlsched.live.telemetry.NvmlSource` as the
 local backend, or through the fake NVML where the node has no driver.
 
 A node that leaves takes its devices out of the view, and its running
-attempts end as lost (:data:`~rlsched.backends.LOST`); the control loop
+attempts end as lost (:data:`~rlsched.live.backends.LOST`); the control loop
 retries them elsewhere. Ray's own task retries are off (``max_retries=0``):
 retries are the control loop's, so they are recorded in the store.
 
@@ -36,10 +36,10 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlsched.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice
 from rlsched.errors import InputError
+from rlsched.live.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice
+from rlsched.live.telemetry import FakeNvml, NvmlSource, NvmlUnavailable, unhealthy_sample
 from rlsched.pool import identical_pool, model_for_gpu
-from rlsched.telemetry import FakeNvml, NvmlSource, NvmlUnavailable, unhealthy_sample
 from rlsched.view import DeviceTelemetry
 
 SLOT = re.compile(r"^gpu_slot_(\d+)$")
