@@ -5,7 +5,8 @@ cancelled and timed-out ones, build the cluster view of the live state (the
 same type the simulator hands out, with telemetry from NVML or its fake), ask
 the scheduler, check every placement against live telemetry (the *shield*:
 the task is ready, the device healthy, its memory free counting what our
-starting tasks have declared) and start the attempts. A placement the shield
+starting tasks have declared) and start the attempts; then publish the
+devices' telemetry for ``status``, busy or idle. A placement the shield
 refuses is logged and replaced by heft's choice.
 
 One bad task never stops the queue: an attempt that cannot be launched (its
@@ -18,25 +19,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from rlsched.live.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice, open_backend
+from rlsched.live.backends import Backend, LiveDevice, open_backend
+from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, TaskStatus, outcome
 from rlsched.live.serve_lock import ServeLock
-from rlsched.live.store import Store
+from rlsched.live.store import OpenAttempt, Store, StoredTask
 from rlsched.pool import Device, Pool
 from rlsched.schedulers import Scheduler, make_scheduler
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
+from rlsched.workload import Job, Task
 
 #: runtime assumed for a task with no estimate and no history
 DEFAULT_ESTIMATE_S = 60.0
-BACKOFF_S = (1.0, 5.0, 30.0)
-#: times an attempt may be lost (process or node gone, no exit code) and run
-#: again without counting against the task's retries
-MAX_LOST = 3
-#: exit code recorded for an attempt killed at its timeout (as GNU timeout does)
-TIMED_OUT = 124
 
 
 def predict(history: dict[str, list[float]], job: str, task) -> float:
@@ -47,6 +44,16 @@ def predict(history: dict[str, list[float]], job: str, task) -> float:
         if runs:
             return sum(runs) / len(runs)
     return DEFAULT_ESTIMATE_S
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What one decision round knows beside its view: the stored task behind
+    each view index, its workload task, and the CPU-only tasks ready to start."""
+
+    stored: dict[int, StoredTask]
+    tasks: dict[int, Task]
+    cpu_ready: tuple[int, ...]
 
 
 class Daemon:
@@ -91,7 +98,7 @@ class Daemon:
         self.store.event("serve", detail=json.dumps({
             "backend": self.backend.name, "pool": pool_spec,
             "scheduler": scheduler if isinstance(scheduler, str) else scheduler.name}))
-        self.backend.recover(self._open_attempts())
+        self.backend.recover([a.ref for a in self.store.open_attempts()])
 
     def _refresh_devices(self) -> None:
         """The backend's live devices; the pool (view indices) follows them."""
@@ -123,35 +130,25 @@ class Daemon:
         """One round; whether any attempt is still open (a killed one until it
         is reaped), or any task queued in a job that can still finish (not
         cancelled, no task failed)."""
+        self._refresh_devices()
         self._reap()
         self._enforce()
         self._schedule()
-        row = self.store.db.execute(
-            "SELECT COUNT(*) FROM tasks t JOIN jobs j ON t.job=j.id WHERE t.state='running' OR "
-            "(t.state='queued' AND j.cancelled=0 AND NOT EXISTS (SELECT 1 FROM tasks f WHERE "
-            "f.job=j.id AND f.state='failed'))").fetchone()
-        open_attempts = self.store.db.execute(
-            "SELECT COUNT(*) FROM attempts WHERE ended IS NULL").fetchone()
-        return bool(row[0] or open_attempts[0])
+        self._publish()
+        return self.store.has_work()
 
     # ------------------------------------------------------------------ attempts
-    _OPEN_ATTEMPTS = ("SELECT a.*, t.spec, t.attempts AS tries, t.state AS tstate, t.id AS tid, "
-                      "t.job FROM attempts a JOIN tasks t ON a.task=t.id WHERE a.ended IS NULL")
-
-    def _open_attempts(self):
-        return self.store.db.execute(self._OPEN_ATTEMPTS).fetchall()
-
     def _reap(self) -> None:
         now = time.time()
-        for a in self._open_attempts():
-            code = self.backend.exit_code(a)
+        for a in self.store.open_attempts():
+            code = self.backend.exit_code(a.ref)
             if code is None:
                 continue
             error = None
-            timeout = self._timed_out.pop(a["id"], None)
+            timeout = self._timed_out.pop(a.ref.id, None)
             if code == 0:
                 pass
-            elif a["tstate"] == "cancelled":
+            elif a.task_status == TaskStatus.CANCELLED:
                 error = "cancelled"
             elif timeout is not None:
                 code, error = TIMED_OUT, f"timed out after {timeout:g} s"
@@ -159,51 +156,31 @@ class Daemon:
                 error = "lost: its process (or node) went away without an exit code"
             self._close(a, code, now, error)
 
-    def _close(self, a, code: int, now: float, error: str | None = None) -> None:
-        spec = json.loads(a["spec"])
-        with self.store.transaction() as db:
-            db.execute("UPDATE attempts SET ended=?, exit_code=?, error=? WHERE id=?",
-                       (now, code, error, a["id"]))
-            if a["tstate"] != "running":  # cancelled meanwhile
-                state, not_before = a["tstate"], 0.0
-            elif code == 0:
-                state, not_before = "done", 0.0
-            elif code == LOST and self._lost(a["tid"]) <= MAX_LOST:
-                # the process or its node was lost: not the task's failure
-                state, not_before = "queued", now + BACKOFF_S[0]
-            elif a["tries"] <= spec["retries"]:
-                state = "queued"
-                not_before = now + BACKOFF_S[min(a["tries"] - 1, len(BACKOFF_S) - 1)]
-            else:
-                state, not_before = "failed", 0.0
-            db.execute("UPDATE tasks SET state=?, not_before=? WHERE id=?",
-                       (state, not_before, a["tid"]))
-            self.store.event("ended", a["job"], a["tid"], json.dumps({"exit": code,
-                                                                       "state": state}))
-        self.backend.release(a)
-
-    def _lost(self, task: int) -> int:
-        """Attempts of a task lost with their process or node."""
-        return self.store.db.execute("SELECT COUNT(*) FROM attempts WHERE task=? AND "
-                                     "exit_code=?", (task, LOST)).fetchone()[0]
+    def _close(self, a: OpenAttempt, code: int, now: float, error: str | None = None) -> None:
+        lost = self.store.lost_attempts(a.task, LOST) + (code == LOST)
+        status, not_before = outcome(code, a.task_status, a.tries, a.retries, lost, now)
+        self.store.end_attempt(a, code, now, error, status, not_before)
+        self.backend.release(a.ref)
 
     def _enforce(self) -> None:
         """Kill attempts of cancelled tasks and attempts past their timeout."""
         now = time.time()
-        for a in self._open_attempts():
-            timeout = json.loads(a["spec"]).get("timeout")
-            if a["tstate"] == "cancelled":
-                self.backend.kill(a)
-            elif timeout and now - a["started"] > timeout:
-                self._timed_out[a["id"]] = timeout
-                self.backend.kill(a)
+        for a in self.store.open_attempts():
+            if a.task_status == TaskStatus.CANCELLED:
+                self.backend.kill(a.ref)
+            elif a.timeout and now - a.started > a.timeout:
+                self._timed_out[a.ref.id] = a.timeout
+                self.backend.kill(a.ref)
 
     # ------------------------------------------------------------------ decisions
     def _schedule(self) -> None:
         for _ in range(4 * len(self.pool) + 8):  # one placement per ask, at most this many
-            view, rows = self._view()
-            if view is None:
+            built = self._view()
+            if built is None:
                 return
+            view, round_ = built
+            for i in round_.cpu_ready:  # CPU-only tasks start as soon as they are ready
+                self._start(round_, i, None)
             placements = self.scheduler.decide(view) if view.ready else []
             checked = [p for p in placements if self._shield(view, p)]
             if len(checked) < len(placements):
@@ -215,7 +192,7 @@ class Daemon:
                 return
             p = checked[0]
             key = self.live[p.device].key
-            self._start(rows[p.task], key)
+            self._start(round_, p.task, key)
             self.decisions += 1
             self.placements[key] = self.placements.get(key, 0) + 1
 
@@ -223,21 +200,33 @@ class Daemon:
         return p.task in view.ready and 0 <= p.device < len(view.devices) and \
             view.fits(p.task, p.device)
 
-    def _view(self):
-        self._refresh_devices()
-        db = self.store.db
+    # ------------------------------------------------------------------ the view
+    def _view(self) -> tuple[ClusterView, _Round] | None:
+        """The cluster view of the live state, or None when no job has work left."""
         active = self.store.jobs(active_only=True)
         if not active:
-            return None, {}
-        rows = {}
-        for i in range(0, len(active), 500):  # the same jobs, whatever changed since
-            names = [j.name for j in active[i:i + 500]]
-            for r in db.execute("SELECT t.*, j.name AS jname, j.cancelled FROM tasks t JOIN jobs "
-                                f"j ON t.job=j.id WHERE j.name IN ({','.join('?' * len(names))})",
-                                names):
-                rows[(r["jname"], r["task_id"])] = r
+            return None
+        stored = self.store.active_tasks([j.name for j in active])
+        tb = self._workload_table(active)
+        now = time.time()
+        by_index = {i: stored[key] for i, key in enumerate(tb.task_ids)}
+        specs = {(j.name, t.id): t for j in active for t in j.tasks}
+        tasks = {i: specs[key] for i, key in enumerate(tb.task_ids)}
+        state = self._states(tb, by_index)
+        running, reserved, count = self._reservations(tb, by_index, now)
+        ready, cpu_ready = self._ready(tb, by_index, state, now)
+        devices = self._telemetry(count, reserved)
+        job_remaining = tuple(sum(tb.work[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
+                              for j in range(tb.n_jobs))
+        view = ClusterView(now - self.epoch, tb, self.pool, bytes(state), tuple(ready),
+                           tuple(running), devices, job_remaining, tb.n_jobs)
+        return view, _Round(by_index, tasks, tuple(cpu_ready))
+
+    def _workload_table(self, active: list[Job]) -> WorkloadTable:
+        """The table of the active jobs, rebuilt only when they change; a task
+        without an estimate gets a prediction from history."""
         key = tuple(j.name for j in active)
-        if key != self._table_key:
+        if key != self._table_key or self._table is None:
             self._table_key = key
             unknown = [(j, t) for j in active for t in j.tasks if t.work is None]
             history = self.store.history() if unknown else {}  # reads every past attempt
@@ -245,90 +234,89 @@ class Daemon:
             self._table = WorkloadTable.from_jobs([replace(j, tasks=tuple(
                 replace(t, work=t.work if t.work is not None else self._predicted[(j.name, t.id)])
                 for t in j.tasks)) for j in active])
-        tb = self._table
-        now = time.time()
+        return self._table
+
+    @staticmethod
+    def _states(tb: WorkloadTable, by_index: dict[int, StoredTask]) -> bytearray:
+        """Each task's view state from its stored status (ready is decided later)."""
         state = bytearray(tb.n_tasks)
-        by_index = {}
-        for i, (jname, tid) in enumerate(tb.task_ids):
-            r = rows[(jname, tid)]
-            by_index[i] = r
-            state[i] = {"done": TaskState.DONE, "running": TaskState.RUNNING}.get(
-                r["state"], TaskState.BLOCKED)
+        for i, task in by_index.items():
+            state[i] = {TaskStatus.DONE: TaskState.DONE, TaskStatus.RUNNING: TaskState.RUNNING
+                        }.get(task.status, TaskState.BLOCKED)
+        return state
+
+    def _reservations(self, tb: WorkloadTable, by_index: dict[int, StoredTask], now: float
+                      ) -> tuple[list[RunningTask], list[float], list[int]]:
+        """The running tasks, and per view device the memory they declared and their number."""
         running, reserved, count = [], [0.0] * len(self.pool), [0] * len(self.pool)
-        for i, r in by_index.items():
-            if r["state"] == "running":
-                started = db.execute("SELECT started FROM attempts WHERE task=? AND ended IS "
-                                     "NULL", (r["id"],)).fetchone()
-                start = (started[0] if started else now) - self.epoch
-                dev = -1 if r["device"] is None else self._index.get(r["device"], -1)
+        starts = self.store.open_attempt_starts()
+        for i, task in by_index.items():
+            if task.status == TaskStatus.RUNNING:
+                start = starts.get(task.id, now) - self.epoch
+                dev = -1 if task.device is None else self._index.get(task.device, -1)
                 running.append(RunningTask(i, dev, start))
                 if dev >= 0:
                     reserved[dev] += tb.memory[i]
                     count[dev] += 1
-        ready = []
-        for i, r in by_index.items():
-            if r["state"] == "queued" and now >= r["not_before"] and all(
+        return running, reserved, count
+
+    @staticmethod
+    def _ready(tb: WorkloadTable, by_index: dict[int, StoredTask], state: bytearray,
+               now: float) -> tuple[list[int], list[int]]:
+        """The GPU tasks ready to place (marked ready in ``state``) and the
+        CPU-only tasks ready to start (marked running: they start this round)."""
+        ready, cpu_ready = [], []
+        for i, task in by_index.items():
+            if task.status == TaskStatus.QUEUED and now >= task.not_before and all(
                     state[p] == TaskState.DONE for p in tb.parents[i]):
                 if tb.gpu[i]:
                     state[i] = TaskState.READY
                     ready.append(i)
-                else:  # CPU-only tasks start as soon as they are ready
-                    self._start(r, None)
+                else:
                     state[i] = TaskState.RUNNING
+                    cpu_ready.append(i)
+        return ready, cpu_ready
+
+    def _telemetry(self, count: list[int], reserved: list[float]) -> tuple[DeviceTelemetry, ...]:
+        """A sample of each live device, by view index, its memory used at
+        least what our running tasks declared there."""
         samples = self.backend.sample({d.key: count[i] for i, d in enumerate(self.live)})
         devices = tuple(
             samples[d.key]._replace(index=i, memory_used=max(samples[d.key].memory_used,
                                                              reserved[i]), n_tasks=count[i])
             for i, d in enumerate(self.live))
-        self._publish(devices)
-        job_remaining = []
-        for j in range(tb.n_jobs):
-            job_remaining.append(sum(tb.work[t] for t in tb.tasks_of(j)
-                                     if state[t] != TaskState.DONE))
-        view = ClusterView(now - self.epoch, tb, self.pool, bytes(state), tuple(ready),
-                           tuple(running), devices, tuple(job_remaining), tb.n_jobs)
-        return view, by_index
-
-    def _publish(self, devices) -> None:
-        """The latest sample of each device, for ``rlsched status``."""
-        now = time.time()
         self.latest = list(devices)
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM devices")  # a device that left is no longer listed
-            for s, d in zip(devices, self.live):
-                name = d.info.name if d.host == "localhost" else f"{d.host}: {d.info.name}"
-                db.execute("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                           (d.key, name, d.info.uuid, s.utilization, s.memory_used,
-                            s.memory_total, s.temperature_c, s.power_w, int(s.healthy),
-                            s.n_tasks, now))
+        return devices
 
-    def _start(self, row, device: int | None) -> None:
-        spec = json.loads(row["spec"])
-        attempt = row["attempts"] + 1
-        job = self.store.db.execute("SELECT name FROM jobs WHERE id=?", (row["job"],)).fetchone()
-        predicted = getattr(self, "_predicted", {}).get((job[0], row["task_id"]))
-        # commit the attempt before its process exists: a crash in between is
-        # then an attempt with no pid file, which the next daemon retries
-        with self.store.transaction() as db:
-            db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
-                       (device, attempt, row["id"]))
-            cur = db.execute("INSERT INTO attempts (task, device, started, predicted) "
-                             "VALUES (?,?,?,?)", (row["id"], device, time.time(), predicted))
-            attempt_id = cur.lastrowid
-            log, exit_file = self.attempt_files(attempt_id)
-            db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
-                       (str(log), str(exit_file), attempt_id))
+    def _publish(self) -> None:
+        """The devices' latest sample, for ``rlsched status``: once a round,
+        idle or not, so that what it shows is never older than a round."""
+        count, reserved = [0] * len(self.pool), [0.0] * len(self.pool)
+        for a in self.store.open_attempts():
+            dev = self._index.get(a.ref.device, -1) if a.ref.device is not None else -1
+            if dev >= 0:
+                count[dev] += 1
+                reserved[dev] += a.ref.gpu_memory
+        devices = self._telemetry(count, reserved)
+        self.store.publish_devices(
+            (d.key, d.info.name if d.host == "localhost" else f"{d.host}: {d.info.name}",
+             d.info.uuid, s.utilization, s.memory_used, s.memory_total, s.temperature_c,
+             s.power_w, int(s.healthy), s.n_tasks) for s, d in zip(devices, self.live))
+
+    # ------------------------------------------------------------------ starting attempts
+    def _start(self, round_: _Round, index: int, device: int | None) -> None:
+        task, spec = round_.stored[index], round_.tasks[index]
+        predicted = getattr(self, "_predicted", {}).get((task.job_name, task.task_id))
+        attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
+                                                           self.attempt_files)
         try:
             pid = self.backend.start(AttemptSpec(
-                attempt_id, spec["command"] or "true", device, log, exit_file,
-                dict(spec.get("env") or {}), spec.get("workdir"), spec["gpu_memory"]))
+                attempt, spec.command or "true", device, log, exit_file, dict(spec.env),
+                spec.workdir, spec.gpu_memory))
         except Exception as e:  # any launch error is this attempt's alone
-            self._launch_failed(attempt_id, e)
+            self._launch_failed(attempt, e)
             return
-        with self.store.transaction() as db:
-            db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt_id))
-            self.store.event("started", row["job"], row["id"],
-                             json.dumps({"device": device, "pid": pid}))
+        self.store.attempt_started(attempt, task, device, pid)
 
     def attempt_files(self, attempt_id: int) -> tuple[Path, Path]:
         """An attempt's log and exit-code file: named by its id, never by job
@@ -348,7 +336,5 @@ class Daemon:
             pass
         self.store.event("launch_failed", detail=json.dumps({"attempt": attempt_id,
                                                               "error": reason}))
-        row = self.store.db.execute(self._OPEN_ATTEMPTS + " AND a.id=?",
-                                    (attempt_id,)).fetchone()
-        self._close(row, LAUNCH_FAILED, time.time(), reason)
-
+        (attempt,) = self.store.open_attempts(attempt_id)
+        self._close(attempt, LAUNCH_FAILED, time.time(), reason)

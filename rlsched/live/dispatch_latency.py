@@ -18,8 +18,6 @@ def bench_serve(tasks: int = 500, devices: int = 4, scheduler: str = "heft",
     a GPU free for it) to its process starting; tasks per second is the
     throughput of the whole run.
     """
-    import json
-    import sqlite3
     import tempfile
 
     import numpy as np
@@ -41,26 +39,19 @@ def bench_serve(tasks: int = 500, devices: int = 4, scheduler: str = "heft",
                                                for i in range(per_job)))
                          for j in range(history))
             store.submit([Instance("past", past, source="bench")])
-            with store.transaction() as db:
-                db.execute("INSERT INTO attempts (task, device, started, ended, exit_code) "
-                           "SELECT id, 0, 0.0, 1.0, 0 FROM tasks")
-                db.execute("UPDATE tasks SET state='done', attempts=1, device=0")
+            store.mark_all_done()
         store.submit([Instance("bench", jobs, source="bench")])
         daemon = Daemon(store, f"fake:{devices}", scheduler)
         t0 = time.perf_counter()
         daemon.run(tick=0.002, exit_when_idle=True)
         wall = time.perf_counter() - t0
         daemon.close()
-        db = sqlite3.connect(store.path)
-        rows = db.execute("SELECT a.task, a.device, a.started, a.ended, t.spec FROM attempts a "
-                          "JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id WHERE j.name "
-                          "NOT LIKE 'past%' ORDER BY a.started").fetchall()
+        rows = store.attempt_times(exclude_jobs_like="past%")
         ended = {r[0]: r[3] for r in rows}
         device_free: dict[int, float] = {}
         latencies = []
         first_start = min(r[2] for r in rows)
-        for task, device, started, end, spec in rows:
-            parent = json.loads(spec)["parents"]
+        for task, device, started, end, parent in rows:
             ready = ended[task - 1] if parent else first_start
             could = max(ready, device_free.get(device, first_start))
             latencies.append(max(started - could, 0.0) * 1000)

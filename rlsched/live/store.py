@@ -6,10 +6,10 @@ transaction, so a crash loses nothing that was acknowledged, and
 ``rlsched submit`` works whether or not the daemon runs: the daemon reads new
 work from the same file.
 
-Task states: ``queued`` (waiting for parents or a device), ``running``,
-``done``, ``failed`` (no retries left), ``cancelled``. A job's state follows
-from its tasks: cancelled if cancelled, failed if a task failed, done when
-all are done, running while any runs, else queued.
+Task states are :class:`~rlsched.live.lifecycle.TaskStatus`. A job's state follows from its tasks:
+cancelled if cancelled, failed if a task failed, done when all are done,
+running while any runs, else queued. This module is the only one that speaks
+SQL: the daemon, the command line and the benchmarks call its named methods.
 """
 
 from __future__ import annotations
@@ -18,16 +18,60 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rlsched.errors import InputError
+from rlsched.live.lifecycle import AttemptRef, TaskStatus
 from rlsched.workload import Instance, Job, check_name
 
-TASK_STATES = ("queued", "running", "done", "failed", "cancelled")
+
+@dataclass(frozen=True)
+class OpenAttempt:
+    """An attempt not yet ended, with what the control loop decides it by.
+
+    :param ref: the backend's handle on it
+    :param task: the task's row id, and ``job`` its job's
+    :param task_status: the task's state now (``CANCELLED`` if cancelled meanwhile)
+    :param tries: attempts of the task so far, this one included
+    :param retries: attempts allowed after a failure
+    :param timeout: seconds after which it is killed, or None
+    :param started: wall-clock time it started
+    """
+
+    ref: AttemptRef
+    task: int
+    job: int
+    task_status: TaskStatus
+    tries: int
+    retries: int
+    timeout: float | None
+    started: float
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """A task of a job the control loop still schedules, as stored now.
+
+    :param id: the task's row id (``job`` its job's, ``job_name`` its name)
+    :param task_id: its id within the job
+    :param status: its state
+    :param device: the device key of its latest attempt
+    :param attempts: attempts so far
+    :param not_before: wall-clock time before which it may not start (back-off)
+    """
+
+    id: int
+    job: int
+    job_name: str
+    task_id: str
+    status: TaskStatus
+    device: int | None
+    attempts: int
+    not_before: float
 
 #: The database's layout (``PRAGMA user_version``). 1: the first release (it
 #: left user_version at 0); 2: ``attempts.error``, why an attempt could not
@@ -61,12 +105,20 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+#: The one "can still finish" rule: job ``j`` is not cancelled and none of its
+#: tasks failed or was cancelled (a SQL condition on a ``jobs`` row named ``j``).
+CAN_FINISH = """j.cancelled=0 AND NOT EXISTS (SELECT 1 FROM tasks f WHERE f.job=j.id
+  AND f.state IN ('failed', 'cancelled'))"""
+
 #: jobs with work left that can still finish, oldest first
-ACTIVE_JOBS = """
-SELECT * FROM jobs j WHERE j.cancelled=0
+ACTIVE_JOBS = f"""
+SELECT * FROM jobs j WHERE {CAN_FINISH}
   AND EXISTS (SELECT 1 FROM tasks t WHERE t.job=j.id AND t.state IN ('queued', 'running'))
-  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.job=j.id AND t.state IN ('failed', 'cancelled'))
 ORDER BY j.id"""
+
+_OPEN_ATTEMPTS = """SELECT a.id, a.pid, a.device, a.log, a.exit_file, a.started, t.spec,
+  t.attempts AS tries, t.state AS tstate, t.id AS tid, t.job FROM attempts a
+  JOIN tasks t ON a.task=t.id WHERE a.ended IS NULL"""
 
 
 def default_state_dir() -> Path:
@@ -175,7 +227,8 @@ class Store:
                     spec["env"] = dict(task.env)
                     db.execute("INSERT INTO tasks (job, task_id, position, state, spec) "
                                "VALUES (?,?,?,?,?)",
-                               (job_pk, task.id, position, "queued", json.dumps(spec)))
+                               (job_pk, task.id, position, TaskStatus.QUEUED.value,
+                                json.dumps(spec)))
                 self.event("submitted", job_pk, detail=instance.source)
                 names.append(job.name)
             return names
@@ -298,6 +351,124 @@ class Store:
                 tasks.append(Task(**spec))
             out.append(Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"]))
         return out
+
+
+    # ------------------------------------------------------------ the control loop's queries
+    def has_work(self) -> bool:
+        """Whether any attempt is open (a killed one until it is reaped), or any
+        task is queued in a job that can still finish."""
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM attempts WHERE ended IS NULL) OR EXISTS (SELECT 1 "
+            f"FROM tasks t JOIN jobs j ON t.job=j.id WHERE t.state='queued' AND {CAN_FINISH})"
+            ).fetchone()
+        return bool(row[0])
+
+    def open_attempts(self, attempt: int | None = None) -> list[OpenAttempt]:
+        """Every attempt not yet ended (or only ``attempt``), oldest first."""
+        query = _OPEN_ATTEMPTS + (" AND a.id=?" if attempt is not None else "") + " ORDER BY a.id"
+        return [_open_attempt(r) for r in self.db.execute(
+            query, () if attempt is None else (attempt,))]
+
+    def lost_attempts(self, task: int, lost_code: int) -> int:
+        """Attempts of ``task`` that ended with ``lost_code`` (process or node gone)."""
+        return self.db.execute("SELECT COUNT(*) FROM attempts WHERE task=? AND exit_code=?",
+                               (task, lost_code)).fetchone()[0]
+
+    def end_attempt(self, attempt: OpenAttempt, code: int, ended: float, error: str | None,
+                    status: TaskStatus, not_before: float) -> None:
+        """Record how an attempt ended and what its task becomes, in one transaction."""
+        with self.transaction() as db:
+            db.execute("UPDATE attempts SET ended=?, exit_code=?, error=? WHERE id=?",
+                       (ended, code, error, attempt.ref.id))
+            db.execute("UPDATE tasks SET state=?, not_before=? WHERE id=?",
+                       (status.value, not_before, attempt.task))
+            self.event("ended", attempt.job, attempt.task,
+                       json.dumps({"exit": code, "state": status.value}))
+
+    def active_tasks(self, job_names: list[str]) -> dict[tuple[str, str], StoredTask]:
+        """The tasks of the named jobs, by ``(job name, task id)``."""
+        out: dict[tuple[str, str], StoredTask] = {}
+        for i in range(0, len(job_names), 500):  # SQLite's limit on parameters
+            names = job_names[i:i + 500]
+            for r in self.db.execute(
+                    "SELECT t.id, t.job, j.name AS jname, t.task_id, t.state, t.device, "
+                    "t.attempts, t.not_before FROM tasks t JOIN jobs j ON t.job=j.id "
+                    f"WHERE j.name IN ({','.join('?' * len(names))})", names):
+                out[(r["jname"], r["task_id"])] = StoredTask(
+                    r["id"], r["job"], r["jname"], r["task_id"], TaskStatus(r["state"]),
+                    r["device"], r["attempts"], r["not_before"])
+        return out
+
+    def open_attempt_starts(self) -> dict[int, float]:
+        """When the open attempt of each task started, by task row id."""
+        return dict(self.db.execute("SELECT task, started FROM attempts WHERE ended IS NULL")
+                    .fetchall())
+
+    def start_attempt(self, task: StoredTask, device: int | None, predicted: float | None,
+                      files: Any) -> tuple[int, Path, Path]:
+        """Commit a new attempt of ``task`` (now running on ``device``) before
+        its process exists, so that a crash in between leaves an attempt the
+        next daemon retries. ``files(attempt_id)`` names its log and exit file.
+        Returns the attempt's id, log and exit file."""
+        with self.transaction() as db:
+            db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
+                       (device, task.attempts + 1, task.id))
+            attempt = db.execute("INSERT INTO attempts (task, device, started, predicted) VALUES "
+                                 "(?,?,?,?)", (task.id, device, time.time(), predicted)).lastrowid
+            log, exit_file = files(attempt)
+            db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
+                       (str(log), str(exit_file), attempt))
+        return attempt, log, exit_file
+
+    def attempt_started(self, attempt: int, task: StoredTask, device: int | None,
+                        pid: int | None) -> None:
+        """Record the process of a started attempt."""
+        with self.transaction() as db:
+            db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt))
+            self.event("started", task.job, task.id, json.dumps({"device": device, "pid": pid}))
+
+    def task_spec(self, task: int) -> dict[str, Any]:
+        """A task's stored specification (its :class:`Task` fields)."""
+        return json.loads(self.db.execute("SELECT spec FROM tasks WHERE id=?",
+                                          (task,)).fetchone()[0])
+
+    def publish_devices(self, rows: Iterable[tuple]) -> None:
+        """Replace the devices ``status`` shows: one ``(key, name, uuid,
+        utilization, memory_used, memory_total, temperature_c, power_w,
+        healthy, tasks)`` each; a device left out is no longer listed."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("DELETE FROM devices")
+            db.executemany("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           [(*r, now) for r in rows])
+
+    # ------------------------------------------------------------ for benchmarks
+    def mark_all_done(self) -> None:
+        """Give every task one successful attempt (on device 0, from 0.0 to
+        1.0 s): a store with a long past, as a daemon that ran for months has."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO attempts (task, device, started, ended, exit_code) "
+                       "SELECT id, 0, 0.0, 1.0, 0 FROM tasks")
+            db.execute("UPDATE tasks SET state='done', attempts=1, device=0")
+
+    def attempt_times(self, exclude_jobs_like: str) -> list[tuple[int, int | None, float,
+                                                                  float | None, list[str]]]:
+        """``(task, device, started, ended, parents)`` of every attempt, by
+        start, but those of jobs whose name is ``LIKE exclude_jobs_like``."""
+        rows = self.db.execute(
+            "SELECT a.task, a.device, a.started, a.ended, t.spec FROM attempts a JOIN tasks t ON "
+            "a.task=t.id JOIN jobs j ON t.job=j.id WHERE j.name NOT LIKE ? ORDER BY a.started",
+            (exclude_jobs_like,)).fetchall()
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4])["parents"]) for r in rows]
+
+
+def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
+    spec = json.loads(r["spec"])
+    return OpenAttempt(
+        AttemptRef(r["id"], r["pid"], r["device"], Path(r["log"] or ""),
+                   Path(r["exit_file"] or ""), float(spec.get("gpu_memory") or 0.0)),
+        r["tid"], r["job"], TaskStatus(r["tstate"]), r["tries"], int(spec.get("retries") or 0),
+        spec.get("timeout"), r["started"])
 
 
 def attempt_reason(exit_code: int | None, error: str | None) -> str | None:

@@ -16,19 +16,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from rlsched.errors import InputError
+from rlsched.live.lifecycle import AttemptRef, AttemptSpec
 from rlsched.live.telemetry import DeviceInfo
 from rlsched.pool import GpuModel
 from rlsched.view import DeviceTelemetry
-
-#: exit code of an attempt whose process or node was lost (not the task's fault)
-LOST = -9
-#: exit code of an attempt that could not be launched (a missing working
-#: directory, an unwritable log): a shell's code for a command it cannot run
-LAUNCH_FAILED = 127
 
 
 @dataclass(frozen=True)
@@ -45,20 +38,6 @@ class LiveDevice:
     info: DeviceInfo
     model: GpuModel
     host: str
-
-
-@dataclass(frozen=True)
-class AttemptSpec:
-    """One attempt to start: the command and where its output goes."""
-
-    attempt_id: int
-    command: str
-    device: int | None  # a LiveDevice key, None for a CPU-only task
-    log: Path
-    exit_file: Path
-    env: dict[str, str]
-    workdir: str | None
-    gpu_memory: float
 
 
 class Backend(ABC):
@@ -81,18 +60,19 @@ class Backend(ABC):
         """Start an attempt; its pid where there is a local process."""
 
     @abstractmethod
-    def exit_code(self, row: Any) -> int | None:
-        """The exit code of an open attempt (a store row), :data:`LOST` if it
-        died without one, or None while it runs."""
+    def exit_code(self, attempt: AttemptRef) -> int | None:
+        """The exit code of an open attempt,
+        :data:`~rlsched.live.lifecycle.LOST` if it died without one, or None
+        while it runs."""
 
     @abstractmethod
-    def kill(self, row: Any) -> None:
+    def kill(self, attempt: AttemptRef) -> None:
         """Stop an open attempt (cancel, timeout)."""
 
-    def recover(self, rows: list[Any]) -> None:
+    def recover(self, attempts: list[AttemptRef]) -> None:
         """Called once at start with the attempts a previous daemon left open."""
 
-    def release(self, row: Any) -> None:
+    def release(self, attempt: AttemptRef) -> None:
         """Called once an attempt is closed in the store."""
 
     def close(self) -> None:

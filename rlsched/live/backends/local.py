@@ -3,13 +3,10 @@ is NVML here (or its fake for ``fake:N``, ``preset:NAME`` and ``file:PATH``)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from rlsched.errors import InputError
 from rlsched.live import executor
-from rlsched.live.backends import LOST, AttemptSpec, Backend, LiveDevice
+from rlsched.live.backends import Backend, LiveDevice
+from rlsched.live.lifecycle import LOST, AttemptRef, AttemptSpec
 from rlsched.live.telemetry import FakeNvml, NvmlSource
 from rlsched.pool import Pool, build_pool, identical_pool, model_for_gpu
 from rlsched.sources.specs import resolve_pool
@@ -63,35 +60,35 @@ class LocalBackend(Backend):
             self.fake.declare(launched.pid, attempt.device, attempt.gpu_memory)
         return launched.pid
 
-    def _pid(self, row: Any) -> int | None:
+    def _pid(self, attempt: AttemptRef) -> int | None:
         """The attempt's pid: from the store, or (if the daemon died before
         recording it) from the file the attempt's shell wrote."""
-        return row["pid"] or executor.recorded_pid(Path(row["exit_file"]))
+        return attempt.pid or executor.recorded_pid(attempt.exit_file)
 
-    def exit_code(self, row: Any) -> int | None:
-        code = executor.exit_code(Path(row["exit_file"]))
+    def exit_code(self, attempt: AttemptRef) -> int | None:
+        code = executor.exit_code(attempt.exit_file)
         if code is not None:
             return code
-        pid = self._pid(row)
+        pid = self._pid(attempt)
         return None if pid is not None and executor.alive(pid) else LOST
 
-    def kill(self, row: Any) -> None:
-        pid = self._pid(row)
+    def kill(self, attempt: AttemptRef) -> None:
+        pid = self._pid(attempt)
         if pid:
             executor.kill(pid)
 
-    def recover(self, rows: list[Any]) -> None:
+    def recover(self, attempts: list[AttemptRef]) -> None:
         """Tell the fake NVML what still runs (attempts adopted after a restart)."""
         if self.fake is None:
             return
-        for row in rows:
-            pid = self._pid(row)
-            if row["device"] is not None and pid is not None and executor.alive(pid):
-                self.fake.declare(pid, row["device"], json.loads(row["spec"])["gpu_memory"])
+        for attempt in attempts:
+            pid = self._pid(attempt)
+            if attempt.device is not None and pid is not None and executor.alive(pid):
+                self.fake.declare(pid, attempt.device, attempt.gpu_memory)
 
-    def release(self, row: Any) -> None:
-        if self.fake is not None and row["pid"]:
-            self.fake.forget(row["pid"])
+    def release(self, attempt: AttemptRef) -> None:
+        if self.fake is not None and attempt.pid:
+            self.fake.forget(attempt.pid)
 
     def close(self) -> None:
         self.source.close()

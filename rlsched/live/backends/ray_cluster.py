@@ -14,7 +14,7 @@ node's GPUs through the same :class:`~rlsched.live.telemetry.NvmlSource` as the
 local backend, or through the fake NVML where the node has no driver.
 
 A node that leaves takes its devices out of the view, and its running
-attempts end as lost (:data:`~rlsched.live.backends.LOST`); the control loop
+attempts end as lost (:data:`~rlsched.live.lifecycle.LOST`); the control loop
 retries them elsewhere. Ray's own task retries are off (``max_retries=0``):
 retries are the control loop's, so they are recorded in the store.
 
@@ -37,7 +37,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlsched.errors import InputError
-from rlsched.live.backends import LAUNCH_FAILED, LOST, AttemptSpec, Backend, LiveDevice
+from rlsched.live.backends import Backend, LiveDevice
+from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, AttemptRef, AttemptSpec
 from rlsched.live.telemetry import FakeNvml, NvmlSource, NvmlUnavailable, unhealthy_sample
 from rlsched.pool import identical_pool, model_for_gpu
 from rlsched.view import DeviceTelemetry
@@ -272,8 +273,8 @@ class RayBackend(Backend):
         self._refs[attempt.attempt_id] = (ref, node_id)
         return None
 
-    def exit_code(self, row: Any) -> int | None:
-        held = self._refs.get(row["id"])
+    def exit_code(self, attempt: AttemptRef) -> int | None:
+        held = self._refs.get(attempt.id)
         if held is None:  # started by a daemon before this one: Ray ended it with its driver
             return LOST
         ref, node_id = held
@@ -292,27 +293,27 @@ class RayBackend(Backend):
         except ray.exceptions.RayError:
             return LOST
         if output:
-            with open(row["log"], "ab") as f:
+            with open(attempt.log, "ab") as f:
                 f.write(output)
         return int(code)
 
-    def kill(self, row: Any) -> None:
+    def kill(self, attempt: AttemptRef) -> None:
         """Interrupt the task (its group is killed); if it still runs a few
         seconds later (not started yet, or busy in Ray), kill its worker: the
         watchdog in its group then kills the command."""
-        held = self._refs.get(row["id"])
+        held = self._refs.get(attempt.id)
         if held is None:
             return
-        first = self._killed.setdefault(row["id"], time.monotonic())
+        first = self._killed.setdefault(attempt.id, time.monotonic())
         force = time.monotonic() - first > FORCE_AFTER_S
         try:
             ray.cancel(held[0], force=force)
         except (ray.exceptions.RayError, ValueError):
             pass
 
-    def release(self, row: Any) -> None:
-        self._refs.pop(row["id"], None)
-        self._killed.pop(row["id"], None)
+    def release(self, attempt: AttemptRef) -> None:
+        self._refs.pop(attempt.id, None)
+        self._killed.pop(attempt.id, None)
 
     def close(self) -> None:
         for actor in self._actors.values():
