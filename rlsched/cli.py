@@ -48,11 +48,22 @@ examples:
 """
 
 
+STATE_HELP = "state directory (default: $RLSCHED_STATE, else ~/.local/state/rlsched)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every sub-command; each sets ``run``, the function that runs it."""
     p = _Parser(prog="rlsched", description="Learn to schedule DAG jobs on a GPU pool; "
                 "evaluate schedulers in simulation.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (add_evaluate, add_train, add_submit, add_status, add_logs, add_cancel,
+                add_serve, add_ray_flags, add_bench):
+        add(sub)
+    return p
 
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    """``rlsched evaluate``: schedulers compared in the simulator."""
     ev = sub.add_parser(
         "evaluate", help="compare schedulers on workloads in the simulator",
         description="Run each scheduler on each workload instance and seed in the simulator; "
@@ -85,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
     ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here "
                     "(and convergence.png for ga and sa)")
+    ev.set_defaults(run=_evaluate)
 
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    """``rlsched train``: imitation, then MaskablePPO."""
     tr = sub.add_parser(
         "train", help="train a scheduling policy (imitation, then MaskablePPO)",
         description="Train a GNN (or MLP) policy with MaskablePPO on a simulated pool: "
@@ -102,24 +117,46 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=int, help="override total_steps")
     tr.add_argument("--seed", type=int, help="override the seed")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(run=_train)
 
-    state_help = "state directory (default: $RLSCHED_STATE, else ~/.local/state/rlsched)"
+
+def add_submit(sub: argparse._SubParsersAction) -> None:
+    """``rlsched submit``: job files into the durable queue."""
     sb = sub.add_parser("submit", help="queue job files for the live scheduler",
                         description="Validate job files and store them in the durable queue, "
                                     "in one transaction; works whether or not 'serve' runs.")
     sb.add_argument("files", nargs="+", metavar="FILE", help="job-file YAML (see the README)")
-    sb.add_argument("--state", metavar="DIR", help=state_help)
+    sb.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    sb.set_defaults(run=_submit)
+
+
+def add_status(sub: argparse._SubParsersAction) -> None:
+    """``rlsched status``: the queue, its tasks and devices."""
     st = sub.add_parser("status", help="jobs and tasks in the queue")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    st.add_argument("--state", metavar="DIR", help=state_help)
+    st.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    st.set_defaults(run=_status)
+
+
+def add_logs(sub: argparse._SubParsersAction) -> None:
+    """``rlsched logs``: a task's output."""
     lg = sub.add_parser("logs", help="output of a task's latest attempt")
     lg.add_argument("task", metavar="TASK", help="JOB/TASK, or TASK if only one job has it")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
-    lg.add_argument("--state", metavar="DIR", help=state_help)
+    lg.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    lg.set_defaults(run=_logs_command)
+
+
+def add_cancel(sub: argparse._SubParsersAction) -> None:
+    """``rlsched cancel``: a job's unfinished tasks."""
     ca = sub.add_parser("cancel", help="cancel a job (running tasks are killed by serve)")
     ca.add_argument("job", metavar="JOB", help="the job's name")
-    ca.add_argument("--state", metavar="DIR", help=state_help)
+    ca.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    ca.set_defaults(run=_cancel)
 
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    """``rlsched serve``: the live scheduler."""
     sv = sub.add_parser(
         "serve", help="run the live scheduler on local GPUs (or a fake pool)",
         description="Start the scheduler daemon: it picks up submitted jobs from the store, "
@@ -141,13 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: start Ray on this machine with its GPUs, or fake:N)")
     sv.add_argument("--scheduler", default="heft", metavar="NAME",
                     help="any scheduler name or rl:CHECKPOINT (default: heft)")
-    sv.add_argument("--state", metavar="DIR", help=state_help)
+    sv.add_argument("--state", metavar="DIR", help=STATE_HELP)
     sv.add_argument("--metrics-port", type=int, metavar="P",
                     help="serve Prometheus metrics on 127.0.0.1:P/metrics")
     sv.add_argument("--tick", type=float, default=0.2, help="seconds between rounds")
     sv.add_argument("--exit-when-idle", action="store_true",
                     help="stop once nothing is queued or running (for scripts and tests)")
+    sv.set_defaults(run=_serve)
 
+
+def add_ray_flags(sub: argparse._SubParsersAction) -> None:
+    """``rlsched ray-flags``: what ``ray start`` needs to pin tasks to GPUs."""
     rf = sub.add_parser(
         "ray-flags", help="the 'ray start' flags that let serve --backend ray pin tasks to GPUs",
         description="Print --num-gpus and one gpu_slot_K resource per GPU of this machine, for "
@@ -157,27 +198,58 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     rf.add_argument("--gpus", type=int, metavar="N",
                     help="this many GPUs instead of those NVML sees (a node without a driver)")
+    rf.set_defaults(run=_ray_flags)
 
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    """``rlsched bench``: benchmarks that print JSON, one sub-command each."""
     bench = sub.add_parser("bench", help="benchmarks that print JSON",
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    for add in (add_bench_sim, add_bench_search, add_bench_serve, add_bench_policy,
+                add_bench_headroom, add_bench_env):
+        add(bsub)
+
+
+def add_bench_sim(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench sim``."""
     bs = bsub.add_parser("sim", help="simulator decisions per second with fifo and heft")
     bs.add_argument("--tasks", type=int, default=1000)
     bs.add_argument("--devices", type=int, default=8)
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--repeats", type=int, default=3)
+    bs.set_defaults(run=_bench_sim)
+
+
+def add_bench_search(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench search``."""
     bq = bsub.add_parser("search", help="schedules evaluated per second by the search decoder")
     bq.add_argument("--seconds", type=float, default=2.0)
     bq.add_argument("--seed", type=int, default=0)
+    bq.set_defaults(run=_bench_search)
+
+
+def add_bench_serve(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench serve``."""
     bv = bsub.add_parser("serve", help="live daemon: ready-to-start latency, tasks per second")
     bv.add_argument("--tasks", type=int, default=500)
     bv.add_argument("--devices", type=int, default=4)
     bv.add_argument("--scheduler", default="heft")
     bv.add_argument("--history", type=int, default=0, metavar="N",
                     help="finished jobs already in the store (a long-running daemon's past)")
+    bv.set_defaults(run=_bench_serve)
+
+
+def add_bench_policy(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench policy``."""
     bp = bsub.add_parser("policy", help="decision latency of a policy on a 100-task view")
     bp.add_argument("--checkpoint", default="checkpoints/default.zip")
     bp.add_argument("--decisions", type=int, default=300)
+    bp.set_defaults(run=_bench_policy)
+
+
+def add_bench_headroom(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench headroom``."""
     bh = bsub.add_parser(
         "headroom", help="what one-step lookahead with foresight gains over a heuristic (slow)",
         description="Per online episode, the average JCT of BASE and of a one-step lookahead\n"
@@ -205,35 +277,29 @@ def build_parser() -> argparse.ArgumentParser:
     bh.add_argument("--margin", type=float, default=0.0, metavar="F",
                     help="depart from BASE only where another candidate's play-out is better "
                          "by more than this fraction (default 0)")
+    bh.set_defaults(run=_bench_headroom)
+
+
+def add_bench_env(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench env``."""
     be = bsub.add_parser("env", help="environment steps per second with random masked actions")
     be.add_argument("--episodes", type=int, default=5)
     be.add_argument("--seed", type=int, default=0)
     be.add_argument("--repeats", type=int, default=3)
-    return p
+    be.set_defaults(run=_bench_env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "bench":
-            return _bench(args)
-        if args.command == "train":
-            return _train(args)
-        if args.command in ("submit", "status", "cancel", "logs"):
-            return _queue(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "ray-flags":
-            return _ray_flags(args)
+        return args.run(args)
     except InputError as e:
         one_line = " ".join(str(e).splitlines())  # whatever the input held
         print(f"rlsched: error: {one_line}", file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # the reader (head, less) went away: not an error
         sys.stdout = open(os.devnull, "w")
-    return 0
+        return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -288,26 +354,40 @@ def _ray_flags(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queue(args: argparse.Namespace) -> int:
+def _submit(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
     from rlsched.sources.jobfile import load_jobfile
 
-    if args.command == "submit":
-        # validate every file before the store is touched: all or nothing
-        instances = [load_jobfile(f, require_work=False) for f in args.files]
-        for name in Store(args.state).submit(instances):
-            print(f"submitted {name}")
-    elif args.command == "logs":
-        _logs(Store(args.state), args.task, args.follow)
-    elif args.command == "cancel":
-        n = Store(args.state).cancel(args.job)
-        print(f"cancelled {args.job} ({n} task(s))")
+    # validate every file before the store is touched: all or nothing
+    instances = [load_jobfile(f, require_work=False) for f in args.files]
+    for name in Store(args.state).submit(instances):
+        print(f"submitted {name}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
+
+    status = Store(args.state).status()
+    if args.json:
+        print(json.dumps(status, indent=1))
     else:
-        status = Store(args.state).status()
-        if args.json:
-            print(json.dumps(status, indent=1))
-        else:
-            _print_status(status)
+        _print_status(status)
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
+
+    n = Store(args.state).cancel(args.job)
+    print(f"cancelled {args.job} ({n} task(s))")
+    return 0
+
+
+def _logs_command(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
+
+    _logs(Store(args.state), args.task, args.follow)
     return 0
 
 
@@ -488,35 +568,44 @@ def _print_table(ev) -> None:
         console.print(f"note: {note}")
 
 
-def _bench(args: argparse.Namespace) -> int:
-    if args.what == "sim":
-        from rlsched.sim_speed import bench_sim
+def _bench_sim(args: argparse.Namespace) -> int:
+    from rlsched.sim_speed import bench_sim
 
-        if args.tasks < 10 or args.devices < 1:
-            raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
-        print(json.dumps(bench_sim(args.tasks, args.devices, args.seed, args.repeats)))
-    elif args.what == "search":
-        from rlsched.sim_speed import bench_search
-
-        print(json.dumps(bench_search(args.seconds, args.seed)))
-    elif args.what == "serve":
-        from rlsched.live.dispatch_latency import bench_serve
-
-        print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler, args.history)))
-    elif args.what == "policy":
-        from agents.decision_latency import bench_policy
-
-        print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
-    elif args.what == "headroom":
-        _bench_headroom(args)
-    elif args.what == "env":
-        from envs.step_rate import bench_env
-
-        print(json.dumps(bench_env(args.episodes, args.seed, args.repeats)))
+    if args.tasks < 10 or args.devices < 1:
+        raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
+    print(json.dumps(bench_sim(args.tasks, args.devices, args.seed, args.repeats)))
     return 0
 
 
-def _bench_headroom(args: argparse.Namespace) -> None:
+def _bench_search(args: argparse.Namespace) -> int:
+    from rlsched.sim_speed import bench_search
+
+    print(json.dumps(bench_search(args.seconds, args.seed)))
+    return 0
+
+
+def _bench_serve(args: argparse.Namespace) -> int:
+    from rlsched.live.dispatch_latency import bench_serve
+
+    print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler, args.history)))
+    return 0
+
+
+def _bench_policy(args: argparse.Namespace) -> int:
+    from agents.decision_latency import bench_policy
+
+    print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
+    return 0
+
+
+def _bench_env(args: argparse.Namespace) -> int:
+    from envs.step_rate import bench_env
+
+    print(json.dumps(bench_env(args.episodes, args.seed, args.repeats)))
+    return 0
+
+
+def _bench_headroom(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
