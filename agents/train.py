@@ -4,12 +4,14 @@ Reads top to bottom: load the config, build the environments (one or more
 *kinds* of episode, each with its own teacher), warm-start the policy by
 behaviour cloning of the teachers and then DAgger (the policy drives, the
 teacher labels every state it reaches, so the policy learns to recover from
-its own mistakes, which plain cloning never shows it), run PPO with a
-callback that logs episode metrics and validates every K steps, save
-checkpoints with their cards.
+its own mistakes, which plain cloning never shows it), run PPO with two
+callbacks (:class:`EpisodeMetricsCallback` logs the training episodes,
+:class:`ValidationCallback` validates every K steps and keeps the best
+checkpoint), save checkpoints with their cards.
 
 TensorBoard scalars (``runs/NAME/``): ``charts/episode_avg_jct``,
-``charts/episode_makespan`` (training episodes), ``charts/val_avg_jct`` and
+``charts/episode_makespan`` and, with a reward baseline,
+``charts/episode_jct_over_baseline`` (training episodes), ``charts/val_avg_jct`` and
 ``charts/val_ratio_to_best_heuristic`` (the fixed validation episodes of
 every kind, each kind's average JCT over its best heuristic's, averaged;
 below 1 means better than every heuristic), ``charts/bc_loss`` (per epoch of
@@ -26,11 +28,12 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import yaml
+from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler, card_path
@@ -212,10 +215,27 @@ def build_model(cfg: TrainConfig, env, tensorboard_log: str | None):
                        tensorboard_log=tensorboard_log, device="cpu", verbose=0)
 
 
-class Teacher:
-    """A kind's teacher: its choice in the environment's current state. An
-    advisor's choice is read from the environment (the one its observation
-    shows); another heuristic runs beside it."""
+class Teacher(Protocol):
+    """What behaviour cloning and DAgger ask of a kind's teacher."""
+
+    name: str
+
+    def reset(self, seed: int) -> None:
+        """Start an episode whose simulator was seeded with ``seed``."""
+
+    def action(self, env: DagSchedulingEnv, mask: np.ndarray) -> int | None:
+        """The label of the environment's current state: an action ``mask``
+        allows, or None where the teacher's choice is not one (the state is
+        then left unlabelled)."""
+
+
+class HeuristicTeacher:
+    """A heuristic as a teacher: its choice in the environment's current
+    state. An advisor's choice is read from the environment (the one its
+    observation shows); another heuristic runs beside it.
+
+    :param name: the heuristic (a scheduler name)
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -242,21 +262,28 @@ class Teacher:
         return action if mask[action] else None
 
 
-class LookaheadTeacher(Teacher):
+class LookaheadTeacher:
     """``lookahead:BASE``: a hindsight teacher. At each state it tries the
     advisors' placements and waiting, plays each out to the end of the
     episode with BASE on a fork of the environment's simulator (the same
     future arrivals and perturbations), and labels the one that ends with
     the least total JCT (see :mod:`rlsched.lookahead`). Costly (a play-out
     per distinct candidate per state), and it knows the future, so it only
-    ever labels states; the policy it teaches sees the observation alone."""
+    ever labels states; the policy it teaches sees the observation alone.
+
+    :param name: ``lookahead:BASE``
+    :param margin: the first advisor's placement is labelled unless another
+        candidate beats it by more than this fraction of its total JCT (see
+        :func:`rlsched.lookahead.best_candidate`)
+    """
 
     def __init__(self, name: str, margin: float = 0.0) -> None:
         self.name = name
         self.base = make_scheduler(name.partition(":")[2])
         self.margin = margin
-        self.advisor = None
-        self.scheduler = None
+
+    def reset(self, seed: int) -> None:
+        """Nothing to do: every play-out resets BASE itself."""
 
     def action(self, env: DagSchedulingEnv, mask: np.ndarray) -> int | None:
         candidates: list[Placement | None] = list(env.advice)
@@ -270,7 +297,8 @@ class LookaheadTeacher(Teacher):
 
 
 def make_teacher(name: str, margin: float = 0.0) -> Teacher:
-    return LookaheadTeacher(name, margin) if name.startswith("lookahead:") else Teacher(name)
+    return LookaheadTeacher(name, margin) if name.startswith("lookahead:") \
+        else HeuristicTeacher(name)
 
 
 def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,
@@ -461,9 +489,96 @@ def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
     return path
 
 
+class EpisodeMetricsCallback(BaseCallback):
+    """Logs every finished training episode: ``charts/episode_avg_jct``,
+    ``charts/episode_makespan`` and, where the reward has a baseline,
+    ``charts/episode_jct_over_baseline``, each averaged over the episodes
+    between two dumps of the logger.
+
+    :param verbose: SB3's verbosity level (this callback prints nothing)
+    """
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            if "avg_jct" in info:
+                self.logger.record_mean("charts/episode_avg_jct", info["avg_jct"])
+                self.logger.record_mean("charts/episode_makespan", info["makespan"])
+                if "baseline_avg_jct" in info:
+                    self.logger.record_mean("charts/episode_jct_over_baseline",
+                                            info["avg_jct"] / info["baseline_avg_jct"])
+        return True
+
+
+class ValidationCallback(BaseCallback):
+    """Validates the policy as training starts, every ``eval_every`` steps
+    and as it ends, logs ``charts/val_avg_jct`` and
+    ``charts/val_ratio_to_best_heuristic``, and keeps the checkpoints in
+    ``out_dir``: ``latest.zip`` (the policy validated last), ``best.zip``
+    (the lowest ratio to the best heuristic so far) and, every
+    ``checkpoint_every`` steps, ``step_N.zip``. Each card carries the last
+    validation before it was saved (``latest.zip`` is saved to be validated,
+    so its card has the one before; ``best.zip``'s has its own).
+
+    With several environments the step count moves ``n_envs`` at a time: a
+    step validates (or checkpoints) where the count has just passed a
+    multiple of ``eval_every`` (of ``checkpoint_every``).
+
+    :param validator: the fixed validation episodes and their heuristics' scores
+    :param cfg: the run's config, written on every card
+    :param out_dir: the folder of the checkpoints
+    :param eval_every: steps between validations (0: only at the start and the end)
+    :param checkpoint_every: steps between ``step_N`` checkpoints (0: none)
+    :param verbose: SB3's verbosity level (this callback prints nothing)
+    """
+
+    def __init__(self, validator: Validator, cfg: TrainConfig, out_dir: Path,
+                 eval_every: int, checkpoint_every: int, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.validator = validator
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.eval_every = eval_every
+        self.checkpoint_every = checkpoint_every
+        self.best_ratio = float("inf")
+        #: the last validation (empty before the first)
+        self.evaluation: dict[str, Any] = {}
+
+    def validate(self, model, steps: int) -> dict[str, Any]:
+        """Save ``model`` as ``latest.zip``, validate it, log the result, and
+        save it as ``best.zip`` where its ratio is the lowest so far; returns
+        the validation (as the cards carry it)."""
+        path = self.out_dir / "latest.zip"
+        save_checkpoint(model, self.cfg, path, steps, self.evaluation)
+        result = self.validator.evaluate(RLScheduler(path))
+        ev = {"val_avg_jct": result["avg_jct"], "val_ratio_to_best_heuristic": result["ratio"],
+              "kinds": result["kinds"], "validation_seeds": self.cfg.validation_seeds}
+        model.logger.record("charts/val_avg_jct", result["avg_jct"])
+        model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
+        if result["ratio"] < self.best_ratio:
+            self.best_ratio = result["ratio"]
+            save_checkpoint(model, self.cfg, self.out_dir / "best.zip", steps, ev)
+        self.evaluation = ev
+        return ev
+
+    def _on_training_start(self) -> None:
+        # the policy as cloned (or resumed) is step 0 of this run's cards
+        self.validate(self.model, 0)
+
+    def _on_step(self) -> bool:
+        n, n_envs = self.num_timesteps, self.training_env.num_envs
+        if self.eval_every and n % self.eval_every < n_envs:
+            self.validate(self.model, n)
+        if self.checkpoint_every and n % self.checkpoint_every < n_envs:
+            save_checkpoint(self.model, self.cfg, self.out_dir / f"step_{n}.zip", n,
+                            self.evaluation)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.validate(self.model, self.model.num_timesteps)
+
+
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the whole recipe; returns the final evaluation."""
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import configure
 
     torch.set_num_threads(cfg.torch_threads)
@@ -487,46 +602,14 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     logger = configure(str(run_dir), ["tensorboard", "csv"])
     model.set_logger(logger)
     logger.record("config", _config_text(cfg), exclude=("csv",))
-    validator = Validator(cfg)
+    validation = ValidationCallback(Validator(cfg), cfg, out_dir, cfg.eval_every,
+                                    cfg.checkpoint_every)
     if not resume and cfg.bc_episodes > 0:
         behaviour_cloning(model, cfg, logger, progress)
 
-    state = {"best": float("inf"), "evaluation": {}}
-
-    def validate(steps: int) -> dict[str, Any]:
-        path = out_dir / "latest.zip"
-        save_checkpoint(model, cfg, path, steps, state["evaluation"])
-        result = validator.evaluate(RLScheduler(path))
-        ev = {"val_avg_jct": result["avg_jct"], "val_ratio_to_best_heuristic": result["ratio"],
-              "kinds": result["kinds"], "validation_seeds": cfg.validation_seeds}
-        model.logger.record("charts/val_avg_jct", result["avg_jct"])
-        model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
-        if result["ratio"] < state["best"]:
-            state["best"] = result["ratio"]
-            save_checkpoint(model, cfg, out_dir / "best.zip", steps, ev)
-        state["evaluation"] = ev
-        return ev
-
-    class Watch(BaseCallback):
-        def _on_step(self) -> bool:
-            for info in self.locals.get("infos", []):
-                if "avg_jct" in info:
-                    self.logger.record_mean("charts/episode_avg_jct", info["avg_jct"])
-                    self.logger.record_mean("charts/episode_makespan", info["makespan"])
-                    if "baseline_avg_jct" in info:
-                        self.logger.record_mean("charts/episode_jct_over_baseline",
-                                                info["avg_jct"] / info["baseline_avg_jct"])
-            n = self.num_timesteps
-            if cfg.eval_every and n % cfg.eval_every < cfg.n_envs:
-                validate(n)
-            if cfg.checkpoint_every and n % cfg.checkpoint_every < cfg.n_envs:
-                save_checkpoint(self.model, cfg, out_dir / f"step_{n}.zip", n, state["evaluation"])
-            return True
-
-    validate(0)
-    model.learn(cfg.total_steps, callback=Watch(), progress_bar=progress,
-                reset_num_timesteps=not resume)
-    final = validate(model.num_timesteps)
+    model.learn(cfg.total_steps, callback=[EpisodeMetricsCallback(), validation],
+                progress_bar=progress, reset_num_timesteps=not resume)
+    final = validation.evaluation
     save_checkpoint(model, cfg, out_dir / "final.zip", model.num_timesteps, final)
     if cfg.anchor_episodes > 0 and any(k.anchor for k in kinds):
         from sb3_contrib import MaskablePPO
@@ -535,7 +618,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         best.set_logger(logger)
         anchor(best, cfg, logger)
         model = best
-        final = validate(model.num_timesteps)  # competes for best.zip like any checkpoint
+        # competes for best.zip like any checkpoint
+        final = validation.validate(model, model.num_timesteps)
         save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
     logger.dump(model.num_timesteps)
     vec.close()

@@ -51,6 +51,25 @@ def test_the_quick_config_trains_logs_and_saves(trained):
         assert card["config"]["name"] == "quick" and card["encoder_version"] >= 1
 
 
+def test_best_zip_holds_the_lowest_ratio_validated(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg, tmp, final = trained
+    events = EventAccumulator(final["run_dir"])
+    events.Reload()
+    logged = [e.value for e in events.Scalars("charts/val_ratio_to_best_heuristic")]
+    folder = tmp / "checkpoints" / cfg.name
+    cards = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    # a step_N checkpoint every checkpoint_every steps
+    assert {f"step_{n}" for n in range(cfg.checkpoint_every, cfg.total_steps + 1,
+                                       cfg.checkpoint_every)} <= set(cards)
+    best = cards["best"]["evaluation"]["val_ratio_to_best_heuristic"]
+    others = [c["evaluation"]["val_ratio_to_best_heuristic"] for c in cards.values()
+              if c["evaluation"]]
+    assert all(best <= r for r in others)
+    assert all(best <= r * (1 + 1e-6) for r in logged)  # TensorBoard keeps float32
+
+
 def test_a_reloaded_policy_acts_identically(trained):
     cfg, tmp, _ = trained
     path = tmp / "checkpoints" / cfg.name / "final.zip"
