@@ -1,13 +1,13 @@
 # One command to set up and run the demo, one to set up and run the tests.
 #   make demo   # evaluate the schedulers on the bundled workloads, write plots
-#   make test   # the test suite
+#   make test   # the checks (ruff, mypy on the core), then the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 RESULTS ?= results/demo
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test check clean
 
 setup: $(VENV)/.installed
 
@@ -33,11 +33,13 @@ demo: setup
 	$(BIN)/rlsched status --state $(RESULTS)/state
 	$(BIN)/rlsched logs hello-gpus/report --state $(RESULTS)/state
 
-test: setup
+test: check
 	$(BIN)/python -m pytest
 
-lint: setup
+# lint (with complexity limits) everywhere, types on the core
+check: setup
 	$(BIN)/ruff check rlsched envs agents scripts tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) results

@@ -632,6 +632,7 @@ def _bench_headroom(args: argparse.Namespace) -> int:
                                         args.load, args.perturb, args.base,
                                         futures=args.futures, margin=args.margin,
                                         progress=progress)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
     Batch: every instance of every seed on its own. Poisson: all jobs of a
     workload SPEC in one online stream per seed.
     """
-    out = []
+    out: list[tuple[str, Instance, int]] = []
     for spec in workload_specs:
         source = resolve_workload(spec)
         for seed in seeds:

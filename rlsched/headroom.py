@@ -47,8 +47,7 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
         result, departed, asked = lookahead_episode(
             Simulator(instance, pool, seed, weather), make_scheduler(base),
             [make_scheduler(o) for o in others], futures=futures, margin=margin,
-            progress=(lambda now, s=seed, h=horizon: progress(f"seed {s}", now, h))
-            if progress else None)
+            progress=_bound(progress, f"seed {seed}", horizon) if progress else None)
         looked = measure(result)
         rows.append({"seed": seed, "base_avg_jct": round(reference.avg_jct, 1),
                      "lookahead_avg_jct": round(looked.avg_jct, 1),
@@ -60,3 +59,11 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
             "base": base, "candidates": [base, *others, "wait"],
             "futures": futures or "hindsight", "margin": margin, "episodes": rows,
             "ratio_of_means": round(mean, 4)}
+
+
+def _bound(progress: Callable[[str, float, float], None], label: str,
+           horizon: float) -> Callable[[float], None]:
+    """``progress`` with this episode's label and horizon bound to it."""
+    def report(now: float) -> None:
+        progress(label, now, horizon)
+    return report

@@ -67,7 +67,7 @@ class Perturbations:
         if unknown:
             raise InputError("--perturb", f"unknown perturbation(s) {', '.join(sorted(unknown))} "
                              "(use none, all, or a list of throttle, external, failures)")
-        return cls(**{w: True for w in words})
+        return cls(**{w: True for w in words})  # type: ignore[arg-type]  # only the flags
 
     @property
     def active(self) -> tuple[int, ...]:

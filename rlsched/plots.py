@@ -73,7 +73,7 @@ def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
                            (axes[1], "jct_vs_lower_bound", "average JCT / lower bound")):
         values = [summary[n][key] for n in summary]
         bars = ax.bar(list(summary), values, color="#4c72b0")
-        best = min(v for v in values if not math.isnan(v))
+        best = min(v for v in values if v is not None and not math.isnan(v))
         for bar, v in zip(bars, values):
             if v == best:
                 bar.set_color("#55a868")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import heapq
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -442,8 +443,8 @@ class Simulator:
         return ClusterView(
             time=self.now, table=self.table, pool=self.pool, task_state=bytes(self.state),
             ready=tuple(self._ready), running=tuple(self._running.values()),
-            devices=tuple(tele), job_remaining=tuple(self._job_remaining),
-            n_arrived=self._n_arrived)
+            devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
+            job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived)
 
     def _sample(self, d: int) -> DeviceTelemetry:
         model = self.pool.devices[d].model

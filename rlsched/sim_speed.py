@@ -54,6 +54,7 @@ def bench_search(seconds: float = 2.0, seed: int = 0) -> dict[str, Any]:
     path = Path(__file__).resolve().parent.parent / "workloads" / "stg" / "50" / "rand0000.stg"
     (instance,) = load_stg(path)
     view = Simulator(instance, identical_pool(4)).reset()
+    assert view is not None  # a batch instance: its first decision is at time 0
     problem = SearchProblem.from_view(view)
     keys, devices = problem.seeds(view)
     t0 = time.perf_counter()

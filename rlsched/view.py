@@ -47,7 +47,7 @@ class DeviceTelemetry(NamedTuple):
     utilisation include processes it did not start.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # NVML's word; shadows tuple.index, never called
     utilization: float
     memory_used: float
     memory_total: float

@@ -141,27 +141,7 @@ def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
             raise InputError(source, f"{where}: duplicate task id '{t.id}'")
         seen.add(t.id)
     for t in job.tasks:
-        here = f"{where}, task '{t.id}'"
-        if t.work is None:
-            if require_work:
-                raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'work')")
-        elif not math.isfinite(t.work):
-            raise InputError(source, f"{here}: runtime {t.work} is not a finite number")
-        elif t.work < 0:
-            raise InputError(source, f"{here}: negative runtime {t.work}")
-        if t.kind not in KINDS:
-            raise InputError(source, f"{here}: unknown kind '{t.kind}' (use one of {KINDS})")
-        if not math.isfinite(t.gpu_memory):
-            raise InputError(source, f"{here}: gpu_memory {t.gpu_memory} is not a finite number")
-        if t.gpu_memory < 0:
-            raise InputError(source, f"{here}: negative gpu_memory {t.gpu_memory}")
-        if t.gpus not in (0, 1):
-            raise InputError(source, f"{here}: gpus must be 0 (CPU task) or 1, not {t.gpus}")
-        for p in t.parents:
-            if p not in seen:
-                raise InputError(source, f"{here}: unknown parent '{p}'")
-            if p == t.id:
-                raise InputError(source, f"{here}: depends on itself")
+        _validate_task(t, f"{where}, task '{t.id}'", source, seen, require_work)
     graph = job_graph(job)
     try:
         cycle = nx.find_cycle(graph)
@@ -169,6 +149,30 @@ def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
         return
     path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
     raise InputError(source, f"{where}: dependency cycle {path}")
+
+
+def _validate_task(t: Task, here: str, source: str, ids: set[str], require_work: bool) -> None:
+    """The checks of :func:`validate_job` on one task (``ids``: every task id of its job)."""
+    if t.work is None:
+        if require_work:
+            raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'work')")
+    elif not math.isfinite(t.work):
+        raise InputError(source, f"{here}: runtime {t.work} is not a finite number")
+    elif t.work < 0:
+        raise InputError(source, f"{here}: negative runtime {t.work}")
+    if t.kind not in KINDS:
+        raise InputError(source, f"{here}: unknown kind '{t.kind}' (use one of {KINDS})")
+    if not math.isfinite(t.gpu_memory):
+        raise InputError(source, f"{here}: gpu_memory {t.gpu_memory} is not a finite number")
+    if t.gpu_memory < 0:
+        raise InputError(source, f"{here}: negative gpu_memory {t.gpu_memory}")
+    if t.gpus not in (0, 1):
+        raise InputError(source, f"{here}: gpus must be 0 (CPU task) or 1, not {t.gpus}")
+    for p in t.parents:
+        if p not in ids:
+            raise InputError(source, f"{here}: unknown parent '{p}'")
+        if p == t.id:
+            raise InputError(source, f"{here}: depends on itself")
 
 
 def job_graph(job: Job) -> nx.DiGraph:

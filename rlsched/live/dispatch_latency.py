@@ -52,8 +52,9 @@ def bench_serve(tasks: int = 500, devices: int = 4, scheduler: str = "heft",
         latencies = []
         first_start = min(r[2] for r in rows)
         for task, device, started, end, parent in rows:
+            assert device is not None and end is not None  # every task ran, on a GPU
             ready = ended[task - 1] if parent else first_start
-            could = max(ready, device_free.get(device, first_start))
+            could = max(ready or first_start, device_free.get(device, first_start))
             latencies.append(max(started - could, 0.0) * 1000)
             device_free[device] = end
         store.close()

@@ -34,30 +34,30 @@ class ServeLock:
         try:
             # never inherited by the tasks we start (PEP 446), so a task left
             # running after a crash does not keep the lock
-            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise InputError(str(self.path), f"cannot create the serve lock ({e.strerror})") \
                 from None
         finally:
             os.umask(old)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = self._holder()
-            os.close(self._fd)
-            self._fd = None
+            holder = self._holder(fd)
+            os.close(fd)
             who = f"pid {holder}" if holder else "another process"
             raise InputError(str(state_dir), f"already served by rlsched serve ({who}); stop "
                              "that one first, or give this one another --state") from None
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
 
-    def _holder(self) -> int | None:
+    def _holder(self, fd: int) -> int | None:
         """The pid the holder wrote; it writes it just after it locks, so wait
         a moment for a holder that has only just started."""
         for _ in range(20):
             try:
-                text = os.pread(self._fd, 32, 0).decode().strip()
+                text = os.pread(fd, 32, 0).decode().strip()
                 if text:
                     return int(text)
             except (OSError, ValueError):

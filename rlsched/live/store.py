@@ -413,8 +413,9 @@ class Store:
         with self.transaction() as db:
             db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
                        (device, task.attempts + 1, task.id))
-            attempt = db.execute("INSERT INTO attempts (task, device, started, predicted) VALUES "
-                                 "(?,?,?,?)", (task.id, device, time.time(), predicted)).lastrowid
+            attempt = int(db.execute(
+                "INSERT INTO attempts (task, device, started, predicted) VALUES (?,?,?,?)",
+                (task.id, device, time.time(), predicted)).lastrowid or 0)
             log, exit_file = files(attempt)
             db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
                        (str(log), str(exit_file), attempt))

@@ -67,7 +67,9 @@ class NvmlSource:
 
     def __init__(self, nvml: Any = None) -> None:
         if nvml is None:
-            import pynvml as nvml
+            import pynvml
+
+            nvml = pynvml
         self.nvml = nvml
         try:
             nvml.nvmlInit()
@@ -170,6 +172,14 @@ class FakeNvml:
 
     NVML_TEMPERATURE_GPU = 0
     NVML_CLOCK_SM = 1
+    # set in __init__, one class each, as pynvml has them
+    NVMLError: type[Exception]
+    NVMLError_NotSupported: type[Exception]
+    NVMLError_GpuIsLost: type[Exception]
+    NVMLError_NoPermission: type[Exception]
+    NVMLError_LibraryNotFound: type[Exception]
+    NVMLError_DriverNotLoaded: type[Exception]
+    NVMLError_Uninitialized: type[Exception]
 
     def __init__(self, pool: Pool) -> None:
         for name, cls in _error_types().items():

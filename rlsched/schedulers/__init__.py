@@ -35,7 +35,8 @@ SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
 }
 
 #: schedulers that take a search budget
-SEARCH_SCHEDULERS = ("ga", "sa")
+SEARCH_SCHEDULERS: dict[str, Callable[[float, int | None], Scheduler]] = {
+    "ga": GeneticScheduler, "sa": AnnealingScheduler}
 
 #: ``prefix -> loader(rest_of_spec)`` for schedulers that live outside the core
 SCHEDULER_PREFIXES: dict[str, Callable[[str], Scheduler]] = {}
@@ -49,7 +50,7 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
     :param search_evaluations: schedules per plan instead (deterministic)
     """
     if spec in SEARCH_SCHEDULERS:
-        return SCHEDULERS[spec](search_budget, search_evaluations)
+        return SEARCH_SCHEDULERS[spec](search_budget, search_evaluations)
     if spec in SCHEDULERS:
         return SCHEDULERS[spec]()
     prefix, sep, rest = spec.partition(":")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler
+from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
 _READY = int(TaskState.READY)
@@ -54,7 +55,7 @@ class PlanScheduler(Scheduler):
     def reset(self, seed: int = 0) -> None:
         self.seed = seed
         self._key: tuple | None = None
-        self._table = None
+        self._table: WorkloadTable | None = None
         self.plans = 0
 
     @abstractmethod

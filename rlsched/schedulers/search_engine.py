@@ -23,6 +23,7 @@ job: its makespan), with the makespan as a tie-breaker.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,7 +68,7 @@ class SearchProblem:
     job_segments: np.ndarray  # first planned task of each planned job
     job_arrival: np.ndarray  # arrival of each planned job
     job_floor: np.ndarray  # expected end of each planned job's running tasks
-    rank: np.ndarray = field(default=None)  # (T,) upward rank at mean speeds
+    rank: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (T,) upward rank at mean speeds
 
     @property
     def n_tasks(self) -> int:
@@ -258,7 +259,7 @@ def genetic(problem: SearchProblem, seed_keys: np.ndarray, seed_dev: np.ndarray,
         keys[i] = seed_keys[j] + rng.normal(0, key_sigma, n) * (rng.random(n) < 0.3)
         dev[i] = seed_dev[j]
     evaluations, history = 0, []
-    best = (np.inf, None, None)
+    best: tuple[float, np.ndarray, np.ndarray] = (np.inf, keys[0].copy(), dev[0].copy())
     while True:
         obj = problem.decode(keys, dev).objective
         evaluations += population
@@ -329,4 +330,4 @@ def annealing(problem: SearchProblem, seed_keys: np.ndarray, seed_dev: np.ndarra
     return SearchResult(best[1], best[2], best[0], evaluations, history)
 
 
-ALGORITHMS = {"ga": genetic, "sa": annealing}
+ALGORITHMS: dict[str, Callable[..., SearchResult]] = {"ga": genetic, "sa": annealing}

@@ -8,6 +8,7 @@ import numpy as np
 
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
+from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement
 
 
@@ -75,7 +76,7 @@ class CriticalPathScheduler(GreedyIdleScheduler):
     name = "cp"
 
     def __init__(self) -> None:
-        self._table = None
+        self._table: WorkloadTable | None = None
         self._rank: list[float] = []
 
     def order(self, view: ClusterView) -> Sequence[int]:

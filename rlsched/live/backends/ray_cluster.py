@@ -217,7 +217,7 @@ class RayBackend(Backend):
 
     def _join(self, node_id: str, slots: list[int]) -> None:
         """Start the telemetry actor of a node that joined."""
-        actor = NodeTelemetry.options(
+        actor = NodeTelemetry.options(  # type: ignore[attr-defined]  # added by @ray.remote
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(slots)
         try:
