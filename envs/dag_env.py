@@ -15,10 +15,12 @@ from envs.encoder import (
     DEVICE_FEATURES,
     QUEUE_FEATURES,
     TASK_FEATURES,
+    EdgeColumn,
     Encoding,
     EpisodeStatics,
     Maxima,
     action_mask,
+    document_columns,
     empty_observation,
     encode,
 )
@@ -92,15 +94,38 @@ class DagSchedulingEnv(gym.Env):
 
     ## Observation Space
 
-    A ``Dict`` of fixed-shape float32 arrays, documented column by column in
-    :mod:`envs.encoder`: ``tasks`` (M.tasks x 16), ``task_mask``, ``task_job``
-    (window-local job slot of each row), ``edges``
-    (M.edges x 2 window-row pairs, parent -> child), ``edge_mask``,
-    ``devices`` (M.devices x 12 telemetry and speed features),
-    ``device_mask``, ``queue`` (6 global features). Durations are
-    ``log1p(seconds / scale)`` with ``scale`` the episode's mean GPU-task
-    work; the rest are fractions, flags or ``log1p`` counts. The encoder is a
-    plain function of the cluster view, the same one the live scheduler uses.
+    A ``Dict`` of fixed-shape float32 arrays made by :func:`envs.encoder.encode`,
+    a plain function of the cluster view, the same one the live scheduler
+    uses (:mod:`envs.encoder` says how the task window is chosen and ordered).
+    Padding rows are 0, and 0 in their mask. Durations ("log-duration") are
+    ``log1p(seconds / scale)`` with ``scale`` the episode's mean GPU-task work
+    on the reference device; the rest are fractions, flags or ``log1p``
+    counts. The columns of each block are the enums of :mod:`envs.encoder`,
+    from which these tables and the spaces' sizes are made.
+
+    * ``tasks`` (M.tasks x {len(TaskColumn)}): a window of the unfinished tasks, one per
+      row, ready slots first (:class:`envs.encoder.TaskColumn`):
+
+      {TaskColumn}
+
+    * ``task_mask`` (M.tasks): 1 for a filled row.
+    * ``task_job`` (M.tasks): the row's job as a window-local slot (0, 1, ...
+      in order of first appearance).
+    * ``edges`` (M.edges x {len(EdgeColumn)}): parent -> child pairs of window rows
+      (:class:`envs.encoder.EdgeColumn`):
+
+      {EdgeColumn}
+
+    * ``edge_mask`` (M.edges): 1 for a filled edge row.
+    * ``devices`` (M.devices x {len(DeviceColumn)}): telemetry, speeds and advice, one row
+      per device of the pool (:class:`envs.encoder.DeviceColumn`):
+
+      {DeviceColumn}
+
+    * ``device_mask`` (M.devices): 1 for a device of the pool.
+    * ``queue`` ({len(QueueColumn)}): global features (:class:`envs.encoder.QueueColumn`):
+
+      {QueueColumn}
 
     ## Rewards
 
@@ -187,7 +212,7 @@ class DagSchedulingEnv(gym.Env):
             "tasks": spaces.Box(-bound, bound, (m.tasks, TASK_FEATURES), np.float32),
             "task_mask": spaces.Box(0.0, 1.0, (m.tasks,), np.float32),
             "task_job": spaces.Box(0.0, float(m.tasks - 1), (m.tasks,), np.float32),
-            "edges": spaces.Box(0.0, float(m.tasks - 1), (m.edges, 2), np.float32),
+            "edges": spaces.Box(0.0, float(m.tasks - 1), (m.edges, len(EdgeColumn)), np.float32),
             "edge_mask": spaces.Box(0.0, 1.0, (m.edges,), np.float32),
             "devices": spaces.Box(-bound, bound, (m.devices, DEVICE_FEATURES), np.float32),
             "device_mask": spaces.Box(0.0, 1.0, (m.devices,), np.float32),
@@ -321,3 +346,7 @@ class DagSchedulingEnv(gym.Env):
             return f"action {a} places on device {device}, which is not healthy"
         return (f"action {a} places a task needing {self._view.table.memory[task]:.2f} GiB on "
                 f"device {device}, which has {dev.memory_free:.2f} GiB free")
+
+
+# the docstring is the MDP spec; its column tables and sizes come from the encoder's enums
+DagSchedulingEnv.__doc__ = document_columns(DagSchedulingEnv.__doc__)

@@ -5,9 +5,18 @@ so a policy sees in production exactly what it saw in training. It reads
 only the view (and statics derived from the view's table and pool), never
 the simulator.
 
-Layout (``M`` = :class:`Maxima`; every float is float32):
+Every feature block's columns are an enum (:class:`TaskColumn`,
+:class:`EdgeColumn`, :class:`DeviceColumn`, :class:`QueueColumn`), each
+column documented with its unit and normalisation where it is named. The
+code writes columns by these names, the spaces take their sizes from them,
+and the tables below (and in :class:`envs.dag_env.DagSchedulingEnv`) are
+generated from them, so none can drift from the others.
 
-``tasks`` (M.tasks x TASK_FEATURES)
+Layout (``M`` = :class:`Maxima`; every float is float32). Durations
+("log-duration") are ``log1p(seconds / scale)``, ``scale`` being the
+episode's mean GPU-task work on the reference device.
+
+``tasks`` (M.tasks x {len(TaskColumn)})
     A window of the unfinished tasks of the jobs that have arrived: the ready
     GPU tasks first (those of the job with the least remaining work first, as
     shortest-remaining-time policies want them; within a job, longest
@@ -16,90 +25,191 @@ Layout (``M`` = :class:`Maxima`; every float is float32):
     nearest descendants), each group by remaining critical path. Row ``i <
     M.ready`` that is ready is *ready slot* ``i`` of the action space; a task
     an advisor would place is always in a slot, so every advice can be
-    followed.
-    Durations are ``log1p(seconds / scale)``, ``scale`` being the episode's
-    mean GPU-task work on the reference device. Columns:
+    followed. Columns (:class:`TaskColumn`):
 
-    ==  ==========================================================
-    0   is ready (0/1)
-    1   is blocked (0/1)
-    2   is running (0/1)
-    3   work on the reference device (log-duration)
-    4   is memory-bound (0/1; else compute-bound)
-    5   GPU memory over the pool's largest device memory
-    6   remaining critical path from this task, at mean speeds (log-duration)
-    7   log1p(number of children)
-    8   its job's remaining work (log-duration)
-    9   its job's time since arrival (log-duration)
-    10  log1p(its job's priority)
-    11  deadline slack: (deadline - now - critical path) / scale, signed
-        log1p, 0 without a deadline
-    12  has a deadline (0/1)
-    13  expected time left if running, at the device's current clock
-        (log-duration)
-    14  log1p(unfinished parents)
-    15  is a CPU-only task (0/1)
-    16  share would place this task next (0/1; see :mod:`envs.advice`)
-    17  heft would place this task next (0/1)
-    18  cp would place this task next (0/1)
-    19  tetris would place this task next (0/1)
-    ==  ==========================================================
+    {TaskColumn}
 
 ``task_mask`` (M.tasks): 1 for a filled row.
 
 ``task_job`` (M.tasks): the row's job as a window-local slot (0, 1, ... in
     order of first appearance), so a policy can sum over each job's tasks.
 
-``edges`` (M.edges x 2) and ``edge_mask`` (M.edges): parent -> child pairs
+``edges`` (M.edges x {len(EdgeColumn)}) and ``edge_mask`` (M.edges): parent -> child pairs
     of window rows, as floats. An edge list rather than an adjacency matrix:
     it stays small in rollout buffers (2 x 256 numbers against 64 x 64) and
-    feeds scatter-add message passing directly.
+    feeds scatter-add message passing directly. Columns (:class:`EdgeColumn`):
 
-``devices`` (M.devices x DEVICE_FEATURES), ``device_mask`` (M.devices):
+    {EdgeColumn}
 
-    ==  ==========================================================
-    0   utilisation (0..1)
-    1   memory used over its total
-    2   memory total over the pool's largest
-    3   memory free over the pool's largest
-    4   temperature / 100 C
-    5   power over its limit
-    6   SM clock over its maximum (below 1 when throttled)
-    7   log1p(tasks of ours running)
-    8   time until it frees, expected (log-duration)
-    9   healthy (0/1)
-    10  log(nominal compute-bound speed)
-    11  log(nominal memory-bound speed)
-    12  share would place its next task here (0/1)
-    13  heft would place its next task here (0/1)
-    14  cp would place its next task here (0/1)
-    15  tetris would place its next task here (0/1)
-    ==  ==========================================================
+``devices`` (M.devices x {len(DeviceColumn)}), ``device_mask`` (M.devices): one row per
+    device of the pool, in pool order. Columns (:class:`DeviceColumn`):
 
-``queue`` (QUEUE_FEATURES): log1p(jobs in the system), log1p(ready tasks
-    beyond the ready slots), busy devices over devices, time since the last
-    decision (log-duration), healthy devices over devices, log1p(unfinished
-    tasks beyond the window), then for share, heft, cp and tetris in turn:
-    it would wait (0/1).
+    {DeviceColumn}
+
+``queue`` ({len(QueueColumn)}): global features. Columns (:class:`QueueColumn`):
+
+    {QueueColumn}
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import NamedTuple, overload
 
 import numpy as np
 
 from envs.advice import ADVISORS
-from rlsched.pool import Pool
+from rlsched.pool import Pool, fits_memory
 from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
 ENCODER_VERSION = 7  # 7: share waits for a clearly faster busy GPU, so its advice changed
-TASK_FEATURES = 16 + len(ADVISORS)
-DEVICE_FEATURES = 12 + len(ADVISORS)
-QUEUE_FEATURES = 6 + len(ADVISORS)
+
+
+class Column(IntEnum):
+    """A column of a feature block, numbered in order of definition from 0;
+    its value in the class body is its documentation (meaning, unit and
+    normalisation)."""
+
+    doc: str
+
+    def __new__(cls, doc: str) -> Column:
+        column = int.__new__(cls, len(cls.__members__))
+        column._value_ = int(column)
+        column.doc = doc
+        return column
+
+
+class TaskColumn(Column):
+    """Columns of ``tasks``: one row per task of the window."""
+
+    IS_READY = "is ready (0/1)"
+    IS_BLOCKED = "is blocked (0/1)"
+    IS_RUNNING = "is running (0/1)"
+    WORK = "work on the reference device (log-duration)"
+    IS_MEMORY_BOUND = "is memory-bound (0/1; else compute-bound)"
+    MEMORY = "GPU memory over the pool's largest device memory"
+    CRITICAL_PATH = "remaining critical path from this task, at mean speeds (log-duration)"
+    CHILDREN = "log1p(number of children)"
+    JOB_REMAINING = "its job's remaining work (log-duration)"
+    JOB_AGE = "its job's time since arrival (log-duration)"
+    JOB_PRIORITY = "log1p(its job's priority)"
+    DEADLINE_SLACK = ("deadline slack: (deadline - now - critical path) / scale, signed log1p, "
+                      "0 without a deadline")
+    HAS_DEADLINE = "has a deadline (0/1)"
+    TIME_LEFT = ("expected time left if running, at the device's current clock (log-duration); "
+                 "0 if not running")
+    UNFINISHED_PARENTS = "log1p(unfinished parents)"
+    IS_CPU_ONLY = "is a CPU-only task (0/1)"
+    SHARE_ADVICE = "share would place this task next (0/1; see :mod:`envs.advice`)"
+    HEFT_ADVICE = "heft would place this task next (0/1)"
+    CP_ADVICE = "cp would place this task next (0/1)"
+    TETRIS_ADVICE = "tetris would place this task next (0/1)"
+
+
+class EdgeColumn(Column):
+    """Columns of ``edges``: one row per parent -> child edge among window rows."""
+
+    PARENT = "window row of the parent"
+    CHILD = "window row of the child"
+
+
+class DeviceColumn(Column):
+    """Columns of ``devices``: one row per device of the pool."""
+
+    UTILISATION = "utilisation (0..1)"
+    MEMORY_USED = "memory used over its total"
+    MEMORY_TOTAL = "memory total over the pool's largest"
+    MEMORY_FREE = "memory free over the pool's largest"
+    TEMPERATURE = "temperature / 100 C"
+    POWER = "power over its limit"
+    CLOCK = "SM clock over its maximum (below 1 when throttled; 0 when unhealthy)"
+    TASKS = "log1p(tasks of ours running)"
+    TIME_TO_FREE = "time until it frees, expected (log-duration)"
+    HEALTHY = "healthy (0/1)"
+    COMPUTE_SPEED = "log(nominal compute-bound speed)"
+    MEMORY_SPEED = "log(nominal memory-bound speed)"
+    SHARE_ADVICE = "share would place its next task here (0/1)"
+    HEFT_ADVICE = "heft would place its next task here (0/1)"
+    CP_ADVICE = "cp would place its next task here (0/1)"
+    TETRIS_ADVICE = "tetris would place its next task here (0/1)"
+
+
+class QueueColumn(Column):
+    """Columns of ``queue``: global features of the decision point."""
+
+    JOBS = "log1p(jobs in the system)"
+    READY_BEYOND_SLOTS = "log1p(ready tasks beyond the ready slots)"
+    BUSY_DEVICES = "busy devices over devices"
+    SINCE_LAST_DECISION = "time since the last decision (log-duration; 0 at the first)"
+    HEALTHY_DEVICES = "healthy devices over devices"
+    TASKS_BEYOND_WINDOW = "log1p(unfinished tasks beyond the window)"
+    SHARE_WAITS = "share would wait (0/1)"
+    HEFT_WAITS = "heft would wait (0/1)"
+    CP_WAITS = "cp would wait (0/1)"
+    TETRIS_WAITS = "tetris would wait (0/1)"
+
+
+def _per_advisor(columns: type[Column], suffix: str) -> tuple[Column, ...]:
+    """The columns of ``columns`` named ``{ADVISOR}{suffix}``, in the order of
+    :data:`envs.advice.ADVISORS`; refuses a block whose advice columns are
+    not exactly one per advisor."""
+    expected = [f"{a.upper()}{suffix}" for a in ADVISORS]
+    found = [c.name for c in columns if c.name.endswith(suffix)]
+    if found != expected:
+        raise RuntimeError(f"{columns.__name__} has advice columns {found} but envs.advice.ADVISORS "
+                           f"needs {expected}: give each advisor one column, in ADVISORS order, "
+                           "and bump ENCODER_VERSION")
+    return tuple(columns[name] for name in expected)
+
+
+#: the advice columns of each block, indexed like :data:`envs.advice.ADVISORS`
+TASK_ADVICE = _per_advisor(TaskColumn, "_ADVICE")
+DEVICE_ADVICE = _per_advisor(DeviceColumn, "_ADVICE")
+QUEUE_WAITS = _per_advisor(QueueColumn, "_WAITS")
+
+TASK_FEATURES = len(TaskColumn)
+DEVICE_FEATURES = len(DeviceColumn)
+QUEUE_FEATURES = len(QueueColumn)
+
+COLUMN_BLOCKS: dict[str, type[Column]] = {
+    "tasks": TaskColumn, "edges": EdgeColumn, "devices": DeviceColumn, "queue": QueueColumn}
+
+
+def column_table(columns: type[Column], indent: str = "") -> str:
+    """An RST table of ``columns`` (index, name, documentation), every line
+    but the first prefixed with ``indent``."""
+    width = max(len(c.name) for c in columns)
+    rule = f"==  {'=' * width}  {'=' * max(len(c.doc) for c in columns)}"
+    rows = [f"{int(c):<2}  {c.name:<{width}}  {c.doc}".rstrip() for c in columns]
+    return f"\n{indent}".join([rule, *rows, rule])
+
+
+@overload
+def document_columns(doc: str) -> str: ...
+@overload
+def document_columns(doc: None) -> None: ...
+
+
+def document_columns(doc: str | None) -> str | None:
+    """``doc`` with its column placeholders filled from the enums: a line
+    holding only ``{TaskColumn}`` (any block's enum name) becomes its
+    :func:`column_table`, indented like that line; ``{len(TaskColumn)}``
+    becomes its number of columns. ``None`` (docstrings stripped by
+    ``python -OO``) stays ``None``."""
+    if doc is None:
+        return None
+    by_name = {c.__name__: c for c in COLUMN_BLOCKS.values()}
+    doc = re.sub(r"^( *)\{(\w+)\}$", lambda m: m[1] + column_table(by_name[m[2]], m[1]), doc,
+                 flags=re.MULTILINE)
+    return re.sub(r"\{len\((\w+)\)\}", lambda m: str(len(by_name[m[1]])), doc)
+
+
+__doc__ = document_columns(__doc__)
 
 _READY, _RUNNING, _BLOCKED, _DONE = (int(TaskState.READY), int(TaskState.RUNNING),
                                      int(TaskState.BLOCKED), int(TaskState.DONE))
@@ -175,7 +285,7 @@ def empty_observation(m: Maxima) -> dict[str, np.ndarray]:
         "tasks": np.zeros((m.tasks, TASK_FEATURES), np.float32),
         "task_mask": np.zeros(m.tasks, np.float32),
         "task_job": np.zeros(m.tasks, np.float32),
-        "edges": np.zeros((m.edges, 2), np.float32),
+        "edges": np.zeros((m.edges, len(EdgeColumn)), np.float32),
         "edge_mask": np.zeros(m.edges, np.float32),
         "devices": np.zeros((m.devices, DEVICE_FEATURES), np.float32),
         "device_mask": np.zeros(m.devices, np.float32),
@@ -192,6 +302,28 @@ class Encoding:
     n_slots: int  # window rows 0..n_slots-1 are ready slots
 
 
+class _Telemetry(NamedTuple):
+    """The devices' telemetry as arrays, one entry per device of the view."""
+
+    utilization: np.ndarray
+    memory_used: np.ndarray
+    memory_total: np.ndarray
+    temperature_c: np.ndarray
+    power_w: np.ndarray
+    power_limit_w: np.ndarray
+    n_tasks: np.ndarray
+    healthy: np.ndarray
+    clock: np.ndarray  # clock ratio, 1 where the device reports none
+
+    @classmethod
+    def of(cls, view: ClusterView) -> _Telemetry:
+        # every field but the clock is the device view's attribute of that name
+        names = cls._fields[:-1]
+        tele = np.array([tuple(getattr(x, f) for f in names) for x in view.devices])
+        return cls(**dict(zip(names, tele.T)),
+                   clock=np.array([x.clock_ratio or 1.0 for x in view.devices]))
+
+
 def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
            last_decision_time: float | None = None,
            advice: list[Placement | None] | None = None) -> Encoding:
@@ -201,16 +333,38 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")
-    st = statics
-    scale, now = st.scale, view.time
     n_known = view.table.job_start[view.n_arrived]
     state = np.frombuffer(view.task_state, dtype=np.uint8)[:n_known]
+    pending = _unfinished_parents(statics, state)
+    window, n_slots = _task_window(view, statics, m, state, pending, advice)
+    telemetry = _Telemetry.of(view)
+    time_left, busy_for = _time_left(view, statics, window, telemetry.clock)
 
-    # unfinished parents of every known task (edges never cross jobs)
-    known_edges = st.edge_dst < n_known
-    esrc, edst = st.edge_src[known_edges], st.edge_dst[known_edges]
-    pending = np.bincount(edst[state[esrc] != _DONE], minlength=n_known)
+    obs = empty_observation(m)
+    _encode_tasks(obs, view, statics, window, state, pending, time_left)
+    _encode_edges(obs, view, statics, window)
+    _encode_devices(obs, statics, telemetry, busy_for)
+    _encode_queue(obs["queue"], view, statics, m, state, window.size, telemetry,
+                  last_decision_time)
+    if advice is not None:
+        _encode_advice(obs, window[:n_slots], advice)
+    return Encoding(obs, window, n_slots)
 
+
+def _unfinished_parents(st: EpisodeStatics, state: np.ndarray) -> np.ndarray:
+    """Unfinished parents of every known task (edges never cross jobs, so a
+    known task's parents are known)."""
+    n_known = state.size
+    known = st.edge_dst < n_known
+    src, dst = st.edge_src[known], st.edge_dst[known]
+    return np.bincount(dst[state[src] != _DONE], minlength=n_known)
+
+
+def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.ndarray,
+                 pending: np.ndarray, advice: list[Placement | None] | None
+                 ) -> tuple[np.ndarray, int]:
+    """The window rows' global task indices, in the order of the module
+    docstring, and how many of them are ready slots."""
     ready = np.fromiter(view.ready, dtype=np.int64, count=len(view.ready))
     job_left = np.asarray(view.job_remaining)[st.job_of[ready]]
     ready = ready[np.lexsort((-st.rank[ready], job_left))]
@@ -219,103 +373,131 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     running_or_blocked = np.flatnonzero((state == _RUNNING) | (state == _BLOCKED))
     group = np.where(state[running_or_blocked] == _RUNNING, 0, 1)
     order = np.lexsort((-st.rank[running_or_blocked], pending[running_or_blocked], group))
-    rest = running_or_blocked[order]
-    window = np.concatenate([ready, rest])[:m.tasks]
-    n = window.size
-    n_slots = min(ready.size, m.ready)
+    window = np.concatenate([ready, running_or_blocked[order]])[:m.tasks]
+    return window, min(ready.size, m.ready)
 
-    obs = empty_observation(m)
-    f = obs["tasks"]
+
+def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clock: np.ndarray
+               ) -> tuple[dict[int, float], np.ndarray]:
+    """Expected seconds left of each running window row (by row), and until
+    each device frees (its longest expected time left)."""
+    busy_for = np.zeros(len(view.devices))
+    time_left: dict[int, float] = {}
+    if not view.running:
+        return time_left, busy_for
+    row_of = {int(t): i for i, t in enumerate(window)}
+    for r in view.running:
+        if r.device >= 0:
+            runtime = st.work[r.task] * st.inv_speed_by_device[r.device, st.kind[r.task]]
+            left = max(r.start + runtime / clock[r.device] - view.time, 0.0)
+            busy_for[r.device] = max(busy_for[r.device], left)
+        else:
+            left = max(r.start + st.work[r.task] - view.time, 0.0)
+        i = row_of.get(r.task)
+        if i is not None:
+            time_left[i] = left
+    return time_left, busy_for
+
+
+def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStatics,
+                  window: np.ndarray, state: np.ndarray, pending: np.ndarray,
+                  time_left: dict[int, float]) -> None:
+    """``tasks`` (but its advice columns), ``task_mask`` and ``task_job``."""
+    T, f, n = TaskColumn, obs["tasks"], window.size
+    scale, now = st.scale, view.time
     ws = state[window]
-    f[:n, 0] = ws == _READY
-    f[:n, 1] = ws == _BLOCKED
-    f[:n, 2] = ws == _RUNNING
-    f[:n, 3] = _logd(st.work[window], scale)
-    f[:n, 4] = st.kind[window]
-    f[:n, 5] = st.memory_rel[window]
-    f[:n, 6] = _logd(st.rank[window], scale)
-    f[:n, 7] = st.log_children[window]
+    f[:n, T.IS_READY] = ws == _READY
+    f[:n, T.IS_BLOCKED] = ws == _BLOCKED
+    f[:n, T.IS_RUNNING] = ws == _RUNNING
+    f[:n, T.WORK] = _logd(st.work[window], scale)
+    f[:n, T.IS_MEMORY_BOUND] = st.kind[window]
+    f[:n, T.MEMORY] = st.memory_rel[window]
+    f[:n, T.CRITICAL_PATH] = _logd(st.rank[window], scale)
+    f[:n, T.CHILDREN] = st.log_children[window]
     jobs = st.job_of[window]
-    job_remaining = np.asarray(view.job_remaining)
-    f[:n, 8] = _logd(job_remaining[jobs], scale)
-    f[:n, 9] = _logd(now - st.job_arrival[jobs], scale)
-    f[:n, 10] = st.job_priority_log[jobs]
+    f[:n, T.JOB_REMAINING] = _logd(np.asarray(view.job_remaining)[jobs], scale)
+    f[:n, T.JOB_AGE] = _logd(now - st.job_arrival[jobs], scale)
+    f[:n, T.JOB_PRIORITY] = st.job_priority_log[jobs]
     deadline = st.job_deadline[jobs]
     has_deadline = ~np.isnan(deadline)
     slack = np.where(has_deadline, (deadline - now - st.rank[window]) / scale, 0.0)
-    f[:n, 11] = np.sign(slack) * np.log1p(np.abs(slack))
-    f[:n, 12] = has_deadline
-    f[:n, 14] = np.log1p(pending[window])
-    f[:n, 15] = ~st.gpu[window]
+    f[:n, T.DEADLINE_SLACK] = np.sign(slack) * np.log1p(np.abs(slack))
+    f[:n, T.HAS_DEADLINE] = has_deadline
+    for i, left in time_left.items():
+        f[i, T.TIME_LEFT] = math.log1p(left / scale)
+    f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
+    f[:n, T.IS_CPU_ONLY] = ~st.gpu[window]
     obs["task_mask"][:n] = 1.0
     if n:
         _, first, inverse = np.unique(jobs, return_index=True, return_inverse=True)
         slot_of = np.argsort(np.argsort(first))  # slots in order of first appearance
         obs["task_job"][:n] = slot_of[inverse]
 
-    # expected time left of running tasks, and when each device frees
-    clock = np.array([d.clock_ratio or 1.0 for d in view.devices])
-    frees = np.zeros(len(view.devices))
-    if view.running:
-        row_of = {int(t): i for i, t in enumerate(window)}
-        for r in view.running:
-            if r.device >= 0:
-                runtime = st.work[r.task] * st.inv_speed_by_device[r.device, st.kind[r.task]]
-                left = max(r.start + runtime / clock[r.device] - now, 0.0)
-                frees[r.device] = max(frees[r.device], left)
-            else:
-                left = max(r.start + st.work[r.task] - now, 0.0)
-            i = row_of.get(r.task)
-            if i is not None:
-                f[i, 13] = math.log1p(left / scale)
 
-    # edges among window rows
-    if n and st.edge_src.size:
-        pos = np.full(view.table.n_tasks, -1, dtype=np.int64)
-        pos[window] = np.arange(n)
-        ps, pd = pos[st.edge_src], pos[st.edge_dst]
-        keep = np.flatnonzero((ps >= 0) & (pd >= 0))[:m.edges]
-        k = keep.size
-        obs["edges"][:k, 0] = ps[keep]
-        obs["edges"][:k, 1] = pd[keep]
-        obs["edge_mask"][:k] = 1.0
+def _encode_edges(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStatics,
+                  window: np.ndarray) -> None:
+    """``edges`` and ``edge_mask``: the first edges whose ends are both in
+    the window, as many as fit."""
+    n = window.size
+    if not n or not st.edge_src.size:
+        return
+    pos = np.full(view.table.n_tasks, -1, dtype=np.int64)
+    pos[window] = np.arange(n)
+    parent, child = pos[st.edge_src], pos[st.edge_dst]
+    keep = np.flatnonzero((parent >= 0) & (child >= 0))[:obs["edges"].shape[0]]
+    k = keep.size
+    obs["edges"][:k, EdgeColumn.PARENT] = parent[keep]
+    obs["edges"][:k, EdgeColumn.CHILD] = child[keep]
+    obs["edge_mask"][:k] = 1.0
 
-    g = len(view.devices)
-    d = obs["devices"]
-    tele = np.array([(x.utilization, x.memory_used, x.memory_total, x.temperature_c, x.power_w,
-                      x.power_limit_w, x.n_tasks, x.healthy) for x in view.devices])
-    d[:g, 0] = tele[:, 0]
-    d[:g, 1] = tele[:, 1] / tele[:, 2]
-    d[:g, 2] = tele[:, 2] / st.max_memory
-    d[:g, 3] = (tele[:, 2] - tele[:, 1]) / st.max_memory
-    d[:g, 4] = tele[:, 3] / 100.0
-    d[:g, 5] = tele[:, 4] / tele[:, 5]
-    d[:g, 6] = clock * tele[:, 7]
-    d[:g, 7] = np.log1p(tele[:, 6])
-    d[:g, 8] = _logd(frees, scale)
-    d[:g, 9] = tele[:, 7]
-    d[:g, 10:12] = st.log_speed
+
+def _encode_devices(obs: dict[str, np.ndarray], st: EpisodeStatics, t: _Telemetry,
+                    busy_for: np.ndarray) -> None:
+    """``devices`` (but its advice columns) and ``device_mask``."""
+    D, d, g = DeviceColumn, obs["devices"], busy_for.size
+    d[:g, D.UTILISATION] = t.utilization
+    d[:g, D.MEMORY_USED] = t.memory_used / t.memory_total
+    d[:g, D.MEMORY_TOTAL] = t.memory_total / st.max_memory
+    d[:g, D.MEMORY_FREE] = (t.memory_total - t.memory_used) / st.max_memory
+    d[:g, D.TEMPERATURE] = t.temperature_c / 100.0
+    d[:g, D.POWER] = t.power_w / t.power_limit_w
+    d[:g, D.CLOCK] = t.clock * t.healthy
+    d[:g, D.TASKS] = np.log1p(t.n_tasks)
+    d[:g, D.TIME_TO_FREE] = _logd(busy_for, st.scale)
+    d[:g, D.HEALTHY] = t.healthy
+    d[:g, D.COMPUTE_SPEED] = st.log_speed[:, 0]
+    d[:g, D.MEMORY_SPEED] = st.log_speed[:, 1]
     obs["device_mask"][:g] = 1.0
 
-    q = obs["queue"]
+
+def _encode_queue(q: np.ndarray, view: ClusterView, st: EpisodeStatics, m: Maxima,
+                  state: np.ndarray, n_window: int, t: _Telemetry,
+                  last_decision_time: float | None) -> None:
+    """``queue`` but its advice columns."""
+    Q, g = QueueColumn, len(view.devices)
     job_finished = np.asarray(view.job_remaining[:view.n_arrived]) <= 0
-    q[0] = math.log1p(view.n_arrived - int(job_finished.sum()))
-    q[1] = math.log1p(max(len(view.ready) - m.ready, 0))
-    q[2] = float((tele[:, 6] > 0).sum()) / g
-    q[3] = _logd(now - last_decision_time, scale) if last_decision_time is not None else 0.0
-    q[4] = float(tele[:, 7].sum()) / g
-    q[5] = math.log1p(max(int(((state != _DONE)).sum()) - n, 0))
-    if advice is not None:
-        row_of_task = {int(t): i for i, t in enumerate(window[:n_slots])}
-        for k, p in enumerate(advice):
-            if p is None:
-                q[6 + k] = 1.0
-                continue
-            i = row_of_task.get(p.task)
-            if i is not None:
-                f[i, 16 + k] = 1.0
-            d[p.device, 12 + k] = 1.0
-    return Encoding(obs, window, n_slots)
+    q[Q.JOBS] = math.log1p(view.n_arrived - int(job_finished.sum()))
+    q[Q.READY_BEYOND_SLOTS] = math.log1p(max(len(view.ready) - m.ready, 0))
+    q[Q.BUSY_DEVICES] = float((t.n_tasks > 0).sum()) / g
+    q[Q.SINCE_LAST_DECISION] = (_logd(view.time - last_decision_time, st.scale)
+                                if last_decision_time is not None else 0.0)
+    q[Q.HEALTHY_DEVICES] = float(t.healthy.sum()) / g
+    q[Q.TASKS_BEYOND_WINDOW] = math.log1p(max(int((state != _DONE).sum()) - n_window, 0))
+
+
+def _encode_advice(obs: dict[str, np.ndarray], slots: np.ndarray,
+                   advice: list[Placement | None]) -> None:
+    """The advice columns: advisor ``k``'s task (if in a ready slot) and
+    device, or that it would wait."""
+    row_of_task = {int(t): i for i, t in enumerate(slots)}
+    for k, p in enumerate(advice):
+        if p is None:
+            obs["queue"][QUEUE_WAITS[k]] = 1.0
+            continue
+        i = row_of_task.get(p.task)
+        if i is not None:
+            obs["tasks"][i, TASK_ADVICE[k]] = 1.0
+        obs["devices"][p.device, DEVICE_ADVICE[k]] = 1.0
 
 
 def _advised_in_slots(ready: np.ndarray, advice: list[Placement | None], slots: int
@@ -345,9 +527,9 @@ def action_mask(view: ClusterView, enc: Encoding, m: Maxima) -> np.ndarray:
     for j, dev in enumerate(view.devices):
         if not dev.healthy:
             continue
-        free = dev.memory_free + 1e-9
+        free = dev.memory_free
         for i in range(enc.n_slots):
-            if memory[int(enc.window[i])] <= free:
+            if fits_memory(memory[int(enc.window[i])], free):
                 mask[i * m.devices + j] = True
     mask[-1] = bool(view.running)
     return mask

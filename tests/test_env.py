@@ -14,7 +14,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import envs
 from envs import DagSchedulingEnv, InvalidActionError
-from envs.encoder import DEVICE_FEATURES, TASK_FEATURES
+from envs.encoder import (
+    DEVICE_ADVICE,
+    DEVICE_FEATURES,
+    QUEUE_WAITS,
+    TASK_ADVICE,
+    TASK_FEATURES,
+    DeviceColumn,
+)
 from rlsched.evaluate import run_episode
 from rlsched.metrics import measure
 from rlsched.perturbations import THROTTLE
@@ -218,7 +225,7 @@ def test_a_throttled_device_shows_in_telemetry_before_its_task_finishes_late(tmp
     seen_slow_while_running = False
     while env.view is not None:
         obs = env._obs()
-        if obs["devices"][0, 6] < 0.99 and long_task in {r.task for r in env.view.running}:
+        if obs["devices"][0, DeviceColumn.CLOCK] < 0.99 and long_task in {r.task for r in env.view.running}:
             seen_slow_while_running = True
             break
         slots = env._enc.n_slots
@@ -248,12 +255,12 @@ def test_following_an_advisor_step_by_step_is_that_advisor(advisor):
     while not done:
         advice = env.advice[k]
         if advice is None:
-            assert obs["queue"][6 + k] == 1 and not obs["tasks"][:, 16 + k].any()
-            assert not obs["devices"][:, 12 + k].any()
+            assert obs["queue"][QUEUE_WAITS[k]] == 1 and not obs["tasks"][:, TASK_ADVICE[k]].any()
+            assert not obs["devices"][:, DEVICE_ADVICE[k]].any()
         else:
-            assert obs["queue"][6 + k] == 0
-            assert np.flatnonzero(obs["devices"][:, 12 + k]).tolist() == [advice.device]
-            rows = np.flatnonzero(obs["tasks"][:, 16 + k]).tolist()
+            assert obs["queue"][QUEUE_WAITS[k]] == 0
+            assert np.flatnonzero(obs["devices"][:, DEVICE_ADVICE[k]]).tolist() == [advice.device]
+            rows = np.flatnonzero(obs["tasks"][:, TASK_ADVICE[k]]).tolist()
             slots = [int(t) for t in env._enc.window[:env._enc.n_slots]]
             assert rows == [slots.index(advice.task)]
         obs, _, done, _, info = env.step(env.action_for(advice))
