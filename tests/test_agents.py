@@ -18,7 +18,7 @@ from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler
 from agents.train import TrainConfig, make_env, train
 from rlsched.evaluate import evaluate
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")

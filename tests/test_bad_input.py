@@ -3,13 +3,12 @@ and no traceback, from the command line as from the library."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from rlsched.cli import main
+from tests.helpers import assert_one_line_error, rlsched
 
 JOB_HEAD = "name: j\ntasks:\n"
 
@@ -37,20 +36,6 @@ BAD_FILES = {
 }
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rlsched", *args], capture_output=True,
-                          text=True, timeout=120)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_job_files_exit_2_with_one_line_naming_file_and_problem(tmp_path, capsys, case):
     name, text, problem = BAD_FILES[case]
@@ -63,31 +48,31 @@ def test_bad_job_files_exit_2_with_one_line_naming_file_and_problem(tmp_path, ca
 
 def test_corrupt_json_names_the_file(tmp_path):
     path = write(tmp_path, "wf.json", '{"workflow": {"specification": ')
-    assert_one_line_error(run_cli("evaluate", "--workload", f"wfcommons:{path}", "--pool",
+    assert_one_line_error(rlsched("evaluate", "--workload", f"wfcommons:{path}", "--pool",
                                   "identical:2"), str(path), "not valid JSON")
 
 
 def test_json_that_is_not_a_workflow_names_the_file(tmp_path):
     path = write(tmp_path, "wf.json", '{"name": "x"}')
-    assert_one_line_error(run_cli("evaluate", "--workload", f"wfcommons:{path}", "--pool",
+    assert_one_line_error(rlsched("evaluate", "--workload", f"wfcommons:{path}", "--pool",
                                   "identical:2"), str(path), "not a WfFormat workflow")
 
 
 def test_corrupt_stg_names_the_file(tmp_path):
     path = write(tmp_path, "g.stg", "3\n0 0 0\n1 oops\n")
-    assert_one_line_error(run_cli("evaluate", "--workload", f"stg:{path}", "--pool",
+    assert_one_line_error(rlsched("evaluate", "--workload", f"stg:{path}", "--pool",
                                   "identical:2"), str(path), "not an STG file")
 
 
 def test_a_cyclic_stg_is_caught(tmp_path):
     path = write(tmp_path, "c.stg", "2\n0 0 0\n1 1 1 2\n2 1 1 1\n3 0 2 1 2\n")
-    assert_one_line_error(run_cli("evaluate", "--workload", f"stg:{path}", "--pool",
+    assert_one_line_error(rlsched("evaluate", "--workload", f"stg:{path}", "--pool",
                                   "identical:2"), str(path), "dependency cycle")
 
 
 def test_corrupt_pool_file_names_the_file(tmp_path):
     path = write(tmp_path, "pool.yaml", "devices: [a100-80gb, {model: warp-drive}]\n")
-    assert_one_line_error(run_cli("evaluate", "--workload", "synthetic:sweep", "--pool",
+    assert_one_line_error(rlsched("evaluate", "--workload", "synthetic:sweep", "--pool",
                                   f"file:{path}"), str(path), "unknown GPU model 'warp-drive'")
 
 
@@ -103,13 +88,13 @@ def test_corrupt_pool_file_names_the_file(tmp_path):
     (["--pool", "identical:2"], "--workload"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, needle):
-    assert_one_line_error(run_cli("evaluate", *args), needle)
+    assert_one_line_error(rlsched("evaluate", *args), needle)
 
 
 def test_nothing_is_written_when_the_input_is_bad(tmp_path):
     out = tmp_path / "out.json"
     out.write_text("previous results")
-    proc = run_cli("evaluate", "--workload", "stg:/no/such", "--pool", "identical:2",
+    proc = rlsched("evaluate", "--workload", "stg:/no/such", "--pool", "identical:2",
                    "--json", str(out))
     assert proc.returncode == 2
     assert out.read_text() == "previous results"

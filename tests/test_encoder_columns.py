@@ -23,7 +23,7 @@ from envs.encoder import (
     TaskColumn,
     document_columns,
 )
-from tests.conftest import STG
+from tests.helpers import STG
 
 SPEC = f"stg:{STG / '50'}"
 TABLE_ROW = re.compile(r"^ *(\d+) +([A-Z_]+) +(.+)$", re.MULTILINE)

@@ -27,7 +27,7 @@ from rlsched.metrics import measure
 from rlsched.perturbations import THROTTLE
 from rlsched.schedulers import make_scheduler
 from rlsched.view import Placement
-from tests.conftest import ROOT, STG, WFCOMMONS, check_schedule
+from tests.helpers import ROOT, STG, WFCOMMONS, check_schedule
 
 SOURCES = {
     "stg": f"stg:{STG / '50'}",

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from rlsched.evaluate import evaluate
-from tests.conftest import STG, WFCOMMONS
+from tests.helpers import STG, WFCOMMONS
 
 RESULT_KEYS = {"scheduler", "workload", "instance", "seed", "makespan", "avg_jct",
                "weighted_jct", "utilization", "lower_bound", "optimum"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PACKAGES = ("rlsched", "envs", "agents")
 

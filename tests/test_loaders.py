@@ -13,7 +13,7 @@ from rlsched.sources.stg import load_stg
 from rlsched.sources.synthetic import generate
 from rlsched.sources.wfcommons import load_wfcommons
 from rlsched.table import WorkloadTable
-from tests.conftest import ROOT, STG, WFCOMMONS
+from tests.helpers import ROOT, STG, WFCOMMONS
 
 
 def test_wfcommons_keeps_measured_runtimes_and_edges():

@@ -8,7 +8,7 @@ from rlsched.metrics import critical_paths, makespan_lower_bound
 from rlsched.pool import CATALOGUE, build_pool, identical_pool
 from rlsched.table import WorkloadTable
 from rlsched.workload import Instance, Job, Task
-from tests.conftest import simulate
+from tests.helpers import simulate
 
 
 def test_the_critical_path_uses_the_fastest_device_for_each_kind():

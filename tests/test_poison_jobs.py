@@ -15,24 +15,7 @@ import pytest
 import yaml
 
 from rlsched.live.store import Store
-from tests.test_bad_input import assert_one_line_error
-
-RUNNER = [sys.executable, "-m", "rlsched"]
-
-
-def cli(*args, state, timeout=300):
-    return subprocess.run([*RUNNER, *args, "--state", str(state)], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def dump(state):
-    """Every row of the store, to check that a refused command changed nothing."""
-    db = sqlite3.connect(state / "rlsched.db")
-    try:
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
-                for t in ("jobs", "tasks", "attempts")}
-    finally:
-        db.close()
+from tests.helpers import RLSCHED, assert_one_line_error, rlsched, store_rows
 
 
 def write_job(tmp_path, name, tasks):
@@ -59,12 +42,12 @@ def files_under(root):
 def test_a_name_that_is_not_a_plain_name_is_refused_at_submit(tmp_path, job, task):
     state = tmp_path / "state"
     good = write_job(tmp_path, "fine", [{"id": "t", "command": "true"}])
-    assert cli("submit", str(good), state=state).returncode == 0
-    before = dump(state)
-    proc = cli("submit", str(write_job(tmp_path, job, [{"id": task, "command": "true"}])),
+    assert rlsched("submit", str(good), state=state).returncode == 0
+    before = store_rows(state)
+    proc = rlsched("submit", str(write_job(tmp_path, job, [{"id": task, "command": "true"}])),
                state=state)
     assert_one_line_error(proc, "is not allowed (use letters, digits")
-    assert dump(state) == before
+    assert store_rows(state) == before
 
 
 def test_an_old_store_holding_a_poison_job_still_serves_it_inside_the_state_dir(tmp_path):
@@ -87,13 +70,13 @@ def test_an_old_store_holding_a_poison_job_still_serves_it_inside_the_state_dir(
     store.close()
     outside_before = files_under(tmp_path) - files_under(state)
 
-    proc = cli("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    proc = rlsched("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
     assert proc.returncode == 0, proc.stderr
-    jobs = {j["name"]: j for j in json.loads(cli("status", "--json", state=state).stdout)["jobs"]}
+    jobs = {j["name"]: j for j in json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]}
     assert {n: j["state"] for n, j in jobs.items()} == {"good": "done", "../../etc": "done"}
     new_outside = (files_under(tmp_path) - files_under(state)) - outside_before
     assert new_outside == {str(markers / "good"), str(markers / "poison")}
-    logs = cli("logs", "../../etc/../../x", state=state)  # old names still resolve
+    logs = rlsched("logs", "../../etc/../../x", state=state)  # old names still resolve
     assert logs.returncode == 0, logs.stderr
 
 
@@ -116,19 +99,19 @@ def test_a_task_that_cannot_be_launched_fails_alone_with_its_reason(tmp_path):
     files.append(write_job(tmp_path, "nowhere", [
         {"id": "train", "command": "true", "workdir": str(tmp_path / "no" / "such" / "dir")},
         {"id": "eval", "command": "true", "after": ["train"]}]))
-    assert cli("submit", *map(str, files), state=state).returncode == 0
+    assert rlsched("submit", *map(str, files), state=state).returncode == 0
 
-    proc = cli("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    proc = rlsched("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
     assert proc.returncode == 0, proc.stderr
-    status = json.loads(cli("status", "--json", state=state).stdout)
+    status = json.loads(rlsched("status", "--json", state=state).stdout)
     states = {j["name"]: j["state"] for j in status["jobs"]}
     assert states == {"ok0": "done", "ok1": "done", "ok2": "done", "nowhere": "failed"}
     train = next(j for j in status["jobs"] if j["name"] == "nowhere")["tasks"][0]
     assert train["state"] == "failed" and train["attempts"] == 1
     assert train["reason"].startswith("could not start: FileNotFoundError")
-    table = cli("status", state=state).stdout
+    table = rlsched("status", state=state).stdout
     assert "why it failed" in table and "could not start: FileNotFoundError" in table
-    assert "could not start" in cli("logs", "nowhere/train", state=state).stdout
+    assert "could not start" in rlsched("logs", "nowhere/train", state=state).stdout
     for k in range(3):
         assert (markers / f"ok{k}.a").read_text().count("\n") == 1
 
@@ -165,10 +148,10 @@ def test_any_launch_error_of_the_backend_ends_only_that_attempt(tmp_path):
 def test_a_task_killed_at_its_timeout_says_so_and_is_not_counted_as_lost(tmp_path):
     state = tmp_path / "state"
     job = write_job(tmp_path, "slow", [{"id": "stuck", "command": "sleep 60", "timeout": 1}])
-    assert cli("submit", str(job), state=state).returncode == 0
-    proc = cli("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert rlsched("submit", str(job), state=state).returncode == 0
+    proc = rlsched("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
     assert proc.returncode == 0, proc.stderr
-    (task,) = json.loads(cli("status", "--json", state=state).stdout)["jobs"][0]["tasks"]
+    (task,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"][0]["tasks"]
     assert task == {**task, "state": "failed", "attempts": 1, "reason": "timed out after 1 s"}
 
 
@@ -185,8 +168,8 @@ def test_two_daemons_on_one_state_run_no_task_twice(tmp_path):
             {"id": t, "command": f"sleep 0.1; {marker_command(markers, f'j{k}.{t}')}",
              "gpu_memory": 6, "estimate": 1, **({"after": ["a"]} if t != "a" else {})}
             for t in "abc"]))
-    assert cli("submit", *map(str, files), state=state).returncode == 0
-    daemons = [subprocess.Popen([*RUNNER, "serve", "--pool", "fake:4", "--scheduler", name,
+    assert rlsched("submit", *map(str, files), state=state).returncode == 0
+    daemons = [subprocess.Popen([*RLSCHED, "serve", "--pool", "fake:4", "--scheduler", name,
                                  "--tick", "0.02", "--exit-when-idle", "--state", str(state)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for name in ("heft", "share")]
@@ -209,24 +192,24 @@ def test_two_daemons_on_one_state_run_no_task_twice(tmp_path):
 def test_a_killed_daemon_leaves_no_lock_behind(tmp_path):
     state = tmp_path / "state"
     job = write_job(tmp_path, "long", [{"id": "t", "command": "sleep 2", "gpu_memory": 1}])
-    assert cli("submit", str(job), state=state).returncode == 0
-    first = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:1", "--tick", "0.05",
+    assert rlsched("submit", str(job), state=state).returncode == 0
+    first = subprocess.Popen([*RLSCHED, "serve", "--pool", "fake:1", "--tick", "0.05",
                               "--state", str(state)], stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
         while time.time() < deadline:  # until it runs the task: it holds the lock by then
-            if json.loads(cli("status", "--json", state=state).stdout)["jobs"][0]["state"] \
+            if json.loads(rlsched("status", "--json", state=state).stdout)["jobs"][0]["state"] \
                     == "running":
                 break
             time.sleep(0.1)
-        second = cli("serve", "--pool", "fake:1", "--exit-when-idle", state=state)
+        second = rlsched("serve", "--pool", "fake:1", "--exit-when-idle", state=state)
         assert_one_line_error(second, f"pid {first.pid}")
     finally:
         first.kill()
         first.wait()
-    again = cli("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    again = rlsched("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
     assert again.returncode == 0, again.stderr
-    assert json.loads(cli("status", "--json", state=state).stdout)["jobs"][0]["state"] == "done"
+    assert json.loads(rlsched("status", "--json", state=state).stdout)["jobs"][0]["state"] == "done"
 
 
 # ---------------------------------------------------------------- the remaining bad inputs
@@ -235,7 +218,7 @@ def test_a_state_path_that_is_a_file_is_one_line(tmp_path):
     state = tmp_path / "state"
     state.write_text("not a directory")
     for args in (["status"], ["serve", "--pool", "fake:1", "--exit-when-idle"]):
-        assert_one_line_error(cli(*args, state=state), "is a file, not a directory")
+        assert_one_line_error(rlsched(*args, state=state), "is a file, not a directory")
     assert state.read_text() == "not a directory"
 
 
@@ -253,7 +236,7 @@ def test_non_finite_numbers_and_a_zero_timeout_are_refused(tmp_path, field, valu
     state = tmp_path / "state"
     path = tmp_path / "bad.yaml"
     path.write_text(f"name: j\ntasks:\n  - {{id: a, command: 'true', {field}: {value}}}\n")
-    assert_one_line_error(cli("submit", str(path), state=state), str(path), problem)
+    assert_one_line_error(rlsched("submit", str(path), state=state), str(path), problem)
     assert not state.exists()  # refused before the store is touched
 
 
@@ -264,7 +247,7 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = cli("serve", "--pool", "fake:1", "--exit-when-idle", "--metrics-port",
+        proc = rlsched("serve", "--pool", "fake:1", "--exit-when-idle", "--metrics-port",
                    str(port), state=tmp_path / "state")
     assert_one_line_error(proc, f"--metrics-port {port}", "pick another port")
 
@@ -278,7 +261,7 @@ def test_a_database_from_a_newer_rlsched_is_refused_and_left_alone(tmp_path):
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
     before = (state / "rlsched.db").read_bytes()
-    assert_one_line_error(cli("status", state=state), "written by a newer rlsched")
+    assert_one_line_error(rlsched("status", state=state), "written by a newer rlsched")
     assert (state / "rlsched.db").read_bytes() == before
 
 

@@ -9,7 +9,7 @@ from rlsched.perturbations import Perturbations
 from rlsched.pool import CATALOGUE, build_pool
 from rlsched.schedulers import SCHEDULERS
 from rlsched.workload import Instance, Job, Task
-from tests.conftest import check_schedule, simulate
+from tests.helpers import check_schedule, simulate
 
 MODELS = sorted(CATALOGUE)
 

@@ -19,7 +19,7 @@ from rlsched.schedulers import make_scheduler
 from rlsched.schedulers.search_engine import Budget, SearchProblem, genetic
 from rlsched.sim import Simulator
 from rlsched.sources.synthetic import generate
-from tests.conftest import WFCOMMONS, check_schedule
+from tests.helpers import WFCOMMONS, check_schedule
 
 EVALS = 1500
 

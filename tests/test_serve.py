@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-RUNNER = [sys.executable, "-m", "rlsched"]
+from tests.helpers import RLSCHED, rlsched, wait_for
 
 
 def job_file(tmp_path, name, markers, memory=(6, 10, 6)):
@@ -33,11 +33,6 @@ def job_file(tmp_path, name, markers, memory=(6, 10, 6)):
     return path
 
 
-def run(*args, state, timeout=120):
-    return subprocess.run([*RUNNER, *args, "--state", str(state)], capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def attempts(state):
     db = sqlite3.connect(state / "rlsched.db")
     db.row_factory = sqlite3.Row
@@ -49,14 +44,14 @@ def attempts(state):
 
 
 def check_run(tmp_path, state, markers, names):
-    status = json.loads(run("status", "--json", state=state).stdout)
+    status = json.loads(rlsched("status", "--json", state=state).stdout)
     assert {j["name"]: j["state"] for j in status["jobs"]} == {n: "done" for n in names}
     rows = attempts(state)
     by = {(r["name"], r["task_id"]): r for r in rows if r["exit_code"] == 0}
     for job in status["jobs"]:  # completion time: submission to the end of the last task
         last = max(by[(job["name"], t)]["ended"] for t in "abcd")
         assert job["finished"] == last and job["jct_s"] == pytest.approx(last - job["submitted"])
-    assert "average JCT" in run("status", state=state).stdout
+    assert "average JCT" in rlsched("status", state=state).stdout
     for n in names:
         for t in "abcd":
             lines = (markers / f"{n}.{t}").read_text().splitlines()
@@ -80,8 +75,8 @@ def test_three_jobs_run_in_dependency_order_on_their_gpus(tmp_path, scheduler):
     markers.mkdir()
     names = ["j1", "j2", "j3"]
     files = [str(job_file(tmp_path, n, markers)) for n in names]
-    assert run("submit", *files, state=state).returncode == 0
-    proc = run("serve", "--pool", "fake:4", "--scheduler", scheduler, "--tick", "0.05",
+    assert rlsched("submit", *files, state=state).returncode == 0
+    proc = rlsched("serve", "--pool", "fake:4", "--scheduler", scheduler, "--tick", "0.05",
                "--exit-when-idle", state=state)
     assert proc.returncode == 0, proc.stderr
     check_run(tmp_path, state, markers, names)
@@ -90,15 +85,15 @@ def test_three_jobs_run_in_dependency_order_on_their_gpus(tmp_path, scheduler):
 def serve_three_jobs(tmp_path, scheduler, names):
     state, markers = tmp_path / "state", tmp_path / "markers"
     markers.mkdir()
-    run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
-    proc = run("serve", "--pool", "fake:4", "--scheduler", scheduler, "--tick", "0.05",
+    rlsched("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
+    proc = rlsched("serve", "--pool", "fake:4", "--scheduler", scheduler, "--tick", "0.05",
                "--exit-when-idle", state=state, timeout=300)
     assert proc.returncode == 0, proc.stderr
     check_run(tmp_path, state, markers, names)
 
 
 def test_with_the_shipped_policy(tmp_path):
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     serve_three_jobs(tmp_path, f"rl:{ROOT / 'checkpoints' / 'default.zip'}", ["s1", "s2", "s3"])
 
@@ -107,7 +102,7 @@ def test_with_a_freshly_trained_policy(tmp_path):
     from dataclasses import replace
 
     from agents.train import TrainConfig, train
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"),
                   runs_dir=str(tmp_path / "runs"), checkpoints_dir=str(tmp_path / "ck"))
@@ -120,8 +115,8 @@ def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(tmp_pa
     state, markers = tmp_path / "state", tmp_path / "markers"
     markers.mkdir()
     names = ["k1", "k2", "k3"]
-    run("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
-    daemon = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:2", "--tick", "0.05",
+    rlsched("submit", *[str(job_file(tmp_path, n, markers)) for n in names], state=state)
+    daemon = subprocess.Popen([*RLSCHED, "serve", "--pool", "fake:2", "--tick", "0.05",
                                "--state", str(state)], stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until something runs
@@ -131,7 +126,7 @@ def test_kill_9_mid_run_then_restart_loses_nothing_and_runs_nothing_twice(tmp_pa
     os.kill(daemon.pid, signal.SIGKILL)
     daemon.wait()
     assert any(r["ended"] is None for r in attempts(state))  # killed mid-run
-    proc = run("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    proc = rlsched("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
     assert proc.returncode == 0, proc.stderr
     check_run(tmp_path, state, markers, names)
 
@@ -145,7 +140,7 @@ def test_serve_local_without_a_driver_is_one_clear_line(tmp_path):
         pytest.skip("a GPU driver is present")
     except pynvml.NVMLError:
         pass
-    proc = run("serve", "--pool", "local", "--exit-when-idle", state=tmp_path / "s")
+    proc = rlsched("serve", "--pool", "local", "--exit-when-idle", state=tmp_path / "s")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "fake:N" in lines[0]
@@ -160,11 +155,11 @@ def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
     job.write_text(yaml.safe_dump({"name": "hello", "tasks": [
         {"id": "say", "command": "echo hello from $CUDA_VISIBLE_DEVICES; sleep 1",
          "gpu_memory": 2, "estimate": 1}]}))
-    run("submit", str(job), state=state)
+    rlsched("submit", str(job), state=state)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    daemon = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:2", "--tick", "0.05",
+    daemon = subprocess.Popen([*RLSCHED, "serve", "--pool", "fake:2", "--tick", "0.05",
                                "--metrics-port", str(port), "--state", str(state)],
                               stderr=subprocess.DEVNULL)
     try:
@@ -181,7 +176,7 @@ def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
         assert 'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-fake-0000",Hostname="localhost"}' in body
         assert 'DCGM_FI_DEV_FB_USED' in body and "rlsched_decisions_total 1" in body
         assert 'rlsched_tasks{state="running"} 1' in body
-        out = run("logs", "hello/say", "--follow", state=state)
+        out = rlsched("logs", "hello/say", "--follow", state=state)
         assert out.stdout.strip() == "hello from 0"
     finally:
         daemon.kill()
@@ -189,7 +184,7 @@ def test_metrics_on_localhost_with_dcgm_names_and_logs(tmp_path):
 
 
 def test_bench_serve_prints_latencies():
-    proc = subprocess.run([*RUNNER, "bench", "serve", "--tasks", "20"], capture_output=True,
+    proc = subprocess.run([*RLSCHED, "bench", "serve", "--tasks", "20"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -204,24 +199,15 @@ def test_tasks_without_estimates_are_predicted_from_history(tmp_path):
         job = tmp_path / f"{n}.yaml"
         job.write_text(yaml.safe_dump({"name": n, "tasks": [
             {"id": "work", "command": "sleep 0.4", "gpu_memory": 1}]}))
-        run("submit", str(job), state=state)
-        assert run("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle",
+        rlsched("submit", str(job), state=state)
+        assert rlsched("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle",
                    state=state).returncode == 0
-    status = json.loads(run("status", "--json", state=state).stdout)
+    status = json.loads(rlsched("status", "--json", state=state).stdout)
     # the first run had no history (predicted 60 s, ran 0.4 s: 59.6 s off); the
     # second was predicted from the first's runtime, so it is nearly exact
     assert status["prediction"]["samples"] == 2
     assert status["prediction"]["mean_abs_error_s"] < (59.6 + 1.0) / 2
     assert status["devices"][0]["name"] == "Fake rtx-3090"
-
-
-def _wait_for(predicate, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_cancel_and_timeout_kill_the_whole_process_group(tmp_path):
@@ -235,24 +221,24 @@ def test_cancel_and_timeout_kill_the_whole_process_group(tmp_path):
     slow = tmp_path / "slow.yaml"
     slow.write_text(yaml.safe_dump({"name": "slow", "tasks": [
         {"id": "stuck", "command": "sleep 60", "timeout": 1, "retries": 0, "gpu_memory": 1}]}))
-    run("submit", str(job), str(slow), state=state)
-    daemon = subprocess.Popen([*RUNNER, "serve", "--pool", "fake:2", "--tick", "0.05",
+    rlsched("submit", str(job), str(slow), state=state)
+    daemon = subprocess.Popen([*RLSCHED, "serve", "--pool", "fake:2", "--tick", "0.05",
                                "--state", str(state)], stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: child_pid.exists() and child_pid.read_text().strip())
-        assert run("cancel", "long", state=state).returncode == 0
+        assert wait_for(lambda: child_pid.exists() and child_pid.read_text().strip())
+        assert rlsched("cancel", "long", state=state).returncode == 0
         grandchild = int(child_pid.read_text())
-        assert _wait_for(lambda: not os.path.exists(f"/proc/{grandchild}") or
+        assert wait_for(lambda: not os.path.exists(f"/proc/{grandchild}") or
                          "Z" in open(f"/proc/{grandchild}/stat").read().split()[2])
 
         def slow_failed():
-            jobs = json.loads(run("status", "--json", state=state).stdout)["jobs"]
+            jobs = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
             return {j["name"]: j["state"] for j in jobs}.get("slow") == "failed"
-        assert _wait_for(slow_failed, 20)  # killed at its 1 s timeout, no retries left
+        assert wait_for(slow_failed, 20)  # killed at its 1 s timeout, no retries left
     finally:
         daemon.kill()
         daemon.wait()
-    jobs = {j["name"]: j for j in json.loads(run("status", "--json", state=state).stdout)["jobs"]}
+    jobs = {j["name"]: j for j in json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]}
     assert jobs["long"]["state"] == "cancelled"
     for log in (state / "logs").iterdir():
         assert (log.stat().st_mode & 0o777) == 0o600

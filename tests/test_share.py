@@ -8,7 +8,7 @@ import pytest
 
 from rlsched.pool import CATALOGUE, build_pool
 from rlsched.workload import Instance, Job, Task
-from tests.conftest import simulate
+from tests.helpers import simulate
 
 POOL = build_pool("mixed", [CATALOGUE["rtx-4090"], CATALOGUE["rtx-3090"]])
 FAST = CATALOGUE["rtx-4090"].compute_speed

@@ -10,7 +10,7 @@ from rlsched.pool import CATALOGUE, build_pool, identical_pool, preset_pool
 from rlsched.sim import Simulator
 from rlsched.view import Placement, TaskState
 from rlsched.workload import Instance, Job, Task
-from tests.conftest import simulate
+from tests.helpers import simulate
 
 
 def one_job(*tasks: Task, name: str = "j", arrival: float = 0.0) -> Instance:

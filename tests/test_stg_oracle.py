@@ -10,7 +10,7 @@ import pytest
 from rlsched.metrics import optimum_for
 from rlsched.pool import identical_pool
 from rlsched.schedulers import SCHEDULERS
-from tests.conftest import simulate
+from tests.helpers import simulate
 
 
 def test_every_instance_carries_its_optima(stg_instances):

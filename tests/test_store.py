@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import stat
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT, rlsched, store_rows
 
 EXAMPLE = ROOT / "examples" / "jobs" / "train-eval.yaml"
 
 
-def cli(state, *args):
-    return subprocess.run([sys.executable, "-m", "rlsched", *args, "--state", str(state)],
-                          capture_output=True, text=True, timeout=60)
-
-
-def rows(state):
-    db = sqlite3.connect(state / "rlsched.db")
-    try:
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
-                for t in ("jobs", "tasks", "attempts")}
-    finally:
-        db.close()
-
-
 def test_submit_then_status_lists_every_task_queued(tmp_path):
     state = tmp_path / "state"
-    assert cli(state, "submit", str(EXAMPLE)).returncode == 0
-    out = cli(state, "status", "--json")
+    assert rlsched("submit", str(EXAMPLE), state=state).returncode == 0
+    out = rlsched("status", "--json", state=state)
     doc = json.loads(out.stdout)
     (job,) = doc["jobs"]
     assert job["name"] == "train-eval" and job["state"] == "queued"
@@ -43,7 +26,7 @@ def test_submit_then_status_lists_every_task_queued(tmp_path):
 
 def test_the_state_directory_and_database_are_private(tmp_path):
     state = tmp_path / "state"
-    cli(state, "submit", str(EXAMPLE))
+    rlsched("submit", str(EXAMPLE), state=state)
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "rlsched.db").stat().st_mode) == 0o600
 
@@ -51,8 +34,8 @@ def test_the_state_directory_and_database_are_private(tmp_path):
 @pytest.mark.parametrize("bad", ["cycle", "duplicate"])
 def test_a_bad_job_file_exits_2_and_leaves_the_store_unchanged(tmp_path, bad):
     state = tmp_path / "state"
-    cli(state, "submit", str(EXAMPLE))
-    before = rows(state)
+    rlsched("submit", str(EXAMPLE), state=state)
+    before = store_rows(state)
     if bad == "cycle":
         path = tmp_path / "cycle.yaml"
         path.write_text("name: c\ntasks:\n  - {id: a, after: [b]}\n  - {id: b, after: [a]}\n")
@@ -61,20 +44,20 @@ def test_a_bad_job_file_exits_2_and_leaves_the_store_unchanged(tmp_path, bad):
         good = tmp_path / "other.yaml"
         good.write_text("name: other\ntasks:\n  - {id: x, command: 'true'}\n")
         args = ["submit", str(good), str(EXAMPLE)]
-    proc = cli(state, *args)
+    proc = rlsched(*args, state=state)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert rows(state) == before
+    assert store_rows(state) == before
 
 
 def test_cancel_marks_unfinished_tasks_and_the_job(tmp_path):
     state = tmp_path / "state"
-    cli(state, "submit", str(EXAMPLE))
-    assert cli(state, "cancel", "train-eval").returncode == 0
-    (job,) = json.loads(cli(state, "status", "--json").stdout)["jobs"]
+    rlsched("submit", str(EXAMPLE), state=state)
+    assert rlsched("cancel", "train-eval", state=state).returncode == 0
+    (job,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
     assert job["state"] == "cancelled"
     assert {t["state"] for t in job["tasks"]} == {"cancelled"}
-    proc = cli(state, "cancel", "nope")
+    proc = rlsched("cancel", "nope", state=state)
     assert proc.returncode == 2 and "no such job" in proc.stderr
 
 
@@ -82,6 +65,6 @@ def test_a_corrupt_database_is_one_clear_error(tmp_path):
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     (state / "rlsched.db").write_bytes(b"this is not sqlite" * 100)
-    proc = cli(state, "status")
+    proc = rlsched("status", state=state)
     assert proc.returncode == 2 and "not an rlsched database" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

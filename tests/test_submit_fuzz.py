@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,12 @@ from hypothesis import strategies as st
 
 from rlsched.cli import main
 from rlsched.live.store import Store
+from tests.helpers import store_rows
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 RUN = settings(FUZZ, max_examples=25)
+TABLES = ("jobs", "tasks", "attempts", "events")
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 #: text a user may mean: no control characters (NUL among them)
@@ -162,15 +163,6 @@ def still_mutable(doc) -> bool:
         and all(isinstance(t, dict) and "id" in t for t in j["tasks"]) for j in jobs)
 
 
-def dump(path: Path) -> dict:
-    db = sqlite3.connect(path / "rlsched.db")
-    try:
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
-                for t in ("jobs", "tasks", "attempts", "events")}
-    finally:
-        db.close()
-
-
 def submit(state: Path, job_file: Path) -> tuple[int, list[str]]:
     """``rlsched submit`` in this process: its exit code and stderr lines. An
     exception escaping ``main`` (a traceback on the command line) fails the test."""
@@ -190,13 +182,13 @@ def submitted(root: Path, doc, raw: str | None = None) -> tuple[Path, int, list[
     existing = job_file.with_suffix(".yml")
     existing.write_text("name: already-here\ntasks: [{id: t, command: 'true'}]\n")
     assert submit(state, existing)[0] == 0
-    before = dump(state)
+    before = store_rows(state, TABLES)
     code, lines = submit(state, job_file)
     event("stored" if code == 0 else "refused")
     assert code in (0, 2), lines
     if code == 2:
         assert len(lines) == 1 and lines[0].startswith("rlsched: error: "), lines
-        assert dump(state) == before, "a refused submit changed the store"
+        assert store_rows(state, TABLES) == before, "a refused submit changed the store"
     else:
         assert lines == []
     return state, code, lines

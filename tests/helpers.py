@@ -1,0 +1,93 @@
+"""What many tests share: the bundled workloads, running an episode and
+checking its schedule, running the command line, reading a store, waiting."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rlsched.evaluate import run_episode
+from rlsched.metrics import measure
+from rlsched.schedulers import make_scheduler
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ROOT / "workloads"
+STG = WORKLOADS / "stg"
+WFCOMMONS = WORKLOADS / "wfcommons"
+
+#: the search schedulers get a budget counted in schedules: fast and deterministic
+SEARCH_EVALUATIONS = 100
+
+#: the command line, as a user runs it
+RLSCHED = [sys.executable, "-m", "rlsched"]
+
+
+def simulate(instance, pool, scheduler="fifo", seed=0, perturbations=None):
+    """Run one episode; return ``(SimResult, Metrics)``."""
+    sched = make_scheduler(scheduler, search_evaluations=SEARCH_EVALUATIONS)
+    result = run_episode(instance, pool, sched, seed, perturbations)
+    return result, measure(result)
+
+
+def check_schedule(pool, result, m):
+    """Assert the invariants every schedule must keep."""
+    table = result.table
+    ok = [a for a in result.trace if a.ok]
+    # every task ran to completion exactly once
+    assert sorted(a.task for a in ok) == list(range(table.n_tasks))
+    start = {a.task: a.start for a in ok}
+    end = {a.task: a.end for a in ok}
+    for t, ps in enumerate(table.parents):
+        # precedence: no task starts before its parents end, or before its job arrives
+        assert all(start[t] >= end[p] - 1e-9 for p in ps)
+        assert start[t] >= table.jobs[table.job_of[t]].arrival - 1e-9
+    # no device is ever over its memory
+    for d in pool.devices:
+        runs = [a for a in result.trace if a.device == d.index]
+        for a in runs:
+            here = sum(table.memory[b.task] for b in runs if b.start <= a.start < b.end)
+            assert here <= d.model.memory_gib + 1e-9
+    # and nothing beats the lower bounds
+    assert m.makespan >= m.lower_bound - 1e-6
+    assert m.avg_jct >= m.jct_lower_bound - 1e-6
+
+
+def rlsched(*args, state=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``rlsched ARGS [--state STATE]`` in a fresh process, its output captured."""
+    extra = [] if state is None else ["--state", str(state)]
+    return subprocess.run([*RLSCHED, *map(str, args), *extra], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit 2, one line on stderr holding every needle, and no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def store_rows(state: Path, tables=("jobs", "tasks", "attempts")) -> dict[str, list]:
+    """Every row of the store's tables, to check that a refused command changed nothing."""
+    db = sqlite3.connect(Path(state) / "rlsched.db")
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in tables}
+    finally:
+        db.close()
+
+
+def wait_for(predicate: Callable[[], object], seconds: float = 60) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``seconds`` pass (False): a
+    loaded machine is slow, so the deadline is generous and never the test's pace."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
