@@ -20,7 +20,7 @@ import numpy as np
 
 from rlsched.arrivals import batch, online
 from rlsched.errors import InputError
-from rlsched.metrics import measure, optimum_for
+from rlsched.metrics import Metrics, measure, optimum_for
 from rlsched.perturbations import Perturbations
 from rlsched.pool import Pool
 from rlsched.schedulers import Scheduler, make_scheduler
@@ -31,24 +31,23 @@ from rlsched.workload import Instance, validate_fits
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """One row of ``--json``'s ``results``."""
+    """One episode of a run: which scheduler on which instance and seed, and
+    what :func:`rlsched.metrics.measure` measured (``--json``'s ``results``
+    holds its :meth:`to_json`, flat)."""
 
     scheduler: str
     workload: str
     instance: str
     seed: int
-    makespan: float
-    avg_jct: float
-    weighted_jct: float
-    slowdown: float
-    utilization: float
-    deadline_misses: int
-    failed_attempts: int
-    lower_bound: float
-    jct_lower_bound: float
+    metrics: Metrics
     optimum: float | None
     decisions: int
     wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler, "workload": self.workload,
+                "instance": self.instance, "seed": self.seed, **asdict(self.metrics),
+                "optimum": self.optimum, "decisions": self.decisions, "wall_s": self.wall_s}
 
 
 @dataclass
@@ -71,28 +70,29 @@ class Evaluation:
         best_jct: dict[tuple, float] = {}
         for r in self.results:
             k = (r.workload, r.instance, r.seed)
-            best_mk[k] = min(best_mk.get(k, math.inf), r.makespan)
-            best_jct[k] = min(best_jct.get(k, math.inf), r.avg_jct)
+            best_mk[k] = min(best_mk.get(k, math.inf), r.metrics.makespan)
+            best_jct[k] = min(best_jct.get(k, math.inf), r.metrics.avg_jct)
         rows: dict[str, list[EpisodeResult]] = defaultdict(list)
         for r in self.results:
             rows[r.scheduler].append(r)
         out = {}
         for name, rs in rows.items():
-            opt = [r.makespan / r.optimum for r in rs if r.optimum]
+            opt = [r.metrics.makespan / r.optimum for r in rs if r.optimum]
             out[name] = {
                 "episodes": len(rs),
-                "makespan": _mean(r.makespan for r in rs),
-                "avg_jct": _mean(r.avg_jct for r in rs),
-                "weighted_jct": _mean(r.weighted_jct for r in rs),
-                "utilization": _mean(r.utilization for r in rs),
-                "deadline_misses": sum(r.deadline_misses for r in rs),
-                "makespan_vs_lower_bound": _mean(_ratio(r.makespan, r.lower_bound) for r in rs),
-                "jct_vs_lower_bound": _mean(_ratio(r.avg_jct, r.jct_lower_bound) for r in rs),
+                "makespan": _mean(r.metrics.makespan for r in rs),
+                "avg_jct": _mean(r.metrics.avg_jct for r in rs),
+                "weighted_jct": _mean(r.metrics.weighted_jct for r in rs),
+                "utilization": _mean(r.metrics.utilization for r in rs),
+                "deadline_misses": sum(r.metrics.deadline_misses for r in rs),
+                "makespan_vs_lower_bound": _mean(_ratio(r.metrics.makespan, r.metrics.lower_bound)
+                                                 for r in rs),
+                "jct_vs_lower_bound": _mean(_ratio(r.metrics.avg_jct, r.metrics.jct_lower_bound) for r in rs),
                 "makespan_vs_optimum": _mean(opt) if opt else None,
                 "makespan_vs_best": _mean(
-                    _ratio(r.makespan, best_mk[(r.workload, r.instance, r.seed)]) for r in rs),
+                    _ratio(r.metrics.makespan, best_mk[(r.workload, r.instance, r.seed)]) for r in rs),
                 "jct_vs_best": _mean(
-                    _ratio(r.avg_jct, best_jct[(r.workload, r.instance, r.seed)]) for r in rs),
+                    _ratio(r.metrics.avg_jct, best_jct[(r.workload, r.instance, r.seed)]) for r in rs),
             }
         return out
 
@@ -118,7 +118,7 @@ class Evaluation:
                 v = np.full(len(keys), np.nan)
                 for r in self.results:
                     if r.scheduler == name:
-                        v[index[(r.workload, r.instance, r.seed)]] = getattr(r, metric)
+                        v[index[(r.workload, r.instance, r.seed)]] = getattr(r.metrics, metric)
                 table[name] = v
             best = min(sorted(others), key=lambda n: float(np.nanmean(table[n])))
             for name in learned:
@@ -132,7 +132,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config, "notes": self.notes,
-                "results": [asdict(r) for r in self.results],
+                "results": [r.to_json() for r in self.results],
                 "summary": self.summary(), "versus_best_non_learned": self.versus_best_non_learned()}
 
 
@@ -220,7 +220,7 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
             wall = time.perf_counter() - t0
             m = measure(result)
             ev.results.append(EpisodeResult(
-                scheduler=name, workload=spec, instance=inst.name, seed=seed, **asdict(m),
+                scheduler=name, workload=spec, instance=inst.name, seed=seed, metrics=m,
                 optimum=optimum, decisions=result.decisions, wall_s=wall))
             if name not in ev.samples:
                 ev.samples[name] = result

@@ -98,7 +98,7 @@ def test_one_set_of_weights_schedules_pools_of_any_size(trained, pool):
     ev = evaluate(["synthetic:mixed?jobs=3"], pool, [spec, "fifo"], arrivals="poisson",
                   perturb="all")
     rl = next(r for r in ev.results if r.scheduler == spec)
-    assert rl.makespan >= rl.lower_bound - 1e-6 and rl.decisions > 0
+    assert rl.metrics.makespan >= rl.metrics.lower_bound - 1e-6 and rl.decisions > 0
 
 
 def test_checkpoints_that_do_not_match_fail_with_one_line(trained, tmp_path):

@@ -82,9 +82,11 @@ def test_bench_headroom_prints_the_base_and_its_hindsight_lookahead_per_episode(
 
 def _row(scheduler: str, seed: int, avg_jct: float, makespan: float):
     from rlsched.evaluate import EpisodeResult
+    from rlsched.metrics import Metrics
 
-    return EpisodeResult(scheduler, "w", "online", seed, makespan, avg_jct, avg_jct, 1.0, 0.5, 0,
-                         0, 1.0, 1.0, None, 10, 0.1)
+    return EpisodeResult(scheduler, "w", "online", seed, Metrics(
+        makespan=makespan, avg_jct=avg_jct, weighted_jct=avg_jct, slowdown=1.0, utilization=0.5,
+        deadline_misses=0, lower_bound=1.0, jct_lower_bound=1.0, failed_attempts=0), None, 10, 0.1)
 
 
 def test_a_learned_scheduler_is_compared_with_the_best_non_learned_one_paired():
