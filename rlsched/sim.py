@@ -83,6 +83,21 @@ class SimResult:
     busy: list[float] = field(default_factory=list)
 
 
+def _episode_copy(value):
+    """A copy of a simulator attribute that the copy can step without touching
+    the original: containers are copied (lists of lists one level down, and
+    what a dict holds where it copies itself, as timelines do); everything
+    else (numbers, the table, the pool, the instance, tuples) is immutable
+    and shared."""
+    if isinstance(value, bytearray):
+        return bytearray(value)
+    if isinstance(value, list):
+        return [list(v) if isinstance(v, list) else v for v in value]
+    if isinstance(value, dict):
+        return {k: v.copy() if hasattr(v, "copy") else v for k, v in value.items()}
+    return value
+
+
 class Simulator:
     """Simulate ``instance`` on ``pool``.
 
@@ -192,17 +207,9 @@ class Simulator:
         :param arrivals: False: jobs that have not arrived never do (the twin
             ends when the arrived ones finish; the others' finish stays NaN)
         """
-        twin = copy.copy(self)  # the table, pool and instance are shared: never mutated
-        for name in ("_heap", "_pending", "_remaining", "_rate", "_version", "_device", "_start",
-                     "_mem_used", "_ext_load", "_ext_mem", "_throttle", "_healthy", "_last",
-                     "_busy", "_telemetry", "_job_remaining", "_job_left", "_job_finish",
-                     "trace"):
-            setattr(twin, name, list(getattr(self, name)))
-        twin.state = bytearray(self.state)
-        twin._ready = dict(self._ready)
-        twin._running = dict(self._running)
-        twin._on_device = [list(on) for on in self._on_device]
-        twin._timelines = {k: t.copy() for k, t in self._timelines.items()}
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            setattr(twin, name, _episode_copy(value))
         if weather is not None or not arrivals:
             twin._redraw_future(weather, arrivals)
         return twin
