@@ -41,7 +41,7 @@ from envs.advice import ADVISORS
 from envs.dag_env import DagSchedulingEnv
 from envs.encoder import ENCODER_VERSION
 from rlsched.errors import InputError
-from rlsched.evaluate import episodes, run_episode
+from rlsched.evaluation.evaluate import episodes, run_episode
 from rlsched.lookahead import best_candidate
 from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations

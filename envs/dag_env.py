@@ -26,7 +26,7 @@ from envs.encoder import (
 )
 from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import batch, online
-from rlsched.evaluate import run_episode
+from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations
 from rlsched.schedulers import make_scheduler

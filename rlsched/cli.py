@@ -498,7 +498,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rlsched.evaluate import evaluate
+    from rlsched.evaluation.evaluate import evaluate
 
     err = Console(stderr=True)
     schedulers = [s.strip() for s in args.scheduler.split(",") if s.strip()]
@@ -522,7 +522,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(ev.to_json(), indent=1))
         err.print(f"wrote {path}")
     if args.plot:
-        from rlsched.plots import write_plots
+        from rlsched.evaluation.plots import write_plots
 
         for p in write_plots(ev, args.plot):
             err.print(f"wrote {p}")
@@ -569,7 +569,7 @@ def _print_table(ev) -> None:
 
 
 def _bench_sim(args: argparse.Namespace) -> int:
-    from rlsched.sim_speed import bench_sim
+    from rlsched.evaluation.sim_speed import bench_sim
 
     if args.tasks < 10 or args.devices < 1:
         raise InputError("bench sim", "needs --tasks >= 10 and --devices >= 1")
@@ -578,7 +578,7 @@ def _bench_sim(args: argparse.Namespace) -> int:
 
 
 def _bench_search(args: argparse.Namespace) -> int:
-    from rlsched.sim_speed import bench_search
+    from rlsched.evaluation.sim_speed import bench_search
 
     print(json.dumps(bench_search(args.seconds, args.seed)))
     return 0
@@ -609,7 +609,7 @@ def _bench_headroom(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rlsched.headroom import bench_headroom
+    from rlsched.evaluation.headroom import bench_headroom
     from rlsched.schedulers import SCHEDULERS
 
     if args.seeds < 1:

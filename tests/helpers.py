@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rlsched.evaluate import run_episode
+from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
 from rlsched.schedulers import make_scheduler
 

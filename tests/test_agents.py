@@ -17,7 +17,7 @@ from sb3_contrib import MaskablePPO
 from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler
 from agents.train import TrainConfig, make_env, train
-from rlsched.evaluate import evaluate
+from rlsched.evaluation.evaluate import evaluate
 from tests.helpers import ROOT
 
 

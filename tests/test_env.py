@@ -22,7 +22,7 @@ from envs.encoder import (
     TASK_FEATURES,
     DeviceColumn,
 )
-from rlsched.evaluate import run_episode
+from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
 from rlsched.perturbations import THROTTLE
 from rlsched.schedulers import make_scheduler

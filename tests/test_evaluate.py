@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rlsched.evaluate import evaluate
+from rlsched.evaluation.evaluate import evaluate
 from tests.helpers import STG, WFCOMMONS
 
 RESULT_KEYS = {"scheduler", "workload", "instance", "seed", "makespan", "avg_jct",
@@ -81,7 +81,7 @@ def test_bench_headroom_prints_the_base_and_its_hindsight_lookahead_per_episode(
 
 
 def _row(scheduler: str, seed: int, avg_jct: float, makespan: float):
-    from rlsched.evaluate import EpisodeResult
+    from rlsched.evaluation.evaluate import EpisodeResult
     from rlsched.metrics import Metrics
 
     return EpisodeResult(scheduler, "w", "online", seed, Metrics(
@@ -90,7 +90,7 @@ def _row(scheduler: str, seed: int, avg_jct: float, makespan: float):
 
 
 def test_a_learned_scheduler_is_compared_with_the_best_non_learned_one_paired():
-    from rlsched.evaluate import Evaluation
+    from rlsched.evaluation.evaluate import Evaluation
 
     ev = Evaluation(config={})
     for seed, size in enumerate([100.0, 400.0, 250.0, 900.0, 120.0]):  # very unequal episodes

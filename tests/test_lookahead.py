@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlsched.arrivals import online
-from rlsched.evaluate import run_episode
+from rlsched.evaluation.evaluate import run_episode
 from rlsched.lookahead import best_candidate, play_out
 from rlsched.perturbations import Perturbations
 from rlsched.pool import preset_pool

@@ -206,8 +206,8 @@ def test_a_lost_node_takes_its_devices_out_and_its_task_is_retried_elsewhere(tmp
 
 
 def test_core_and_local_backend_import_nothing_of_ray(tmp_path):
-    code = ("import sys, rlsched.cli, rlsched.live.daemon, rlsched.live.backends.local, rlsched.evaluate, "
-            "envs, agents; from rlsched.live.backends import open_backend; "
+    code = ("import sys, rlsched.cli, rlsched.live.daemon, rlsched.live.backends.local, "
+            "rlsched.evaluation.evaluate, envs, agents; from rlsched.live.backends import open_backend; "
             "open_backend('local', 'fake:2'); print(json.dumps([m for m in sys.modules "
             "if m == 'ray' or m.startswith('ray.')]))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 
 from rlsched.arrivals import online
 from rlsched.demonstrations import demonstrations
-from rlsched.evaluate import evaluate, run_episode
+from rlsched.evaluation.evaluate import evaluate, run_episode
 from rlsched.metrics import measure, optimum_for
 from rlsched.pool import identical_pool, preset_pool
 from rlsched.schedulers import make_scheduler

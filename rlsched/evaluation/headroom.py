@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rlsched.evaluate import run_episode
+from rlsched.evaluation.evaluate import run_episode
 from rlsched.schedulers import make_scheduler
 
 
@@ -29,7 +29,7 @@ def bench_headroom(workload: str = "wfcommons:workloads/wfcommons",
 
     :param progress: called as ``progress(label, simulated time, horizon)``
     """
-    from rlsched.evaluate import episodes
+    from rlsched.evaluation.evaluate import episodes
     from rlsched.lookahead import lookahead_episode
     from rlsched.metrics import measure
     from rlsched.perturbations import Perturbations

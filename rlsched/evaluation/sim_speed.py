@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsched.arrivals import batch
-from rlsched.evaluate import run_episode
+from rlsched.evaluation.evaluate import run_episode
 from rlsched.pool import identical_pool, preset_pool
 from rlsched.schedulers import make_scheduler
 from rlsched.sources.synthetic import generate
@@ -51,7 +51,7 @@ def bench_search(seconds: float = 2.0, seed: int = 0) -> dict[str, Any]:
     from rlsched.sim import Simulator
     from rlsched.sources.stg import load_stg
 
-    path = Path(__file__).resolve().parent.parent / "workloads" / "stg" / "50" / "rand0000.stg"
+    path = Path(__file__).resolve().parents[2] / "workloads" / "stg" / "50" / "rand0000.stg"
     (instance,) = load_stg(path)
     view = Simulator(instance, identical_pool(4)).reset()
     assert view is not None  # a batch instance: its first decision is at time 0

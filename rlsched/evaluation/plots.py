@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rlsched.evaluate import Evaluation
+from rlsched.evaluation.evaluate import Evaluation
 from rlsched.sim import SimResult
 
 
