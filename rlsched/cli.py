@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "evaluate schedulers in simulation.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_evaluate, add_train, add_submit, add_status, add_logs, add_cancel,
-                add_serve, add_ray_flags, add_bench):
+                add_purge, add_serve, add_ray_flags, add_bench):
         add(sub)
     return p
 
@@ -153,6 +153,18 @@ def add_cancel(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("job", metavar="JOB", help="the job's name")
     ca.add_argument("--state", metavar="DIR", help=STATE_HELP)
     ca.set_defaults(run=_cancel)
+
+
+def add_purge(sub: argparse._SubParsersAction) -> None:
+    """``rlsched purge``: an ended job out of the queue, so its name is free."""
+    pu = sub.add_parser("purge", help="remove an ended job (done, failed, cancelled) and its logs",
+                        description="Remove a job that has ended (done, failed or cancelled): "
+                                    "its tasks, attempts and log files. Its name can then be "
+                                    "submitted again. The store's event log keeps a record of "
+                                    "it. A job with work left must be cancelled first.")
+    pu.add_argument("job", metavar="JOB", help="the job's name")
+    pu.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    pu.set_defaults(run=_purge)
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -380,7 +392,23 @@ def _cancel(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
 
     n = Store(args.state).cancel(args.job)
-    print(f"cancelled {args.job} ({n} task(s))")
+    if n is None:
+        print(f"{args.job} has already ended: nothing to cancel (rlsched purge {args.job} "
+              "removes it)")
+    else:
+        print(f"cancelled {args.job} ({n} task(s))")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
+
+    store = Store(args.state)
+    removed = store.purge(args.job)
+    for attempt in removed:  # its logs and exit files; named by attempt id
+        for path in (store.dir / "logs").glob(f"attempt-{attempt}.*"):
+            path.unlink(missing_ok=True)
+    print(f"purged {args.job} ({len(removed)} attempt(s) and their logs); the name is free")
     return 0
 
 
@@ -446,6 +474,12 @@ def _print_status(status: dict) -> None:
                 row.append(Text(t["reason"] or ""))
             table.add_row(*row)
     console.print(table)
+    for job in status["jobs"]:  # why each failed task failed, with the end of its log
+        for t in job["tasks"]:
+            if t["state"] == "failed":
+                console.print(Text(f"{job['name']}/{t['id']} failed: {t['reason']}", style="bold"))
+                for line in t.get("log_tail") or []:
+                    console.print(Text(f"    {line}"))
     jcts = [j["jct_s"] for j in status["jobs"] if j["jct_s"] is not None]
     if jcts:
         console.print(f"{len(jcts)} job(s) done, average JCT {_duration(sum(jcts) / len(jcts))}"

@@ -272,10 +272,72 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
     db = sqlite3.connect(state / "rlsched.db")
     from rlsched.live.store import SCHEMA
 
-    db.executescript(SCHEMA.replace(", predicted REAL, error TEXT)", ", predicted REAL)"))
+    db.executescript(SCHEMA.replace(", predicted REAL, error TEXT)", ", predicted REAL)")
+                     .replace(" reason TEXT,", ""))
     db.execute("INSERT INTO jobs (name, priority, submitted, source) VALUES ('old', 1, 0, 'x')")
     db.commit()
     db.close()
     store = Store(state)
     assert "error" in {r[1] for r in store.db.execute("PRAGMA table_info(attempts)")}
+    assert "reason" in {r[1] for r in store.db.execute("PRAGMA table_info(tasks)")}
     assert [j["name"] for j in store.status()["jobs"]] == ["old"]
+
+
+# ---------------------------------------------------------------- states that tell the truth
+
+def test_a_failed_task_skips_its_descendants_and_fails_its_job_with_the_reason(tmp_path):
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "broken", [
+        {"id": "prepare", "command": "echo reading the data; echo no such file >&2; exit 3"},
+        {"id": "train", "command": "true", "after": ["prepare"]},
+        {"id": "side", "command": "true"},
+        {"id": "report", "command": "true", "after": ["train", "side"]}])
+    assert rlsched("submit", job, state=state).returncode == 0
+    proc = rlsched("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    (doc,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
+    tasks = {t["id"]: t for t in doc["tasks"]}
+    assert doc["state"] == "failed"
+    assert {k: t["state"] for k, t in tasks.items() if k != "side"} == {
+        "prepare": "failed", "train": "skipped", "report": "skipped"}
+    # independent of prepare: it ran beside it, or it had not started and never will
+    assert tasks["side"]["state"] == "done" or \
+        tasks["side"]["reason"] == "skipped: its job failed ('prepare')"
+    assert tasks["prepare"]["reason"] == "exit code 3"
+    assert tasks["prepare"]["log_tail"] == ["reading the data", "no such file"]
+    assert tasks["train"]["reason"] == tasks["report"]["reason"] == "skipped: 'prepare' failed"
+    shown = rlsched("status", state=state).stdout
+    assert "broken/prepare failed: exit code 3" in shown and "no such file" in shown
+
+
+def test_cancelling_an_ended_job_changes_nothing_and_says_so(tmp_path):
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "quick", [{"id": "t", "command": "true"}])
+    rlsched("submit", job, state=state)
+    rlsched("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    before = store_rows(state)
+    proc = rlsched("cancel", "quick", state=state)
+    assert proc.returncode == 0 and "has already ended: nothing to cancel" in proc.stdout
+    assert store_rows(state) == before
+    assert json.loads(rlsched("status", "--json", state=state).stdout)["jobs"][0]["state"] \
+        == "done"
+
+
+def test_purge_removes_an_ended_job_and_its_logs_so_its_name_is_free(tmp_path):
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "again", [{"id": "t", "command": "echo first"}])
+    other = write_job(tmp_path, "other", [{"id": "t", "command": "sleep 30"}])
+    rlsched("submit", job, other, state=state)
+    assert_one_line_error(rlsched("purge", "other", state=state), "cancel it first")
+    rlsched("cancel", "other", state=state)
+    rlsched("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert_one_line_error(rlsched("submit", job, state=state), "rlsched purge again")
+    logs = sorted((state / "logs").glob("attempt-*.log"))
+    assert len(logs) == 1  # `again` ran; `other` was cancelled before it started
+    proc = rlsched("purge", "again", state=state)
+    assert proc.returncode == 0 and "purged again (1 attempt(s)" in proc.stdout
+    assert not list((state / "logs").glob("attempt-*"))
+    assert [j["name"] for j in json.loads(rlsched("status", "--json", state=state).stdout)
+            ["jobs"]] == ["other"]
+    assert rlsched("submit", job, state=state).returncode == 0  # the name is free again
+    assert_one_line_error(rlsched("purge", "nope", state=state), "no such job")

@@ -5,8 +5,9 @@ A task is ``queued`` until an attempt starts (``running``). When the attempt
 ends, :func:`outcome` decides: ``done`` on exit 0; ``queued`` again, after a
 back-off, while retries are left (a *lost* attempt, whose process or node
 went away without an exit code, is not the task's fault and is retried up to
-:data:`MAX_LOST` times without counting); else ``failed``. A task whose job
-was cancelled meanwhile stays ``cancelled``.
+:data:`MAX_LOST` times without counting); else ``failed``, and every task of
+its job not yet started ``skipped`` (its job runs nothing more). A task whose job was cancelled meanwhile stays
+``cancelled``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class TaskStatus(str, Enum):
     RUNNING = "running"      # an attempt is open
     DONE = "done"            # an attempt exited 0
     FAILED = "failed"        # an attempt failed and no retries are left
+    SKIPPED = "skipped"      # a task of its job failed before it started: it never runs
     CANCELLED = "cancelled"  # its job was cancelled before it finished
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from rlsched.errors import InputError
+from rlsched.live.lifecycle import TaskStatus
 
 if TYPE_CHECKING:
     from rlsched.live.daemon import Daemon
@@ -53,8 +54,7 @@ def render(daemon: Daemon) -> str:
     tasks = Counter(t["state"] for j in status["jobs"] for t in j["tasks"])
     jobs = Counter(j["state"] for j in status["jobs"])
     lines += ["# HELP rlsched_tasks tasks by state", "# TYPE rlsched_tasks gauge"]
-    lines += [f'rlsched_tasks{{state="{s}"}} {tasks.get(s, 0)}'
-              for s in ("queued", "running", "done", "failed", "cancelled")]
+    lines += [f'rlsched_tasks{{state="{s}"}} {tasks.get(s.value, 0)}' for s in TaskStatus]
     lines += ["# HELP rlsched_jobs jobs by state", "# TYPE rlsched_jobs gauge"]
     lines += [f'rlsched_jobs{{state="{s}"}} {jobs.get(s, 0)}'
               for s in ("queued", "running", "done", "failed", "cancelled")]

@@ -74,9 +74,10 @@ class StoredTask:
     not_before: float
 
 #: The database's layout (``PRAGMA user_version``). 1: the first release (it
-#: left user_version at 0); 2: ``attempts.error``, why an attempt could not
-#: start. Older databases are upgraded in place; a newer one is refused.
-SCHEMA_VERSION = 2
+#: left user_version at 0); 2: ``attempts.error``, why an attempt failed the
+#: way it did; 3: ``tasks.reason``, why a task was skipped. Older databases are
+#: upgraded in place; a newer one is refused.
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -86,7 +87,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY, job INTEGER NOT NULL REFERENCES jobs(id), task_id TEXT NOT NULL,
     position INTEGER NOT NULL, state TEXT NOT NULL, device INTEGER, spec TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, reason TEXT,
     UNIQUE (job, task_id));
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
@@ -180,9 +181,9 @@ class Store:
             raise InputError(str(self.path), f"written by a newer rlsched (schema {version}; "
                              f"this one reads up to {SCHEMA_VERSION}): upgrade rlsched")
         with self.transaction() as db:
-            columns = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
-            if "error" not in columns:
-                db.execute("ALTER TABLE attempts ADD COLUMN error TEXT")
+            for table, column in (("attempts", "error"), ("tasks", "reason")):
+                if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -216,7 +217,8 @@ class Store:
             for instance, job in ((i, j) for i in instances for j in i.jobs):
                 if db.execute("SELECT 1 FROM jobs WHERE name=?", (job.name,)).fetchone():
                     raise InputError(instance.source, f"a job named '{job.name}' is already "
-                                     "in the queue (rename it, or cancel the old one)")
+                                     "in the queue (rename it, or once the old one has ended, "
+                                     f"rlsched purge {job.name})")
                 cur = db.execute(
                     "INSERT INTO jobs (name, priority, deadline, submitted, source) "
                     "VALUES (?,?,?,?,?)",
@@ -233,18 +235,56 @@ class Store:
                 names.append(job.name)
             return names
 
-    def cancel(self, name: str) -> int:
+    def cancel(self, name: str) -> int | None:
         """Cancel a job's unfinished tasks; the daemon kills those running.
-        Returns how many tasks were cancelled."""
+        Returns how many tasks were cancelled, or None (and changes nothing)
+        where the job has already ended: done, failed or cancelled."""
         with self.transaction() as db:
             row = db.execute("SELECT id FROM jobs WHERE name=?", (name,)).fetchone()
             if row is None:
                 raise InputError(name, "no such job in the queue")
+            if self._ended(row["id"]):
+                return None
             db.execute("UPDATE jobs SET cancelled=1 WHERE id=?", (row["id"],))
             cur = db.execute("UPDATE tasks SET state='cancelled' WHERE job=? AND state IN "
                              "('queued', 'running')", (row["id"],))
             self.event("cancelled", row["id"])
             return cur.rowcount
+
+    def purge(self, name: str) -> list[int]:
+        """Remove an ended job (done, failed or cancelled) and its tasks and
+        attempts, so that its name can be used again; the event log keeps its
+        history. Returns the ids of the attempts removed, whose files the
+        caller may delete.
+
+        :raises InputError: no such job, or the job has work left (cancel it first)
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM jobs WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise InputError(name, "no such job in the queue")
+            if not self._ended(row["id"]):
+                raise InputError(name, "the job has work left: cancel it first "
+                                 f"(rlsched cancel {name}), then purge it")
+            attempts = [r[0] for r in db.execute(
+                "SELECT a.id FROM attempts a JOIN tasks t ON a.task=t.id WHERE t.job=?",
+                (row["id"],))]
+            db.execute("DELETE FROM attempts WHERE task IN (SELECT id FROM tasks WHERE job=?)",
+                       (row["id"],))
+            db.execute("DELETE FROM tasks WHERE job=?", (row["id"],))
+            db.execute("DELETE FROM jobs WHERE id=?", (row["id"],))
+            self.event("purged", row["id"], detail=name)
+            return attempts
+
+    def _ended(self, job: int) -> bool:
+        """Whether a job has ended: cancelled, or with no task left to run or
+        able to run (all done, or one failed and the rest skipped or done)."""
+        row = self.db.execute(f"SELECT NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id=? AND "
+                              f"{CAN_FINISH} AND EXISTS (SELECT 1 FROM tasks t WHERE t.job=j.id "
+                              "AND t.state IN ('queued', 'running'))) AND NOT EXISTS (SELECT 1 "
+                              "FROM attempts a JOIN tasks t ON a.task=t.id WHERE t.job=? AND "
+                              "a.ended IS NULL)", (job, job)).fetchone()
+        return bool(row[0])
 
     def status(self) -> dict[str, Any]:
         """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
@@ -257,12 +297,12 @@ class Store:
         ends = dict(self.db.execute(
             "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
             "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
-        reasons = {r["task"]: attempt_reason(r["exit_code"], r["error"]) for r in self.db.execute(
-            "SELECT task, exit_code, error FROM attempts WHERE id IN "
+        latest = {r["task"]: r for r in self.db.execute(
+            "SELECT task, exit_code, error, log FROM attempts WHERE id IN "
             "(SELECT MAX(id) FROM attempts GROUP BY task)")}
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
-                      "attempts": t["attempts"], "reason": reasons.get(t["id"])}
+                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]))}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -384,6 +424,35 @@ class Store:
                        (status.value, not_before, attempt.task))
             self.event("ended", attempt.job, attempt.task,
                        json.dumps({"exit": code, "state": status.value}))
+            if status == TaskStatus.FAILED:
+                self._skip_descendants(attempt.job, attempt.task)
+
+    def _skip_descendants(self, job: int, failed: int) -> None:
+        """Mark the job's tasks that have not started skipped, with the reason:
+        those downstream of the failed task ``failed`` can never run, and the
+        job, failed, runs nothing more (inside a transaction)."""
+        rows = self.db.execute("SELECT id, task_id, state, spec FROM tasks WHERE job=?",
+                               (job,)).fetchall()
+        children: dict[str, list[str]] = {}
+        for r in rows:
+            for parent in json.loads(r["spec"])["parents"]:
+                children.setdefault(parent, []).append(r["task_id"])
+        by_id = {r["task_id"]: r for r in rows}
+        root = next(r["task_id"] for r in rows if r["id"] == failed)
+        todo, seen = list(children.get(root, [])), set()
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            todo += children.get(t, [])
+            if by_id[t]["state"] == TaskStatus.QUEUED.value:
+                self.db.execute("UPDATE tasks SET state=?, reason=? WHERE id=?",
+                                (TaskStatus.SKIPPED.value, f"skipped: '{root}' failed",
+                                 by_id[t]["id"]))
+        self.db.execute("UPDATE tasks SET state=?, reason=? WHERE job=? AND state=?",
+                        (TaskStatus.SKIPPED.value, f"skipped: its job failed ('{root}')", job,
+                         TaskStatus.QUEUED.value))
 
     def active_tasks(self, job_names: list[str]) -> dict[tuple[str, str], StoredTask]:
         """The tasks of the named jobs, by ``(job name, task id)``."""
@@ -472,6 +541,33 @@ def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
         spec.get("timeout"), r["started"])
 
 
+#: lines of a failed task's log that ``status`` shows
+LOG_TAIL_LINES = 5
+
+
+def _why(task: sqlite3.Row, attempt: sqlite3.Row | None) -> dict[str, Any]:
+    """``reason`` (why the task failed, was skipped, or its latest attempt
+    failed; else None) and, for a failed task, ``log_tail``: its log's last lines."""
+    reason = task["reason"] or (attempt_reason(attempt["exit_code"], attempt["error"])
+                                if attempt is not None else None)
+    out: dict[str, Any] = {"reason": reason}
+    if task["state"] == TaskStatus.FAILED.value and attempt is not None:
+        out["log_tail"] = log_tail(attempt["log"])
+    return out
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of a log (empty if it cannot be read)."""
+    try:
+        with open(path or "", "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
 def attempt_reason(exit_code: int | None, error: str | None) -> str | None:
     """Why an ended attempt failed, for a person: what the daemon recorded
     (it could not start, it timed out, it was lost), else its exit code."""
@@ -486,7 +582,7 @@ def job_state(cancelled: bool, tasks: list[dict[str, Any]]) -> str:
     states = {t["state"] for t in tasks}
     if cancelled:
         return "cancelled"
-    if "failed" in states:
+    if "failed" in states or "skipped" in states:
         return "failed"
     if states == {"done"}:
         return "done"
