@@ -267,3 +267,25 @@ def test_the_metrics_endpoint_listens_on_loopback_only():
             assert server.server_address[0] == "127.0.0.1"
         finally:
             server.shutdown()
+
+
+def test_the_readme_live_example_runs_as_written_on_a_fake_pool(tmp_path):
+    """The README's job file, its commands as written, from a directory laid
+    out like the repository's root: every task ends done."""
+    from tests.helpers import ROOT
+
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    state = tmp_path / "state"
+    run_here = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 300}
+    submit = subprocess.run([*RLSCHED, "submit", "examples/jobs/train-eval.yaml", "--state",
+                             str(state)], **run_here)
+    assert submit.returncode == 0, submit.stderr
+    serve = subprocess.run([*RLSCHED, "serve", "--pool", "fake:4", "--tick", "0.05",
+                            "--exit-when-idle", "--state", str(state)], **run_here)
+    assert serve.returncode == 0, serve.stderr
+    (job,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
+    assert job["name"] == "train-eval" and job["state"] == "done", job
+    assert {t["state"] for t in job["tasks"]} == {"done"}
+    logs = rlsched("logs", "train-eval/train-large", state=state)
+    assert logs.returncode == 0 and "epoch 3" in logs.stdout
+    assert (tmp_path / "data" / "model-large.txt").exists()
