@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 RESULTS ?= results/demo
 
-.PHONY: setup demo test check clean
+.PHONY: setup demo test check chaos clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ demo: setup
 
 test: check
 	$(BIN)/python -m pytest
+
+# serve killed with -9 again and again under 30 jobs: prints its numbers as JSON
+chaos: setup
+	$(BIN)/python -m pytest -m chaos -s tests/test_chaos.py
 
 # lint (with complexity limits) everywhere, types on the core
 check: setup
