@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "evaluate schedulers in simulation.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_evaluate, add_train, add_submit, add_status, add_logs, add_cancel,
-                add_purge, add_serve, add_ray_flags, add_bench):
+                add_purge, add_drain, add_resume, add_serve, add_ray_flags, add_bench):
         add(sub)
     return p
 
@@ -165,6 +165,27 @@ def add_purge(sub: argparse._SubParsersAction) -> None:
     pu.add_argument("job", metavar="JOB", help="the job's name")
     pu.add_argument("--state", metavar="DIR", help=STATE_HELP)
     pu.set_defaults(run=_purge)
+
+
+def add_drain(sub: argparse._SubParsersAction) -> None:
+    """``rlsched drain``: no new starts on a GPU, or on the pool."""
+    dr = sub.add_parser("drain", help="start nothing new on a GPU (or the pool); running tasks finish",
+                        description="Drain a GPU, or with no --gpu the whole pool, for "
+                                    "maintenance: serve starts nothing new there, and what runs "
+                                    "there finishes. It lasts, across restarts of serve, until "
+                                    "'rlsched resume'. 'rlsched status' shows drained GPUs.")
+    dr.add_argument("--gpu", type=int, metavar="K", help="the GPU (as status lists it)")
+    dr.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    dr.set_defaults(run=_drain)
+
+
+def add_resume(sub: argparse._SubParsersAction) -> None:
+    """``rlsched resume``: the end of a drain."""
+    re_ = sub.add_parser("resume", help="end a drain: the GPU (or every drained one) takes work again",
+                         description="End the drain of a GPU, or with no --gpu every drain.")
+    re_.add_argument("--gpu", type=int, metavar="K", help="the GPU (as status lists it)")
+    re_.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    re_.set_defaults(run=_resume)
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -400,6 +421,27 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
+
+    if args.gpu is not None and args.gpu < 0:
+        raise InputError("--gpu", f"a GPU is 0 or more, not {args.gpu}")
+    Store(args.state).drain(args.gpu)
+    where = "the whole pool" if args.gpu is None else f"GPU {args.gpu}"
+    print(f"drained {where}: nothing new starts there until 'rlsched resume'; running tasks "
+          "finish")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from rlsched.live.store import Store
+
+    n = Store(args.state).resume(args.gpu)
+    where = "every drain" if args.gpu is None else f"GPU {args.gpu}"
+    print(f"resumed {where} ({n} drain(s) ended)" if n else f"{where}: nothing was drained")
+    return 0
+
+
 def _purge(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
 
@@ -486,13 +528,14 @@ def _print_status(status: dict) -> None:
                       " (submitted to last task done)")
     if status.get("devices"):
         dev = Table(title="devices (latest sample from serve)", title_justify="left")
-        for col in ("gpu", "name", "util", "memory", "temp", "power", "tasks", "healthy"):
+        for col in ("gpu", "name", "util", "memory", "temp", "power", "tasks", "healthy",
+                    "drained"):
             dev.add_column(col)
         for d in status["devices"]:
             dev.add_row(str(d["idx"]), d["name"], f"{100 * d['utilization']:.0f}%",
                         f"{d['memory_used']:.1f}/{d['memory_total']:.0f} GiB",
                         f"{d['temperature_c']:.0f} C", f"{d['power_w']:.0f} W", str(d["tasks"]),
-                        "yes" if d["healthy"] else "NO")
+                        "yes" if d["healthy"] else "NO", "DRAINED" if d.get("drained") else "")
         console.print(dev)
 
 

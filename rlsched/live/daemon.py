@@ -5,9 +5,9 @@ cancelled and timed-out ones, build the cluster view of the live state (the
 same type the simulator hands out, with telemetry from NVML or its fake), ask
 the scheduler, check every placement against live telemetry (the *shield*:
 the task is ready, the device healthy, its memory free counting what our
-starting tasks have declared) and start the attempts; then publish the
-devices' telemetry for ``status``, busy or idle. A placement the shield
-refuses is logged and replaced by heft's choice.
+starting tasks have declared; the device not drained) and start the
+attempts; then publish the devices' telemetry for ``status``, busy or idle.
+A placement the shield refuses is logged and replaced by heft's choice.
 
 One bad task never stops the queue: an attempt that cannot be launched (its
 working directory is missing, its log cannot be written, its environment is
@@ -25,7 +25,7 @@ from pathlib import Path
 from rlsched.live.backends import Backend, LiveDevice, open_backend
 from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, TaskStatus, outcome
 from rlsched.live.serve_lock import ServeLock
-from rlsched.live.store import OpenAttempt, Store, StoredTask
+from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
 from rlsched.pool import Device, Pool
 from rlsched.schedulers import Scheduler, make_scheduler
 from rlsched.table import WorkloadTable
@@ -84,6 +84,8 @@ class Daemon:
         self.logs.mkdir(mode=0o700, exist_ok=True)
         #: timeouts (s) of the attempts this daemon killed at their timeout, by attempt id
         self._timed_out: dict[int, float] = {}
+        #: the device keys drained this round (ALL_GPUS: every device)
+        self._drained: set[int] = set()
         self._table_key: tuple = ()
         self._table: WorkloadTable | None = None
         self.decisions = 0
@@ -133,6 +135,7 @@ class Daemon:
         self._refresh_devices()
         self._reap()
         self._enforce()
+        self._drained = self.store.drained()
         self._schedule()
         self._publish()
         return self.store.has_work()
@@ -216,6 +219,10 @@ class Daemon:
         running, reserved, count = self._reservations(tb, by_index, now)
         ready, cpu_ready = self._ready(tb, by_index, state, now)
         devices = self._telemetry(count, reserved)
+        if self._drained:  # a drained device is out of the running: nothing new starts there
+            devices = tuple(d._replace(healthy=False) if ALL_GPUS in self._drained or
+                            self.live[i].key in self._drained else d
+                            for i, d in enumerate(devices))
         job_remaining = tuple(sum(tb.work[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
                               for j in range(tb.n_jobs))
         view = ClusterView(now - self.epoch, tb, self.pool, bytes(state), tuple(ready),

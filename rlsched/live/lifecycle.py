@@ -6,8 +6,8 @@ ends, :func:`outcome` decides: ``done`` on exit 0; ``queued`` again, after a
 back-off, while retries are left (a *lost* attempt, whose process or node
 went away without an exit code, is not the task's fault and is retried up to
 :data:`MAX_LOST` times without counting); else ``failed``, and every task of
-its job not yet started ``skipped`` (its job runs nothing more). A task whose job was cancelled meanwhile stays
-``cancelled``.
+its job not yet started ``skipped`` (its job runs nothing more). A task
+whose job was cancelled meanwhile stays ``cancelled``.
 """
 
 from __future__ import annotations

@@ -103,7 +103,11 @@ CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, job INTEGER, task INTEGER,
     kind TEXT NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS drains (gpu INTEGER PRIMARY KEY, since REAL NOT NULL);
 """
+
+#: ``drains.gpu`` of a drain of the whole pool
+ALL_GPUS = -1
 
 
 #: The one "can still finish" rule: job ``j`` is not cancelled and none of its
@@ -286,6 +290,27 @@ class Store:
                               "a.ended IS NULL)", (job, job)).fetchone()
         return bool(row[0])
 
+    def drain(self, gpu: int | None = None) -> None:
+        """Start nothing new on device ``gpu`` (a device key), or on any with
+        None; what runs there finishes. Lasts until :meth:`resume`, across
+        restarts of the daemon."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO drains (gpu, since) VALUES (?, ?)",
+                       (ALL_GPUS if gpu is None else gpu, time.time()))
+            self.event("drain", detail=json.dumps({"gpu": gpu}))
+
+    def resume(self, gpu: int | None = None) -> int:
+        """End the drain of device ``gpu`` (None: every drain); returns how many ended."""
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM drains" + ("" if gpu is None else " WHERE gpu=?"),
+                             () if gpu is None else (gpu,))
+            self.event("resume", detail=json.dumps({"gpu": gpu}))
+            return cur.rowcount
+
+    def drained(self) -> set[int]:
+        """The drained device keys (:data:`ALL_GPUS` for the whole pool)."""
+        return {r[0] for r in self.db.execute("SELECT gpu FROM drains")}
+
     def status(self) -> dict[str, Any]:
         """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
         "jct_s", "tasks": [{"id", "state", "device", "attempts", "reason"}]}]}``
@@ -312,8 +337,11 @@ class Store:
                          "finished": finished,
                          "jct_s": None if finished is None else finished - j["submitted"],
                          "tasks": tasks})
-        devices = [dict(r) for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
-        return {"jobs": jobs, "devices": devices, "prediction": self.prediction_error()}
+        drained = self.drained()
+        devices = [{**dict(r), "drained": ALL_GPUS in drained or r["idx"] in drained}
+                   for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
+        return {"jobs": jobs, "devices": devices, "drained": sorted(drained),
+                "prediction": self.prediction_error()}
 
     def find_task(self, name: str) -> int | None:
         """The task named ``JOB/TASK`` (or ``TASK``, where one job alone has

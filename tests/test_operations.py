@@ -1,0 +1,73 @@
+"""Operating a live pool: draining a GPU (or the pool) for maintenance."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import yaml
+
+from tests.helpers import assert_one_line_error, rlsched
+
+
+def parallel_job(tmp_path, name, n=4):
+    """n independent tasks of 20 GiB each: one per 24 GiB GPU at a time."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "tasks": [
+        {"id": f"t{i}", "command": "sleep 0.3", "gpu_memory": 20, "estimate": 1}
+        for i in range(n)]}))
+    return path
+
+
+def devices_used(state, job):
+    db = sqlite3.connect(state / "rlsched.db")
+    try:
+        return {r[0] for r in db.execute(
+            "SELECT a.device FROM attempts a JOIN tasks t ON a.task=t.id JOIN jobs j ON "
+            "t.job=j.id WHERE j.name=?", (job,))}
+    finally:
+        db.close()
+
+
+def serve_until_idle(state):
+    proc = rlsched("serve", "--pool", "fake:4", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_nothing_new_starts_on_a_drained_gpu_until_resume(tmp_path):
+    state = tmp_path / "state"
+    assert rlsched("drain", "--gpu", "0", state=state).returncode == 0
+    rlsched("submit", parallel_job(tmp_path, "while-drained", 6), state=state)
+    serve_until_idle(state)
+    assert devices_used(state, "while-drained") == {1, 2, 3}
+    status = json.loads(rlsched("status", "--json", state=state).stdout)
+    assert status["drained"] == [0]
+    assert [d["drained"] for d in status["devices"]] == [True, False, False, False]
+    assert "DRAINED" in rlsched("status", state=state).stdout
+
+    assert "resumed GPU 0" in rlsched("resume", "--gpu", "0", state=state).stdout
+    rlsched("submit", parallel_job(tmp_path, "after-resume"), state=state)
+    serve_until_idle(state)
+    assert devices_used(state, "after-resume") == {0, 1, 2, 3}
+
+
+def test_a_drained_pool_starts_nothing_and_waits(tmp_path):
+    state = tmp_path / "state"
+    rlsched("submit", parallel_job(tmp_path, "held", 2), state=state)
+    assert rlsched("drain", state=state).returncode == 0
+    from rlsched.live.daemon import Daemon  # serve would wait for ever: tick it 20 times
+    from rlsched.live.store import Store
+
+    store = Store(state)
+    daemon = Daemon(store, "fake:4", "heft")
+    try:
+        for _ in range(20):
+            assert daemon.tick()  # work is queued, so it is not idle
+    finally:
+        daemon.close()
+    assert devices_used(state, "held") == set()
+    assert "resumed every drain (1 drain(s) ended)" in rlsched("resume", state=state).stdout
+    serve_until_idle(state)
+    assert json.loads(rlsched("status", "--json", state=state).stdout)["jobs"][0]["state"] \
+        == "done"
+    assert_one_line_error(rlsched("drain", "--gpu", "-1", state=state), "a GPU is 0 or more")
