@@ -390,10 +390,16 @@ def _ray_flags(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
     from rlsched.sources.jobfile import load_jobfile
+    from rlsched.workload import validate_fits
 
     # validate every file before the store is touched: all or nothing
     instances = [load_jobfile(f, require_work=False) for f in args.files]
-    for name in Store(args.state).submit(instances):
+    store = Store(args.state)
+    largest = store.largest_gpu_memory()
+    if largest is not None:  # serve has run here: a task no GPU of its pool fits waits forever
+        for instance in instances:
+            validate_fits(instance, largest, "serve's pool (as it last saw it)")
+    for name in store.submit(instances):
         print(f"submitted {name}")
     return 0
 

@@ -71,3 +71,28 @@ def test_a_drained_pool_starts_nothing_and_waits(tmp_path):
     assert json.loads(rlsched("status", "--json", state=state).stdout)["jobs"][0]["state"] \
         == "done"
     assert_one_line_error(rlsched("drain", "--gpu", "-1", state=state), "a GPU is 0 or more")
+
+
+def test_a_task_no_gpu_fits_is_flagged_and_once_the_pool_is_known_refused(tmp_path):
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+
+    state = tmp_path / "state"
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({"name": "big", "tasks": [
+        {"id": "train", "command": "true", "gpu_memory": "200GiB"}]}))
+    assert rlsched("submit", big, state=state).returncode == 0  # no serve yet: pool unknown
+    daemon = Daemon(Store(state), "fake:4", "heft")
+    try:
+        for _ in range(3):
+            daemon.tick()
+    finally:
+        daemon.close()
+    (job,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
+    assert job["tasks"][0]["state"] == "queued"
+    assert job["tasks"][0]["reason"] == ("unschedulable: needs 200 GiB of GPU memory; the "
+                                         "largest GPU of the pool has 24 GiB")
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(big.read_text().replace("name: big", "name: bigger"))
+    assert_one_line_error(rlsched("submit", bigger, state=state),
+                          "needs 200 GiB of GPU memory but the largest device")

@@ -26,6 +26,7 @@ from typing import Any
 
 from rlsched.errors import InputError
 from rlsched.live.lifecycle import AttemptRef, TaskStatus
+from rlsched.pool import fits_memory
 from rlsched.workload import Instance, Job, check_name
 
 
@@ -290,6 +291,11 @@ class Store:
                               "a.ended IS NULL)", (job, job)).fetchone()
         return bool(row[0])
 
+    def largest_gpu_memory(self) -> float | None:
+        """GiB of the largest GPU of the pool serve last saw (None before any serve)."""
+        row = self.db.execute("SELECT MAX(memory_total) FROM devices").fetchone()
+        return None if row[0] is None else float(row[0])
+
     def drain(self, gpu: int | None = None) -> None:
         """Start nothing new on device ``gpu`` (a device key), or on any with
         None; what runs there finishes. Lasts until :meth:`resume`, across
@@ -316,9 +322,11 @@ class Store:
         "jct_s", "tasks": [{"id", "state", "device", "attempts", "reason"}]}]}``
         in submission order; ``finished`` (the end of its last task) and
         ``jct_s`` (job completion time: finished - submitted) are None until
-        the job is done; a task's ``reason`` says why its latest attempt
-        failed (None while it runs or after it succeeded)."""
+        the job is done; a task's ``reason`` says why it failed, was
+        skipped, or cannot be placed (it fits no GPU of the pool serve last
+        saw), else why its latest attempt failed, else None."""
         jobs = []
+        largest = self.largest_gpu_memory()
         ends = dict(self.db.execute(
             "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
             "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
@@ -327,7 +335,7 @@ class Store:
             "(SELECT MAX(id) FROM attempts GROUP BY task)")}
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
-                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]))}
+                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]), largest)}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -573,11 +581,18 @@ def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
 LOG_TAIL_LINES = 5
 
 
-def _why(task: sqlite3.Row, attempt: sqlite3.Row | None) -> dict[str, Any]:
-    """``reason`` (why the task failed, was skipped, or its latest attempt
-    failed; else None) and, for a failed task, ``log_tail``: its log's last lines."""
+def _why(task: sqlite3.Row, attempt: sqlite3.Row | None,
+         largest_gib: float | None) -> dict[str, Any]:
+    """``reason`` (why the task failed, was skipped, cannot be placed on a
+    pool whose largest GPU has ``largest_gib``, or its latest attempt failed;
+    else None) and, for a failed task, ``log_tail``: its log's last lines."""
     reason = task["reason"] or (attempt_reason(attempt["exit_code"], attempt["error"])
                                 if attempt is not None else None)
+    if task["state"] == TaskStatus.QUEUED.value and largest_gib is not None:
+        spec = json.loads(task["spec"])
+        if spec["gpus"] and not fits_memory(spec["gpu_memory"], largest_gib):
+            reason = (f"unschedulable: needs {spec['gpu_memory']:g} GiB of GPU memory; the "
+                      f"largest GPU of the pool has {largest_gib:g} GiB")
     out: dict[str, Any] = {"reason": reason}
     if task["state"] == TaskStatus.FAILED.value and attempt is not None:
         out["log_tail"] = log_tail(attempt["log"])
