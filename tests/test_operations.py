@@ -96,3 +96,31 @@ def test_a_task_no_gpu_fits_is_flagged_and_once_the_pool_is_known_refused(tmp_pa
     bigger.write_text(big.read_text().replace("name: big", "name: bigger"))
     assert_one_line_error(rlsched("submit", bigger, state=state),
                           "needs 200 GiB of GPU memory but the largest device")
+
+
+def test_queue_waits_count_from_when_a_task_could_start(tmp_path):
+    import time
+
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.prometheus import render
+    from rlsched.live.store import Store
+
+    state = tmp_path / "state"
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(yaml.safe_dump({"name": "chain", "tasks": [
+        {"id": "a", "command": "sleep 1", "gpu_memory": 1},
+        {"id": "b", "command": "true", "gpu_memory": 1, "after": ["a"]}]}))
+    rlsched("submit", chain, state=state)
+    store = Store(state)
+    daemon = Daemon(store, "fake:1", "fifo")
+    try:
+        deadline = time.time() + 60
+        while daemon.tick() and time.time() < deadline:
+            time.sleep(0.02)
+        waits = store.queue_waits()
+        body = render(daemon)
+    finally:
+        daemon.close()
+    # b waited from a's end, not from submission (which was over a second before)
+    assert len(waits) == 2 and all(0 <= w < 1.0 for w in waits), waits
+    assert "rlsched_queue_wait_seconds_count 2" in body

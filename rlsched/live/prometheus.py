@@ -29,6 +29,8 @@ GPU_GAUGES = (
 
 #: upper bounds (seconds) of the job completion time histogram's buckets
 JCT_BUCKETS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 72 * 3600)
+#: upper bounds (seconds) of the queue wait histogram's buckets
+WAIT_BUCKETS = (0.1, 1, 10, 60, 300, 900, 3600, 3 * 3600, 12 * 3600)
 
 
 def histogram(name: str, help_text: str, values: list[float],
@@ -62,6 +64,9 @@ def render(daemon: Daemon) -> str:
                        "job completion time (submitted to last task done) of finished jobs",
                        [j["jct_s"] for j in status["jobs"] if j["jct_s"] is not None],
                        JCT_BUCKETS)
+    lines += histogram("rlsched_queue_wait_seconds",
+                       "time a task waited from when it could start (job submitted, parents "
+                       "done) to its first attempt", daemon.store.queue_waits(), WAIT_BUCKETS)
     lines += ["# HELP rlsched_decisions_total placements made", "# TYPE rlsched_decisions_total counter",
               f"rlsched_decisions_total {daemon.decisions}",
               "# HELP rlsched_shield_fallbacks_total placements refused by the shield",

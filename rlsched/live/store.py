@@ -291,6 +291,22 @@ class Store:
                               "a.ended IS NULL)", (job, job)).fetchone()
         return bool(row[0])
 
+    def queue_waits(self) -> list[float]:
+        """Seconds each started task waited in the queue: from the moment it
+        could start (its job submitted and its parents done) to its first
+        attempt's start."""
+        rows = self.db.execute(
+            "SELECT t.job, t.task_id, t.spec, j.submitted, MIN(a.started) AS first, "
+            "MAX(CASE WHEN a.exit_code=0 THEN a.ended END) AS done FROM tasks t "
+            "JOIN jobs j ON t.job=j.id JOIN attempts a ON a.task=t.id GROUP BY t.id").fetchall()
+        done = {(r["job"], r["task_id"]): r["done"] for r in rows}
+        waits = []
+        for r in rows:
+            parents = [done.get((r["job"], p)) for p in json.loads(r["spec"])["parents"]]
+            ready = max([r["submitted"], *(p for p in parents if p is not None)])
+            waits.append(max(0.0, r["first"] - ready))
+        return waits
+
     def largest_gpu_memory(self) -> float | None:
         """GiB of the largest GPU of the pool serve last saw (None before any serve)."""
         row = self.db.execute("SELECT MAX(memory_total) FROM devices").fetchone()
