@@ -528,6 +528,9 @@ def _print_status(status: dict) -> None:
                 console.print(Text(f"{job['name']}/{t['id']} failed: {t['reason']}", style="bold"))
                 for line in t.get("log_tail") or []:
                     console.print(Text(f"    {line}"))
+    for m in status.get("misplaced", []):
+        console.print(Text(f"warning: {m['job']}/{m['task']} was given GPU {m['given']} but NVML "
+                           f"saw its process {m['pid']} on GPU {m['seen']}", style="bold red"))
     jcts = [j["jct_s"] for j in status["jobs"] if j["jct_s"] is not None]
     if jcts:
         console.print(f"{len(jcts)} job(s) done, average JCT {_duration(sum(jcts) / len(jcts))}"

@@ -124,3 +124,46 @@ def test_queue_waits_count_from_when_a_task_could_start(tmp_path):
     # b waited from a's end, not from submission (which was over a second before)
     assert len(waits) == 2 and all(0 <= w < 1.0 for w in waits), waits
     assert "rlsched_queue_wait_seconds_count 2" in body
+
+
+def test_a_process_on_a_gpu_it_was_not_given_is_reported(tmp_path):
+    """The fake NVML is told that a task's process sits on the other GPU (as
+    code that ignores CUDA_VISIBLE_DEVICES would): status and the metrics say so."""
+    import time
+
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.prometheus import render
+    from rlsched.live.store import Store
+
+    state = tmp_path / "state"
+    job = tmp_path / "stray.yaml"
+    job.write_text(yaml.safe_dump({"name": "stray", "tasks": [
+        {"id": "t", "command": "sleep 30", "gpu_memory": 2}]}))
+    rlsched("submit", job, state=state)
+    store = Store(state)
+    daemon = Daemon(store, "fake:2", "fifo")
+    try:
+        deadline = time.time() + 60
+        while not store.open_attempts() or store.open_attempts()[0].ref.pid is None:
+            daemon.tick()
+            assert time.time() < deadline
+        (attempt,) = store.open_attempts()
+        daemon.tick()
+        assert daemon.misplaced == set()  # where it was placed: nothing to say
+        other = 1 - attempt.ref.device
+        daemon.backend.fake.declare(attempt.ref.pid, other, 2.0)
+        daemon.tick()
+        daemon.tick()  # reported once, however many rounds see it
+        assert daemon.misplaced == {(attempt.ref.id, other)}
+        assert "rlsched_misplaced_processes_total 1" in render(daemon)
+        store.cancel("stray")
+        while daemon.tick() and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        daemon.close()
+    (seen,) = store.status()["misplaced"]
+    assert seen | {"time": 0} == {"job": "stray", "task": "t", "attempt": attempt.ref.id,
+                                  "given": attempt.ref.device, "seen": other,
+                                  "pid": attempt.ref.pid, "time": 0}
+    assert f"saw its process {attempt.ref.pid} on GPU {other}" in rlsched("status",
+                                                                           state=state).stdout

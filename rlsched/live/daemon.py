@@ -18,6 +18,7 @@ state directory are named by attempt id, never by job or task names.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,6 +87,9 @@ class Daemon:
         self._timed_out: dict[int, float] = {}
         #: the device keys drained this round (ALL_GPUS: every device)
         self._drained: set[int] = set()
+        #: ``(attempt id, device key)`` where NVML saw an attempt's process on
+        #: a GPU it was not given
+        self.misplaced: set[tuple[int, int]] = set()
         self._table_key: tuple = ()
         self._table: WorkloadTable | None = None
         self.decisions = 0
@@ -138,6 +142,7 @@ class Daemon:
         self._drained = self.store.drained()
         self._schedule()
         self._publish()
+        self._check_placements()
         return self.store.has_work()
 
     # ------------------------------------------------------------------ attempts
@@ -309,6 +314,29 @@ class Daemon:
             (d.key, d.info.name if d.host == "localhost" else f"{d.host}: {d.info.name}",
              d.info.uuid, s.utilization, s.memory_used, s.memory_total, s.temperature_c,
              s.power_w, int(s.healthy), s.n_tasks) for s, d in zip(devices, self.live))
+
+    def _check_placements(self) -> None:
+        """Compare NVML's process list with the placements: a process of an
+        attempt's group (the attempt runs in a session of its own) on a GPU
+        other than the one it was given is recorded once, for ``status`` and
+        the metrics. A user's code that ignores CUDA_VISIBLE_DEVICES, or a
+        wrong device order, shows up here."""
+        seen = self.backend.processes()
+        if not seen:
+            return
+        groups = {a.ref.pid: a for a in self.store.open_attempts()
+                  if a.ref.pid and a.ref.device is not None}
+        for device, pids in seen.items():
+            for pid in pids:
+                try:
+                    attempt = groups.get(os.getpgid(pid))
+                except OSError:  # gone, or another machine's pid namespace
+                    continue
+                if attempt is None or attempt.ref.device == device:
+                    continue
+                if (attempt.ref.id, device) not in self.misplaced:
+                    self.misplaced.add((attempt.ref.id, device))
+                    self.store.record_misplaced(attempt, device, pid)
 
     # ------------------------------------------------------------------ starting attempts
     def _start(self, round_: _Round, index: int, device: int | None) -> None:

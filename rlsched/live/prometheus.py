@@ -72,6 +72,10 @@ def render(daemon: Daemon) -> str:
               "# HELP rlsched_shield_fallbacks_total placements refused by the shield",
               "# TYPE rlsched_shield_fallbacks_total counter",
               f"rlsched_shield_fallbacks_total {daemon.shield_fallbacks}",
+              "# HELP rlsched_misplaced_processes_total processes NVML saw on a GPU their "
+              "task was not given",
+              "# TYPE rlsched_misplaced_processes_total counter",
+              f"rlsched_misplaced_processes_total {len(daemon.misplaced)}",
               "# HELP rlsched_placements_total placements per GPU",
               "# TYPE rlsched_placements_total counter"]
     lines += [f'rlsched_placements_total{{gpu="{g}"}} {n}'

@@ -307,6 +307,23 @@ class Store:
             waits.append(max(0.0, r["first"] - ready))
         return waits
 
+    def record_misplaced(self, attempt: OpenAttempt, seen_on: int, pid: int) -> None:
+        """NVML saw process ``pid`` of ``attempt`` on device ``seen_on``, not
+        on the one it was given."""
+        self.event("misplaced", attempt.job, attempt.task, json.dumps(
+            {"attempt": attempt.ref.id, "given": attempt.ref.device, "seen": seen_on, "pid": pid}))
+
+    def misplaced(self) -> list[dict[str, Any]]:
+        """Every process NVML saw on a GPU its attempt was not given: ``job``,
+        ``task``, ``attempt``, ``given``, ``seen``, ``pid``, ``time``."""
+        out = []
+        for r in self.db.execute("SELECT e.time, e.detail, t.task_id, j.name FROM events e "
+                                 "JOIN tasks t ON e.task=t.id JOIN jobs j ON t.job=j.id "
+                                 "WHERE e.kind='misplaced' ORDER BY e.id"):
+            out.append({"job": r["name"], "task": r["task_id"], "time": r["time"],
+                        **json.loads(r["detail"])})
+        return out
+
     def largest_gpu_memory(self) -> float | None:
         """GiB of the largest GPU of the pool serve last saw (None before any serve)."""
         row = self.db.execute("SELECT MAX(memory_total) FROM devices").fetchone()
@@ -365,7 +382,7 @@ class Store:
         devices = [{**dict(r), "drained": ALL_GPUS in drained or r["idx"] in drained}
                    for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
         return {"jobs": jobs, "devices": devices, "drained": sorted(drained),
-                "prediction": self.prediction_error()}
+                "misplaced": self.misplaced(), "prediction": self.prediction_error()}
 
     def find_task(self, name: str) -> int | None:
         """The task named ``JOB/TASK`` (or ``TASK``, where one job alone has

@@ -69,6 +69,11 @@ class Backend(ABC):
     def kill(self, attempt: AttemptRef) -> None:
         """Stop an open attempt (cancel, timeout)."""
 
+    def processes(self) -> dict[int, list[int]]:
+        """The pids of the compute processes NVML sees on each device, by
+        key, ours or not; empty where the backend cannot tell."""
+        return {}
+
     def recover(self, attempts: list[AttemptRef]) -> None:
         """Called once at start with the attempts a previous daemon left open."""
 

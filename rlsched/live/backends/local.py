@@ -77,6 +77,10 @@ class LocalBackend(Backend):
         if pid:
             executor.kill(pid)
 
+    def processes(self) -> dict[int, list[int]]:
+        return {d.key: [p.pid for p in procs]
+                for d, procs in zip(self._devices, self.source.processes())}
+
     def recover(self, attempts: list[AttemptRef]) -> None:
         """Tell the fake NVML what still runs (attempts adopted after a restart)."""
         if self.fake is None:
