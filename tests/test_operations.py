@@ -167,3 +167,27 @@ def test_a_process_on_a_gpu_it_was_not_given_is_reported(tmp_path):
                                   "pid": attempt.ref.pid, "time": 0}
     assert f"saw its process {attempt.ref.pid} on GPU {other}" in rlsched("status",
                                                                            state=state).stdout
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_serve_exports(tmp_path):
+    import re
+
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.prometheus import render
+    from rlsched.live.store import Store
+    from tests.helpers import ROOT
+
+    dashboard = json.loads((ROOT / "examples" / "grafana" / "rlsched-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    queried = {m for e in exprs for m in re.findall(r"\b(?:DCGM_FI_\w+|rlsched_\w+)", e)}
+    daemon = Daemon(Store(tmp_path / "state"), "fake:1", "fifo")
+    try:
+        daemon.tick()
+        body = render(daemon).splitlines()
+        exported = {line.split("{")[0].split(" ")[0] for line in body
+                    if line and not line.startswith("#")}
+        exported |= {line.split()[2] for line in body if line.startswith("# TYPE")}
+    finally:
+        daemon.close()
+    assert len(dashboard["panels"]) >= 8 and queried
+    assert queried <= exported, queried - exported

@@ -200,9 +200,11 @@ class Daemon:
                 return
             p = checked[0]
             key = self.live[p.device].key
-            self._start(round_, p.task, key)
+            # counted first: the metrics thread, reading between the two, must
+            # never see the task running and the decision not yet made
             self.decisions += 1
             self.placements[key] = self.placements.get(key, 0) + 1
+            self._start(round_, p.task, key)
 
     def _shield(self, view: ClusterView, p: Placement) -> bool:
         return p.task in view.ready and 0 <= p.device < len(view.devices) and \
