@@ -51,10 +51,20 @@ examples:
 STATE_HELP = "state directory (default: $RLSCHED_STATE, else ~/.local/state/rlsched)"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rlsched")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every sub-command; each sets ``run``, the function that runs it."""
     p = _Parser(prog="rlsched", description="Learn to schedule DAG jobs on a GPU pool; "
-                "evaluate schedulers in simulation.")
+                "evaluate schedulers in simulation; run one as the pool's live scheduler.")
+    p.add_argument("--version", action="version", version=f"rlsched {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_evaluate, add_train, add_submit, add_status, add_logs, add_cancel,
                 add_purge, add_drain, add_resume, add_serve, add_ray_flags, add_bench):
@@ -74,8 +84,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                     help="workload SPEC (repeatable)")
     ev.add_argument("--pool", required=True, metavar="SPEC", help="pool SPEC")
     ev.add_argument("--scheduler", default="fifo,sjf,cp,tetris,heft", metavar="NAME[,NAME...]",
-                    help="schedulers to compare: random, fifo, sjf, cp, tetris, heft, and the "
-                         "searches ga and sa (default: %(default)s)")
+                    help="schedulers to compare: random, fifo, sjf, cp, tetris, heft, share, "
+                         "the searches ga and sa, and rl:PATH for a trained policy's "
+                         "checkpoint (default: %(default)s)")
     ev.add_argument("--arrivals", choices=("batch", "poisson"), default="batch",
                     help="batch: every job at time 0, each instance on its own; poisson: all "
                          "jobs of a SPEC as one online stream (default: %(default)s)")

@@ -110,3 +110,13 @@ def test_an_input_error_survives_a_process_boundary():
     e = pickle.loads(pickle.dumps(InputError("jobs/a.yaml", "task 'b' has an unknown parent 'x'")))
     assert isinstance(e, InputError) and str(e) == "jobs/a.yaml: task 'b' has an unknown parent 'x'"
     assert (e.source, e.problem) == ("jobs/a.yaml", "task 'b' has an unknown parent 'x'")
+
+
+def test_serve_with_an_unknown_pool_names_the_pools_serve_takes(tmp_path):
+    proc = rlsched("serve", "--pool", "fake4", "--exit-when-idle", state=tmp_path / "s")
+    assert_one_line_error(proc, "fake4", "local", "fake:N")
+
+
+def test_version_is_printed():
+    proc = rlsched("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("rlsched ")

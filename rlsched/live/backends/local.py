@@ -9,7 +9,7 @@ from rlsched.live.backends import Backend, LiveDevice
 from rlsched.live.lifecycle import LOST, AttemptRef, AttemptSpec
 from rlsched.live.telemetry import FakeNvml, NvmlSource
 from rlsched.pool import Pool, build_pool, identical_pool, model_for_gpu
-from rlsched.sources.specs import resolve_pool
+from rlsched.sources.specs import POOL_PREFIXES, resolve_pool
 from rlsched.view import DeviceTelemetry
 
 
@@ -26,8 +26,11 @@ def open_pool(spec: str) -> tuple[Pool, NvmlSource, FakeNvml | None]:
             pool = identical_pool(int(spec[5:]), source=spec)
         except ValueError:
             raise InputError(spec, "use fake:N with N a number of GPUs") from None
-    else:
+    elif spec.partition(":")[0] in POOL_PREFIXES:
         pool = resolve_pool(spec)
+    else:
+        raise InputError(spec, "unknown pool for serve (use local for the GPUs NVML sees, "
+                         "fake:N for N simulated ones, or preset:NAME or file:PATH)")
     fake = FakeNvml(pool)
     return pool, NvmlSource(fake), fake
 
