@@ -107,3 +107,17 @@ def test_a_learned_scheduler_is_compared_with_the_best_non_learned_one_paired():
     assert mk["ci95"][0] < mk["ratio"] < mk["ci95"][1]
     assert Evaluation(config={}, results=[r for r in ev.results if r.scheduler != "rl:x"]
                       ).versus_best_non_learned() == {}
+
+
+def test_the_gantt_legend_says_what_colours_hatching_and_dotted_lines_mean(wfcommons_instances):
+    from rlsched.evaluation.plots import _short, gantt_legend
+    from rlsched.pool import preset_pool
+    from tests.helpers import simulate
+
+    result, _ = simulate(wfcommons_instances[0], preset_pool("workstation-4"))
+    labels = [h.get_label() for h in gantt_legend(result)]
+    assert labels[:len(result.table.jobs)] == [j.name for j in result.table.jobs]
+    assert labels[-2:] == ["attempt lost to a failure", "a job arrives"]
+    many = [h.get_label() for h in gantt_legend(result, most_jobs=0)]
+    assert many[0] == f"... {len(result.table.jobs)} more jobs"
+    assert _short("rl:checkpoints/default.zip") == "rl:default" and _short("heft") == "heft"

@@ -44,6 +44,32 @@ def gantt(result: SimResult, ax, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
+def gantt_legend(result: SimResult, most_jobs: int = 17) -> list:
+    """What the Gantt chart's marks mean: a colour per job (the first
+    ``most_jobs``), the hatching of an attempt lost to a failure, the dotted
+    line of a job's arrival."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    cmap = _plt().get_cmap("tab20")
+    jobs = [j.name for j in result.table.jobs]
+    handles: list = [Patch(facecolor=cmap(j % 20), edgecolor="black", linewidth=0.3, label=name)
+                     for j, name in enumerate(jobs[:most_jobs])]
+    if len(jobs) > most_jobs:
+        handles.append(Patch(facecolor="white", label=f"... {len(jobs) - most_jobs} more jobs"))
+    handles.append(Patch(facecolor="white", edgecolor="red", hatch="xx",
+                         label="attempt lost to a failure"))
+    handles.append(Line2D([], [], color="gray", linestyle=":", label="a job arrives"))
+    return handles
+
+
+def _short(name: str) -> str:
+    """A scheduler's name for an axis: ``rl:checkpoints/default.zip`` → ``rl:default``."""
+    if name.startswith("rl:"):
+        return "rl:" + Path(name[3:]).stem
+    return name
+
+
 def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
     """``gantt.png`` (first episode of each scheduler) and ``comparison.png``."""
     plt = _plt()
@@ -62,7 +88,13 @@ def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
         gantt(res, ax, f"{name}: makespan {span:,.1f} s")
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(f"{first.instance} ({first.workload}), seed {first.seed}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    handles = gantt_legend(next(iter(ev.samples.values())))
+    longest = max(len(h.get_label()) for h in handles)
+    columns = min(len(handles), max(1, int(150 / (longest + 8))))  # 12 inches at 7 pt
+    rows = math.ceil(len(handles) / columns)
+    fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=7, frameon=False)
+    bottom = min(0.3, (0.25 + 0.18 * rows) / fig.get_figheight())  # inches → a fraction
+    fig.tight_layout(rect=(0, bottom, 1, 0.98))
     paths.append(out / "gantt.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
@@ -72,7 +104,7 @@ def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
     for ax, key, label in ((axes[0], "makespan_vs_lower_bound", "makespan / lower bound"),
                            (axes[1], "jct_vs_lower_bound", "average JCT / lower bound")):
         values = [summary[n][key] for n in summary]
-        bars = ax.bar(list(summary), values, color="#4c72b0")
+        bars = ax.bar([_short(n) for n in summary], values, color="#4c72b0")
         best = min(v for v in values if v is not None and not math.isnan(v))
         for bar, v in zip(bars, values):
             if v == best:
@@ -80,13 +112,15 @@ def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
             ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v),
                         ha="center", va="bottom", fontsize=8)
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_ylabel(label + " (lower is better)")
-        ax.tick_params(axis="x", rotation=30)
+        ax.set_title(f"{label}, lower is better (best in green)", fontsize=9)
+        ax.set_ylabel(label)
+        ax.margins(y=0.12)  # room for the figures above the bars
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
     cfg = ev.config
     fig.suptitle(f"{', '.join(cfg['workloads'])} on {cfg['pool']}, {cfg['arrivals']}"
                  f"{' load ' + str(cfg['load']) if cfg['load'] else ''}, "
                  f"{len(cfg['seeds'])} seed(s), perturb={cfg['perturb']}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(w_pad=3.0)
     paths.append(out / "comparison.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
