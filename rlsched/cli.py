@@ -400,6 +400,7 @@ def _ray_flags(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
+    from rlsched.live.wakeup import notify
     from rlsched.sources.jobfile import load_jobfile
     from rlsched.workload import validate_fits
 
@@ -412,6 +413,7 @@ def _submit(args: argparse.Namespace) -> int:
             validate_fits(instance, largest, "serve's pool (as it last saw it)")
     for name in store.submit(instances):
         print(f"submitted {name}")
+    notify(store.dir)
     return 0
 
 
@@ -428,8 +430,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
+    from rlsched.live.wakeup import notify
 
-    n = Store(args.state).cancel(args.job)
+    store = Store(args.state)
+    n = store.cancel(args.job)
+    notify(store.dir)
     if n is None:
         print(f"{args.job} has already ended: nothing to cancel (rlsched purge {args.job} "
               "removes it)")
@@ -440,10 +445,13 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _drain(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
+    from rlsched.live.wakeup import notify
 
     if args.gpu is not None and args.gpu < 0:
         raise InputError("--gpu", f"a GPU is 0 or more, not {args.gpu}")
-    Store(args.state).drain(args.gpu)
+    store = Store(args.state)
+    store.drain(args.gpu)
+    notify(store.dir)
     where = "the whole pool" if args.gpu is None else f"GPU {args.gpu}"
     print(f"drained {where}: nothing new starts there until 'rlsched resume'; running tasks "
           "finish")
@@ -452,8 +460,11 @@ def _drain(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
+    from rlsched.live.wakeup import notify
 
-    n = Store(args.state).resume(args.gpu)
+    store = Store(args.state)
+    n = store.resume(args.gpu)
+    notify(store.dir)
     where = "every drain" if args.gpu is None else f"GPU {args.gpu}"
     print(f"resumed {where} ({n} drain(s) ended)" if n else f"{where}: nothing was drained")
     return 0

@@ -191,3 +191,45 @@ def test_the_grafana_dashboard_queries_only_metrics_that_serve_exports(tmp_path)
         daemon.close()
     assert len(dashboard["panels"]) >= 8 and queried
     assert queried <= exported, queried - exported
+
+
+def test_a_task_exit_and_a_submit_wake_the_daemon_long_before_its_tick(tmp_path):
+    """With a 30 s tick, the next task still starts at once after its parent
+    ends, and a job submitted to an idle daemon starts at once."""
+    import subprocess
+    import time
+
+    from tests.helpers import RLSCHED, wait_for
+
+    state = tmp_path / "state"
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(yaml.safe_dump({"name": "chain", "tasks": [
+        {"id": "a", "command": "sleep 0.5", "gpu_memory": 1},
+        {"id": "b", "command": "true", "gpu_memory": 1, "after": ["a"]}]}))
+    later = tmp_path / "later.yaml"
+    later.write_text(yaml.safe_dump({"name": "later", "tasks": [
+        {"id": "t", "command": "true", "gpu_memory": 1}]}))
+    rlsched("submit", chain, state=state)
+    daemon = subprocess.Popen([*RLSCHED, "serve", "--pool", "fake:1", "--tick", "30",
+                               "--state", str(state)], stderr=subprocess.DEVNULL)
+
+    def jobs():
+        return {j["name"]: j for j in json.loads(rlsched("status", "--json",
+                                                         state=state).stdout)["jobs"]}
+    try:
+        assert wait_for(lambda: jobs()["chain"]["state"] == "done")
+        assert wait_for(lambda: (state / "wake.sock").exists())
+        submitted = time.time()
+        rlsched("submit", later, state=state)
+        assert wait_for(lambda: jobs()["later"]["state"] == "done")
+        woke_in = time.time() - submitted
+    finally:
+        daemon.kill()
+        daemon.wait()
+    db = sqlite3.connect(state / "rlsched.db")
+    (a_end, b_start), = db.execute(
+        "SELECT (SELECT ended FROM attempts a JOIN tasks t ON a.task=t.id WHERE t.task_id='a'), "
+        "(SELECT started FROM attempts a JOIN tasks t ON a.task=t.id WHERE t.task_id='b')")
+    db.close()
+    assert b_start - a_end < 5.0  # a tick would be 30 s; a loaded machine takes a while
+    assert woke_in < 15.0

@@ -27,6 +27,7 @@ from rlsched.live.backends import Backend, LiveDevice, open_backend
 from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, TaskStatus, outcome
 from rlsched.live.serve_lock import ServeLock
 from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
+from rlsched.live.wakeup import Wakeup
 from rlsched.pool import Device, Pool
 from rlsched.schedulers import Scheduler, make_scheduler
 from rlsched.table import WorkloadTable
@@ -123,14 +124,21 @@ class Daemon:
     # ------------------------------------------------------------------ loop
     def run(self, tick: float = 0.2, exit_when_idle: bool = False,
             max_seconds: float | None = None) -> None:
+        """Round after round, waiting up to ``tick`` seconds between them: a
+        task's exit or a change to the queue ends the wait at once (see
+        :mod:`rlsched.live.wakeup`), the tick bounds it for everything else."""
         start = time.time()
-        while True:
-            busy = self.tick()
-            if exit_when_idle and not busy:
-                return
-            if max_seconds is not None and time.time() - start > max_seconds:
-                return
-            time.sleep(tick)
+        wakeup = Wakeup(self.store.dir)
+        try:
+            while True:
+                busy = self.tick()
+                if exit_when_idle and not busy:
+                    return
+                if max_seconds is not None and time.time() - start > max_seconds:
+                    return
+                wakeup.wait(tick)
+        finally:
+            wakeup.close()
 
     def tick(self) -> bool:
         """One round; whether any attempt is still open (a killed one until it
