@@ -15,9 +15,28 @@ TensorBoard scalars (``runs/NAME/``): ``charts/episode_avg_jct``,
 ``charts/val_ratio_to_best_heuristic`` (the fixed validation episodes of
 every kind, each kind's average JCT over its best heuristic's, averaged;
 below 1 means better than every heuristic), ``charts/bc_loss`` (per epoch of
-cloning, then of each DAgger round), ``charts/dagger_ratio`` (the policy's
-average JCT over its teacher's on the states it drove into); ``losses/`` and
-``train/`` as SB3 logs them; the config as text.
+cloning, then of each DAgger round, then of anchoring),
+``charts/dagger_ratio`` (the policy's average JCT over its teacher's on the
+states it drove into); ``rollout/``, ``time/`` and ``train/`` as SB3 logs
+them; the config as text.
+
+The x axis (TensorBoard's *step*) is one counter for the whole run, and every
+tag's points lie at distinct, increasing steps on it (TensorBoard keeps only
+the last point of a step written again, and drops every later one when a
+step goes back). What a step means depends on the phase:
+
+- *Cloning and DAgger* come before PPO, at negative steps: one per fitting
+  epoch (``charts/bc_loss``; a DAgger round's ``charts/dagger_ratio`` at its
+  first epoch), the last at -1.
+- *PPO*: SB3's environment steps (``num_timesteps``, summed over the
+  environments: the count of ``step_N.zip`` and of the cards). The policy as
+  cloned is validated at 0 (a run started with ``--resume`` continues its
+  checkpoint's count, and so the axis), then every ``eval_every`` steps; SB3's
+  ``rollout/``, ``time/``, ``train/`` (of the update before) and the training
+  episodes are written at the end of each rollout and with each validation.
+- *After PPO*, whose last rollout ends at step E: its last update and the
+  validation after it at E + 1, the anchoring epochs at E + 2, E + 3, ...,
+  and the anchored policy's validation one step after the last of them.
 """
 
 from __future__ import annotations
@@ -337,7 +356,8 @@ def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,
 def fit(policy, obs_list: list[dict], mask_list: list[np.ndarray], actions: list[int],
         epochs: int, batch_size: int, seed: int, writer=None, step0: int = 0) -> list[float]:
     """Maximise the likelihood of the labelled actions (cross-entropy over the
-    valid actions)."""
+    valid actions). With a ``writer``, each epoch's loss is written at its own
+    step: ``step0``, ``step0 + 1``, ..."""
     keys = obs_list[0].keys()
     data = {k: torch.as_tensor(np.stack([o[k] for o in obs_list])) for k in keys}
     masks = np.stack(mask_list)
@@ -370,9 +390,12 @@ def behaviour_cloning(model, cfg: TrainConfig, writer=None, progress: bool = Fal
     drives, the teachers label, the policy is fitted to everything so far.
 
     The policy's own seeds (``cfg.seed * 1000 + ...``) never overlap the
-    validation or benchmark seeds.
+    validation or benchmark seeds. Logged at negative steps, one per epoch,
+    so that PPO's start at step 0 follows the last (see the module docstring).
     """
     kinds = cfg.episode_kinds()
+    dagger_epochs = max(1, cfg.bc_epochs // 2)
+    step = -(cfg.bc_epochs + cfg.dagger_rounds * dagger_epochs)
     data: tuple[list, list, list] = ([], [], [])
     optimizer = model.policy.optimizer
     ppo_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -385,7 +408,7 @@ def behaviour_cloning(model, cfg: TrainConfig, writer=None, progress: bool = Fal
         for store, new in zip(data, (o, m, a)):
             store.extend(new)
         bar.update()
-    losses = fit(model.policy, *data, cfg.bc_epochs, cfg.batch_size, cfg.seed, writer)
+    losses = fit(model.policy, *data, cfg.bc_epochs, cfg.batch_size, cfg.seed, writer, step)
     for r in range(cfg.dagger_rounds):
         ratios = []
         for i, kind in enumerate(kinds):
@@ -399,20 +422,21 @@ def behaviour_cloning(model, cfg: TrainConfig, writer=None, progress: bool = Fal
             bar.update()
         if writer is not None:
             writer.record("charts/dagger_ratio", statistics.fmean(ratios))
-        losses += fit(model.policy, *data, max(1, cfg.bc_epochs // 2), cfg.batch_size,
-                      cfg.seed + r + 1, writer, step0=len(losses))
+        losses += fit(model.policy, *data, dagger_epochs, cfg.batch_size, cfg.seed + r + 1,
+                      writer, step0=step + len(losses))
     bar.close()
     for g, lr in zip(optimizer.param_groups, ppo_lrs):
         g["lr"] = lr
     return losses
 
 
-def anchor(model, cfg: TrainConfig, writer=None) -> list[float]:
+def anchor(model, cfg: TrainConfig, writer=None, step0: int = 0) -> list[float]:
     """After PPO: pull the kinds marked ``anchor`` back onto their teachers
     (one DAgger round) without moving the others, whose states the policy
     labels itself. PPO's noisy updates on one kind of episode drift the
     shared weights on another; where a teacher is already optimal or nearly
-    (cp on a batch DAG), that drift only loses."""
+    (cp on a batch DAG), that drift only loses. Each epoch's loss is logged at
+    its own step from ``step0`` on."""
     data: tuple[list, list, list] = ([], [], [])
     for i, kind in enumerate(cfg.episode_kinds()):
         seed = cfg.seed * 100_000 + 90_000 + 1_000 * i
@@ -426,7 +450,7 @@ def anchor(model, cfg: TrainConfig, writer=None) -> list[float]:
     optimizer = model.policy.optimizer
     for g in optimizer.param_groups:
         g["lr"] = cfg.bc_learning_rate / 3
-    return fit(model.policy, *data, cfg.anchor_epochs, cfg.batch_size, cfg.seed, writer)
+    return fit(model.policy, *data, cfg.anchor_epochs, cfg.batch_size, cfg.seed, writer, step0)
 
 
 def _bar(total: int, what: str, on: bool):
@@ -523,6 +547,11 @@ class ValidationCallback(BaseCallback):
     step validates (or checkpoints) where the count has just passed a
     multiple of ``eval_every`` (of ``checkpoint_every``).
 
+    Each validation is written to the logger at once (with whatever else is
+    pending), so the next cannot overwrite it: at the step count as training
+    starts and during it, one step past it as training ends (see the module
+    docstring).
+
     :param validator: the fixed validation episodes and their heuristics' scores
     :param cfg: the run's config, written on every card
     :param out_dir: the folder of the checkpoints
@@ -543,10 +572,16 @@ class ValidationCallback(BaseCallback):
         #: the last validation (empty before the first)
         self.evaluation: dict[str, Any] = {}
 
-    def validate(self, model, steps: int) -> dict[str, Any]:
-        """Save ``model`` as ``latest.zip``, validate it, log the result, and
-        save it as ``best.zip`` where its ratio is the lowest so far; returns
-        the validation (as the cards carry it)."""
+    def validate(self, model, steps: int, at: int) -> dict[str, Any]:
+        """Save ``model`` as ``latest.zip``, validate it, log the result at
+        step ``at`` of the TensorBoard axis, and save it as ``best.zip`` where
+        its ratio is the lowest so far; returns the validation (as the cards
+        carry it).
+
+        :param model: the policy to validate
+        :param steps: the step count its cards carry
+        :param at: the step it is logged at, past every step logged before
+        """
         path = self.out_dir / "latest.zip"
         save_checkpoint(model, self.cfg, path, steps, self.evaluation)
         result = self.validator.evaluate(RLScheduler(path))
@@ -554,6 +589,7 @@ class ValidationCallback(BaseCallback):
               "kinds": result["kinds"], "validation_seeds": self.cfg.validation_seeds}
         model.logger.record("charts/val_avg_jct", result["avg_jct"])
         model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
+        model.logger.dump(at)
         if result["ratio"] < self.best_ratio:
             self.best_ratio = result["ratio"]
             save_checkpoint(model, self.cfg, self.out_dir / "best.zip", steps, ev)
@@ -562,19 +598,21 @@ class ValidationCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         # the policy as cloned (or resumed) is step 0 of this run's cards
-        self.validate(self.model, 0)
+        self.validate(self.model, 0, at=self.num_timesteps)
 
     def _on_step(self) -> bool:
         n, n_envs = self.num_timesteps, self.training_env.num_envs
         if self.eval_every and n % self.eval_every < n_envs:
-            self.validate(self.model, n)
+            self.validate(self.model, n, at=n)
         if self.checkpoint_every and n % self.checkpoint_every < n_envs:
             save_checkpoint(self.model, self.cfg, self.out_dir / f"step_{n}.zip", n,
                             self.evaluation)
         return True
 
     def _on_training_end(self) -> None:
-        self.validate(self.model, self.model.num_timesteps)
+        # step n already has the last rollout's points; the update after it is new
+        n = self.model.num_timesteps
+        self.validate(self.model, n, at=n + 1)
 
 
 def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
@@ -610,18 +648,20 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     model.learn(cfg.total_steps, callback=[EpisodeMetricsCallback(), validation],
                 progress_bar=progress, reset_num_timesteps=not resume)
     final = validation.evaluation
-    save_checkpoint(model, cfg, out_dir / "final.zip", model.num_timesteps, final)
+    ppo_end = model.num_timesteps
+    save_checkpoint(model, cfg, out_dir / "final.zip", ppo_end, final)
     if cfg.anchor_episodes > 0 and any(k.anchor for k in kinds):
         from sb3_contrib import MaskablePPO
 
         best = MaskablePPO.load(str(out_dir / "best.zip"), env=vec, device="cpu")
         best.set_logger(logger)
-        anchor(best, cfg, logger)
+        # after the validation that ended PPO, at ppo_end + 1
+        anchor(best, cfg, logger, step0=ppo_end + 2)
         model = best
         # competes for best.zip like any checkpoint
-        final = validation.validate(model, model.num_timesteps)
+        final = validation.validate(model, model.num_timesteps,
+                                    at=ppo_end + 2 + cfg.anchor_epochs)
         save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
-    logger.dump(model.num_timesteps)
     vec.close()
     return {**final, "run_dir": str(run_dir)}
 
