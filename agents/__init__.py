@@ -1,17 +1,37 @@
 """Learned schedulers: the GNN policy, MaskablePPO training, checkpoints.
 
 Importing this package registers the ``rl:PATH`` scheduler prefix, so
-``rlsched evaluate --scheduler heft,rl:checkpoints/default.zip`` works. It
-imports ``envs`` and the core; neither imports it.
+``rlsched evaluate --scheduler heft,rl:checkpoints/default.zip`` works, and
+``rl:default`` names the shipped policy from any directory. It imports
+``envs`` and the core; neither imports it.
 """
 
+from pathlib import Path
+
+from rlsched.errors import InputError
 from rlsched.schedulers import SCHEDULER_PREFIXES
 
+#: where the shipped policy lives: ``checkpoints/`` of this checkout
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
-def _load(path: str):
+
+def checkpoint_path(spec: str) -> Path:
+    """The checkpoint ``rl:SPEC`` names: a path (from the working directory),
+    or ``NAME`` for ``checkpoints/NAME.zip`` of the shipped ones."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = SHIPPED / f"{spec}.zip"
+    if "/" not in spec and not spec.endswith(".zip") and shipped.is_file():
+        return shipped
+    raise InputError(f"rl:{spec}", f"no such checkpoint (looked for {path.resolve()}"
+                     f"{'' if '/' in spec else f' and {shipped}'}; rl:default is the shipped one)")
+
+
+def _load(spec: str):
     from agents.scheduler import RLScheduler
 
-    return RLScheduler(path)
+    return RLScheduler(checkpoint_path(spec))
 
 
 SCHEDULER_PREFIXES["rl"] = _load

@@ -143,7 +143,11 @@ def add_submit(sub: argparse._SubParsersAction) -> None:
 
 def add_status(sub: argparse._SubParsersAction) -> None:
     """``rlsched status``: the queue, its tasks and devices."""
-    st = sub.add_parser("status", help="jobs and tasks in the queue")
+    st = sub.add_parser("status", help="jobs and tasks in the queue",
+                        description="The queue: every job with its state and JCT, every task "
+                                    "with its state, GPU and attempts (and why it failed, was "
+                                    "skipped or cannot be placed), and the devices as serve last "
+                                    "saw them.")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.add_argument("--state", metavar="DIR", help=STATE_HELP)
     st.set_defaults(run=_status)
@@ -208,24 +212,29 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                     "with CUDA_VISIBLE_DEVICES set to its GPU.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="pools: local (NVML), fake:N (N simulated GPUs; tasks still run for real), "
-               "preset:NAME, file:PATH\nexample:\n  rlsched serve --pool fake:4 --scheduler "
-               "heft &\n  rlsched submit examples/jobs/train-eval.yaml\n  rlsched status\n"
+               "identical:N[?model=M], preset:NAME, file:PATH\nexample:\n"
+               "  rlsched serve --pool fake:4 &\n  rlsched submit examples/jobs/train-eval.yaml\n"
+               "  rlsched status\n"
                "on a Ray cluster (each node started with gpu_slot_K resources, see the README):\n"
-               "  rlsched serve --backend ray --address auto --scheduler heft")
+               "  rlsched serve --backend ray --address auto")
     sv.add_argument("--pool", default="local", metavar="SPEC",
-                    help="local | fake:N | preset:NAME | file:PATH (default: local)")
+                    help="local | fake:N | identical:N | preset:NAME | file:PATH (default: local)")
     sv.add_argument("--backend", choices=("local", "ray"), default="local",
                     help="where tasks run: this machine, or a Ray cluster's nodes (needs "
                          "pip install 'rlsched[ray]'; see the README) (default: local)")
     sv.add_argument("--address", metavar="ADDR",
                     help="with --backend ray: auto, or HOST:PORT of the cluster's head "
                          "(default: start Ray on this machine with its GPUs, or fake:N)")
-    sv.add_argument("--scheduler", default="heft", metavar="NAME",
-                    help="any scheduler name or rl:CHECKPOINT (default: heft)")
+    sv.add_argument("--scheduler", default="share", metavar="NAME",
+                    help="random, fifo, sjf, cp, tetris, heft, share, ga, sa, or rl:PATH (a "
+                         "trained policy; rl:default is the shipped one). The default, share, "
+                         "finishes jobs soonest on average of the heuristics (see the README)")
     sv.add_argument("--state", metavar="DIR", help=STATE_HELP)
     sv.add_argument("--metrics-port", type=int, metavar="P",
                     help="serve Prometheus metrics on 127.0.0.1:P/metrics")
-    sv.add_argument("--tick", type=float, default=0.2, help="seconds between rounds")
+    sv.add_argument("--tick", type=float, default=0.2, metavar="SECONDS",
+                    help="the longest wait between rounds; a task's exit or a submit wakes "
+                         "serve sooner (default: %(default)s)")
     sv.add_argument("--exit-when-idle", action="store_true",
                     help="stop once nothing is queued or running (for scripts and tests)")
     sv.set_defaults(run=_serve)
@@ -420,7 +429,7 @@ def _submit(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
 
-    status = Store(args.state).status()
+    status = Store(args.state, create=False).status()
     if args.json:
         print(json.dumps(status, indent=1))
     else:
@@ -432,7 +441,7 @@ def _cancel(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
     from rlsched.live.wakeup import notify
 
-    store = Store(args.state)
+    store = Store(args.state, create=False)
     n = store.cancel(args.job)
     notify(store.dir)
     if n is None:
@@ -462,7 +471,7 @@ def _resume(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
     from rlsched.live.wakeup import notify
 
-    store = Store(args.state)
+    store = Store(args.state, create=False)
     n = store.resume(args.gpu)
     notify(store.dir)
     where = "every drain" if args.gpu is None else f"GPU {args.gpu}"
@@ -473,7 +482,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
 
-    store = Store(args.state)
+    store = Store(args.state, create=False)
     removed = store.purge(args.job)
     for attempt in removed:  # its logs and exit files; named by attempt id
         for path in (store.dir / "logs").glob(f"attempt-{attempt}.*"):
@@ -485,7 +494,7 @@ def _purge(args: argparse.Namespace) -> int:
 def _logs_command(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
 
-    _logs(Store(args.state), args.task, args.follow)
+    _logs(Store(args.state, create=False), args.task, args.follow)
     return 0
 
 

@@ -3,6 +3,8 @@ and no traceback, from the command line as from the library."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -120,3 +122,25 @@ def test_serve_with_an_unknown_pool_names_the_pools_serve_takes(tmp_path):
 def test_version_is_printed():
     proc = rlsched("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("rlsched ")
+
+
+def test_reading_a_state_that_does_not_exist_creates_nothing(tmp_path):
+    state = tmp_path / "never-used"
+    for args in (["status"], ["logs", "j/t"], ["cancel", "j"], ["purge", "j"], ["resume"]):
+        assert_one_line_error(rlsched(*args, state=state), "no rlsched state here")
+    assert not state.exists()
+
+
+def test_the_shipped_policy_is_rl_default_from_any_directory(tmp_path):
+    import agents  # noqa: F401  registers rl:
+    from agents import SHIPPED, checkpoint_path
+    from rlsched.errors import InputError
+
+    assert checkpoint_path("default") == SHIPPED / "default.zip"
+    with pytest.raises(InputError, match="looked for .*no-such.*rl:default is the shipped one"):
+        checkpoint_path("no-such")
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "evaluate", "--workload",
+                           "synthetic:pipeline?jobs=2", "--pool", "identical:2", "--scheduler",
+                           "rl:default"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "rl:default" in proc.stdout

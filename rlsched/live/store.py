@@ -139,13 +139,19 @@ class Store:
     """The state directory and its database.
 
     :param directory: created with mode 0700 if missing
+    :param create: False for commands that only read or change what is
+        there (status, logs, cancel, purge, resume): a state that does not
+        exist is then an :class:`InputError`, and nothing is created
     """
 
-    def __init__(self, directory: str | Path | None = None) -> None:
+    def __init__(self, directory: str | Path | None = None, create: bool = True) -> None:
         self.dir = Path(directory) if directory else default_state_dir()
         if self.dir.exists() and not self.dir.is_dir():
             raise InputError(str(self.dir), "the state directory is a file, not a directory "
                              "(give --state a directory, or remove the file)")
+        if not create and not (self.dir / "rlsched.db").is_file():
+            raise InputError(str(self.dir), "no rlsched state here: nothing was submitted with "
+                             "this --state (or $RLSCHED_STATE) yet")
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.dir, 0o700)
