@@ -233,3 +233,16 @@ def test_a_task_exit_and_a_submit_wake_the_daemon_long_before_its_tick(tmp_path)
     db.close()
     assert b_start - a_end < 5.0  # a tick would be 30 s; a loaded machine takes a while
     assert woke_in < 15.0
+
+
+def test_after_serve_ends_status_shows_every_gpu_idle(tmp_path):
+    """Telemetry is published every round, busy or idle: the last round saw
+    the last task end, so no GPU is left showing it."""
+    from tests.helpers import ROOT
+
+    state = tmp_path / "state"
+    rlsched("submit", ROOT / "examples" / "jobs" / "hello-gpus.yaml", state=state)
+    serve_until_idle(state)
+    devices = json.loads(rlsched("status", "--json", state=state).stdout)["devices"]
+    assert len(devices) == 4
+    assert [(d["tasks"], d["utilization"], d["memory_used"]) for d in devices] == [(0, 0, 0)] * 4
