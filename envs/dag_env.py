@@ -33,7 +33,7 @@ from rlsched.schedulers import make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.view import ClusterView, Placement
-from rlsched.workload import validate_fits
+from rlsched.workload import validate_fits, validate_placement
 
 FEATURE_BOUND = 20.0
 
@@ -239,6 +239,7 @@ class DagSchedulingEnv(gym.Env):
         else:
             instance = online(instances, self.pool, self.load, rng, source=self.workload_spec)
         validate_fits(instance, self.pool.max_memory, self.pool.name)
+        validate_placement(instance, self.pool)
         self.instance = instance
         self.sim = Simulator(instance, self.pool, int(rng.integers(2**31)), self.perturbations)
         self.statics = EpisodeStatics(self.sim.table, self.pool)

@@ -520,16 +520,19 @@ def _advised_in_slots(ready: np.ndarray, advice: list[Placement | None], slots: 
 
 def action_mask(view: ClusterView, enc: Encoding, m: Maxima) -> np.ndarray:
     """Valid actions: ready slot ``i`` on device ``j`` where the device is
-    healthy and has the memory free now (index ``i * m.devices + j``), and wait
-    (the last index) while something runs."""
+    healthy, has the memory free now and the task may use it (its
+    ``gpus_allowed`` / ``gpus_avoid``) (index ``i * m.devices + j``), and
+    wait (the last index) while something runs."""
     mask = np.zeros(m.n_actions, dtype=bool)
     memory = view.table.memory
+    ruled = view.constrained
     for j, dev in enumerate(view.devices):
         if not dev.healthy:
             continue
         free = dev.memory_free
         for i in range(enc.n_slots):
-            if fits_memory(memory[int(enc.window[i])], free):
+            task = int(enc.window[i])
+            if fits_memory(memory[task], free) and (not ruled or view.may_use(task, j)):
                 mask[i * m.devices + j] = True
     mask[-1] = bool(view.running)
     return mask

@@ -39,7 +39,7 @@ from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool, fits_memory
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
-from rlsched.workload import Instance, validate_fits
+from rlsched.workload import Instance, validate_fits, validate_placement
 
 _ARRIVE, _FINISH, _PERTURB_ON, _PERTURB_OFF = 0, 1, 2, 3
 _EPS = 1e-9
@@ -114,6 +114,7 @@ class Simulator:
         self.seed = seed
         self.perturbations = perturbations or Perturbations()
         validate_fits(instance, pool.max_memory, pool.name)
+        validate_placement(instance, pool)
         self.table = WorkloadTable.from_jobs(instance.jobs)
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         self._mem_total = [d.model.memory_gib for d in pool.devices]
@@ -247,7 +248,11 @@ class Simulator:
         """Whether placing ``task`` on ``device`` now would be accepted."""
         return (self.state[task] == READY and self.table.gpu[task]
                 and 0 <= device < len(self._healthy) and self._healthy[device]
-                and fits_memory(self.table.memory[task], self._free(device)))
+                and fits_memory(self.table.memory[task], self._free(device))
+                and self._may_use(task, device))
+
+    def _may_use(self, task: int, device: int) -> bool:
+        return self.table.may_use(task, device, self.pool.devices[device].model.name)
 
     # ------------------------------------------------------------------ internals
     def _push(self, time: float, what: int, a: int, b: object) -> None:
@@ -271,7 +276,10 @@ class Simulator:
         if best < 0:
             return False
         memory = self.table.memory
-        return any(fits_memory(memory[t], best) for t in self._ready)
+        if self.table.placement is None:
+            return any(fits_memory(memory[t], best) for t in self._ready)
+        return any(self._healthy[d] and fits_memory(memory[t], self._free(d)) and
+                   self._may_use(t, d) for t in self._ready for d in range(len(self._healthy)))
 
     def _place(self, task: int, device: int) -> None:
         if not self.can_place(task, device):
@@ -292,6 +300,8 @@ class Simulator:
             return f"device {device} does not exist (pool has {len(self._healthy)})"
         if not self._healthy[device]:
             return f"device {device} is not healthy"
+        if not self._may_use(task, device):
+            return f"task {name} may not use device {device} (its gpus_allowed / gpus_avoid)"
         return (f"task {name} needs {self.table.memory[task]:.2f} GiB but device {device} "
                 f"has {self._free(device):.2f} GiB free")
 

@@ -16,7 +16,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-from rlsched.workload import KINDS, Job
+from rlsched.workload import KINDS, Job, placement_allows
 
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
@@ -35,6 +35,8 @@ class WorkloadTable:
     :param parents: global indices of each task's parents
     :param children: global indices of each task's children
     :param job_start: first task index of each job, plus the total at the end
+    :param placement: each task's ``(gpus_allowed, gpus_avoid)``, or None for
+        the whole table where no task has either (the fast path)
     """
 
     jobs: tuple[Job, ...]
@@ -47,11 +49,13 @@ class WorkloadTable:
     parents: tuple[tuple[int, ...], ...]
     children: tuple[tuple[int, ...], ...]
     job_start: tuple[int, ...]
+    placement: tuple[tuple[tuple[int | str, ...], tuple[int | str, ...]], ...] | None = None
 
     @classmethod
     def from_jobs(cls, jobs: tuple[Job, ...] | list[Job]) -> WorkloadTable:
         ordered = tuple(sorted(jobs, key=lambda j: j.arrival))  # stable: ties keep order
         job_of, ids, work, kind, mem, gpu, parents = [], [], [], [], [], [], []
+        rules: list[tuple[tuple[int | str, ...], tuple[int | str, ...]]] = []
         job_start = [0]
         for j, job in enumerate(ordered):
             base = job_start[-1]
@@ -67,6 +71,7 @@ class WorkloadTable:
                 mem.append(float(t.gpu_memory))
                 gpu.append(t.gpus > 0)
                 parents.append(tuple(local[p] for p in t.parents))
+                rules.append((tuple(t.gpus_allowed), tuple(t.gpus_avoid)))
             job_start.append(base + len(order))
         children: list[list[int]] = [[] for _ in work]
         for c, ps in enumerate(parents):
@@ -74,7 +79,15 @@ class WorkloadTable:
                 children[p].append(c)
         return cls(ordered, tuple(job_of), tuple(ids), tuple(work), tuple(kind), tuple(mem),
                    tuple(gpu), tuple(parents), tuple(tuple(c) for c in children),
-                   tuple(job_start))
+                   tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None)
+
+    def may_use(self, task: int, index: int, model: str) -> bool:
+        """Whether ``task``'s placement rules let it run on device ``index``
+        of model ``model`` (always, where no task of the table has rules)."""
+        if self.placement is None:
+            return True
+        allowed, avoid = self.placement[task]
+        return placement_allows(allowed, avoid, index, model)
 
     @property
     def n_tasks(self) -> int:

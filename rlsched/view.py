@@ -97,9 +97,21 @@ class ClusterView:
     n_arrived: int
 
     def fits(self, task: int, device: int) -> bool:
-        """Whether ``device`` is healthy and has memory free for ``task`` now."""
+        """Whether ``device`` is healthy, has memory free for ``task`` now, and
+        the task may use it (its ``gpus_allowed`` / ``gpus_avoid``)."""
         d = self.devices[device]
-        return d.healthy and fits_memory(self.table.memory[task], d.memory_free)
+        return d.healthy and fits_memory(self.table.memory[task], d.memory_free) and \
+            self.may_use(task, device)
+
+    def may_use(self, task: int, device: int) -> bool:
+        """Whether the task's placement rules let it run on ``device`` at all.
+        Every scheduler asks, where :attr:`constrained`."""
+        return self.table.may_use(task, device, self.pool.devices[device].model.name)
+
+    @property
+    def constrained(self) -> bool:
+        """Whether any task has placement rules (else :meth:`may_use` is always True)."""
+        return self.table.placement is not None
 
     def nominal_runtime(self, task: int, device: int) -> float:
         """Seconds ``task`` would take alone on ``device`` at its nominal speed."""

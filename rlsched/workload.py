@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from rlsched.errors import InputError
-from rlsched.pool import fits_memory
+from rlsched.pool import Pool, fits_memory
 
 #: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
 KINDS = ("compute", "memory")
@@ -64,6 +64,9 @@ class Task:
     :param workdir: working directory of the command
     :param retries: attempts allowed after a failure
     :param timeout: seconds after which an attempt is killed
+    :param gpus_allowed: the devices it may run on, each a pool index (int) or
+        a GPU model's name (str); empty: any
+    :param gpus_avoid: devices it must not run on, the same way
     """
 
     id: str
@@ -78,6 +81,22 @@ class Task:
     workdir: str | None = None
     retries: int = 0
     timeout: float | None = None
+    gpus_allowed: tuple[int | str, ...] = ()
+    gpus_avoid: tuple[int | str, ...] = ()
+
+    def may_use(self, index: int, model: str) -> bool:
+        """Whether :attr:`gpus_allowed` and :attr:`gpus_avoid` let it run on
+        the device ``index`` of model ``model``."""
+        return placement_allows(self.gpus_allowed, self.gpus_avoid, index, model)
+
+
+def placement_allows(allowed: tuple[int | str, ...], avoid: tuple[int | str, ...], index: int,
+                     model: str) -> bool:
+    """The placement rule: a device is usable if ``allowed`` is empty or names
+    it, and ``avoid`` does not; an int names a pool index, a str a model."""
+    def names(entry: int | str) -> bool:
+        return entry == index if isinstance(entry, int) else entry == model
+    return (not allowed or any(names(e) for e in allowed)) and not any(names(e) for e in avoid)
 
 
 @dataclass(frozen=True)
@@ -191,6 +210,26 @@ def validate_instance(instance: Instance, *, require_work: bool = True) -> None:
             raise InputError(instance.source, f"duplicate job name '{job.name}'")
         names.add(job.name)
         validate_job(job, instance.source, require_work=require_work)
+
+
+def validate_placement(instance: Instance, pool: Pool) -> None:
+    """Raise :class:`InputError` if a GPU task's ``gpus_allowed`` and
+    ``gpus_avoid`` leave it no device of ``pool`` that has its memory: no
+    schedule could start it."""
+    pool_name = pool.name
+    for job in instance.jobs:
+        for t in job.tasks:
+            if not t.gpus or not (t.gpus_allowed or t.gpus_avoid):
+                continue
+            usable = [d.model.memory_gib for d in pool.devices if t.may_use(d.index, d.model.name)]
+            if not usable:
+                raise InputError(instance.source, f"job '{job.name}', task '{t.id}': its "
+                                 "gpus_allowed/gpus_avoid leave it no GPU of pool "
+                                 f"'{pool_name}'")
+            if not fits_memory(t.gpu_memory, max(usable)):
+                raise InputError(instance.source, f"job '{job.name}', task '{t.id}' needs "
+                                 f"{t.gpu_memory:g} GiB of GPU memory but no GPU it may use in "
+                                 f"pool '{pool_name}' has that much")
 
 
 def validate_fits(instance: Instance, max_memory_gib: float, pool_name: str) -> None:

@@ -26,7 +26,7 @@ from rlsched.pool import Pool
 from rlsched.schedulers import Scheduler, make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
-from rlsched.workload import Instance, validate_fits
+from rlsched.workload import Instance, validate_fits, validate_placement
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,7 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
             instances = source.instances(seed)
             for inst in instances:
                 validate_fits(inst, pool.max_memory, pool.name)
+                validate_placement(inst, pool)
             if arrivals == "batch":
                 out.extend((spec, batch(inst), seed) for inst in instances)
             else:

@@ -461,8 +461,9 @@ class Store:
             for t in self.db.execute("SELECT spec FROM tasks WHERE job=? ORDER BY position",
                                      (j["id"],)):
                 spec = json.loads(t["spec"])
-                spec["parents"] = tuple(spec["parents"])
-                spec["data_from_parents"] = tuple(spec["data_from_parents"])
+                for key in ("parents", "data_from_parents", "gpus_allowed", "gpus_avoid"):
+                    if key in spec:  # a store older than placement rules has none
+                        spec[key] = tuple(spec[key])
                 tasks.append(Task(**spec))
             out.append(Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"]))
         return out

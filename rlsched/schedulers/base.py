@@ -54,9 +54,11 @@ class GreedyIdleScheduler(Scheduler):
             return []
         free = {d: view.devices[d].memory_free for d in idle}
         memory = view.table.memory
+        ruled = view.constrained
         out: list[Placement] = []
         for t in self.order(view):
-            fitting = [d for d in idle if fits_memory(memory[t], free[d])]
+            fitting = [d for d in idle if fits_memory(memory[t], free[d])
+                       and (not ruled or view.may_use(t, d))]
             if not fitting:
                 continue
             d = self.choose(view, t, fitting)

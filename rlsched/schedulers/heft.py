@@ -56,12 +56,14 @@ def heft_plan(view: ClusterView) -> Plan:
 
     cost: dict[int, dict[int, float]] = {}
     mean: list[float] = [0.0] * last
+    ruled = view.constrained
     for t in live:
         if not tb.gpu[t]:
             mean[t] = tb.work[t]
             continue
         fits = {d: planned_cost(view, t, d) for d in devices
-                if fits_memory(tb.memory[t], view.devices[d].memory_total)}
+                if fits_memory(tb.memory[t], view.devices[d].memory_total)
+                and (not ruled or view.may_use(t, d))}
         cost[t] = fits
         mean[t] = sum(fits.values()) / len(fits) if fits else tb.work[t]
     rank = upward_rank(mean, tb.children[:last])

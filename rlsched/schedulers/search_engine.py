@@ -90,7 +90,8 @@ class SearchProblem:
                 cost[i, -1] = tb.work[t]
                 continue
             for j, d in enumerate(healthy):
-                if fits_memory(tb.memory[t], view.devices[d].memory_total):
+                if fits_memory(tb.memory[t], view.devices[d].memory_total) and (
+                        not view.constrained or view.may_use(t, d)):
                     cost[i, j] = planned_cost(view, t, d)
         # a task no healthy device can hold waits for one to return: leave it,
         # and everything after it, out of this plan

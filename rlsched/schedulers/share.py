@@ -80,10 +80,12 @@ class ShareScheduler(Scheduler):
             else:  # a busy device finishes it sooner: hold that device for it
                 until_free[d] += expected_runtime(view, t, d)
                 waiting.append(t)
+        ruled = view.constrained
         for t in waiting:
             best = None
             for d in range(len(free)):
-                if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]):
+                if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]) \
+                        or (ruled and not view.may_use(t, d)):
                     continue
                 runtime = expected_runtime(view, t, d)
                 if runtime < self.ratio * busy_for[d] and (best is None or runtime < best[0]):
@@ -103,7 +105,8 @@ class ShareScheduler(Scheduler):
         best, best_finish = None, 0.0
         for dev in view.devices:
             d = dev.index
-            if not dev.healthy or not fits_memory(need, dev.memory_total):
+            if not dev.healthy or not fits_memory(need, dev.memory_total) or (
+                    view.constrained and not view.may_use(task, d)):
                 continue
             runtime = expected_runtime(view, task, d)
             if until_free[d] == 0.0 and count[d] == 0:

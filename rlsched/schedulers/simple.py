@@ -31,11 +31,13 @@ class RandomScheduler(Scheduler):
         free = [d.memory_free if d.healthy else -1.0 for d in view.devices]
         busy = [d.n_tasks for d in view.devices]
         memory = view.table.memory
+        ruled = view.constrained
         out = []
         for t in self.rng.permutation(len(view.ready)):
             task = view.ready[int(t)]
             # prefer idle devices, as any sensible random spooler would
-            fitting = [d for d in range(len(free)) if fits_memory(memory[task], free[d])]
+            fitting = [d for d in range(len(free)) if fits_memory(memory[task], free[d])
+                       and (not ruled or view.may_use(task, d))]
             idle = [d for d in fitting if busy[d] == 0]
             pick = idle or fitting
             if not pick:

@@ -33,6 +33,7 @@ class TetrisScheduler(Scheduler):
         remaining = view.job_remaining
         ready = sorted(view.ready, key=lambda t: remaining[tb.job_of[t]])[:CANDIDATES]
         worst = max(remaining[tb.job_of[t]] for t in ready) or 1.0
+        ruled = view.constrained
         out = []
         while idle and ready:
             best = None
@@ -40,7 +41,7 @@ class TetrisScheduler(Scheduler):
                 srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
                 fastest = min(expected_runtime(view, t, d) for d in idle) or 1.0
                 for d, free in idle.items():
-                    if not fits_memory(tb.memory[t], free):
+                    if not fits_memory(tb.memory[t], free) or (ruled and not view.may_use(t, d)):
                         continue
                     total = view.devices[d].memory_total
                     align = 1.0 + (tb.memory[t] / total) * (free / total)

@@ -21,6 +21,7 @@ A file holds one job, or several under ``jobs:``::
         workdir: ~/exp
         retries: 2
         timeout: 3h           # more than 0; leave it out for none
+        gpus_avoid: [rtx-3090]  # or gpus_allowed: [0, a100-80gb] (a job's, or a task's)
 
 Job names and task ids follow :data:`rlsched.workload.NAME_RULE`. Every
 number must be finite: ``.inf`` and ``.nan`` are refused like any other value
@@ -48,8 +49,10 @@ _UNITS_GIB = {None: 1.0, "b": 2.0**-30, "kb": 1e3 / 2**30, "kib": 2.0**-20, "mb"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TASK_KEYS = {"id", "command", "after", "gpu_memory", "gpus", "estimate", "work", "kind", "env",
-              "workdir", "retries", "timeout"}
-_JOB_KEYS = {"name", "priority", "deadline", "arrival", "tasks"}
+              "workdir", "retries", "timeout", "gpus_allowed", "gpus_avoid"}
+_JOB_KEYS = {"name", "priority", "deadline", "arrival", "tasks", "gpus_allowed", "gpus_avoid"}
+#: a GPU model's name in a placement rule (``rtx-4090``, ``a100-80gb``)
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def load_jobfiles(path: str | Path, *, require_work: bool = True) -> list[Instance]:
@@ -157,7 +160,9 @@ def _job(entry: Any, src: str, index: int) -> Job:
     tasks_raw = entry.get("tasks")
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise InputError(src, f"{where}: needs a non-empty 'tasks' list")
-    tasks = tuple(_task(t, src, where, i) for i, t in enumerate(tasks_raw))
+    rules = tuple(_gpu_list(entry.get(k), src, f"{where} {k}") for k in ("gpus_allowed",
+                                                                        "gpus_avoid"))
+    tasks = tuple(_task(t, src, where, i, rules) for i, t in enumerate(tasks_raw))
     deadline = entry.get("deadline")
     priority = entry.get("priority", 1.0)
     try:
@@ -176,7 +181,25 @@ def _job(entry: Any, src: str, index: int) -> Job:
     )
 
 
-def _task(raw: Any, src: str, where: str, index: int) -> Task:
+def _gpu_list(value: Any, source: str, what: str) -> tuple[int | str, ...]:
+    """A placement rule: a list of GPU indices (0, 1, ...) and model names."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool) and item >= 0:
+            out.append(item)
+        elif isinstance(item, str) and _MODEL_NAME.fullmatch(item):
+            out.append(item)
+        else:
+            raise InputError(source, f"{what}: {_shown(item)} is neither a GPU index (0, 1, ...) "
+                             "nor a GPU model's name (rtx-4090, a100-80gb, ...)")
+    return tuple(out)
+
+
+def _task(raw: Any, src: str, where: str, index: int,
+          job_rules: tuple[tuple[int | str, ...], ...] = ((), ())) -> Task:
     if not isinstance(raw, dict) or "id" not in raw:
         raise InputError(src, f"{where}: task #{index + 1} needs an 'id'")
     task_id = str(raw["id"])
@@ -221,4 +244,9 @@ def _task(raw: Any, src: str, where: str, index: int) -> Task:
                                                                f"{here}: workdir"),
         retries=retries,
         timeout=timeout_s,
+        # a task's own rule replaces its job's
+        gpus_allowed=_gpu_list(raw["gpus_allowed"], src, f"{here} gpus_allowed")
+        if "gpus_allowed" in raw else job_rules[0],
+        gpus_avoid=_gpu_list(raw["gpus_avoid"], src, f"{here} gpus_avoid")
+        if "gpus_avoid" in raw else job_rules[1],
     )
