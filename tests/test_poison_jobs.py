@@ -341,3 +341,20 @@ def test_purge_removes_an_ended_job_and_its_logs_so_its_name_is_free(tmp_path):
             ["jobs"]] == ["other"]
     assert rlsched("submit", job, state=state).returncode == 0  # the name is free again
     assert_one_line_error(rlsched("purge", "nope", state=state), "no such job")
+
+
+def test_a_state_under_a_file_or_a_truncated_database_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_one_line_error(rlsched("submit", write_job(tmp_path, "j", [{"id": "t"}]),
+                                  state=blocker / "state"), "cannot use as the state directory")
+    state = tmp_path / "state"
+    rlsched("submit", write_job(tmp_path, "j", [{"id": "t", "command": "true"}]), state=state)
+    db = state / "rlsched.db"
+    for wal in state.glob("rlsched.db-*"):
+        wal.unlink()
+    db.write_bytes(db.read_bytes()[:1500])  # cut inside its pages
+    before = db.read_bytes()
+    for args in (["status"], ["serve", "--pool", "fake:1", "--exit-when-idle"]):
+        assert_one_line_error(rlsched(*args, state=state), "rlsched.db")
+    assert db.read_bytes() == before
