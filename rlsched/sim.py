@@ -249,7 +249,7 @@ class Simulator:
         return (self.state[task] == READY and self.table.gpu[task]
                 and 0 <= device < len(self._healthy) and self._healthy[device]
                 and fits_memory(self.table.memory[task], self._free(device))
-                and self._may_use(task, device))
+                and (self.table.placement is None or self._may_use(task, device)))
 
     def _may_use(self, task: int, device: int) -> bool:
         return self.table.may_use(task, device, self.pool.devices[device].model.name)
