@@ -16,18 +16,14 @@ from sb3_contrib import MaskablePPO
 
 from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler
-from agents.train import TrainConfig, make_env, train
+from agents.train import TrainConfig, make_env
 from rlsched.evaluation.evaluate import evaluate
 from tests.helpers import ROOT
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"),
-                  runs_dir=str(tmp / "runs"), checkpoints_dir=str(tmp / "checkpoints"))
-    final = train(cfg, progress=False)
-    return cfg, tmp, final
+@pytest.fixture
+def trained(quick_run):
+    return quick_run
 
 
 def test_the_quick_config_trains_logs_and_saves(trained):

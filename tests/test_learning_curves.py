@@ -14,18 +14,13 @@ from dataclasses import replace
 import pytest
 
 from agents.train import TrainConfig, train
-from tests.helpers import ROOT
 
 VALIDATION_TAGS = ("charts/val_ratio_to_best_heuristic", "charts/val_avg_jct")
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("curves")
-    cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"),
-                  runs_dir=str(tmp / "runs"), checkpoints_dir=str(tmp / "checkpoints"))
-    final = train(cfg, progress=False)
-    return cfg, tmp, final
+@pytest.fixture
+def run(quick_run):
+    return quick_run
 
 
 def scalars(run_dir: str) -> dict[str, list]:
