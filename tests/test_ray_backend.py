@@ -228,3 +228,52 @@ def test_a_ray_cluster_without_gpu_slots_is_one_clear_line(tmp_path):
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert "gpu_slot_K" in last and "ray start" in last and "Traceback" not in proc.stderr
+
+
+def test_a_restarted_serve_adopts_the_attempt_still_running_on_ray(tmp_path):
+    """serve is killed with -9 while its task runs on a Ray node; a new serve on
+    the same cluster adopts the attempt (a detached actor) instead of running
+    the task again."""
+    import os
+    import signal
+
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
+    cluster.add_node(num_cpus=1, num_gpus=2, resources=slot_resources(2))
+    cluster.wait_for_nodes()
+    state, marker = tmp_path / "state", tmp_path / "ran"
+    job = tmp_path / "long.yaml"
+    job.write_text(yaml.safe_dump({"name": "long", "tasks": [
+        {"id": "t", "command": f"sleep 4; echo \"$CUDA_VISIBLE_DEVICES\" >> {marker}",
+         "gpu_memory": 2, "estimate": 4}]}))
+    store = Store(state)
+    submit(store, [job])
+    first = subprocess.Popen([sys.executable, "-m", "rlsched", "serve", "--backend", "ray",
+                              "--address", cluster.address, "--tick", "0.05", "--state",
+                              str(state)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not attempt_rows(store):
+            assert time.time() < deadline, "serve never started the task"
+            time.sleep(0.1)
+        time.sleep(1.5)  # the actor is up and its command running
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert not marker.exists()  # still running, with its daemon gone
+        ray.init(address=cluster.address, log_to_driver=False)
+        backend = RayBackend(cluster.address)
+        daemon = Daemon(store, "local", "share", backend)
+        try:
+            run_until_idle(daemon)
+        finally:
+            daemon.close()
+            backend.close()
+        rows = attempt_rows(store)
+        assert len(rows) == 1 and rows[0]["exit_code"] == 0  # adopted, not run again
+        assert marker.read_text().splitlines() == ["0"]
+        assert store.status()["jobs"][0]["state"] == "done"
+    finally:
+        if first.poll() is None:
+            first.kill()
+        ray.shutdown()
+        cluster.shutdown()

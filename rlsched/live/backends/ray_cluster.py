@@ -4,7 +4,7 @@ Ray picks a GPU itself for a task that asks ``num_gpus=1``, so the placement
 a scheduler chose would be lost. Each node therefore declares one custom
 resource per GPU, ``gpu_slot_K`` for its local GPU K (``ray start
 --resources='{"gpu_slot_0": 1, "gpu_slot_1": 1}'``). An attempt on node N,
-GPU K is a Ray task with ``num_gpus=0, num_cpus=0``, a small share of
+GPU K is a Ray actor (:class:`AttemptRunner`) with ``num_gpus=0, num_cpus=0``, a small share of
 ``gpu_slot_K``, a hard node affinity to N, and ``CUDA_VISIBLE_DEVICES=K``
 in its runtime environment: it runs there and nowhere else, and several of
 our tasks may share a GPU where the scheduler (and the shield) say so.
@@ -15,15 +15,20 @@ local backend, or through the fake NVML where the node has no driver.
 
 A node that leaves takes its devices out of the view, and its running
 attempts end as lost (:data:`~rlsched.live.lifecycle.LOST`); the control loop
-retries them elsewhere. Ray's own task retries are off (``max_retries=0``):
+retries them elsewhere. Ray's own restarts are off (``max_restarts=0``):
 retries are the control loop's, so they are recorded in the store.
 
-Ray tasks live as long as the driver that submitted them: when ``serve``
-restarts, attempts it had running on Ray are lost and run again.
+Each attempt's actor is *detached* and named after the attempt, so it outlives
+the ``serve`` that started it (a Ray task would die with its driver): a
+``serve`` killed and started again on the same cluster finds the attempts
+still running by name and adopts them, and no task runs twice. The actor is
+killed once its attempt is recorded. (A Ray that ``serve`` started itself,
+without ``--address``, ends with it, and its attempts with it.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -31,6 +36,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -86,51 +92,72 @@ class NodeTelemetry:
         return [by_index.get(k) for k in self.slots]
 
 
-def run_attempt(command: str, env: dict[str, str], workdir: str | None,
-                log: str) -> tuple[int, bytes | None]:
-    """Body of an attempt's Ray task: run the command in a process group of
-    its own and wait. Output goes to ``log`` where that path exists on this
-    node (same machine, shared filesystem); else it comes back to the daemon.
-    A cancel (KeyboardInterrupt in this worker) kills the whole group, and so
-    does a watchdog in the group when this worker dies (its raylet lost):
-    no orphan keeps a GPU that the scheduler has given to someone else."""
-    full_env = dict(os.environ)  # CUDA_VISIBLE_DEVICES comes from the runtime env
-    full_env.update(env)
-    wrapped = (f"( while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill -KILL 0 ) "
-               f">/dev/null 2>&1 &\nwatchdog=$!\n( eval \"$1\" ) ; code=$?\n"
-               f"kill $watchdog 2>/dev/null\nexit $code")
-    try:
-        out: Any = open(log, "ab")
-        captured = False
-    except OSError:
-        out, captured = subprocess.PIPE, True
-    try:
-        proc = subprocess.Popen(["sh", "-c", wrapped, "rlsched-attempt", command], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
-                                cwd=os.path.expanduser(workdir) if workdir else None,
-                                start_new_session=True)
-    except (OSError, ValueError) as e:  # a missing workdir, a bad environment: this attempt's
-        message = f"rlsched: could not start: {type(e).__name__}: {e}\n".encode()
-        if captured:
-            return LAUNCH_FAILED, message
-        out.write(message)
-        out.close()
-        return LAUNCH_FAILED, None
-    try:
-        data, _ = proc.communicate()
-    except BaseException:
+#: the Ray namespace of the attempt actors, so a new daemon finds them by name
+NAMESPACE = "rlsched"
+
+
+def actor_name(log: Path | str) -> str:
+    """The name of an attempt's actor: from its log's path, which is unique to
+    the attempt and its state directory, so a restarted daemon derives it again."""
+    return "rlsched-attempt-" + hashlib.sha1(str(log).encode()).hexdigest()[:24]
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2)  # type: ignore[call-overload]
+class AttemptRunner:
+    """One attempt, as a detached actor named after it (:func:`actor_name`).
+
+    It runs the command in a process group of its own as it is created, and
+    :meth:`wait` returns its exit code. Being detached, it outlives the daemon
+    that started it: a daemon killed with -9 and started again finds it by
+    name and waits on it, instead of running the task a second time. Output
+    goes to ``log`` where that path exists on this node (same machine, shared
+    filesystem); else :meth:`wait` returns it to the daemon. A watchdog in the
+    group kills the command if this actor's worker dies (its node lost, or
+    :func:`ray.kill`): no orphan keeps a GPU the scheduler gave to someone else.
+    """
+
+    def __init__(self, command: str, env: dict[str, str], workdir: str | None,
+                 log: str) -> None:
+        full_env = dict(os.environ)  # CUDA_VISIBLE_DEVICES comes from the runtime env
+        full_env.update(env)
+        wrapped = (f"( while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill -KILL 0 ) "
+                   f">/dev/null 2>&1 &\nwatchdog=$!\n( eval \"$1\" ) ; code=$?\n"
+                   f"kill $watchdog 2>/dev/null\nexit $code")
+        self.failed: bytes | None = None
+        self.proc: subprocess.Popen | None = None
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        raise
-    finally:
-        if not captured:
-            out.close()
-    return proc.returncode, data if captured else None
+            self.out: Any = open(log, "ab")
+            self.captured = False
+        except OSError:
+            self.out, self.captured = subprocess.PIPE, True
+        try:
+            self.proc = subprocess.Popen(
+                ["sh", "-c", wrapped, "rlsched-attempt", command], stdout=self.out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+                cwd=os.path.expanduser(workdir) if workdir else None, start_new_session=True)
+        except (OSError, ValueError) as e:  # a missing workdir, a bad environment
+            self.failed = f"rlsched: could not start: {type(e).__name__}: {e}\n".encode()
+            if not self.captured:
+                self.out.write(self.failed)
 
+    def wait(self) -> tuple[int, bytes | None]:
+        """The command's exit code once it ends, and its output if no log took it."""
+        if self.proc is None:
+            return LAUNCH_FAILED, self.failed if self.captured else None
+        try:
+            data, _ = self.proc.communicate()
+        finally:
+            if not self.captured:
+                self.out.close()
+        return self.proc.returncode, data if self.captured else None
 
-_run_attempt = ray.remote(max_retries=0)(run_attempt)
+    def kill(self) -> None:
+        """Kill the command's whole process group (cancel, timeout)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 class RayBackend(Backend):
@@ -162,7 +189,8 @@ class RayBackend(Backend):
         self._actors: dict[str, Any] = {}
         self._hosts: dict[str, str] = {}
         self._infos: dict[str, list[Any]] = {}
-        self._refs: dict[int, tuple[Any, str]] = {}  # attempt id -> (ref, node id)
+        #: attempt id -> (its wait ref, its node id or "" where unknown, its actor)
+        self._refs: dict[int, tuple[Any, str, Any]] = {}
         self._killed: dict[int, float] = {}  # attempt id -> first kill
         self._nodes_at = -1.0
         self._alive: dict[str, list[int]] = {}
@@ -257,40 +285,51 @@ class RayBackend(Backend):
     def start(self, attempt: AttemptSpec) -> int | None:
         env = {k: str(v) for k, v in attempt.env.items()}
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        named: dict[str, Any] = {"name": actor_name(attempt.log), "namespace": NAMESPACE,
+                                 "lifetime": "detached"}
         if attempt.device is None:
             env["CUDA_VISIBLE_DEVICES"] = ""
-            ref = _run_attempt.options(num_cpus=1, num_gpus=0).remote(
+            actor = AttemptRunner.options(  # type: ignore[attr-defined]  # added by @ray.remote
+                num_cpus=1, num_gpus=0, **named).remote(
                 attempt.command, env, attempt.workdir, str(attempt.log))
-            self._refs[attempt.attempt_id] = (ref, "")
+            self._refs[attempt.attempt_id] = (actor.wait.remote(), "", actor)
             return None
         node_id, slot = self._where[attempt.device]
-        ref = _run_attempt.options(
+        actor = AttemptRunner.options(  # type: ignore[attr-defined]
             num_cpus=0, num_gpus=0, resources={f"gpu_slot_{slot}": SLOT_SHARE},
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": str(slot),
-                                      "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}},
+                                      "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}, **named,
         ).remote(attempt.command, env, attempt.workdir, str(attempt.log))
-        self._refs[attempt.attempt_id] = (ref, node_id)
+        self._refs[attempt.attempt_id] = (actor.wait.remote(), node_id, actor)
         return None
+
+    def recover(self, attempts: list[AttemptRef]) -> None:
+        """Adopt the attempts a previous daemon left running: their actors are
+        detached, so they are still there, by name, unless their node left."""
+        for attempt in attempts:
+            try:
+                actor = ray.get_actor(actor_name(attempt.log), namespace=NAMESPACE)
+            except ValueError:  # gone with its node, or Ray itself was restarted
+                continue
+            self._refs[attempt.id] = (actor.wait.remote(), "", actor)
 
     def exit_code(self, attempt: AttemptRef) -> int | None:
         held = self._refs.get(attempt.id)
-        if held is None:  # started by a daemon before this one: Ray ended it with its driver
+        if held is None:  # its actor is gone (its node, or the Ray it ran on): lost
             return LOST
-        ref, node_id = held
+        ref, node_id, actor = held
         ready, _ = ray.wait([ref], timeout=0)
         if not ready:
             if node_id:
                 self._refresh()
                 if node_id not in self._alive:  # its node left: lost, whatever Ray says later
-                    ray.cancel(ref, force=False)
+                    _kill_actor(actor)
                     return LOST
             return None
         try:
             code, output = ray.get(ref)
-        except ray.exceptions.TaskCancelledError:
-            return -int(signal.SIGKILL)
-        except ray.exceptions.RayError:
+        except ray.exceptions.RayError:  # its worker or node died
             return LOST
         if output:
             with open(attempt.log, "ab") as f:
@@ -298,22 +337,27 @@ class RayBackend(Backend):
         return int(code)
 
     def kill(self, attempt: AttemptRef) -> None:
-        """Interrupt the task (its group is killed); if it still runs a few
-        seconds later (not started yet, or busy in Ray), kill its worker: the
-        watchdog in its group then kills the command."""
+        """Kill the command's group; if the attempt still runs a few seconds
+        later (not started yet, or busy in Ray), kill its actor: the watchdog
+        in its group then kills the command."""
         held = self._refs.get(attempt.id)
         if held is None:
             return
         first = self._killed.setdefault(attempt.id, time.monotonic())
-        force = time.monotonic() - first > FORCE_AFTER_S
+        if time.monotonic() - first > FORCE_AFTER_S:
+            _kill_actor(held[2])
+            return
         try:
-            ray.cancel(held[0], force=force)
-        except (ray.exceptions.RayError, ValueError):
+            held[2].kill.remote()
+        except ray.exceptions.RayError:
             pass
 
     def release(self, attempt: AttemptRef) -> None:
-        self._refs.pop(attempt.id, None)
+        """The attempt ended and is recorded: its detached actor goes too."""
+        held = self._refs.pop(attempt.id, None)
         self._killed.pop(attempt.id, None)
+        if held is not None:
+            _kill_actor(held[2])
 
     def close(self) -> None:
         for actor in self._actors.values():
@@ -324,6 +368,13 @@ class RayBackend(Backend):
         self._actors.clear()
         if self._owns_ray:
             ray.shutdown()
+
+
+def _kill_actor(actor: Any) -> None:
+    try:
+        ray.kill(actor)
+    except (ray.exceptions.RayError, ValueError):
+        pass
 
 
 def _local_gpu_count() -> int:
