@@ -358,3 +358,21 @@ def test_a_state_under_a_file_or_a_truncated_database_is_one_line(tmp_path):
     for args in (["status"], ["serve", "--pool", "fake:1", "--exit-when-idle"]):
         assert_one_line_error(rlsched(*args, state=state), "rlsched.db")
     assert db.read_bytes() == before
+
+
+def test_logs_says_whether_it_was_given_a_job_an_unknown_name_or_a_task_not_started(tmp_path):
+    state = tmp_path / "state"
+    rlsched("submit", write_job(tmp_path, "pipe", [{"id": "a", "command": "true"},
+                                                   {"id": "b", "command": "true"}]), state=state)
+    assert_one_line_error(rlsched("logs", "pipe", state=state), "is a job", "pipe/TASK", "a, b")
+    assert_one_line_error(rlsched("logs", "no/such", state=state), "no such task")
+    assert_one_line_error(rlsched("logs", "pipe/a", state=state), "has not started")
+
+
+def test_a_cancelled_job_can_be_purged_and_submitted_again(tmp_path):
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "oops", [{"id": "t", "command": "sleep 30"}])
+    rlsched("submit", job, state=state)
+    assert rlsched("cancel", "oops", state=state).returncode == 0
+    assert rlsched("purge", "oops", state=state).returncode == 0
+    assert rlsched("submit", job, state=state).returncode == 0
