@@ -260,8 +260,22 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
     for add in (add_bench_sim, add_bench_search, add_bench_serve, add_bench_policy,
-                add_bench_headroom, add_bench_env):
+                add_bench_headroom, add_bench_env, add_bench_all):
         add(bsub)
+
+
+def add_bench_all(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench all``."""
+    ba = bsub.add_parser(
+        "all", help="every speed benchmark at its defaults, as one JSON document",
+        description="Run sim, search, serve, policy and env at their defaults and print one "
+                    "JSON object with each one's output under its name (headroom is a study of "
+                    "minutes, not a speed benchmark, and is left out). About half a minute.")
+    ba.add_argument("--quick", action="store_true",
+                    help="small sizes, for a smoke test (seconds; the numbers mean little)")
+    ba.add_argument("--checkpoint", default="checkpoints/default.zip",
+                    help="the policy bench policy times (default: %(default)s)")
+    ba.set_defaults(run=_bench_all)
 
 
 def add_bench_sim(bsub: argparse._SubParsersAction) -> None:
@@ -712,6 +726,23 @@ def _bench_policy(args: argparse.Namespace) -> int:
     from agents.decision_latency import bench_policy
 
     print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
+    return 0
+
+
+def _bench_all(args: argparse.Namespace) -> int:
+    from agents.decision_latency import bench_policy
+    from envs.step_rate import bench_env
+    from rlsched.evaluation.sim_speed import bench_search, bench_sim
+    from rlsched.live.dispatch_latency import bench_serve
+
+    q = args.quick
+    print(json.dumps({
+        "sim": bench_sim(100 if q else 1000, 8, 0, 1 if q else 3),
+        "search": bench_search(0.2 if q else 2.0, 0),
+        "serve": bench_serve(20 if q else 500, 4, "heft", 0),
+        "policy": bench_policy(args.checkpoint, 20 if q else 300),
+        "env": bench_env(1 if q else 5, 0, 1 if q else 3),
+    }))
     return 0
 
 

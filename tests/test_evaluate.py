@@ -121,3 +121,19 @@ def test_the_gantt_legend_says_what_colours_hatching_and_dotted_lines_mean(wfcom
     many = [h.get_label() for h in gantt_legend(result, most_jobs=0)]
     assert many[0] == f"... {len(result.table.jobs)} more jobs"
     assert _short("rl:checkpoints/default.zip") == "rl:default" and _short("heft") == "heft"
+
+
+def test_bench_all_prints_every_speed_benchmark_in_one_json_document():
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "bench", "all", "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) == {"sim", "search", "serve", "policy", "env"}
+    assert doc["sim"]["fifo_decisions_per_s"] > 0 and doc["env"]["steps_per_s"] > 0
+    assert doc["serve"]["tasks"] == 20 and doc["policy"]["median_ms"] > 0
