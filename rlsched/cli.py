@@ -425,15 +425,16 @@ def _submit(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
     from rlsched.live.wakeup import notify
     from rlsched.sources.jobfile import load_jobfile
-    from rlsched.workload import validate_fits
+    from rlsched.workload import validate_fits, validate_placement
 
     # validate every file before the store is touched: all or nothing
     instances = [load_jobfile(f, require_work=False) for f in args.files]
     store = Store(args.state)
-    largest = store.largest_gpu_memory()
-    if largest is not None:  # serve has run here: a task no GPU of its pool fits waits forever
+    pool = store.known_pool()
+    if pool is not None:  # serve has run here: a task no GPU of its pool takes waits forever
         for instance in instances:
-            validate_fits(instance, largest, "serve's pool (as it last saw it)")
+            validate_fits(instance, pool.max_memory, pool.name)
+            validate_placement(instance, pool)
     for name in store.submit(instances):
         print(f"submitted {name}")
     notify(store.dir)
@@ -473,6 +474,10 @@ def _drain(args: argparse.Namespace) -> int:
     if args.gpu is not None and args.gpu < 0:
         raise InputError("--gpu", f"a GPU is 0 or more, not {args.gpu}")
     store = Store(args.state)
+    pool = store.known_pool()
+    if args.gpu is not None and pool is not None and args.gpu not in {d.index for d in pool.devices}:
+        raise InputError("--gpu", f"serve's pool has no GPU {args.gpu} (its GPUs: "
+                         f"{', '.join(str(d.index) for d in pool.devices)})")
     store.drain(args.gpu)
     notify(store.dir)
     where = "the whole pool" if args.gpu is None else f"GPU {args.gpu}"
@@ -555,7 +560,7 @@ def _print_status(status: dict) -> None:
     table = Table(title="rlsched queue", title_justify="left")
     reasons = any(t["reason"] for j in status["jobs"] for t in j["tasks"])
     for col in ("job", "state", "JCT", "task", "task state", "device", "attempts") + \
-            (("why it failed",) if reasons else ()):
+            (("reason",) if reasons else ()):
         table.add_column(col)
     for job in status["jobs"]:
         jct = "" if job["jct_s"] is None else _duration(job["jct_s"])
@@ -581,7 +586,10 @@ def _print_status(status: dict) -> None:
         console.print(f"{len(jcts)} job(s) done, average JCT {_duration(sum(jcts) / len(jcts))}"
                       " (submitted to last task done)")
     if status.get("devices"):
-        dev = Table(title="devices (latest sample from serve)", title_justify="left")
+        running = status.get("serve_pid")
+        dev = Table(title="devices (latest sample from serve" + (
+            f", running as pid {running})" if running else "; serve is not running now)"),
+            title_justify="left")
         for col in ("gpu", "name", "util", "memory", "temp", "power", "tasks", "healthy",
                     "drained"):
             dev.add_column(col)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from rlsched.errors import InputError
-from rlsched.pool import Pool, fits_memory
+from rlsched.pool import CATALOGUE, Pool, fits_memory
 
 #: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
 KINDS = ("compute", "memory")
@@ -217,10 +217,16 @@ def validate_placement(instance: Instance, pool: Pool) -> None:
     ``gpus_avoid`` leave it no device of ``pool`` that has its memory: no
     schedule could start it."""
     pool_name = pool.name
+    models = set(CATALOGUE) | {d.model.name for d in pool.devices}
     for job in instance.jobs:
         for t in job.tasks:
             if not t.gpus or not (t.gpus_allowed or t.gpus_avoid):
                 continue
+            for entry in (*t.gpus_allowed, *t.gpus_avoid):
+                if isinstance(entry, str) and entry not in models:
+                    raise InputError(instance.source, f"job '{job.name}', task '{t.id}': "
+                                     f"unknown GPU model '{entry}' in gpus_allowed/gpus_avoid "
+                                     f"(known: {', '.join(sorted(models))})")
             usable = [d.model.memory_gib for d in pool.devices if t.may_use(d.index, d.model.name)]
             if not usable:
                 raise InputError(instance.source, f"job '{job.name}', task '{t.id}': its "

@@ -49,7 +49,7 @@ def test_gpus_allowed_by_model_name_and_a_tasks_own_rule(tmp_path, scheduler):
 
 
 def test_rules_that_leave_a_task_no_gpu_are_refused_with_one_line(tmp_path):
-    path = job_file(tmp_path, {"gpus_allowed": ["h100"]})
+    path = job_file(tmp_path, {"gpus_allowed": ["h100-sxm"]})  # a model, none in this pool
     assert_one_line_error(rlsched("evaluate", "--workload", f"jobs:{path}", "--pool",
                                   "identical:2"), str(path), "leave it no GPU of pool")
     big = tmp_path / "big.yaml"
@@ -79,3 +79,33 @@ def test_the_live_scheduler_keeps_a_job_off_the_gpu_it_avoids(tmp_path):
                            "JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id GROUP BY j.name"))
     db.close()
     assert used["avoids-0"] == "1"
+
+
+def test_once_serve_knows_its_pool_submit_refuses_rules_no_gpu_satisfies(tmp_path):
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+
+    state = tmp_path / "state"
+    early = job_file(tmp_path, {"gpus_allowed": [7]}, n=1, name="early")
+    assert rlsched("submit", early, state=state).returncode == 0  # no pool known yet
+    daemon = Daemon(Store(state), "fake:4", "share")
+    try:
+        daemon.tick()
+    finally:
+        daemon.close()
+    (job,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
+    assert job["tasks"][0]["reason"] == ("unschedulable: its gpus_allowed/gpus_avoid leave it "
+                                         "no GPU of the pool")
+    for rules, needle in (({"gpus_allowed": [7]}, "leave it no GPU"),
+                          ({"gpus_avoid": ["rtx-3090"]}, "leave it no GPU"),
+                          ({"gpus_avoid": ["rtx-3900"]}, "unknown GPU model 'rtx-3900'")):
+        path = job_file(tmp_path, rules, n=1, name="late")
+        assert_one_line_error(rlsched("submit", path, state=state), needle)
+    assert_one_line_error(rlsched("drain", "--gpu", "9", state=state),
+                          "serve's pool has no GPU 9 (its GPUs: 0, 1, 2, 3)")
+
+
+def test_a_mistyped_model_name_is_refused_in_simulation_too(tmp_path):
+    path = job_file(tmp_path, {"gpus_avoid": ["rtx-3900"]})
+    assert_one_line_error(rlsched("evaluate", "--workload", f"jobs:{path}", "--pool",
+                                  "identical:2"), "unknown GPU model 'rtx-3900'", "rtx-3090")

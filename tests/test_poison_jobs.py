@@ -110,7 +110,7 @@ def test_a_task_that_cannot_be_launched_fails_alone_with_its_reason(tmp_path):
     assert train["state"] == "failed" and train["attempts"] == 1
     assert train["reason"].startswith("could not start: FileNotFoundError")
     table = rlsched("status", state=state).stdout
-    assert "why it failed" in table and "could not start: FileNotFoundError" in table
+    assert "reason" in table and "could not start: FileNotFoundError" in table
     assert "could not start" in rlsched("logs", "nowhere/train", state=state).stdout
     for k in range(3):
         assert (markers / f"ok{k}.a").read_text().count("\n") == 1
@@ -376,3 +376,25 @@ def test_a_cancelled_job_can_be_purged_and_submitted_again(tmp_path):
     assert rlsched("cancel", "oops", state=state).returncode == 0
     assert rlsched("purge", "oops", state=state).returncode == 0
     assert rlsched("submit", job, state=state).returncode == 0
+
+
+def test_a_task_that_fails_after_its_job_has_failed_is_failed_not_retried(tmp_path):
+    """Its job failed meanwhile (another task, no retries): it runs nothing
+    more, so its own failure is final and keeps its exit code."""
+    state = tmp_path / "state"
+    job = write_job(tmp_path, "two-fail", [
+        {"id": "slow", "command": "sleep 1; exit 3", "retries": 2},
+        {"id": "fast", "command": "exit 5"},
+        {"id": "after", "command": "true", "after": ["slow"]}])
+    rlsched("submit", job, state=state)
+    proc = rlsched("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    (doc,) = json.loads(rlsched("status", "--json", state=state).stdout)["jobs"]
+    tasks = {t["id"]: t for t in doc["tasks"]}
+    assert doc["state"] == "failed"
+    assert (tasks["fast"]["state"], tasks["fast"]["reason"]) == ("failed", "exit code 5")
+    assert (tasks["slow"]["state"], tasks["slow"]["reason"], tasks["slow"]["attempts"]) == \
+        ("failed", "exit code 3", 1)
+    assert tasks["after"]["state"] == "skipped"
+    shown = rlsched("status", state=state).stdout
+    assert "serve is not running now" in shown

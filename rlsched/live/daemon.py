@@ -174,7 +174,8 @@ class Daemon:
 
     def _close(self, a: OpenAttempt, code: int, now: float, error: str | None = None) -> None:
         lost = self.store.lost_attempts(a.task, LOST) + (code == LOST)
-        status, not_before = outcome(code, a.task_status, a.tries, a.retries, lost, now)
+        status, not_before = outcome(code, a.task_status, a.tries, a.retries, lost, now,
+                                     job_failed=code != 0 and self.store.job_failed(a.job))
         self.store.end_attempt(a, code, now, error, status, not_before)
         self.backend.release(a.ref)
 
@@ -323,7 +324,8 @@ class Daemon:
         self.store.publish_devices(
             (d.key, d.info.name if d.host == "localhost" else f"{d.host}: {d.info.name}",
              d.info.uuid, s.utilization, s.memory_used, s.memory_total, s.temperature_c,
-             s.power_w, int(s.healthy), s.n_tasks) for s, d in zip(devices, self.live))
+             s.power_w, int(s.healthy), s.n_tasks, d.model.name)
+            for s, d in zip(devices, self.live))
 
     def _check_placements(self) -> None:
         """Compare NVML's process list with the placements: a process of an

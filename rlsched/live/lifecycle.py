@@ -79,7 +79,7 @@ class AttemptRef:
 
 
 def outcome(code: int, status: TaskStatus, tries: int, retries: int, lost: int,
-            now: float) -> tuple[TaskStatus, float]:
+            now: float, job_failed: bool = False) -> tuple[TaskStatus, float]:
     """What an ended attempt makes of its task: its new status and the time
     before which it may not start again.
 
@@ -89,11 +89,15 @@ def outcome(code: int, status: TaskStatus, tries: int, retries: int, lost: int,
     :param retries: attempts the task allows after a failure
     :param lost: the task's lost attempts so far, this one included
     :param now: the time the attempt ended
+    :param job_failed: another task of its job has failed for good: the job
+        runs nothing more, so a failed attempt is not retried
     """
     if status != TaskStatus.RUNNING:  # cancelled meanwhile
         return status, 0.0
     if code == 0:
         return TaskStatus.DONE, 0.0
+    if job_failed:
+        return TaskStatus.FAILED, 0.0
     if code == LOST and lost <= MAX_LOST:
         return TaskStatus.QUEUED, now + BACKOFF_S[0]
     if tries <= retries:

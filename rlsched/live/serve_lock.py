@@ -21,6 +21,20 @@ from rlsched.errors import InputError
 LOCK_NAME = "serve.lock"
 
 
+def _lock(fd: int, seconds: float = 1.0) -> bool:
+    """Take the lock, trying for ``seconds``: a ``status`` that looks whether
+    a serve runs holds it (shared) for a moment, and must not refuse a serve."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
 class ServeLock:
     """Hold the state directory for one daemon, or refuse with who holds it.
 
@@ -40,9 +54,7 @@ class ServeLock:
                 from None
         finally:
             os.umask(old)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock(fd):
             holder = self._holder(fd)
             os.close(fd)
             who = f"pid {holder}" if holder else "another process"
@@ -71,3 +83,25 @@ class ServeLock:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+def serve_holder(state_dir: Path) -> int | None:
+    """The pid of the ``serve`` that holds ``state_dir`` now, or None if none
+    does (the lock is free). Takes nothing: a free lock is let go at once."""
+    path = Path(state_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    return None

@@ -26,8 +26,9 @@ from typing import Any
 
 from rlsched.errors import InputError
 from rlsched.live.lifecycle import AttemptRef, TaskStatus
-from rlsched.pool import fits_memory
-from rlsched.workload import Instance, Job, check_name
+from rlsched.live.serve_lock import serve_holder
+from rlsched.pool import Device, GpuModel, Pool, fits_memory
+from rlsched.workload import Instance, Job, check_name, placement_allows
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ class StoredTask:
 #: The database's layout (``PRAGMA user_version``). 1: the first release (it
 #: left user_version at 0); 2: ``attempts.error``, why an attempt failed the
 #: way it did; 3: ``tasks.reason``, why a task was skipped. Older databases are
-#: upgraded in place; a newer one is refused.
-SCHEMA_VERSION = 3
+#: upgraded in place; a newer one is refused. 4: ``devices.model``, the
+#: model name serve placed by (for placement rules checked at submit).
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -97,7 +99,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS devices (
     idx INTEGER PRIMARY KEY, name TEXT, uuid TEXT, utilization REAL, memory_used REAL,
     memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
-    updated REAL);
+    updated REAL, model TEXT);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (state);
 CREATE INDEX IF NOT EXISTS open_attempts ON attempts (ended);
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task);
@@ -192,7 +194,7 @@ class Store:
             raise InputError(str(self.path), f"written by a newer rlsched (schema {version}; "
                              f"this one reads up to {SCHEMA_VERSION}): upgrade rlsched")
         with self.transaction() as db:
-            for table, column in (("attempts", "error"), ("tasks", "reason")):
+            for table, column in (("attempts", "error"), ("tasks", "reason"), ("devices", "model")):
                 if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -330,11 +332,6 @@ class Store:
                         **json.loads(r["detail"])})
         return out
 
-    def largest_gpu_memory(self) -> float | None:
-        """GiB of the largest GPU of the pool serve last saw (None before any serve)."""
-        row = self.db.execute("SELECT MAX(memory_total) FROM devices").fetchone()
-        return None if row[0] is None else float(row[0])
-
     def drain(self, gpu: int | None = None) -> None:
         """Start nothing new on device ``gpu`` (a device key), or on any with
         None; what runs there finishes. Lasts until :meth:`resume`, across
@@ -365,7 +362,7 @@ class Store:
         skipped, or cannot be placed (it fits no GPU of the pool serve last
         saw), else why its latest attempt failed, else None."""
         jobs = []
-        largest = self.largest_gpu_memory()
+        pool = self.known_pool()
         ends = dict(self.db.execute(
             "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
             "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
@@ -374,7 +371,7 @@ class Store:
             "(SELECT MAX(id) FROM attempts GROUP BY task)")}
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
-                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]), largest)}
+                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]), pool)}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -388,6 +385,7 @@ class Store:
         devices = [{**dict(r), "drained": ALL_GPUS in drained or r["idx"] in drained}
                    for r in self.db.execute("SELECT * FROM devices ORDER BY idx")]
         return {"jobs": jobs, "devices": devices, "drained": sorted(drained),
+                "serve_pid": serve_holder(self.dir),
                 "misplaced": self.misplaced(), "prediction": self.prediction_error()}
 
     def find_task(self, name: str) -> int | None:
@@ -485,6 +483,11 @@ class Store:
         return [_open_attempt(r) for r in self.db.execute(
             query, () if attempt is None else (attempt,))]
 
+    def job_failed(self, job: int) -> bool:
+        """Whether a task of the job has failed for good."""
+        return self.db.execute("SELECT EXISTS (SELECT 1 FROM tasks WHERE job=? AND state=?)",
+                               (job, TaskStatus.FAILED.value)).fetchone()[0] == 1
+
     def lost_attempts(self, task: int, lost_code: int) -> int:
         """Attempts of ``task`` that ended with ``lost_code`` (process or node gone)."""
         return self.db.execute("SELECT COUNT(*) FROM attempts WHERE task=? AND exit_code=?",
@@ -581,12 +584,25 @@ class Store:
     def publish_devices(self, rows: Iterable[tuple]) -> None:
         """Replace the devices ``status`` shows: one ``(key, name, uuid,
         utilization, memory_used, memory_total, temperature_c, power_w,
-        healthy, tasks)`` each; a device left out is no longer listed."""
+        healthy, tasks, model)`` each; a device left out is no longer listed."""
         now = time.time()
         with self.transaction() as db:
             db.execute("DELETE FROM devices")
-            db.executemany("INSERT OR REPLACE INTO devices VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                           [(*r, now) for r in rows])
+            db.executemany(
+                "INSERT OR REPLACE INTO devices (idx, name, uuid, utilization, memory_used, "
+                "memory_total, temperature_c, power_w, healthy, tasks, model, updated) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?)", [(*r, now) for r in rows])
+
+    def known_pool(self) -> Pool | None:
+        """The pool serve last published (its devices' indices, model names and
+        memory), for checks at submit; None before any serve."""
+        rows = self.db.execute("SELECT idx, model, name, memory_total FROM devices ORDER BY idx"
+                               ).fetchall()
+        if not rows:
+            return None
+        return Pool("serve's pool", tuple(
+            Device(r["idx"], GpuModel(r["model"] or r["name"], 1.0, 1.0, r["memory_total"], 0.0,
+                                      0.0, 0.0)) for r in rows))
 
     # ------------------------------------------------------------ for benchmarks
     def mark_all_done(self) -> None:
@@ -617,22 +633,35 @@ def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
         spec.get("timeout"), r["started"])
 
 
+def _unschedulable(spec: dict[str, Any], pool: Pool) -> str | None:
+    """Why no GPU of ``pool`` can ever take the task ``spec``, or None."""
+    if not spec["gpus"]:
+        return None
+    allowed, avoid = tuple(spec.get("gpus_allowed") or ()), tuple(spec.get("gpus_avoid") or ())
+    usable = [d for d in pool.devices if placement_allows(allowed, avoid, d.index, d.model.name)]
+    if not usable:
+        return "unschedulable: its gpus_allowed/gpus_avoid leave it no GPU of the pool"
+    largest = max(d.model.memory_gib for d in usable)
+    if not fits_memory(spec["gpu_memory"], largest):
+        return (f"unschedulable: needs {spec['gpu_memory']:g} GiB of GPU memory; the largest "
+                f"GPU {'it may use' if allowed or avoid else 'of the pool'} has {largest:g} GiB")
+    return None
+
+
 #: lines of a failed task's log that ``status`` shows
 LOG_TAIL_LINES = 5
 
 
-def _why(task: sqlite3.Row, attempt: sqlite3.Row | None,
-         largest_gib: float | None) -> dict[str, Any]:
-    """``reason`` (why the task failed, was skipped, cannot be placed on a
-    pool whose largest GPU has ``largest_gib``, or its latest attempt failed;
-    else None) and, for a failed task, ``log_tail``: its log's last lines."""
-    reason = task["reason"] or (attempt_reason(attempt["exit_code"], attempt["error"])
-                                if attempt is not None else None)
-    if task["state"] == TaskStatus.QUEUED.value and largest_gib is not None:
-        spec = json.loads(task["spec"])
-        if spec["gpus"] and not fits_memory(spec["gpu_memory"], largest_gib):
-            reason = (f"unschedulable: needs {spec['gpu_memory']:g} GiB of GPU memory; the "
-                      f"largest GPU of the pool has {largest_gib:g} GiB")
+def _why(task: sqlite3.Row, attempt: sqlite3.Row | None, pool: Pool | None) -> dict[str, Any]:
+    """``reason`` (why the task failed, was skipped, cannot be placed on
+    ``pool``, the one serve last saw, or its latest attempt failed; else
+    None) and, for a failed task, ``log_tail``: its log's last lines."""
+    tried = attempt_reason(attempt["exit_code"], attempt["error"]) if attempt is not None else None
+    reason = task["reason"] or tried
+    if task["reason"] and tried:  # skipped while waiting to be retried
+        reason = f"{task['reason']}; its last attempt: {tried}"
+    if task["state"] == TaskStatus.QUEUED.value and pool is not None:
+        reason = _unschedulable(json.loads(task["spec"]), pool) or reason
     out: dict[str, Any] = {"reason": reason}
     if task["state"] == TaskStatus.FAILED.value and attempt is not None:
         out["log_tail"] = log_tail(attempt["log"])
