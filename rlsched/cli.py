@@ -367,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (head, less) went away: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    except KeyboardInterrupt:  # Ctrl-C in logs --follow, a long evaluate: no traceback
+        return 130
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -528,9 +530,20 @@ def _logs(store, name: str, follow: bool) -> None:
                              f"(its tasks: {', '.join(job)})")
         raise InputError(name, "no such task in the queue (see rlsched status)")
     attempt = store.latest_attempt(task)
+    if attempt is None and follow:  # wait for it to start, as tail -F waits for a file
+        waiting = False
+        while attempt is None:
+            if store.task_status(task) not in ("queued", "running"):
+                raise InputError(name, f"it will not start: it is {store.task_status(task)}")
+            if not waiting:
+                print(f"rlsched: {name} has not started yet; waiting for it (Ctrl-C to stop)",
+                      file=sys.stderr, flush=True)
+                waiting = True
+            time.sleep(0.5)
+            attempt = store.latest_attempt(task)
     if attempt is None:
         raise InputError(name, "no attempt of this task yet: it has not started (see rlsched "
-                         "status)")
+                         "status, or wait for it with --follow)")
     offset = 0
     while True:
         try:

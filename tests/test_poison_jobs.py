@@ -398,3 +398,20 @@ def test_a_task_that_fails_after_its_job_has_failed_is_failed_not_retried(tmp_pa
     assert tasks["after"]["state"] == "skipped"
     shown = rlsched("status", state=state).stdout
     assert "serve is not running now" in shown
+
+
+def test_logs_follow_waits_for_a_task_to_start(tmp_path):
+    state = tmp_path / "state"
+    rlsched("submit", write_job(tmp_path, "later", [{"id": "t", "command": "echo at last"}]),
+            state=state)
+    follow = subprocess.Popen([*RLSCHED, "logs", "later/t", "--follow", "--state", str(state)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # it waits, rather than failing at once
+    assert follow.poll() is None
+    rlsched("serve", "--pool", "fake:1", "--tick", "0.05", "--exit-when-idle", state=state)
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 0 and out.strip() == "at last" and "waiting for it" in err
+    rlsched("submit", write_job(tmp_path, "never", [{"id": "t", "command": "true"}]), state=state)
+    rlsched("cancel", "never", state=state)
+    assert_one_line_error(rlsched("logs", "never/t", "--follow", state=state),
+                          "it will not start: it is cancelled")

@@ -409,6 +409,10 @@ class Store:
                              "name it as JOB/TASK")
         return found[0][0] if found else None
 
+    def task_status(self, task: int) -> str:
+        """A task's state now (by row id)."""
+        return self.db.execute("SELECT state FROM tasks WHERE id=?", (task,)).fetchone()[0]
+
     def job_tasks(self, name: str) -> list[str] | None:
         """The task ids of the job ``name``, or None if there is no such job."""
         row = self.db.execute("SELECT id FROM jobs WHERE name=?", (name,)).fetchone()
