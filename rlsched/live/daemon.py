@@ -92,6 +92,8 @@ class Daemon:
         #: a GPU it was not given
         self.misplaced: set[tuple[int, int]] = set()
         self._table_key: tuple = ()
+        #: runtimes predicted from history for the active tasks without an estimate
+        self._predicted: dict[tuple[str, str], float] = {}
         self._table: WorkloadTable | None = None
         self.decisions = 0
         self.shield_fallbacks = 0
@@ -149,8 +151,9 @@ class Daemon:
         self._enforce()
         self._drained = self.store.drained()
         self._schedule()
-        self._publish()
-        self._check_placements()
+        running = self.store.open_attempts()  # once, for both: the round's starts included
+        self._publish(running)
+        self._check_placements(running)
         return self.store.has_work()
 
     # ------------------------------------------------------------------ attempts
@@ -311,11 +314,11 @@ class Daemon:
         self.latest = list(devices)
         return devices
 
-    def _publish(self) -> None:
+    def _publish(self, running: list[OpenAttempt]) -> None:
         """The devices' latest sample, for ``rlsched status``: once a round,
         idle or not, so that what it shows is never older than a round."""
         count, reserved = [0] * len(self.pool), [0.0] * len(self.pool)
-        for a in self.store.open_attempts():
+        for a in running:
             dev = self._index.get(a.ref.device, -1) if a.ref.device is not None else -1
             if dev >= 0:
                 count[dev] += 1
@@ -327,7 +330,7 @@ class Daemon:
              s.power_w, int(s.healthy), s.n_tasks, d.model.name)
             for s, d in zip(devices, self.live))
 
-    def _check_placements(self) -> None:
+    def _check_placements(self, running: list[OpenAttempt]) -> None:
         """Compare NVML's process list with the placements: a process of an
         attempt's group (the attempt runs in a session of its own) on a GPU
         other than the one it was given is recorded once, for ``status`` and
@@ -336,7 +339,7 @@ class Daemon:
         seen = self.backend.processes()
         if not seen:
             return
-        groups = {a.ref.pid: a for a in self.store.open_attempts()
+        groups = {a.ref.pid: a for a in running
                   if a.ref.pid and a.ref.device is not None}
         for device, pids in seen.items():
             for pid in pids:
@@ -353,7 +356,7 @@ class Daemon:
     # ------------------------------------------------------------------ starting attempts
     def _start(self, round_: _Round, index: int, device: int | None) -> None:
         task, spec = round_.stored[index], round_.tasks[index]
-        predicted = getattr(self, "_predicted", {}).get((task.job_name, task.task_id))
+        predicted = self._predicted.get((task.job_name, task.task_id))
         attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
                                                            self.attempt_files)
         try:

@@ -68,12 +68,9 @@ class ServeLock:
         """The pid the holder wrote; it writes it just after it locks, so wait
         a moment for a holder that has only just started."""
         for _ in range(20):
-            try:
-                text = os.pread(fd, 32, 0).decode().strip()
-                if text:
-                    return int(text)
-            except (OSError, ValueError):
-                return None
+            pid = _read_pid(fd)
+            if pid is not None:
+                return pid
             time.sleep(0.05)
         return None
 
@@ -96,12 +93,17 @@ def serve_holder(state_dir: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        try:
-            return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
-        except (OSError, ValueError):
-            return None
-        finally:
-            os.close(fd)
+        pid = _read_pid(fd)
+        os.close(fd)
+        return pid
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
     return None
+
+
+def _read_pid(fd: int) -> int | None:
+    """The pid a holder wrote in the lock file, or None if it has not (yet)."""
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+    except (OSError, ValueError):
+        return None

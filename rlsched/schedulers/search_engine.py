@@ -85,13 +85,14 @@ class SearchProblem:
         last = tb.job_start[view.n_arrived]
         planned = [t for t in range(last) if state[t] in _UNSTARTED]
         cost = np.full((len(planned), len(healthy) + 1), np.inf)
+        ruled = view.constrained
         for i, t in enumerate(planned):
             if not tb.gpu[t]:
                 cost[i, -1] = tb.work[t]
                 continue
             for j, d in enumerate(healthy):
                 if fits_memory(tb.memory[t], view.devices[d].memory_total) and (
-                        not view.constrained or view.may_use(t, d)):
+                        not ruled or view.may_use(t, d)):
                     cost[i, j] = planned_cost(view, t, d)
         # a task no healthy device can hold waits for one to return: leave it,
         # and everything after it, out of this plan

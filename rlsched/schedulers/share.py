@@ -102,11 +102,12 @@ class ShareScheduler(Scheduler):
         """The device where ``task`` would finish first: an idle one it fits
         now, or a busy one it fits when empty, if clearly sooner there."""
         need = view.table.memory[task]
+        ruled = view.constrained
         best, best_finish = None, 0.0
         for dev in view.devices:
             d = dev.index
             if not dev.healthy or not fits_memory(need, dev.memory_total) or (
-                    view.constrained and not view.may_use(task, d)):
+                    ruled and not view.may_use(task, d)):
                 continue
             runtime = expected_runtime(view, task, d)
             if until_free[d] == 0.0 and count[d] == 0:
