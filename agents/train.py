@@ -60,6 +60,7 @@ from envs.advice import ADVISORS
 from envs.dag_env import DagSchedulingEnv
 from envs.encoder import ENCODER_VERSION
 from rlsched.errors import InputError
+from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import episodes, run_episode
 from rlsched.lookahead import best_candidate
 from rlsched.metrics import measure
@@ -79,6 +80,9 @@ class TrainConfig:
     arrivals: str = "poisson"
     load: float = 0.85
     perturb: str = "all"
+    #: what the policy is told of runtimes (an estimate model: default,
+    #: noisy:SIGMA[:BIAS], none, exact); it learns from predictions, never the truth
+    estimates: str = "default"
     reward: str = "jct"
     max_tasks: int = 64
     max_ready: int = 16
@@ -153,6 +157,8 @@ class TrainConfig:
             if bad:
                 raise InputError(str(path), f"kinds: unknown key(s) {', '.join(sorted(bad))} "
                                  f"(known: {', '.join(KIND_KEYS)})")
+        for kind in cfg.episode_kinds():
+            EstimateModel.parse(kind.estimates, f"{path}: estimates")
         return cfg
 
     def episode_kinds(self) -> list[Kind]:
@@ -162,7 +168,8 @@ class TrainConfig:
         return [Kind(**{**base, **k}) for k in (self.kinds or [{}])]
 
 
-KIND_KEYS = ("workload", "pool", "arrivals", "load", "perturb", "teacher", "repeat", "anchor")
+KIND_KEYS = ("workload", "pool", "arrivals", "load", "perturb", "estimates", "teacher", "repeat",
+             "anchor")
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,7 @@ class Kind:
     arrivals: str
     load: float
     perturb: str
+    estimates: str
     teacher: str
     #: imitation episodes of this kind per episode of the others (short
     #: episodes, such as one DAG in a batch, need more to weigh the same)
@@ -192,7 +200,8 @@ def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None
     return DagSchedulingEnv(k.workload, k.pool, arrivals=k.arrivals, load=k.load,
                             reward=cfg.reward, perturb=k.perturb, max_tasks=cfg.max_tasks,
                             max_ready=cfg.max_ready, max_devices=cfg.max_devices,
-                            max_edges=cfg.max_edges, seed=seed, baseline=baseline)
+                            max_edges=cfg.max_edges, seed=seed, baseline=baseline,
+                            estimates=k.estimates)
 
 
 def reward_baseline(cfg: TrainConfig, kind: Kind) -> str | None:
@@ -474,15 +483,16 @@ class Validator:
                 # batch kinds: other instances for each seed, not the same again
                 first = (j * cfg.validation_instances) % len(eps)
                 plan += eps[first:first + cfg.validation_instances]
-            self.plans.append((pool, plan, Perturbations.parse(kind.perturb)))
+            self.plans.append((pool, plan, Perturbations.parse(kind.perturb),
+                               EstimateModel.parse(kind.estimates, "estimates")))
         self.heuristics = [{h: self._score(make_scheduler(h), i) for h in cfg.heuristics}
                            for i in range(len(self.kinds))]
         self.best = [min(h.values()) for h in self.heuristics]
 
     def _score(self, scheduler, i: int) -> float:
-        pool, plan, perturb = self.plans[i]
+        pool, plan, perturb, estimates = self.plans[i]
         return statistics.fmean(
-            measure(run_episode(inst, pool, scheduler, seed, perturb)).avg_jct
+            measure(run_episode(inst, pool, scheduler, seed, perturb, estimates)).avg_jct
             for _, inst, seed in plan)
 
     def evaluate(self, scheduler) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from envs.encoder import (
 )
 from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import batch, online
+from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations
@@ -182,6 +183,9 @@ class DagSchedulingEnv(gym.Env):
     :param seed: seed of the first ``reset()`` when it is given none
     :param baseline: a heuristic whose run on the same episode is subtracted
         from the reward (see Rewards); None: plain rewards
+    :param estimates: what the policy is told of runtimes (an estimate model
+        of :mod:`rlsched.estimates`: ``default``, ``exact``, ``noisy:SIGMA[:BIAS]``,
+        ``none``); it sees predictions, never the truth
     """
 
     metadata = {"render_modes": []}
@@ -189,7 +193,8 @@ class DagSchedulingEnv(gym.Env):
     def __init__(self, workload: str, pool: str, arrivals: str = "batch", load: float = 0.85,
                  reward: str = "jct", perturb: str = "none", max_tasks: int = 64,
                  max_ready: int = 16, max_devices: int = 8, max_edges: int = 256,
-                 seed: int | None = None, baseline: str | None = None) -> None:
+                 seed: int | None = None, baseline: str | None = None,
+                 estimates: str = "default") -> None:
         if arrivals not in ("batch", "poisson"):
             raise ValueError(f"arrivals must be 'batch' or 'poisson', not {arrivals!r}")
         if reward not in REWARDS:
@@ -203,6 +208,7 @@ class DagSchedulingEnv(gym.Env):
         self.workload_spec, self.pool_spec = workload, pool
         self.arrivals, self.load, self.reward_name = arrivals, load, reward
         self.perturbations = Perturbations.parse(perturb)
+        self.estimates = EstimateModel.parse(estimates, "estimates")
         self._first_seed = seed
         self.baseline = make_scheduler(baseline) if baseline else None
         self._baseline_result: SimResult | None = None
@@ -241,15 +247,17 @@ class DagSchedulingEnv(gym.Env):
         validate_fits(instance, self.pool.max_memory, self.pool.name)
         validate_placement(instance, self.pool)
         self.instance = instance
-        self.sim = Simulator(instance, self.pool, int(rng.integers(2**31)), self.perturbations)
-        self.statics = EpisodeStatics(self.sim.table, self.pool)
+        self.sim = Simulator(instance, self.pool, int(rng.integers(2**31)), self.perturbations,
+                             self.estimates)
         self.advisors.reset(self.sim.seed)
-        self.meter = RewardMeter(self.reward_name, self.sim.table, self.pool)
+        self.meter = RewardMeter(self.reward_name, self.sim.table, self.sim.work, self.pool)
         if self.baseline is not None:
             self._baseline_result = run_episode(instance, self.pool, self.baseline,
-                                                self.sim.seed, self.perturbations)
+                                                self.sim.seed, self.perturbations, self.estimates)
         self._last_time: float | None = None
         view = self.sim.reset()
+        if view is not None:
+            self.statics = EpisodeStatics(self.sim.table, self.pool, view.predicted)
         self._set_view(view)
         return self._obs(), {}
 

@@ -243,18 +243,22 @@ class Maxima:
 
 
 class EpisodeStatics:
-    """What the encoder derives once per workload table and pool."""
+    """What the encoder derives once per workload table and pool, and once
+    per set of beliefs (:meth:`believe`: the view's predicted runtimes).
 
-    def __init__(self, table: WorkloadTable, pool: Pool) -> None:
+    :param predicted: the first view's predictions; they set the time scale,
+        which stays fixed while the beliefs change
+    """
+
+    def __init__(self, table: WorkloadTable, pool: Pool, predicted: tuple[float, ...]) -> None:
         self.table, self.pool = table, pool
         a = table.arrays
-        gpu_work = a["work"][a["gpu"]]
+        gpu_work = np.asarray(predicted, dtype=np.float64)[a["gpu"]]
         self.scale = float(gpu_work.mean()) if gpu_work.size and gpu_work.mean() > 0 else 1.0
-        inv_speed = np.array([np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
-                              np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
-        mean_cost = np.where(a["gpu"], a["work"] * inv_speed[a["kind"]], a["work"])
-        self.rank = np.array(upward_rank(mean_cost.tolist(), table.children))
-        self.work = a["work"]
+        self._inv_mean_speed = np.array([
+            np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
+            np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
+        self._predicted: tuple[float, ...] | None = None
         self.kind = a["kind"]
         self.memory_rel = a["memory"] / pool.max_memory
         self.gpu = a["gpu"]
@@ -274,6 +278,17 @@ class EpisodeStatics:
         self.inv_speed_by_device = 1.0 / np.array([[m.compute_speed, m.memory_speed]
                                                    for m in models])
         self.max_memory = pool.max_memory
+        self.believe(predicted)
+
+    def believe(self, predicted: tuple[float, ...]) -> None:
+        """Take the view's predicted runtimes: the work column and the upward
+        ranks (at the pool's mean speed) follow them."""
+        if predicted is self._predicted:
+            return
+        self._predicted = predicted
+        self.work = np.asarray(predicted, dtype=np.float64)
+        mean_cost = np.where(self.gpu, self.work * self._inv_mean_speed[self.kind], self.work)
+        self.rank = np.array(upward_rank(mean_cost.tolist(), self.table.children))
 
 
 def _logd(x: np.ndarray | float, scale: float) -> np.ndarray | float:
@@ -330,6 +345,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     """Encode ``view`` into the observation of the module docstring;
     ``advice`` is :meth:`envs.advice.Advisors.advise` of the view (None: no
     advice, its columns stay 0)."""
+    statics.believe(view.predicted)
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")

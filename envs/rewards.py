@@ -8,6 +8,7 @@ over an episode it is the sum of job completion times.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,18 +23,19 @@ class RewardMeter:
     """Turns the simulator's progress between two decisions into a reward.
 
     :param name: one of :data:`REWARDS`
+    :param work: the true work of each task (the bounds read it; the policy never does)
     """
 
-    def __init__(self, name: str, table: WorkloadTable, pool: Pool) -> None:
+    def __init__(self, name: str, table: WorkloadTable, work: Sequence[float], pool: Pool) -> None:
         self.name = name
         self.arrival = np.array([j.arrival for j in table.jobs])
-        cps = np.array(critical_paths(table, pool))
+        cps = np.array(critical_paths(table, work, pool))
         if name == "weighted_jct":
             self.weight = np.array([j.priority for j in table.jobs])
         else:
             self.weight = np.ones(len(table.jobs))
         if name == "makespan":
-            self.norm = max(makespan_lower_bound(table, pool), 1e-9)
+            self.norm = max(makespan_lower_bound(table, work, pool), 1e-9)
         else:
             self.norm = max(float((self.weight * cps).sum()), 1e-9)
 

@@ -9,6 +9,7 @@ devices down, and sharing a device never raises its throughput):
   ``s``, each task at its fastest device's speed, spread over all devices,
   must still be done: ``makespan >= s + work(s) / n_devices``.
 
+Both read the true work, after the fact: what no scheduler was shown.
 The makespan bound is the larger of the two; the JCT bound is the mean
 critical path. Where an instance ships a proven optimum for identical
 devices, it is reported beside them.
@@ -17,6 +18,7 @@ devices, it is reported beside them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlsched.pool import Pool
@@ -51,16 +53,16 @@ class Metrics:
     failed_attempts: int
 
 
-def fastest_runtimes(table: WorkloadTable, pool: Pool) -> list[float]:
-    """Each task's runtime alone on the device fastest for its kind (CPU-only
-    tasks at reference speed)."""
+def fastest_runtimes(table: WorkloadTable, work: Sequence[float], pool: Pool) -> list[float]:
+    """Each task's true runtime alone on the device fastest for its kind
+    (CPU-only tasks at reference speed); ``work``: the true work, table order."""
     best = [pool.max_speed(k) for k in KINDS]
-    return [w / best[k] if g else w for w, k, g in zip(table.work, table.kind, table.gpu)]
+    return [w / best[k] if g else w for w, k, g in zip(work, table.kind, table.gpu)]
 
 
-def critical_paths(table: WorkloadTable, pool: Pool) -> list[float]:
+def critical_paths(table: WorkloadTable, work: Sequence[float], pool: Pool) -> list[float]:
     """Each job's longest chain, every task on its fastest device."""
-    fast = fastest_runtimes(table, pool)
+    fast = fastest_runtimes(table, work, pool)
     finish = [0.0] * table.n_tasks
     out = []
     for j in range(table.n_jobs):
@@ -73,11 +75,11 @@ def critical_paths(table: WorkloadTable, pool: Pool) -> list[float]:
     return out
 
 
-def makespan_lower_bound(table: WorkloadTable, pool: Pool) -> float:
+def makespan_lower_bound(table: WorkloadTable, work: Sequence[float], pool: Pool) -> float:
     if table.n_jobs == 0:
         return 0.0
-    fast = fastest_runtimes(table, pool)
-    cps = critical_paths(table, pool)
+    fast = fastest_runtimes(table, work, pool)
+    cps = critical_paths(table, work, pool)
     first = min(j.arrival for j in table.jobs)
     bound = max(job.arrival + cp for job, cp in zip(table.jobs, cps)) - first
     suffix_work = 0.0
@@ -92,7 +94,7 @@ def measure(result: SimResult) -> Metrics:
     arrival, finish = result.job_arrival, result.job_finish
     jct = [f - a for a, f in zip(arrival, finish)]
     weights = [j.priority for j in table.jobs]
-    cps = critical_paths(table, pool)
+    cps = critical_paths(table, result.work, pool)
     makespan = max(finish) - min(arrival)
     misses = sum(1 for job, c in zip(table.jobs, jct)
                  if job.deadline is not None and c > job.deadline + 1e-9)
@@ -103,7 +105,7 @@ def measure(result: SimResult) -> Metrics:
         slowdown=sum(c / cp if cp > 0 else 1.0 for c, cp in zip(jct, cps)) / len(jct),
         utilization=sum(result.busy) / (len(pool) * makespan) if makespan > 0 else 0.0,
         deadline_misses=misses,
-        lower_bound=makespan_lower_bound(table, pool),
+        lower_bound=makespan_lower_bound(table, result.work, pool),
         jct_lower_bound=sum(cps) / len(cps),
         failed_attempts=sum(1 for a in result.trace if not a.ok),
     )

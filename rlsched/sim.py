@@ -17,6 +17,12 @@ step the simulator asks again at the same time while a decision is still
 possible, so a policy may place one task per call (the Gym environment) or
 many (the heuristics).
 
+What schedulers know: each task's true work drives time and is kept here,
+beside the table (:attr:`Simulator.work`), never in a view. A view holds the
+runtime model's predictions (:mod:`rlsched.runtime_model`), fed by the
+tasks that finish in the episode, from estimates drawn by an estimate model
+(:mod:`rlsched.estimates`); with ``exact`` estimates it holds the truth.
+
 Model (see :mod:`rlsched.pool` for speeds and interference): a task runs on
 one device from start to end, unless that device fails, in which case it is
 lost and becomes ready again. Tasks share a device while its memory allows,
@@ -35,8 +41,10 @@ from typing import cast
 import numpy as np
 
 from rlsched.errors import SchedulerError
+from rlsched.estimates import EXACT, EstimateModel
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool, fits_memory
+from rlsched.runtime_model import RuntimeModel
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Instance, validate_fits, validate_placement
@@ -72,6 +80,7 @@ class SimResult:
     :param job_arrival: arrival time of each job (table order)
     :param job_finish: completion time of each job (table order)
     :param decisions: placements made
+    :param work: each task's true work (for metrics and bounds, after the fact)
     """
 
     table: WorkloadTable
@@ -81,6 +90,7 @@ class SimResult:
     job_finish: list[float]
     decisions: int = 0
     busy: list[float] = field(default_factory=list)
+    work: tuple[float, ...] = ()
 
 
 def _episode_copy(value):
@@ -95,6 +105,8 @@ def _episode_copy(value):
         return [list(v) if isinstance(v, list) else v for v in value]
     if isinstance(value, dict):
         return {k: v.copy() if hasattr(v, "copy") else v for k, v in value.items()}
+    if isinstance(value, RuntimeModel):
+        return value.copy()
     return value
 
 
@@ -105,17 +117,29 @@ class Simulator:
     :param pool: the devices
     :param seed: seeds the perturbations (the only randomness inside)
     :param perturbations: which perturbations are on (default: none)
+    :param estimates: what schedulers are told (default ``exact``: the truth;
+        ``evaluate`` and the environment default to
+        :data:`rlsched.estimates.DEFAULT_ESTIMATES`); drawn under ``seed``
+    :param history: a runtime model to start from (a training history); each
+        episode starts from a copy of it
     """
 
     def __init__(self, instance: Instance, pool: Pool, seed: int = 0,
-                 perturbations: Perturbations | None = None) -> None:
-        self.instance = instance
+                 perturbations: Perturbations | None = None,
+                 estimates: EstimateModel | None = None,
+                 history: RuntimeModel | None = None) -> None:
         self.pool = pool
         self.seed = seed
         self.perturbations = perturbations or Perturbations()
+        self.estimates = estimates or EXACT
+        self.history = history
         validate_fits(instance, pool.max_memory, pool.name)
         validate_placement(instance, pool)
-        self.table = WorkloadTable.from_jobs(instance.jobs)
+        if not self.estimates.exact:
+            instance = self.estimates.apply(instance, seed)
+        self.instance = instance
+        #: the truth: each task's work in reference-seconds, table order
+        self.table, self.work = WorkloadTable.with_truth(instance.jobs)
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         self._mem_total = [d.model.memory_gib for d in pool.devices]
 
@@ -130,7 +154,7 @@ class Simulator:
         self._seq = 0
         self.state = bytearray(n)
         self._pending = [len(p) for p in tb.parents]
-        self._remaining = list(tb.work)
+        self._remaining = list(self.work)
         self._rate = [0.0] * n
         self._version = [0] * n
         self._device = [-1] * n
@@ -146,8 +170,10 @@ class Simulator:
         self._last = [0.0] * g
         self._busy = [0.0] * g
         self._telemetry: list[DeviceTelemetry | None] = [None] * g
-        self._job_remaining = [sum(tb.work[t] for t in tb.tasks_of(j)) for j in range(tb.n_jobs)]
+        predicted = self._start_knowledge()
+        self._job_remaining = [sum(predicted[t] for t in tb.tasks_of(j)) for j in range(tb.n_jobs)]
         self._job_left = [len(tb.tasks_of(j)) for j in range(tb.n_jobs)]
+        self._attained = [0.0] * tb.n_jobs  # GPU device-seconds of ended attempts
         self._job_finish = [float("nan")] * tb.n_jobs
         self._n_arrived = 0
         self._tasks_left = n
@@ -192,7 +218,7 @@ class Simulator:
             raise SchedulerError("the episode has not finished")
         return SimResult(self.table, self.pool, self.trace,
                          [j.arrival for j in self.table.jobs], list(self._job_finish),
-                         self.decisions, list(self._busy))
+                         self.decisions, list(self._busy), self.work)
 
     def fork(self, weather: int | None = None, arrivals: bool = True) -> Simulator:
         """An independent copy of this episode as it stands now: stepping one
@@ -375,6 +401,10 @@ class Simulator:
 
     def _arrive(self, j: int) -> None:
         self._n_arrived = max(self._n_arrived, j + 1)
+        if self._model is not None:
+            self._known = self.table.job_start[self._n_arrived]
+            for t in self.table.tasks_of(j):
+                self._repredict(t)
         for t in self.table.tasks_of(j):
             self.state[t] = BLOCKED
             if self._pending[t] == 0:
@@ -398,12 +428,16 @@ class Simulator:
             if not self._on_device[d]:
                 self._mem_used[d] = 0.0  # no float residue on an idle device
         del self._running[t]
+        if d >= 0:
+            self._attained[tb.job_of[t]] += now - self._start[t]
         self.state[t] = DONE
         self._remaining[t] = 0.0
         self.trace.append(Attempt(t, d, self._start[t], now, True))
         self._tasks_left -= 1
         j = tb.job_of[t]
-        self._job_remaining[j] -= tb.work[t]
+        self._job_remaining[j] -= self._predicted[t]
+        if self._model is not None:
+            self._learn(t, d)
         self._job_left[j] -= 1
         if self._job_left[j] == 0:
             self._job_finish[j] = now
@@ -439,11 +473,12 @@ class Simulator:
 
     def _fail_device(self, d: int) -> None:
         """Every task on ``d`` is lost and becomes ready again."""
-        now, tb = self.now, self.table
+        now = self.now
         for t in self._on_device[d]:
             self.trace.append(Attempt(t, d, self._start[t], now, False))
+            self._attained[self.table.job_of[t]] += now - self._start[t]
             del self._running[t]
-            self._remaining[t] = tb.work[t]
+            self._remaining[t] = self.work[t]
             self._version[t] += 1
             self._device[t] = -1
             self.state[t] = READY
@@ -451,17 +486,85 @@ class Simulator:
         self._on_device[d] = []
         self._mem_used[d] = 0.0
 
+    # ------------------------------------------------------------------ knowledge
+    def _start_knowledge(self) -> list[float]:
+        """Every task's first prediction (the truth, with exact estimates)."""
+        n = self.table.n_tasks
+        self._known = 0  # tasks below this index belong to arrived jobs
+        self._knowledge: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        if self.estimates.exact:
+            self._model: RuntimeModel | None = None
+            self._predicted: list[float] = list(self.work)
+            self._spread = [0.0] * n
+            return self._predicted
+        self._model = self.history.copy() if self.history is not None else RuntimeModel()
+        self._predicted = [0.0] * n
+        self._spread = [0.0] * n
+        keys, estimate, model = self.table.history_key, self.table.estimate, self._model
+        for t in range(n):
+            self._predicted[t], self._spread[t] = model.predict(keys[t], estimate[t])
+        return self._predicted
+
+    def _learn(self, t: int, d: int) -> None:
+        """Feed a finished task to the runtime model; re-predict the tasks of
+        arrived jobs whose belief that changed."""
+        tb, model = self.table, self._model
+        assert model is not None
+        speed = 1.0 if d < 0 else self._speed[d][tb.kind[t]]
+        key, estimate = tb.history_key[t], tb.estimate[t]
+        own, every = model.observe(key, estimate, (self.now - self._start[t]) * speed)
+        known = self._known
+        if own:
+            for u in tb.tasks_by_key[key]:
+                if u >= known:
+                    break
+                self._repredict(u)
+        if every:
+            for k, tasks in tb.tasks_by_key.items():
+                if k == key and own or tasks[0] >= known:
+                    continue
+                with_estimate, without = model.uses_all(k, True), model.uses_all(k, False)
+                if not (with_estimate or without):
+                    continue
+                for u in tasks:
+                    if u >= known:
+                        break
+                    if with_estimate if tb.estimate[u] == tb.estimate[u] else without:
+                        self._repredict(u)
+
+    def _repredict(self, t: int) -> None:
+        """The model's belief about ``t`` now (finished tasks too: a view
+        shows every arrived task as the live daemon does, from the model as
+        it stands)."""
+        assert self._model is not None
+        seconds, sigma = self._model.predict(self.table.history_key[t], self.table.estimate[t])
+        old = self._predicted[t]
+        if seconds != old or sigma != self._spread[t]:
+            if self.state[t] != DONE:
+                self._job_remaining[self.table.job_of[t]] += seconds - old
+            self._predicted[t], self._spread[t] = seconds, sigma
+            self._knowledge = None
+
     # ------------------------------------------------------------------ the view
     def _view(self) -> ClusterView:
         tele = self._telemetry
         for d in range(len(tele)):
             if tele[d] is None:
                 tele[d] = self._sample(d)
+        if self._knowledge is None:
+            self._knowledge = (tuple(self._predicted), tuple(self._spread))
+        attained = list(self._attained)
+        job_of, now = self.table.job_of, self.now
+        for r in self._running.values():
+            if r.device >= 0:
+                attained[job_of[r.task]] += now - r.start
         return ClusterView(
             time=self.now, table=self.table, pool=self.pool, task_state=bytes(self.state),
             ready=tuple(self._ready), running=tuple(self._running.values()),
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
-            job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived)
+            job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
+            predicted=self._knowledge[0], spread=self._knowledge[1],
+            job_attained=tuple(attained))
 
     def _sample(self, d: int) -> DeviceTelemetry:
         model = self.pool.devices[d].model

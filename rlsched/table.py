@@ -1,6 +1,10 @@
 """A workload flattened into arrays: what the simulator, the runtime and the
 schedulers index by integer.
 
+The table is knowledge, never truth: it holds each task's user estimate and
+history key but not its true runtime, and its jobs are copies without it.
+The simulator keeps the truth beside it (:meth:`WorkloadTable.with_truth`).
+
 Jobs are sorted by arrival, so the jobs that have arrived at any time are a
 prefix ``0..n_arrived-1``. Tasks are numbered globally, each job's tasks a
 contiguous range, parents before children. Per-task columns are tuples (fast
@@ -10,12 +14,14 @@ for vectorised code such as the observation encoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import networkx as nx
 import numpy as np
 
+from rlsched.runtime_model import history_key
 from rlsched.workload import KINDS, Job, placement_allows
 
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
@@ -25,10 +31,11 @@ KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 class WorkloadTable:
     """Static description of every task and job of an episode.
 
-    :param jobs: the jobs, sorted by arrival
+    :param jobs: the jobs, sorted by arrival, their tasks without ``work``
     :param job_of: job index of each task
     :param task_ids: ``(job name, task id)`` of each task
-    :param work: reference-seconds of each task
+    :param estimate: the user's estimate of each task, reference-seconds (NaN: none)
+    :param history_key: what identifies each task's type in runtime history
     :param kind: index into :data:`rlsched.workload.KINDS` of each task
     :param memory: GiB of GPU memory of each task
     :param gpu: whether each task needs a GPU
@@ -42,7 +49,8 @@ class WorkloadTable:
     jobs: tuple[Job, ...]
     job_of: tuple[int, ...]
     task_ids: tuple[tuple[str, str], ...]
-    work: tuple[float, ...]
+    estimate: tuple[float, ...]
+    history_key: tuple[str, ...]
     kind: tuple[int, ...]
     memory: tuple[float, ...]
     gpu: tuple[bool, ...]
@@ -53,8 +61,15 @@ class WorkloadTable:
 
     @classmethod
     def from_jobs(cls, jobs: tuple[Job, ...] | list[Job]) -> WorkloadTable:
+        return cls.with_truth(jobs)[0]
+
+    @classmethod
+    def with_truth(cls, jobs: tuple[Job, ...] | list[Job]
+                   ) -> tuple[WorkloadTable, tuple[float, ...]]:
+        """The table, and beside it each task's true work (0 where a job
+        has none): what only the simulator may hold."""
         ordered = tuple(sorted(jobs, key=lambda j: j.arrival))  # stable: ties keep order
-        job_of, ids, work, kind, mem, gpu, parents = [], [], [], [], [], [], []
+        job_of, ids, work, estimate, keys, kind, mem, gpu, parents = ([] for _ in range(9))
         rules: list[tuple[tuple[int | str, ...], tuple[int | str, ...]]] = []
         job_start = [0]
         for j, job in enumerate(ordered):
@@ -67,6 +82,8 @@ class WorkloadTable:
                 job_of.append(j)
                 ids.append((job.name, t.id))
                 work.append(float(t.work or 0.0))
+                estimate.append(math.nan if t.estimate is None else float(t.estimate))
+                keys.append(history_key(job.name, t.id, t.category))
                 kind.append(KIND_INDEX[t.kind])
                 mem.append(float(t.gpu_memory))
                 gpu.append(t.gpus > 0)
@@ -77,9 +94,12 @@ class WorkloadTable:
         for c, ps in enumerate(parents):
             for p in ps:
                 children[p].append(c)
-        return cls(ordered, tuple(job_of), tuple(ids), tuple(work), tuple(kind), tuple(mem),
-                   tuple(gpu), tuple(parents), tuple(tuple(c) for c in children),
-                   tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None)
+        blind = tuple(replace(job, tasks=tuple(replace(t, work=None) for t in job.tasks))
+                      if any(t.work is not None for t in job.tasks) else job for job in ordered)
+        table = cls(blind, tuple(job_of), tuple(ids), tuple(estimate), tuple(keys), tuple(kind),
+                    tuple(mem), tuple(gpu), tuple(parents), tuple(tuple(c) for c in children),
+                    tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None)
+        return table, tuple(work)
 
     def may_use(self, task: int, index: int, model: str) -> bool:
         """Whether ``task``'s placement rules let it run on device ``index``
@@ -91,7 +111,7 @@ class WorkloadTable:
 
     @property
     def n_tasks(self) -> int:
-        return len(self.work)
+        return len(self.job_of)
 
     @property
     def n_jobs(self) -> int:
@@ -102,7 +122,7 @@ class WorkloadTable:
         """Numpy views of the per-task columns (read-only)."""
         out = {
             "job_of": np.array(self.job_of, dtype=np.int64),
-            "work": np.array(self.work, dtype=np.float64),
+            "estimate": np.array(self.estimate, dtype=np.float64),
             "kind": np.array(self.kind, dtype=np.int64),
             "memory": np.array(self.memory, dtype=np.float64),
             "gpu": np.array(self.gpu, dtype=bool),
@@ -113,6 +133,14 @@ class WorkloadTable:
 
     def tasks_of(self, job: int) -> range:
         return range(self.job_start[job], self.job_start[job + 1])
+
+    @cached_property
+    def tasks_by_key(self) -> dict[str, tuple[int, ...]]:
+        """The tasks of each history key, in table order."""
+        out: dict[str, list[int]] = {}
+        for t, key in enumerate(self.history_key):
+            out.setdefault(key, []).append(t)
+        return {k: tuple(v) for k, v in out.items()}
 
 
 def _topological(job: Job) -> list[str]:

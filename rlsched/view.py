@@ -1,7 +1,10 @@
 """The cluster view: the one read-only snapshot every policy decides from.
 
 Both the simulator and the live runtime produce it; heuristics and the
-learned policy read only it. It never changes during a decision: dynamic
+learned policy read only it. It holds knowledge, never truth: what a task
+will take is the runtime model's prediction (:attr:`ClusterView.predicted`,
+with its spread), and for a running task, how long it has run; the true
+runtime stays in the simulator. It never changes during a decision: dynamic
 columns are copies, static ones (:class:`WorkloadTable`, :class:`Pool`) are
 immutable. A policy answers with :class:`Placement` s, or none to wait.
 """
@@ -82,8 +85,15 @@ class ClusterView:
         start by themselves and never wait here)
     :param running: what runs where, since when
     :param devices: one telemetry sample per device
-    :param job_remaining: reference-seconds of unfinished work per job
+    :param job_remaining: predicted reference-seconds of unfinished work per job
     :param n_arrived: jobs ``0..n_arrived-1`` have arrived
+    :param predicted: each task's predicted runtime on the reference device
+        (the median belief of :mod:`rlsched.runtime_model`; exact estimates:
+        the truth)
+    :param spread: the log-space spread of each prediction (0: certain)
+    :param job_attained: device-seconds of GPU service each job has received
+        (its attempts so far, ended or running): what a scheduler that
+        knows no runtimes ranks by (:mod:`rlsched.schedulers.las`)
     """
 
     time: float
@@ -95,6 +105,9 @@ class ClusterView:
     devices: tuple[DeviceTelemetry, ...]
     job_remaining: tuple[float, ...]
     n_arrived: int
+    predicted: tuple[float, ...]
+    spread: tuple[float, ...]
+    job_attained: tuple[float, ...]
 
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy, has memory free for ``task`` now, and
@@ -114,7 +127,11 @@ class ClusterView:
         return self.table.placement is not None
 
     def nominal_runtime(self, task: int, device: int) -> float:
-        """Seconds ``task`` would take alone on ``device`` at its nominal speed."""
+        """Seconds ``task`` is predicted to take alone on ``device`` at its nominal speed."""
         model = self.pool.devices[device].model
         speed = model.memory_speed if self.table.kind[task] == 1 else model.compute_speed
-        return self.table.work[task] / speed
+        return self.predicted[task] / speed
+
+    def elapsed(self, task: int, start: float) -> float:
+        """Seconds a task started at ``start`` has been running."""
+        return max(self.time - start, 0.0)

@@ -1,8 +1,11 @@
 """The workload model: tasks, jobs (DAGs of tasks) and instances (sets of jobs).
 
 A *task* is one unit of work, either on one GPU or CPU-only. Its ``work`` is its
-runtime in seconds on the reference device (an RTX 3090, speed 1.0), or the
-measured runtime where the source recorded one. A *job* is a DAG of tasks with
+true runtime in seconds on the reference device (an RTX 3090, speed 1.0), or
+the measured runtime where the source recorded one: the simulator's secret,
+which no scheduler sees (:mod:`rlsched.table` leaves it out). What a
+scheduler may know is its ``estimate``, the user's guess, and what the
+runtime model (:mod:`rlsched.runtime_model`) predicts from history. A *job* is a DAG of tasks with
 an arrival time, a priority and an optional deadline. An *instance* is what a
 scheduler is evaluated on: one or more jobs, and the known optimum where the
 source proves one.
@@ -52,8 +55,12 @@ class Task:
     """One task of a job.
 
     :param id: unique within its job
-    :param work: seconds on the reference device (``None`` only where a live
-        runtime will estimate it from history)
+    :param work: true seconds on the reference device, known to the simulator
+        only (``None`` in the live runtime, where nobody knows it in advance)
+    :param estimate: the user's estimate of ``work`` (``None``: none given)
+    :param category: what kind of task it is, for runtime history (the
+        WfCommons category; by default a job file's task id under its job's
+        family name, see :func:`rlsched.runtime_model.history_key`)
     :param kind: ``"compute"`` or ``"memory"`` bound; picks the device speed used
     :param gpu_memory: GiB of GPU memory the task needs
     :param gpus: 1 for a GPU task, 0 for a CPU-only task
@@ -83,6 +90,8 @@ class Task:
     timeout: float | None = None
     gpus_allowed: tuple[int | str, ...] = ()
     gpus_avoid: tuple[int | str, ...] = ()
+    estimate: float | None = None
+    category: str | None = None
 
     def may_use(self, index: int, model: str) -> bool:
         """Whether :attr:`gpus_allowed` and :attr:`gpus_avoid` let it run on
@@ -174,11 +183,14 @@ def _validate_task(t: Task, here: str, source: str, ids: set[str], require_work:
     """The checks of :func:`validate_job` on one task (``ids``: every task id of its job)."""
     if t.work is None:
         if require_work:
-            raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'work')")
+            raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'runtime')")
     elif not math.isfinite(t.work):
         raise InputError(source, f"{here}: runtime {t.work} is not a finite number")
     elif t.work < 0:
         raise InputError(source, f"{here}: negative runtime {t.work}")
+    if t.estimate is not None and not (math.isfinite(t.estimate) and t.estimate >= 0):
+        raise InputError(source, f"{here}: estimate {t.estimate} is not a duration of 0 "
+                         "seconds or more")
     if t.kind not in KINDS:
         raise InputError(source, f"{here}: unknown kind '{t.kind}' (use one of {KINDS})")
     if not math.isfinite(t.gpu_memory):

@@ -119,7 +119,8 @@ def test_following_heft_in_the_env_reaches_heft_makespan(spec, pool):
         placements = heft.decide(env.view)
         action = env.action_for(placements[0] if placements else None)
         _, _, done, _, info = env.step(action)
-    direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed))
+    direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed,
+                                 estimates=env.estimates))
     assert info["makespan"] == pytest.approx(direct.makespan, rel=1e-12)
 
 
@@ -145,7 +146,7 @@ def test_with_a_baseline_the_return_is_the_gain_over_the_baseline_heuristic(rewa
     assert gain < 0  # random is worse than share
     assert sum(rewards) == pytest.approx(gain, rel=1e-9)
     direct = measure(run_episode(env.instance, env.pool, make_scheduler("share"), env.sim.seed,
-                                 env.perturbations))
+                                 env.perturbations, env.estimates))
     assert info["baseline_avg_jct"] == direct.avg_jct
 
 
@@ -267,7 +268,7 @@ def test_following_an_advisor_step_by_step_is_that_advisor(advisor):
         steps += 1
     assert steps > 10
     direct = run_episode(env.instance, env.pool, make_scheduler(advisor), env.sim.seed,
-                         env.perturbations)
+                         env.perturbations, env.estimates)
     assert [(a.task, a.device, a.start) for a in env.sim.result().trace] == \
         [(a.task, a.device, a.start) for a in direct.trace]
 
@@ -286,7 +287,7 @@ def test_an_agent_that_always_takes_share_advice_is_share_even_in_a_crowd():
         _, _, done, _, info = env.step(env.action_for(env.advice[0]))
     assert crowded > 100
     direct = run_episode(env.instance, env.pool, make_scheduler("share"), env.sim.seed,
-                         env.perturbations)
+                         env.perturbations, env.estimates)
     assert info["avg_jct"] == pytest.approx(measure(direct).avg_jct, rel=1e-12)
 
 
@@ -299,5 +300,6 @@ def test_an_agent_that_always_takes_heft_advice_is_heft():
         done = False
         while not done:
             _, _, done, _, info = env.step(env.action_for(env.advice[1]))
-        direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed))
+        direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed,
+                                 estimates=env.estimates))
         assert info["makespan"] == pytest.approx(direct.makespan, rel=1e-12)

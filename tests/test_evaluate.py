@@ -20,7 +20,8 @@ def test_json_results_and_summary(tmp_path):
     plots = tmp_path / "plots"
     proc = subprocess.run(
         [sys.executable, "-m", "rlsched", "evaluate", "--workload", f"stg:{STG / '50'}",
-         "--pool", "identical:4", "--scheduler", "fifo,heft", "--json", str(out),
+         "--pool", "identical:4", "--scheduler", "fifo,heft", "--estimates", "exact",
+         "--json", str(out),
          "--plot", str(plots)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "heft" in proc.stdout and "makespan/opt" in proc.stdout
@@ -29,6 +30,7 @@ def test_json_results_and_summary(tmp_path):
     for row in doc["results"]:
         assert RESULT_KEYS <= set(row)
         assert row["optimum"] is not None and row["makespan"] >= row["optimum"] - 1e-6
+    assert doc["config"]["estimates"] == "exact"
     summary = doc["summary"]
     assert set(summary) == {"fifo", "heft"}
     assert summary["heft"]["makespan_vs_optimum"] <= summary["fifo"]["makespan_vs_optimum"]

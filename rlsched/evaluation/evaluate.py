@@ -20,10 +20,11 @@ import numpy as np
 
 from rlsched.arrivals import batch, online
 from rlsched.errors import InputError
+from rlsched.estimates import DEFAULT_ESTIMATES, EXACT, EstimateModel
 from rlsched.metrics import Metrics, measure, optimum_for
 from rlsched.perturbations import Perturbations
 from rlsched.pool import Pool
-from rlsched.schedulers import Scheduler, make_scheduler
+from rlsched.schedulers import Scheduler, is_oracle, make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.workload import Instance, validate_fits, validate_placement
@@ -68,7 +69,10 @@ class Evaluation:
         and to the best scheduler of each episode of this run."""
         best_mk: dict[tuple, float] = {}
         best_jct: dict[tuple, float] = {}
+        bounds = set(self.config.get("bounds", ()))
         for r in self.results:
+            if r.scheduler in bounds:  # a bound is not a scheduler to beat
+                continue
             k = (r.workload, r.instance, r.seed)
             best_mk[k] = min(best_mk.get(k, math.inf), r.metrics.makespan)
             best_jct[k] = min(best_jct.get(k, math.inf), r.metrics.avg_jct)
@@ -77,8 +81,11 @@ class Evaluation:
             rows[r.scheduler].append(r)
         out = {}
         for name, rs in rows.items():
+            def vs(best: dict[tuple, float], r: EpisodeResult, value: float) -> float:
+                return _ratio(value, best.get((r.workload, r.instance, r.seed), value))
             opt = [r.metrics.makespan / r.optimum for r in rs if r.optimum]
             out[name] = {
+                "bound": name in bounds,
                 "episodes": len(rs),
                 "makespan": _mean(r.metrics.makespan for r in rs),
                 "avg_jct": _mean(r.metrics.avg_jct for r in rs),
@@ -90,9 +97,9 @@ class Evaluation:
                 "jct_vs_lower_bound": _mean(_ratio(r.metrics.avg_jct, r.metrics.jct_lower_bound) for r in rs),
                 "makespan_vs_optimum": _mean(opt) if opt else None,
                 "makespan_vs_best": _mean(
-                    _ratio(r.metrics.makespan, best_mk[(r.workload, r.instance, r.seed)]) for r in rs),
+                    vs(best_mk, r, r.metrics.makespan) for r in rs),
                 "jct_vs_best": _mean(
-                    _ratio(r.metrics.avg_jct, best_jct[(r.workload, r.instance, r.seed)]) for r in rs),
+                    vs(best_jct, r, r.metrics.avg_jct) for r in rs),
             }
         return out
 
@@ -104,7 +111,8 @@ class Evaluation:
         run prints the same interval). Five online episodes can differ by a
         few percent by chance alone; the interval says how much."""
         learned = sorted({r.scheduler for r in self.results if r.scheduler.startswith("rl:")})
-        others = {r.scheduler for r in self.results} - set(learned)
+        others = {r.scheduler for r in self.results} - set(learned) - set(
+            self.config.get("bounds", ()))
         if not learned or not others:
             return {}
         keys = sorted({(r.workload, r.instance, r.seed) for r in self.results})
@@ -146,10 +154,14 @@ def _ratio(a: float, b: float) -> float:
 
 
 def run_episode(instance: Instance, pool: Pool, scheduler: Scheduler, seed: int,
-                perturbations: Perturbations | None = None) -> SimResult:
-    """Run one scheduler over one instance; the finished simulation's result."""
+                perturbations: Perturbations | None = None,
+                estimates: EstimateModel | None = None) -> SimResult:
+    """Run one scheduler over one instance; the finished simulation's result.
+    An oracle (:func:`is_oracle`) runs with exact estimates, whatever
+    ``estimates`` says."""
     scheduler.reset(seed)
-    sim = Simulator(instance, pool, seed, perturbations)
+    sim = Simulator(instance, pool, seed, perturbations,
+                    EXACT if is_oracle(scheduler) else estimates)
     view = sim.reset()
     while view is not None:
         view = sim.step(scheduler.decide(view))
@@ -181,11 +193,14 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
 
 def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[str], *,
              arrivals: str = "batch", load: float = 0.85, seeds: int = 1,
-             seed_offset: int = 0, perturb: str = "none", search_budget: float = 2.0,
+             seed_offset: int = 0, perturb: str = "none", estimates: str = "default",
+             search_budget: float = 2.0,
              search_evaluations: int | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
     """Run every scheduler on every episode; see :class:`Evaluation`.
 
+    :param estimates: what schedulers are told of runtimes (see
+        :mod:`rlsched.estimates`); ``oracle:`` schedulers are told the truth
     :param search_budget: seconds per plan of the search schedulers (ga, sa)
     :param search_evaluations: schedules per plan instead (deterministic)
     :param progress: called as ``progress(done, total, label)`` after each episode
@@ -198,6 +213,7 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
         raise InputError("--seeds", f"needs at least one seed, not {seeds}")
     pool = resolve_pool(pool_spec)
     perturbations = Perturbations.parse(perturb)
+    knowledge = EstimateModel.parse(estimates)
     if search_budget <= 0 or (search_evaluations is not None and search_evaluations < 1):
         raise InputError("--search-budget", "the search budget must be positive")
     schedulers = [make_scheduler(s, search_budget, search_evaluations) for s in scheduler_specs]
@@ -206,7 +222,9 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     ev = Evaluation(config={
         "workloads": workload_specs, "pool": pool_spec, "schedulers": scheduler_specs,
         "arrivals": arrivals, "load": load if arrivals == "poisson" else None,
-        "seeds": seed_list, "perturb": perturb,
+        "seeds": seed_list, "perturb": perturb, "estimates": knowledge.spec,
+        "estimates_default": DEFAULT_ESTIMATES if estimates == "default" else None,
+        "bounds": [s for s, sched in zip(scheduler_specs, schedulers) if is_oracle(sched)],
         "devices": [d.model.name for d in pool.devices]})
     if any(s.startswith("wfcommons:") for s in workload_specs):
         ev.notes.append("WfCommons runtimes are measured; their GPU attributes (kind, GPU "
@@ -217,7 +235,7 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
         optimum = optimum_for(dict(inst.optimum), pool)
         for name, sched in zip(scheduler_specs, schedulers):
             t0 = time.perf_counter()
-            result = run_episode(inst, pool, sched, seed, perturbations)
+            result = run_episode(inst, pool, sched, seed, perturbations, knowledge)
             wall = time.perf_counter() - t0
             m = measure(result)
             ev.results.append(EpisodeResult(

@@ -9,17 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from rlsched.arrivals import batch
+from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import run_episode
 from rlsched.pool import identical_pool, preset_pool
 from rlsched.schedulers import make_scheduler
 from rlsched.sources.synthetic import generate
 
 
-def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
+def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int = 3,
+              estimates: str = "default") -> dict[str, Any]:
     """Scheduling decisions per second of the simulator driven by fifo and by
     heft: a layered synthetic workload of ``tasks`` tasks (10 jobs, batch) on
-    ``devices`` devices (the mixed ``lab-8`` preset for 8, identical otherwise).
-    The best of ``repeats`` runs counts, since the machine may be shared."""
+    ``devices`` devices (the mixed ``lab-8`` preset for 8, identical otherwise),
+    under the estimate model ``estimates`` (the runtime model learning as
+    tasks finish, unless ``exact``). The best of ``repeats`` runs counts,
+    since the machine may be shared."""
+    knowledge = EstimateModel.parse(estimates)
     pool = preset_pool("lab-8") if devices == 8 else identical_pool(devices)
     jobs = 10
     instance = batch(generate("layered", {"jobs": str(jobs), "tasks": str(tasks // jobs)},
@@ -27,19 +32,18 @@ def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int =
     out: dict[str, Any] = {
         "workload": f"synthetic:layered?jobs={jobs}&tasks={tasks // jobs}",
         "tasks": instance.n_tasks, "devices": len(pool),
-        "pool": pool.name,
+        "pool": pool.name, "estimates": knowledge.spec,
     }
     for name in ("fifo", "heft"):
         best = 0.0
         for _ in range(repeats):
             sched = make_scheduler(name)
             t0 = time.perf_counter()
-            result = run_episode(instance, pool, sched, seed)
+            result = run_episode(instance, pool, sched, seed, estimates=knowledge)
             wall = time.perf_counter() - t0
             best = max(best, result.decisions / wall)
         out[f"{name}_decisions_per_s"] = round(best, 1)
     return out
-
 
 
 def bench_search(seconds: float = 2.0, seed: int = 0) -> dict[str, Any]:

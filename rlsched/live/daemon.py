@@ -20,32 +20,21 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+from rlsched.errors import InputError
 from rlsched.live.backends import Backend, LiveDevice, open_backend
+from rlsched.live.history import LiveBeliefs, wall_seconds
 from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, TaskStatus, outcome
 from rlsched.live.serve_lock import ServeLock
 from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
 from rlsched.live.wakeup import Wakeup
 from rlsched.pool import Device, Pool
-from rlsched.schedulers import Scheduler, make_scheduler
+from rlsched.schedulers import ORACLE, Scheduler, is_oracle, make_scheduler
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Job, Task
-
-#: runtime assumed for a task with no estimate and no history
-DEFAULT_ESTIMATE_S = 60.0
-
-
-def predict(history: dict[str, list[float]], job: str, task) -> float:
-    """A runtime for a task without an estimate: the mean of past successful
-    runs of the same job and task, else of the same command, else a default."""
-    for key in (f"id:{job}/{task.id}", f"cmd:{task.command or ''}"):
-        runs = history.get(key)
-        if runs:
-            return sum(runs) / len(runs)
-    return DEFAULT_ESTIMATE_S
 
 
 @dataclass(frozen=True)
@@ -73,11 +62,17 @@ class Daemon:
 
     def __init__(self, store: Store, pool_spec: str, scheduler: str | Scheduler,
                  backend: Backend | None = None, lock: ServeLock | None = None) -> None:
+        if isinstance(scheduler, str) and scheduler.startswith(ORACLE) or \
+                isinstance(scheduler, Scheduler) and is_oracle(scheduler):
+            raise InputError("--scheduler", f"{scheduler if isinstance(scheduler, str) else scheduler.name} "
+                             "is a bound that reads true runtimes, which a live pool never "
+                             "knows; serve the heuristic itself")
         self.store = store
         self.lock = lock or ServeLock(store.dir)  # first: a refused daemon touches nothing
         self.backend = backend or open_backend("local", pool_spec)
         self.scheduler: Scheduler = (make_scheduler(scheduler) if isinstance(scheduler, str)
                                      else scheduler)
+
         self.fallback: Scheduler = make_scheduler("heft")
         self.scheduler.reset(0)
         self.fallback.reset(0)
@@ -92,9 +87,9 @@ class Daemon:
         #: a GPU it was not given
         self.misplaced: set[tuple[int, int]] = set()
         self._table_key: tuple = ()
-        #: runtimes predicted from history for the active tasks without an estimate
-        self._predicted: dict[tuple[str, str], float] = {}
         self._table: WorkloadTable | None = None
+        #: the runtime model of the store's history: every view's predictions
+        self.beliefs = LiveBeliefs()
         self.decisions = 0
         self.shield_fallbacks = 0
         self.placements: dict[int, int] = {}
@@ -148,6 +143,7 @@ class Daemon:
         cancelled, no task failed)."""
         self._refresh_devices()
         self._reap()
+        self.beliefs.learn(self.store, self._speed)
         self._enforce()
         self._drained = self.store.drained()
         self._schedule()
@@ -234,6 +230,7 @@ class Daemon:
         by_index = {i: stored[key] for i, key in enumerate(tb.task_ids)}
         specs = {(j.name, t.id): t for j in active for t in j.tasks}
         tasks = {i: specs[key] for i, key in enumerate(tb.task_ids)}
+        view_time = now - self.epoch
         state = self._states(tb, by_index)
         running, reserved, count = self._reservations(tb, by_index, now)
         ready, cpu_ready = self._ready(tb, by_index, state, now)
@@ -242,25 +239,34 @@ class Daemon:
             devices = tuple(d._replace(healthy=False) if ALL_GPUS in self._drained or
                             self.live[i].key in self._drained else d
                             for i, d in enumerate(devices))
-        job_remaining = tuple(sum(tb.work[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
+        predicted, spread = self.beliefs.of(tb)
+        service = self.store.service([j.name for j in tb.jobs])
+        attained = [service.get(j.name, 0.0) for j in tb.jobs]
+        for r in running:
+            if r.device >= 0:
+                attained[tb.job_of[r.task]] += max(view_time - r.start, 0.0)
+        job_remaining = tuple(sum(predicted[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
                               for j in range(tb.n_jobs))
-        view = ClusterView(now - self.epoch, tb, self.pool, bytes(state), tuple(ready),
-                           tuple(running), devices, job_remaining, tb.n_jobs)
+        view = ClusterView(view_time, tb, self.pool, bytes(state), tuple(ready),
+                           tuple(running), devices, job_remaining, tb.n_jobs, predicted, spread,
+                           tuple(attained))
         return view, _Round(by_index, tasks, tuple(cpu_ready))
 
     def _workload_table(self, active: list[Job]) -> WorkloadTable:
-        """The table of the active jobs, rebuilt only when they change; a task
-        without an estimate gets a prediction from history."""
+        """The table of the active jobs, rebuilt only when they change."""
         key = tuple(j.name for j in active)
         if key != self._table_key or self._table is None:
             self._table_key = key
-            unknown = [(j, t) for j in active for t in j.tasks if t.work is None]
-            history = self.store.history() if unknown else {}  # reads every past attempt
-            self._predicted = {(j.name, t.id): predict(history, j.name, t) for j, t in unknown}
-            self._table = WorkloadTable.from_jobs([replace(j, tasks=tuple(
-                replace(t, work=t.work if t.work is not None else self._predicted[(j.name, t.id)])
-                for t in j.tasks)) for j in active])
+            self._table = WorkloadTable.from_jobs(active)
         return self._table
+
+    def _speed(self, device: int | None, kind: str) -> float:
+        """Nominal speed of a live device (by key) for a task kind; 1.0 for
+        one this pool no longer has."""
+        for d in self.live:
+            if d.key == device:
+                return d.model.speed(kind)
+        return 1.0
 
     @staticmethod
     def _states(tb: WorkloadTable, by_index: dict[int, StoredTask]) -> bytearray:
@@ -356,7 +362,11 @@ class Daemon:
     # ------------------------------------------------------------------ starting attempts
     def _start(self, round_: _Round, index: int, device: int | None) -> None:
         task, spec = round_.stored[index], round_.tasks[index]
-        predicted = self._predicted.get((task.job_name, task.task_id))
+        tb = self._table
+        assert tb is not None  # the round's view was built from it
+        model = next((d.model for d in self.live if d.key == device), None) \
+            if device is not None else None
+        predicted = wall_seconds(self.beliefs.of(tb)[0][index], tb.kind[index], model)
         attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
                                                            self.attempt_files)
         try:

@@ -15,6 +15,7 @@ SQL: the daemon, the command line and the benchmarks call its named methods.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -430,17 +431,25 @@ class Store:
         return self.db.execute("SELECT id, log, ended, error FROM attempts WHERE task=? ORDER BY "
                                "id DESC LIMIT 1", (task,)).fetchone()
 
-    def history(self) -> dict[str, list[float]]:
-        """Runtimes of successful attempts, by command and by ``job/task``."""
-        out: dict[str, list[float]] = {}
-        for r in self.db.execute(
-                "SELECT a.started, a.ended, t.spec, t.task_id, j.name FROM attempts a JOIN tasks "
-                "t ON a.task=t.id JOIN jobs j ON t.job=j.id WHERE a.exit_code=0"):
-            runtime = r["ended"] - r["started"]
-            command = json.loads(r["spec"]).get("command") or ""
-            out.setdefault(f"cmd:{command}", []).append(runtime)
-            out.setdefault(f"id:{r['name']}/{r['task_id']}", []).append(runtime)
-        return out
+    def finished_runs(self, after: tuple[float, int] = (-math.inf, 0)
+                      ) -> list[tuple[str, dict[str, Any], int | None, float, float, int]]:
+        """Successful attempts in the order they ended (ties by id), after
+        ``(ended, id)``: ``(job name, task spec, device, started, ended, id)``.
+        The runtime model learns from them (:func:`rlsched.live.history.observations`)."""
+        return [(r["name"], json.loads(r["spec"]), r["device"], r["started"], r["ended"], r["id"])
+                for r in self.db.execute(
+                    "SELECT a.id, a.device, a.started, a.ended, t.spec, j.name FROM attempts a "
+                    "JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id WHERE a.exit_code=0 "
+                    "AND a.ended IS NOT NULL AND (a.ended > ? OR (a.ended = ? AND a.id > ?)) "
+                    "ORDER BY a.ended, a.id", (after[0], after[0], after[1]))]
+
+    def service(self, job_names: list[str]) -> dict[str, float]:
+        """GPU device-seconds each named job's ended attempts received."""
+        marks = ",".join("?" * len(job_names))
+        return {r[0]: r[1] for r in self.db.execute(
+            f"SELECT j.name, SUM(a.ended - a.started) FROM attempts a JOIN tasks t ON a.task=t.id "
+            f"JOIN jobs j ON t.job=j.id WHERE a.ended IS NOT NULL AND a.device IS NOT NULL AND "
+            f"j.name IN ({marks}) GROUP BY j.name", job_names)}
 
     def prediction_error(self) -> dict[str, Any]:
         """How far history-based predictions were from the runtimes they predicted."""
@@ -466,6 +475,8 @@ class Store:
                 for key in ("parents", "data_from_parents", "gpus_allowed", "gpus_avoid"):
                     if key in spec:  # a store older than placement rules has none
                         spec[key] = tuple(spec[key])
+                if "estimate" not in spec:  # an older store kept the estimate as ``work``
+                    spec["estimate"] = spec.get("work")
                 tasks.append(Task(**spec))
             out.append(Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"]))
         return out

@@ -3,6 +3,8 @@
 ``make_scheduler("heft")`` builds a heuristic; prefixed names
 (``rl:PATH``) are resolved by :data:`SCHEDULER_PREFIXES`, where the learned
 policy's package registers its loader, so the core never imports it.
+``oracle:NAME`` is heuristic NAME told the true runtimes: a bound, run by
+``evaluate`` with exact estimates, never offered to ``serve``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from rlsched.errors import InputError
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.schedulers.heft import HeftScheduler
+from rlsched.schedulers.las import LasScheduler
 from rlsched.schedulers.search import AnnealingScheduler, GeneticScheduler
 from rlsched.schedulers.share import ShareScheduler
 from rlsched.schedulers.simple import (
@@ -30,6 +33,7 @@ SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
     "tetris": TetrisScheduler,
     "share": ShareScheduler,
     "heft": HeftScheduler,
+    "las": LasScheduler,
     "ga": GeneticScheduler,
     "sa": AnnealingScheduler,
 }
@@ -42,6 +46,15 @@ SEARCH_SCHEDULERS: dict[str, Callable[[float, int | None], Scheduler]] = {
 SCHEDULER_PREFIXES: dict[str, Callable[[str], Scheduler]] = {}
 
 
+#: the prefix of a bound: a heuristic that reads the true runtimes
+ORACLE = "oracle:"
+
+
+def is_oracle(scheduler: Scheduler) -> bool:
+    """Whether ``scheduler`` is a bound (``oracle:NAME``), not a scheduler."""
+    return scheduler.oracle
+
+
 def make_scheduler(spec: str, search_budget: float = 2.0,
                    search_evaluations: int | None = None) -> Scheduler:
     """A fresh scheduler for a name (``heft``) or a prefixed spec (``rl:PATH``).
@@ -49,6 +62,14 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
     :param search_budget: seconds per plan of the search schedulers (ga, sa)
     :param search_evaluations: schedules per plan instead (deterministic)
     """
+    if spec.startswith(ORACLE):
+        inner = spec[len(ORACLE):]
+        if inner not in SCHEDULERS:
+            raise InputError("--scheduler", f"'{spec}': an oracle runs a heuristic on the truth; "
+                             f"'{inner}' is not one (known: {', '.join(SCHEDULERS)})")
+        sched = make_scheduler(inner, search_budget, search_evaluations)
+        sched.oracle, sched.name = True, spec
+        return sched
     if spec in SEARCH_SCHEDULERS:
         return SEARCH_SCHEDULERS[spec](search_budget, search_evaluations)
     if spec in SCHEDULERS:
@@ -56,9 +77,10 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in SCHEDULER_PREFIXES:
         return SCHEDULER_PREFIXES[prefix](rest)
-    known = ", ".join(list(SCHEDULERS) + [f"{p}:PATH" for p in SCHEDULER_PREFIXES])
+    known = ", ".join(list(SCHEDULERS) + [f"{p}:PATH" for p in SCHEDULER_PREFIXES]
+                      + [f"{ORACLE}NAME"])
     raise InputError("--scheduler", f"unknown scheduler '{spec}' (known: {known})")
 
 
-__all__ = ["SCHEDULERS", "SCHEDULER_PREFIXES", "GreedyIdleScheduler", "Scheduler",
+__all__ = ["ORACLE", "SCHEDULERS", "is_oracle", "SCHEDULER_PREFIXES", "GreedyIdleScheduler", "Scheduler",
            "make_scheduler"]

@@ -25,6 +25,8 @@ class Scheduler(ABC):
 
     #: the name used in ``--scheduler`` lists and result tables
     name: str = "scheduler"
+    #: True for ``oracle:NAME``: a bound that must be run with exact estimates
+    oracle: bool = False
 
     def reset(self, seed: int = 0) -> None:
         """Forget the last episode; ``seed`` seeds any randomness of the policy."""

@@ -34,12 +34,12 @@ class HeftScheduler(PlanScheduler):
 
 def expected_finish_of_running(view: ClusterView) -> tuple[dict[int, float], dict[int, float]]:
     """Expected end of each running task, and when each busy device frees."""
-    tb, now = view.table, view.time
+    now = view.time
     finish: dict[int, float] = {}
     busy_until: dict[int, float] = {}
     for r in view.running:
         if r.device < 0:
-            finish[r.task] = max(now, r.start + tb.work[r.task])
+            finish[r.task] = max(now, r.start + view.predicted[r.task])
             continue
         end = max(now, r.start + planned_cost(view, r.task, r.device))
         finish[r.task] = end
@@ -59,13 +59,13 @@ def heft_plan(view: ClusterView) -> Plan:
     ruled = view.constrained
     for t in live:
         if not tb.gpu[t]:
-            mean[t] = tb.work[t]
+            mean[t] = view.predicted[t]
             continue
         fits = {d: planned_cost(view, t, d) for d in devices
                 if fits_memory(tb.memory[t], view.devices[d].memory_total)
                 and (not ruled or view.may_use(t, d))}
         cost[t] = fits
-        mean[t] = sum(fits.values()) / len(fits) if fits else tb.work[t]
+        mean[t] = sum(fits.values()) / len(fits) if fits else view.predicted[t]
     rank = upward_rank(mean, tb.children[:last])
 
     finish, busy_until = expected_finish_of_running(view)
@@ -81,7 +81,7 @@ def heft_plan(view: ClusterView) -> Plan:
         ready = max((finish.get(p, now) for p in tb.parents[t]), default=now)
         ready = max(ready, now)
         if not tb.gpu[t]:
-            finish[t] = ready + tb.work[t]
+            finish[t] = ready + view.predicted[t]
             continue
         best = None
         for d, c in cost[t].items():

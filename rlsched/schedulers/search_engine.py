@@ -88,7 +88,7 @@ class SearchProblem:
         ruled = view.constrained
         for i, t in enumerate(planned):
             if not tb.gpu[t]:
-                cost[i, -1] = tb.work[t]
+                cost[i, -1] = view.predicted[t]
                 continue
             for j, d in enumerate(healthy):
                 if fits_memory(tb.memory[t], view.devices[d].memory_total) and (

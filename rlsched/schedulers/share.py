@@ -50,7 +50,7 @@ class ShareScheduler(Scheduler):
         self.ratio, self.max_share, self.patience = ratio, max_share, patience
 
     def order(self, view: ClusterView) -> Sequence[int]:
-        remaining, job_of, work = view.job_remaining, view.table.job_of, view.table.work
+        remaining, job_of, work = view.job_remaining, view.table.job_of, view.predicted
         return sorted(view.ready, key=lambda t: (remaining[job_of[t]], -work[t], t))
 
     def _decide(self, view: ClusterView) -> list[Placement]:

@@ -8,7 +8,6 @@ import numpy as np
 
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
-from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement
 
 
@@ -72,19 +71,20 @@ class SjfScheduler(GreedyIdleScheduler):
 
 class CriticalPathScheduler(GreedyIdleScheduler):
     """Critical path first: the ready task with the longest chain of work
-    still behind it (its upward rank at reference speed) goes first, to the
+    still behind it (its upward rank of predicted runtimes at reference speed)
+    goes first, to the
     fastest idle device."""
 
     name = "cp"
 
     def __init__(self) -> None:
-        self._table: WorkloadTable | None = None
+        self._predicted: tuple[float, ...] | None = None
         self._rank: list[float] = []
 
     def order(self, view: ClusterView) -> Sequence[int]:
-        if view.table is not self._table:
-            self._table = view.table
-            self._rank = upward_rank(view.table.work, view.table.children)
+        if view.predicted is not self._predicted:  # a new table, or new beliefs
+            self._predicted = view.predicted
+            self._rank = upward_rank(view.predicted, view.table.children)
         rank = self._rank
         return sorted(view.ready, key=lambda t: -rank[t])
 

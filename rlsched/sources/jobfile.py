@@ -15,7 +15,9 @@ A file holds one job, or several under ``jobs:``::
         command: python train.py --lr 0.1
         after: [prepare]      # parents: tasks that must succeed first
         gpu_memory: 12GiB     # number (GiB) or string with B/KiB/MiB/GiB/TiB
-        estimate: 40m         # seconds, or with s/m/h; optional for the live runtime
+        estimate: 40m         # your guess: seconds, or with s/m/h; optional
+        runtime: 52m          # simulation only: the true runtime (default: the estimate)
+        category: resnet-train  # optional: which past runs predict this one
         kind: compute         # compute | memory (which device speed applies)
         env: {SEED: "1"}
         workdir: ~/exp
@@ -48,8 +50,9 @@ _UNITS_GIB = {None: 1.0, "b": 2.0**-30, "kb": 1e3 / 2**30, "kib": 2.0**-20, "mb"
 #: environment variable names a task may set
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-_TASK_KEYS = {"id", "command", "after", "gpu_memory", "gpus", "estimate", "work", "kind", "env",
-              "workdir", "retries", "timeout", "gpus_allowed", "gpus_avoid"}
+_TASK_KEYS = {"id", "command", "after", "gpu_memory", "gpus", "estimate", "runtime", "work",
+              "kind", "env", "workdir", "retries", "timeout", "gpus_allowed", "gpus_avoid",
+              "category"}
 _JOB_KEYS = {"name", "priority", "deadline", "arrival", "tasks", "gpus_allowed", "gpus_avoid"}
 #: a GPU model's name in a placement rule (``rtx-4090``, ``a100-80gb``)
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -213,7 +216,15 @@ def _task(raw: Any, src: str, where: str, index: int,
         after = [after]
     if not isinstance(after, list):
         raise InputError(src, f"{here}: 'after' must be a task id or a list of them")
-    estimate = raw.get("estimate", raw.get("work"))
+    estimate = None if raw.get("estimate") is None else parse_duration(
+        raw["estimate"], src, f"{here} estimate")
+    runtime = raw.get("runtime", raw.get("work"))  # ``work``: the older name
+    runtime_s = None if runtime is None else parse_duration(runtime, src, f"{here} runtime")
+    if "estimate" not in raw and "runtime" not in raw:
+        estimate = runtime_s  # an older file's ``work`` was both
+    category = raw.get("category")
+    if category is not None:
+        category = _text(category, src, f"{here}: category")
     env = raw.get("env") or {}
     if not isinstance(env, dict):
         raise InputError(src, f"{here}: 'env' must be a mapping")
@@ -232,7 +243,9 @@ def _task(raw: Any, src: str, where: str, index: int,
                          "(leave it out for no timeout)")
     return Task(
         id=task_id,
-        work=None if estimate is None else parse_duration(estimate, src, f"{here} estimate"),
+        work=runtime_s if runtime_s is not None else estimate,
+        estimate=estimate,
+        category=category,
         kind=str(raw.get("kind", "compute")),
         gpu_memory=parse_size_gib(raw.get("gpu_memory", 0), src, f"{here} gpu_memory"),
         gpus=gpus,

@@ -1,6 +1,7 @@
 """WfCommons WfFormat (1.4/1.5) workflow instances: real measured executions.
 
-Runtimes are the measured ``runtimeInSeconds``; the data on an edge is the
+Runtimes are the measured ``runtimeInSeconds``; a task's category (its
+name without an instance number) keys its runtime history; the data on an edge is the
 total size of the files the parent writes and the child reads. GPU attributes
 (kind, GPU memory) are not in the data: they are synthetic
 (:mod:`rlsched.sources.synthetic_attrs`), and reports say so.
@@ -8,12 +9,16 @@ total size of the files the parent writes and the child reads. GPU attributes
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rlsched.errors import InputError
 from rlsched.sources._io import files_in, read_json
 from rlsched.sources.synthetic_attrs import synthetic_kind, synthetic_memory_gib
 from rlsched.workload import Instance, Job, Task, validate_job
+
+#: the instance number some WfFormat task names end with (``individuals_ID0000001``)
+_INSTANCE_NUMBER = re.compile(r"_(ID)?[0-9]+$")
 
 
 def load_wfcommons(path: str | Path) -> list[Instance]:
@@ -53,11 +58,12 @@ def _load_file(path: Path) -> Instance:
             if p in by_id else 0.0
             for p in parents
         )
-        category = st.get("name") or tid.rsplit("_", 1)[0]
+        name = st.get("name") or tid.rsplit("_", 1)[0]
         tasks.append(Task(
-            id=tid, work=runtime, kind=synthetic_kind(category),
-            gpu_memory=synthetic_memory_gib(category, ex.get("memoryInBytes")),
+            id=tid, work=runtime, kind=synthetic_kind(name),
+            gpu_memory=synthetic_memory_gib(name, ex.get("memoryInBytes")),
             gpus=1, parents=parents, data_from_parents=data,
+            category=_INSTANCE_NUMBER.sub("", name) or name,
         ))
     job = Job(name=path.stem, tasks=tuple(tasks))
     validate_job(job, src)

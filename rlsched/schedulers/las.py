@@ -1,0 +1,67 @@
+"""Discretised least attained service: scheduling without knowing runtimes.
+
+Tiresias (Gu et al., NSDI 2019) schedules deep-learning jobs whose durations
+are unknown. Its *two-dimensional* attained service is a job's GPUs times the
+time it has run: a job that has received little is likely short, since job
+sizes are heavy-tailed, so it goes first (least attained service, LAS).
+Exact LAS reorders on every tick and starves big jobs behind a stream of
+small ones; Tiresias discretises it into a few queues by attained-service
+thresholds, FIFO (by arrival) within a queue, so jobs only change order when
+they cross a threshold.
+
+Adapted here to non-preemptive DAG tasks on a shared pool:
+
+* *No preemption.* Tiresias moves a job down by preempting it when it
+  crosses a threshold; a task here runs to its end. The queue decides only
+  which ready task starts next: the one whose job is in the lowest queue,
+  then the job that arrived first, then the lowest task index.
+* *Attained service* is :attr:`ClusterView.job_attained`: the device-seconds
+  a job's attempts have had, ended or running (a DAG job's tasks run one GPU
+  each, so the GPU dimension is the number of its tasks at once).
+* *Thresholds* grow geometrically: queue 0 below ``base`` device-seconds,
+  queue ``k`` below ``base * growth**k``, the last one without a bound.
+* *Devices.* A task goes to the idle device fastest for its kind at its
+  current clock, one task per device, as Tiresias gives jobs whole GPUs.
+
+It reads no runtime: neither estimates nor predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rlsched.schedulers.base import GreedyIdleScheduler
+from rlsched.view import ClusterView
+
+
+class LasScheduler(GreedyIdleScheduler):
+    """Tiresias' discretised 2D-LAS, non-preemptive, over DAG tasks.
+
+    :param base: upper bound of the first queue, device-seconds
+    :param growth: each queue's bound over the one before
+    :param queues: number of queues (the last is unbounded)
+    """
+
+    name = "las"
+
+    def __init__(self, base: float = 600.0, growth: float = 10.0, queues: int = 4) -> None:
+        if base <= 0 or growth <= 1 or queues < 1:
+            raise ValueError("las needs base > 0, growth > 1 and at least one queue")
+        self.bounds = tuple(base * growth ** k for k in range(queues - 1))
+
+    def queue(self, attained: float) -> int:
+        """The queue of a job that has received ``attained`` device-seconds."""
+        for k, bound in enumerate(self.bounds):
+            if attained < bound:
+                return k
+        return len(self.bounds)
+
+    def order(self, view: ClusterView) -> Sequence[int]:
+        attained, job_of, jobs = view.job_attained, view.table.job_of, view.table.jobs
+        return sorted(view.ready, key=lambda t: (self.queue(attained[job_of[t]]),
+                                                 jobs[job_of[t]].arrival, t))
+
+    def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
+        kind = "memory" if view.table.kind[task] == 1 else "compute"
+        return max(devices, key=lambda d: (view.pool.devices[d].model.speed(kind)
+                                           * (view.devices[d].clock_ratio or 1.0), -d))

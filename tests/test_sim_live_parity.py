@@ -1,0 +1,94 @@
+"""One state, two worlds: the simulator and the live daemon, given the same
+jobs, the same finished and running tasks and the same telemetry, build
+views that encode to the same observation, estimates, predictions and
+elapsed times included. What a policy learns in simulation is what it is
+shown live."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rlsched.live.daemon as daemon_module
+from envs.encoder import EpisodeStatics, Maxima, encode
+from rlsched.estimates import EstimateModel
+from rlsched.live.daemon import Daemon
+from rlsched.live.store import Store
+from rlsched.pool import preset_pool
+from rlsched.schedulers import make_scheduler
+from rlsched.sim import Simulator
+from rlsched.sources.wfcommons import load_wfcommons
+from rlsched.view import ClusterView, TaskState
+from rlsched.workload import Instance
+from tests.helpers import WFCOMMONS
+
+POOL = "preset:workstation-4"
+
+
+def mid_episode() -> tuple[Simulator, ClusterView]:
+    """Two WfCommons workflows under share, stopped where some tasks have
+    finished (so the runtime model has learned), some run and some wait."""
+    jobs = tuple(j for name in ("bacass-dirt02-001.json", "blast-chameleon-small-001.json")
+                 for j in load_wfcommons(WFCOMMONS / name)[0].jobs)
+    sim = Simulator(Instance("pair", jobs, source="test"), preset_pool("workstation-4"), seed=3,
+                    estimates=EstimateModel.parse("default"))
+    share = make_scheduler("share")
+    view = sim.reset()
+    while view is not None:
+        done = view.task_state.count(TaskState.DONE)
+        if done >= 6 and len(view.running) >= 2 and view.ready:
+            return sim, view
+        view = sim.step(share.decide(view)[:1])
+    raise AssertionError("the episode never reached the state the test needs")
+
+
+def replay_into_store(sim: Simulator, view: ClusterView, store: Store) -> None:
+    """The simulator's state as a daemon would have stored it (times in
+    seconds since the daemon's epoch, 0)."""
+    store.submit([sim.instance])
+    ids = {(r[0], r[1]): r[2] for r in store.db.execute(
+        "SELECT j.name, t.task_id, t.id FROM tasks t JOIN jobs j ON t.job=j.id")}
+    with store.transaction() as db:
+        db.execute("UPDATE jobs SET submitted=0.0")
+        for a in sim.trace:
+            task = ids[sim.table.task_ids[a.task]]
+            db.execute("INSERT INTO attempts (task, device, started, ended, exit_code) "
+                       "VALUES (?,?,?,?,0)", (task, a.device, a.start, a.end))
+            db.execute("UPDATE tasks SET state='done', device=?, attempts=1 WHERE id=?",
+                       (a.device, task))
+        for r in view.running:
+            task = ids[sim.table.task_ids[r.task]]
+            db.execute("INSERT INTO attempts (task, device, started) VALUES (?,?,?)",
+                       (task, r.device, r.start))
+            db.execute("UPDATE tasks SET state='running', device=?, attempts=1 WHERE id=?",
+                       (r.device, task))
+
+
+def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_path, monkeypatch):
+    sim, sim_view = mid_episode()
+    store = Store(tmp_path / "state")
+    daemon = Daemon(store, POOL, "share")
+    replay_into_store(sim, sim_view, store)
+    daemon.epoch = 0.0
+    monkeypatch.setattr(daemon_module.time, "time", lambda: sim.now)
+    monkeypatch.setattr(daemon, "_telemetry", lambda count, reserved: sim_view.devices)
+    daemon.beliefs.learn(store, daemon._speed)
+    built = daemon._view()
+    assert built is not None
+    live_view = built[0]
+
+    assert live_view.time == sim_view.time
+    assert live_view.task_state == sim_view.task_state
+    assert sorted(live_view.ready) == sorted(sim_view.ready)
+    assert sorted(live_view.running) == sorted(sim_view.running)
+    assert live_view.predicted == sim_view.predicted
+    assert live_view.spread == sim_view.spread
+    assert live_view.job_remaining == pytest.approx(sim_view.job_remaining, rel=1e-12)
+    assert live_view.job_attained == pytest.approx(sim_view.job_attained, rel=1e-12)
+
+    maxima = Maxima()
+    encoded = [encode(v, EpisodeStatics(v.table, v.pool, v.predicted), maxima).obs
+               for v in (sim_view, live_view)]
+    for name in encoded[0]:
+        np.testing.assert_allclose(encoded[1][name], encoded[0][name], rtol=1e-6, atol=1e-7,
+                                   err_msg=name)
