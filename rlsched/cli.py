@@ -460,9 +460,12 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from rlsched.live.history import add_predictions
     from rlsched.live.store import Store
 
-    status = Store(args.state, create=False).status()
+    store = Store(args.state, create=False)
+    status = store.status()
+    add_predictions(store, status)
     if args.json:
         print(json.dumps(status, indent=1))
     else:
@@ -579,6 +582,10 @@ def _logs(store, name: str, follow: bool) -> None:
         time.sleep(0.5)
 
 
+def _maybe_duration(seconds: float | None) -> str:
+    return "" if seconds is None else _duration(seconds)
+
+
 def _print_status(status: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -588,15 +595,18 @@ def _print_status(status: dict) -> None:
     console = Console() if Console().is_terminal else Console(width=160)
     table = Table(title="rlsched queue", title_justify="left")
     reasons = any(t["reason"] for j in status["jobs"] for t in j["tasks"])
-    for col in ("job", "state", "JCT", "task", "task state", "device", "attempts") + \
-            (("reason",) if reasons else ()):
-        table.add_column(col)
+    for col in ("job", "state", "JCT", "task", "task state", "device", "attempts", "estimate",
+                "predicted", "runtime") + (("reason",) if reasons else ()):
+        table.add_column(col, justify="right" if col in ("estimate", "predicted", "runtime")
+                         else "left")
     for job in status["jobs"]:
         jct = "" if job["jct_s"] is None else _duration(job["jct_s"])
         for i, t in enumerate(job["tasks"]):
             row = [Text(job["name"]) if i == 0 else "", job["state"] if i == 0 else "",
                    jct if i == 0 else "", Text(t["id"]), t["state"],
-                   "" if t["device"] is None else str(t["device"]), str(t["attempts"])]
+                   "" if t["device"] is None else str(t["device"]), str(t["attempts"]),
+                   _maybe_duration(t["estimate_s"]), _maybe_duration(t.get("predicted_s")),
+                   _maybe_duration(t["runtime_s"])]
             if reasons:
                 row.append(Text(t["reason"] or ""))
             table.add_row(*row)

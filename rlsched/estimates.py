@@ -12,7 +12,7 @@ environment's kwargs):
     (``oracle:NAME`` runs any heuristic in it).
 ``noisy:SIGMA[:BIAS]``
     Each task without an estimate of its own gets ``work * exp(BIAS + SIGMA * z)``,
-    ``z`` standard normal, seeded by the episode's seed. A job file's own
+    ``z`` standard normal, drawn in table order under the episode's seed. A job file's own
     ``estimate:`` is kept. The runtime model then blends estimate and history.
 ``none``
     No estimates at all, a job file's included: only history.
@@ -26,11 +26,13 @@ environment's kwargs):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rlsched.errors import InputError
+from rlsched.table import WorkloadTable
 from rlsched.workload import Instance
 
 #: the estimate model of ``default``: median estimate twice the runtime
@@ -86,28 +88,27 @@ class EstimateModel:
             return self.kind
         return f"noisy:{self.sigma:g}" + (f":{self.bias:g}" if self.bias else "")
 
+    def draw(self, table: WorkloadTable, work: Sequence[float], seed: int) -> tuple[float, ...]:
+        """Each task's estimate under this model, in table order (NaN: none),
+        from the true ``work``, drawn under ``seed``; where the table holds
+        a user's estimate, ``noisy`` keeps it."""
+        if self.kind == "exact":
+            return tuple(work)
+        if self.kind == "none":
+            return (math.nan,) * table.n_tasks
+        z = np.random.default_rng([seed, 7717]).standard_normal(table.n_tasks)
+        factor = np.exp(self.bias + self.sigma * z)
+        return tuple(given if given == given else w * float(f)
+                     for given, w, f in zip(table.estimate, work, factor))
+
     def apply(self, instance: Instance, seed: int) -> Instance:
-        """``instance`` with each task's ``estimate`` set by this model, drawn
-        under ``seed`` in the order jobs and tasks are listed (``exact``: the
-        true work)."""
-        rng = np.random.default_rng([seed, 7717])
-        jobs = []
-        for job in instance.jobs:
-            if self.kind == "noisy":
-                z = rng.standard_normal(len(job.tasks))
-            tasks = []
-            for i, t in enumerate(job.tasks):
-                if self.kind == "exact":
-                    estimate = t.work
-                elif self.kind == "none":
-                    estimate = None
-                elif t.estimate is not None:
-                    estimate = t.estimate
-                else:
-                    estimate = (t.work or 0.0) * math.exp(self.bias + self.sigma * float(z[i]))
-                tasks.append(t if estimate == t.estimate else replace(t, estimate=estimate))
-            jobs.append(replace(job, tasks=tuple(tasks)))
-        return replace(instance, jobs=tuple(jobs))
+        """``instance`` with each task's ``estimate`` as :meth:`draw` gives it
+        to the simulator (for a job file to replay what a simulation saw)."""
+        table, work = WorkloadTable.with_truth(instance.jobs)
+        drawn = dict(zip(table.task_ids, self.draw(table, work, seed)))
+        return replace(instance, jobs=tuple(replace(job, tasks=tuple(
+            t.evolve(estimate=None if drawn[(job.name, t.id)] != drawn[(job.name, t.id)]
+                     else drawn[(job.name, t.id)]) for t in job.tasks)) for job in instance.jobs))
 
 
 EXACT = EstimateModel("exact")

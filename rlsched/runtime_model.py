@@ -22,13 +22,15 @@ A prediction is the median ``exp(mu)`` in reference-seconds (runtime on the
 reference device: a finished task's seconds times its device's nominal speed,
 so history is shared across GPU models) and its spread ``sigma`` in log space.
 
-Statistics are refreshed at *refresh points*: every observation of a scope
-(a key, or all keys together) up to :data:`EXACT_UP_TO`, then each time its
-count has grown by :data:`REFRESH_GROWTH`. Between refresh points predictions
-do not move. That bounds the simulator's cost (a refresh re-predicts the tasks
-of its key) to O(n log n) over an episode, and keeps the model a pure
-function of the ordered history: the live daemon, replaying its store in the
-order tasks ended, predicts exactly what the simulator does.
+Statistics are refreshed at *refresh points*: every observation of a key up to
+:data:`EXACT_UP_TO`, then each time its count has grown by
+:data:`REFRESH_GROWTH`; the statistics of all keys together, a weak prior that
+every task of a key without history reads, each time their count doubles.
+Between refresh points predictions do not move. That bounds the simulator's
+cost (a refresh re-predicts the tasks of its key) to O(n log n) over an
+episode, and keeps the model a pure function of the ordered history: the live
+daemon, replaying its store in the order tasks ended, predicts exactly what
+the simulator does.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ UNKNOWN_SIGMA = 2.0
 EXACT_UP_TO = 16
 #: beyond it, a refresh when the count has grown by this factor
 REFRESH_GROWTH = 1.125
+#: the statistics of all keys together refresh when their count has grown by this
+ALL_GROWTH = 2.0
 #: runtimes and estimates below this many seconds count as this many
 _FLOOR_S = 1e-3
 #: the scope of all keys together
@@ -79,6 +83,11 @@ def history_key(job_name: str, task_id: str, category: str | None = None) -> str
     return f"{family}/{task_id}"
 
 
+def log_estimate(estimate: float) -> float:
+    """The log of an estimate as the model reads it (tiny ones floored)."""
+    return math.log(max(estimate, _FLOOR_S))
+
+
 class _Moments:
     """Count, mean and sum of squared deviations (Welford), in arrival order."""
 
@@ -101,9 +110,11 @@ class _Moments:
 class _Scope:
     """One key's (or every key's) statistics and their last refreshed snapshot."""
 
-    __slots__ = ("runtime", "ratio", "history", "estimate", "refreshed_at")
+    __slots__ = ("runtime", "ratio", "history", "estimate", "refreshed_at", "exact_up_to",
+                 "growth")
 
-    def __init__(self) -> None:
+    def __init__(self, exact_up_to: int = EXACT_UP_TO, growth: float = REFRESH_GROWTH) -> None:
+        self.exact_up_to, self.growth = exact_up_to, growth
         self.runtime, self.ratio = _Moments(), _Moments()
         self.history: tuple[float, float, int] | None = None  # mean, variance, n
         self.estimate: tuple[float, float] | None = None  # bias, variance
@@ -115,7 +126,7 @@ class _Scope:
         if log_ratio is not None:
             self.ratio.add(log_ratio)
         n = self.runtime.n
-        if n > EXACT_UP_TO and n < math.ceil(self.refreshed_at * REFRESH_GROWTH):
+        if n > self.exact_up_to and n < math.ceil(self.refreshed_at * self.growth):
             return False
         self.refreshed_at = n
         self.history = (self.runtime.mean, self.runtime.variance(HISTORY_SIGMA), n)
@@ -125,7 +136,7 @@ class _Scope:
         return True
 
     def copy(self) -> _Scope:
-        twin = _Scope()
+        twin = _Scope(self.exact_up_to, self.growth)
         for part in ("runtime", "ratio"):
             mine, theirs = getattr(self, part), getattr(twin, part)
             theirs.n, theirs.mean, theirs.m2 = mine.n, mine.mean, mine.m2
@@ -148,7 +159,7 @@ class RuntimeModel:
 
     def __init__(self) -> None:
         self._scopes: dict[str, _Scope] = {}
-        self._all = _Scope()
+        self._all = _Scope(1, ALL_GROWTH)
         #: bumped on every refresh, so a cache of predictions knows it is stale
         self.version = 0
 
@@ -170,7 +181,7 @@ class RuntimeModel:
         ``key``, and those of every key together, were refreshed."""
         log_actual = math.log(max(actual, _FLOOR_S))
         log_ratio = None if estimate is None or not math.isfinite(estimate) else \
-            log_actual - math.log(max(estimate, _FLOOR_S))
+            log_actual - log_estimate(estimate)
         scope = self._scopes.get(key)
         if scope is None:
             scope = self._scopes[key] = _Scope()
@@ -181,24 +192,36 @@ class RuntimeModel:
 
     def predict(self, key: str, estimate: float | None) -> Prediction:
         """The belief about a task of ``key`` with the user's ``estimate``."""
+        alpha, beta, sigma, beta_alone, sigma_alone = self.coefficients(key)
+        if estimate is None or not math.isfinite(estimate):
+            return Prediction(math.exp(beta_alone), sigma_alone)
+        return Prediction(math.exp(alpha * log_estimate(estimate) + beta), sigma)
+
+    def coefficients(self, key: str) -> tuple[float, float, float, float, float]:
+        """``(alpha, beta, sigma, beta_alone, sigma_alone)``: a task of ``key``
+        with estimate ``e`` is believed to take ``exp(alpha * log_estimate(e)
+        + beta)``, spread ``sigma``; one without, ``exp(beta_alone)``, spread
+        ``sigma_alone``. The same for every task of a key, so a simulator
+        re-predicts a key's tasks at the cost of one ``exp`` each;
+        :meth:`predict` is this, for one task."""
         scope = self._scopes.get(key)
-        history = scope.history if scope is not None else None
+        history = scope.history if scope is not None and scope.history is not None \
+            else self._all.history
         mu = precision = 0.0
-        if estimate is not None and math.isfinite(estimate):
-            bias_var = (scope.estimate if scope is not None and scope.estimate is not None
-                        else self._all.estimate) or (0.0, ESTIMATE_SIGMA ** 2)
-            weight = 1.0 / bias_var[1]
-            mu += weight * (math.log(max(estimate, _FLOOR_S)) + bias_var[0])
-            precision += weight
-        if history is None:
-            history = self._all.history
         if history is not None:
-            weight = 1.0 / (history[1] * (1.0 + 1.0 / history[2]))
-            mu += weight * history[0]
-            precision += weight
+            precision = 1.0 / (history[1] * (1.0 + 1.0 / history[2]))
+            mu = precision * history[0]
         if precision == 0.0:
-            return Prediction(DEFAULT_RUNTIME_S, UNKNOWN_SIGMA)
-        return Prediction(math.exp(mu / precision), math.sqrt(1.0 / precision))
+            beta_alone, sigma_alone = math.log(DEFAULT_RUNTIME_S), UNKNOWN_SIGMA
+        else:
+            beta_alone, sigma_alone = mu / precision, math.sqrt(1.0 / precision)
+        bias, variance = (scope.estimate if scope is not None and scope.estimate is not None
+                          else self._all.estimate) or (0.0, ESTIMATE_SIGMA ** 2)
+        alpha = 1.0 / variance
+        mu += alpha * bias
+        precision += alpha
+        return (alpha / precision, mu / precision, math.sqrt(1.0 / precision), beta_alone,
+                sigma_alone)
 
     def uses_all(self, key: str, has_estimate: bool) -> bool:
         """Whether a task's prediction reads every key's statistics (its own

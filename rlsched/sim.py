@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import copy
 import heapq
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import numpy as np
@@ -44,7 +45,7 @@ from rlsched.errors import SchedulerError
 from rlsched.estimates import EXACT, EstimateModel
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool, fits_memory
-from rlsched.runtime_model import RuntimeModel
+from rlsched.runtime_model import RuntimeModel, log_estimate
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Instance, validate_fits, validate_placement
@@ -110,6 +111,22 @@ def _episode_copy(value):
     return value
 
 
+#: the tables of the last few instances simulated: evaluating several
+#: schedulers on one instance builds its table once
+_TABLES: dict[int, tuple[Instance, WorkloadTable, tuple[float, ...]]] = {}
+
+
+def _table_of(instance: Instance) -> tuple[WorkloadTable, tuple[float, ...]]:
+    hit = _TABLES.get(id(instance))
+    if hit is not None and hit[0] is instance:
+        return hit[1], hit[2]
+    table, work = WorkloadTable.with_truth(instance.jobs)
+    if len(_TABLES) >= 8:
+        _TABLES.pop(next(iter(_TABLES)))
+    _TABLES[id(instance)] = (instance, table, work)
+    return table, work
+
+
 class Simulator:
     """Simulate ``instance`` on ``pool``.
 
@@ -135,11 +152,12 @@ class Simulator:
         self.history = history
         validate_fits(instance, pool.max_memory, pool.name)
         validate_placement(instance, pool)
-        if not self.estimates.exact:
-            instance = self.estimates.apply(instance, seed)
         self.instance = instance
+        table, work = _table_of(instance)
         #: the truth: each task's work in reference-seconds, table order
-        self.table, self.work = WorkloadTable.with_truth(instance.jobs)
+        self.work = work
+        #: what schedulers are told, the estimates drawn (exact: the truth)
+        self.table = replace(table, estimate=self.estimates.draw(table, work, seed))
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         self._mem_total = [d.model.memory_gib for d in pool.devices]
 
@@ -297,8 +315,9 @@ class Simulator:
     def _decision_possible(self) -> bool:
         if not self._ready:
             return False
-        best = max((self._free(d) for d in range(len(self._healthy)) if self._healthy[d]),
-                   default=-1.0)
+        best = max([total - used - ext for total, used, ext, healthy in zip(
+            self._mem_total, self._mem_used, self._ext_mem, self._healthy) if healthy],
+            default=-1.0)
         if best < 0:
             return False
         memory = self.table.memory
@@ -402,9 +421,11 @@ class Simulator:
     def _arrive(self, j: int) -> None:
         self._n_arrived = max(self._n_arrived, j + 1)
         if self._model is not None:
-            self._known = self.table.job_start[self._n_arrived]
-            for t in self.table.tasks_of(j):
-                self._repredict(t)
+            self._known = known = self.table.job_start[self._n_arrived]
+            tb = self.table
+            if self._model.version != self._first_version:  # else its beliefs are current
+                for key in {tb.history_key[t] for t in tb.tasks_of(j)}:
+                    self._repredict(tb.tasks_by_key[key], known)
         for t in self.table.tasks_of(j):
             self.state[t] = BLOCKED
             if self._pending[t] == 0:
@@ -498,11 +519,14 @@ class Simulator:
             self._spread = [0.0] * n
             return self._predicted
         self._model = self.history.copy() if self.history is not None else RuntimeModel()
+        self._first_version = self._model.version  # what every task was first predicted from
+        #: each task's log estimate as the model reads it (NaN: none)
+        self._log_estimate = [log_estimate(e) if e == e else math.nan for e in self.table.estimate]
         self._predicted = [0.0] * n
         self._spread = [0.0] * n
-        keys, estimate, model = self.table.history_key, self.table.estimate, self._model
-        for t in range(n):
-            self._predicted[t], self._spread[t] = model.predict(keys[t], estimate[t])
+        self._job_remaining = [0.0] * self.table.n_jobs  # summed afresh by the caller
+        for tasks in self.table.tasks_by_key.values():
+            self._repredict(tasks, n)
         return self._predicted
 
     def _learn(self, t: int, d: int) -> None:
@@ -512,38 +536,43 @@ class Simulator:
         assert model is not None
         speed = 1.0 if d < 0 else self._speed[d][tb.kind[t]]
         key, estimate = tb.history_key[t], tb.estimate[t]
-        own, every = model.observe(key, estimate, (self.now - self._start[t]) * speed)
+        measured = (self.now - self._start[t]) * speed
+        # a finished task is known for what it took, as the daemon knows it from its store
+        self._predicted[t], self._spread[t] = measured, 0.0
+        self._knowledge = None
+        own, every = model.observe(key, estimate, measured)
         known = self._known
         if own:
-            for u in tb.tasks_by_key[key]:
-                if u >= known:
-                    break
-                self._repredict(u)
+            self._repredict(tb.tasks_by_key[key], known)
         if every:
             for k, tasks in tb.tasks_by_key.items():
-                if k == key and own or tasks[0] >= known:
-                    continue
-                with_estimate, without = model.uses_all(k, True), model.uses_all(k, False)
-                if not (with_estimate or without):
-                    continue
-                for u in tasks:
-                    if u >= known:
-                        break
-                    if with_estimate if tb.estimate[u] == tb.estimate[u] else without:
-                        self._repredict(u)
+                if (k != key or not own) and tasks[0] < known and (
+                        model.uses_all(k, True) or model.uses_all(k, False)):
+                    self._repredict(tasks, known)
 
-    def _repredict(self, t: int) -> None:
-        """The model's belief about ``t`` now (finished tasks too: a view
-        shows every arrived task as the live daemon does, from the model as
-        it stands)."""
+    def _repredict(self, tasks: tuple[int, ...], known: int) -> None:
+        """The model's belief now about the unfinished ``tasks`` (all of one
+        key, in table order) below index ``known``; each moves its job's
+        remaining work."""
         assert self._model is not None
-        seconds, sigma = self._model.predict(self.table.history_key[t], self.table.estimate[t])
-        old = self._predicted[t]
-        if seconds != old or sigma != self._spread[t]:
-            if self.state[t] != DONE:
-                self._job_remaining[self.table.job_of[t]] += seconds - old
-            self._predicted[t], self._spread[t] = seconds, sigma
-            self._knowledge = None
+        a, b, s_with, b_without, s_without = self._model.coefficients(
+            self.table.history_key[tasks[0]])
+        without = math.exp(b_without)
+        predicted, spread, log_est, state = self._predicted, self._spread, self._log_estimate, \
+            self.state
+        remaining, job_of = self._job_remaining, self.table.job_of
+        for t in tasks:
+            if t >= known:
+                break
+            if state[t] == DONE:
+                continue
+            le = log_est[t]
+            seconds, sigma = (math.exp(a * le + b), s_with) if le == le else (without, s_without)
+            old = predicted[t]
+            if seconds != old or sigma != spread[t]:
+                remaining[job_of[t]] += seconds - old
+                predicted[t], spread[t] = seconds, sigma
+                self._knowledge = None
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> ClusterView:
@@ -553,14 +582,15 @@ class Simulator:
                 tele[d] = self._sample(d)
         if self._knowledge is None:
             self._knowledge = (tuple(self._predicted), tuple(self._spread))
+        running = tuple(self._running.values())
         attained = list(self._attained)
         job_of, now = self.table.job_of, self.now
-        for r in self._running.values():
+        for r in running:
             if r.device >= 0:
                 attained[job_of[r.task]] += now - r.start
         return ClusterView(
-            time=self.now, table=self.table, pool=self.pool, task_state=bytes(self.state),
-            ready=tuple(self._ready), running=tuple(self._running.values()),
+            time=now, table=self.table, pool=self.pool, task_state=bytes(self.state),
+            ready=tuple(self._ready), running=running,
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
             job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
             predicted=self._knowledge[0], spread=self._knowledge[1],

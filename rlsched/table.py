@@ -94,7 +94,7 @@ class WorkloadTable:
         for c, ps in enumerate(parents):
             for p in ps:
                 children[p].append(c)
-        blind = tuple(replace(job, tasks=tuple(replace(t, work=None) for t in job.tasks))
+        blind = tuple(replace(job, tasks=tuple(t.evolve(work=None) for t in job.tasks))
                       if any(t.work is not None for t in job.tasks) else job for job in ordered)
         table = cls(blind, tuple(job_of), tuple(ids), tuple(estimate), tuple(keys), tuple(kind),
                     tuple(mem), tuple(gpu), tuple(parents), tuple(tuple(c) for c in children),

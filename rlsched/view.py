@@ -89,8 +89,10 @@ class ClusterView:
     :param n_arrived: jobs ``0..n_arrived-1`` have arrived
     :param predicted: each task's predicted runtime on the reference device
         (the median belief of :mod:`rlsched.runtime_model`; exact estimates:
-        the truth)
-    :param spread: the log-space spread of each prediction (0: certain)
+        the truth); for a finished task, what it took (its seconds times
+        its device's speed)
+    :param spread: the log-space spread of each prediction (0: certain, as
+        for a finished task)
     :param job_attained: device-seconds of GPU service each job has received
         (its attempts so far, ended or running): what a scheduler that
         knows no runtimes ranks by (:mod:`rlsched.schedulers.las`)

@@ -28,7 +28,7 @@ from tests.helpers import WFCOMMONS
 
 
 def test_before_anything_finished_a_task_without_an_estimate_gets_the_default_and_a_wide_spread():
-    assert RuntimeModel().predict("train", None) == (DEFAULT_RUNTIME_S, UNKNOWN_SIGMA)
+    assert RuntimeModel().predict("train", None) == (pytest.approx(DEFAULT_RUNTIME_S), UNKNOWN_SIGMA)
 
 
 def test_before_anything_finished_an_estimate_is_believed_with_the_prior_spread():
@@ -77,12 +77,18 @@ def test_a_kind_never_seen_borrows_what_every_finished_task_took():
 def test_beyond_the_first_observations_statistics_refresh_only_when_the_count_grows_by_an_eighth():
     model = RuntimeModel()
     for i in range(EXACT_UP_TO):
-        assert model.observe("train", None, 100.0 + i) == (True, True)
+        assert model.observe("train", None, 100.0 + i)[0]
     before = model.predict("train", None)
-    assert model.observe("train", None, 5000.0) == (False, False)  # 17 < ceil(16 * 1.125)
+    assert model.observe("train", None, 5000.0)[0] is False  # 17 < ceil(16 * 1.125)
     assert model.predict("train", None) == before
-    assert model.observe("train", None, 5000.0) == (True, True)  # 18
+    assert model.observe("train", None, 5000.0)[0] is True  # 18
     assert model.predict("train", None).seconds > before.seconds
+
+
+def test_the_statistics_of_all_keys_refresh_each_time_their_count_doubles():
+    model = RuntimeModel()
+    refreshed = [n + 1 for n in range(40) if model.observe(f"k{n}", None, 10.0)[1]]
+    assert refreshed == [1, 2, 4, 8, 16, 32]
 
 
 def test_history_keys_name_a_task_by_category_or_by_its_id_in_its_jobs_family():
@@ -105,7 +111,7 @@ def test_the_simulators_history_replayed_from_a_store_predicts_exactly_the_same(
     while view is not None:
         view = sim.step(scheduler.decide(view))
     store = Store(tmp_path / "state")
-    store.submit([sim.instance])
+    store.submit([sim.estimates.apply(sim.instance, sim.seed)])  # what the simulation told
     ids = {(r[0], r[1]): r[2] for r in store.db.execute(
         "SELECT j.name, t.task_id, t.id FROM tasks t JOIN jobs j ON t.job=j.id")}
     with store.transaction() as db:  # the episode's attempts, as a daemon would have logged them
@@ -120,8 +126,9 @@ def test_the_simulators_history_replayed_from_a_store_predicts_exactly_the_same(
     tb = sim.table
     for key, estimate in zip(tb.history_key, tb.estimate):
         assert live.model.predict(key, estimate) == sim._model.predict(key, estimate)
-    assert live.of(tb)[0] == tuple(sim._model.predict(k, e).seconds
-                                   for k, e in zip(tb.history_key, tb.estimate))
+    # every task has finished: both know each for what it took
+    assert live.of(tb) == (tuple(sim._predicted), tuple(sim._spread))
+    assert set(sim._spread) == {0.0}
 
 
 def test_an_older_stores_work_field_is_read_as_the_estimate():

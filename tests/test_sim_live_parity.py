@@ -45,7 +45,7 @@ def mid_episode() -> tuple[Simulator, ClusterView]:
 def replay_into_store(sim: Simulator, view: ClusterView, store: Store) -> None:
     """The simulator's state as a daemon would have stored it (times in
     seconds since the daemon's epoch, 0)."""
-    store.submit([sim.instance])
+    store.submit([sim.estimates.apply(sim.instance, sim.seed)])  # what the simulation told
     ids = {(r[0], r[1]): r[2] for r in store.db.execute(
         "SELECT j.name, t.task_id, t.id FROM tasks t JOIN jobs j ON t.job=j.id")}
     with store.transaction() as db:

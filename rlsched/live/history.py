@@ -9,6 +9,7 @@ for the task's kind; CPU-only tasks at 1.0).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -56,8 +57,10 @@ class LiveBeliefs:
 
     def __init__(self) -> None:
         self.model = RuntimeModel()
+        #: reference-seconds each finished task took, by ``(job name, task id)``
+        self.measured: dict[tuple[str, str], float] = {}
         self._mark: tuple[float, int] = (-math.inf, 0)
-        self._cache: tuple[int, WorkloadTable | None] = (-1, None)
+        self._cache: tuple[int, int, WorkloadTable | None] = (-1, -1, None)
         self._beliefs: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 
     def learn(self, store: Store, speed: SpeedOf) -> None:
@@ -65,16 +68,20 @@ class LiveBeliefs:
         runs = store.finished_runs(self._mark)
         if runs:
             self._mark = (runs[-1][4], runs[-1][5])
-            for key, estimate, actual in observations(runs, speed):
+            for run, (key, estimate, actual) in zip(runs, observations(runs, speed)):
                 self.model.observe(key, estimate, actual)
+                self.measured[(run[0], run[1]["id"])] = actual
 
     def of(self, table: WorkloadTable) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(predicted, spread)`` of every task of ``table``, as a view holds them."""
-        if self._cache != (self.model.version, table):
-            predict = self.model.predict
-            beliefs = [predict(k, e) for k, e in zip(table.history_key, table.estimate)]
-            self._beliefs = (tuple(b.seconds for b in beliefs), tuple(b.sigma for b in beliefs))
-            self._cache = (self.model.version, table)
+        """``(predicted, spread)`` of every task of ``table``, as a view holds
+        them: a finished task's measured runtime (spread 0), else the model's
+        belief."""
+        if self._cache != (self.model.version, len(self.measured), table):
+            predict, measured = self.model.predict, self.measured
+            beliefs = [(measured[i], 0.0) if i in measured else predict(k, e)
+                       for i, k, e in zip(table.task_ids, table.history_key, table.estimate)]
+            self._beliefs = (tuple(b[0] for b in beliefs), tuple(b[1] for b in beliefs))
+            self._cache = (self.model.version, len(self.measured), table)
         return self._beliefs
 
 
@@ -85,3 +92,20 @@ def wall_seconds(reference_s: float, kind_index: int, model: GpuModel | None) ->
         return reference_s
     return reference_s / (model.memory_speed if kind_index == KIND_INDEX["memory"]
                           else model.compute_speed)
+
+
+def add_predictions(store: Store, status: dict[str, Any]) -> None:
+    """Give each task of a :meth:`Store.status` its ``predicted_s``: what the
+    runtime model, fed the store's whole history, believes it takes, in
+    seconds on its device where it has one (else on the reference device)."""
+    speed = speed_from_store(store)
+    model = RuntimeModel.from_history(observations(store.finished_runs(), speed))
+    specs = {(r[0], r[1]): json.loads(r[2]) for r in store.db.execute(
+        "SELECT j.name, t.task_id, t.spec FROM tasks t JOIN jobs j ON t.job=j.id")}
+    for job in status["jobs"]:
+        for task in job["tasks"]:
+            spec = specs[(job["name"], task["id"])]
+            belief = model.predict(history_key(job["name"], task["id"], spec.get("category")),
+                                   spec.get("estimate", spec.get("work")))
+            on = speed(task["device"], spec.get("kind", "compute")) if spec.get("gpus", 1) else 1.0
+            task["predicted_s"] = belief.seconds / on

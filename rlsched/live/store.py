@@ -355,12 +355,12 @@ class Store:
         return {r[0] for r in self.db.execute("SELECT gpu FROM drains")}
 
     def status(self) -> dict[str, Any]:
-        """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
-        "jct_s", "tasks": [{"id", "state", "device", "attempts", "reason"}]}]}``
-        in submission order; ``finished`` (the end of its last task) and
-        ``jct_s`` (job completion time: finished - submitted) are None until
-        the job is done; a task's ``reason`` says why it failed, was
-        skipped, or cannot be placed (it fits no GPU of the pool serve last
+        """``{"jobs": [{"name", "state", "priority", "submitted", "finished", "jct_s", "tasks": [{"id",
+        "state", "device", "attempts", "reason", "estimate_s", "runtime_s"}]}]}`` in
+        submission order (a task's ``estimate_s`` is its user's, ``runtime_s`` its successful
+        attempt's); ``finished`` (the end of its last task) and ``jct_s`` (job completion
+        time: finished - submitted) are None until the job is done; a task's ``reason`` says
+        why it failed, was skipped, or cannot be placed (it fits no GPU of the pool serve last
         saw), else why its latest attempt failed, else None."""
         jobs = []
         pool = self.known_pool()
@@ -370,9 +370,12 @@ class Store:
         latest = {r["task"]: r for r in self.db.execute(
             "SELECT task, exit_code, error, log FROM attempts WHERE id IN "
             "(SELECT MAX(id) FROM attempts GROUP BY task)")}
+        runtime = dict(self.db.execute(
+            "SELECT task, ended - started FROM attempts WHERE exit_code=0").fetchall())
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
-                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]), pool)}
+                      "attempts": t["attempts"], **_why(t, latest.get(t["id"]), pool),
+                      "estimate_s": _estimate(t["spec"]), "runtime_s": runtime.get(t["id"])}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -665,6 +668,12 @@ def _unschedulable(spec: dict[str, Any], pool: Pool) -> str | None:
 
 #: lines of a failed task's log that ``status`` shows
 LOG_TAIL_LINES = 5
+
+
+def _estimate(spec: str) -> float | None:
+    """The user's estimate in a stored task spec (an older store kept it as ``work``)."""
+    doc = json.loads(spec)
+    return doc.get("estimate", doc.get("work"))
 
 
 def _why(task: sqlite3.Row, attempt: sqlite3.Row | None, pool: Pool | None) -> dict[str, Any]:
