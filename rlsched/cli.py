@@ -274,7 +274,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
     for add in (add_bench_sim, add_bench_search, add_bench_serve, add_bench_policy,
-                add_bench_headroom, add_bench_env, add_bench_all):
+                add_bench_headroom, add_bench_env, add_bench_estimates, add_bench_all):
         add(bsub)
 
 
@@ -361,6 +361,26 @@ def add_bench_headroom(bsub: argparse._SubParsersAction) -> None:
                     help="depart from BASE only where another candidate's play-out is better "
                          "by more than this fraction (default 0)")
     bh.set_defaults(run=_bench_headroom)
+
+
+def add_bench_estimates(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench estimates``."""
+    be = bsub.add_parser(
+        "estimates", help="average JCT of every heuristic against estimate error (minutes)",
+        description="Run every heuristic, the searches and oracle:share on the online\n"
+                    "benchmark three times: told the exact runtimes, the default estimates,\n"
+                    "and nothing (history only). Prints JSON, or with --markdown the table\n"
+                    "the README shows. About ten minutes on two cores.",
+        epilog="example:\n  rlsched bench estimates --markdown",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    be.add_argument("--workload", default="wfcommons:workloads/wfcommons")
+    be.add_argument("--pool", default="preset:workstation-4")
+    be.add_argument("--seeds", type=int, default=5)
+    be.add_argument("--seed-offset", type=int, default=1000)
+    be.add_argument("--scheduler", metavar="NAME[,NAME...]",
+                    help="schedulers (default: every heuristic, ga, sa and oracle:share)")
+    be.add_argument("--markdown", action="store_true", help="print the table, not JSON")
+    be.set_defaults(run=_bench_estimates)
 
 
 def add_bench_env(bsub: argparse._SubParsersAction) -> None:
@@ -751,6 +771,26 @@ def _print_table(ev) -> None:
     if cfg["bounds"]:
         console.print("note: a bound (oracle:NAME) is told the true runtimes, which no pool "
                       "knows; * marks the best of the others, and JCT/best compares with them")
+
+
+def _bench_estimates(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rlsched.evaluation.estimate_error import SCHEDULERS, bench_estimates, markdown
+
+    names = tuple(s.strip() for s in args.scheduler.split(",") if s.strip()) \
+        if args.scheduler else SCHEDULERS
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        job = bar.add_task("estimates", total=None)
+        doc = bench_estimates(args.workload, args.pool, args.seeds, args.seed_offset,
+                              schedulers=names, progress=lambda done, total, label: bar.update(
+                                  job, completed=done, total=total, description=label))
+    print(markdown(doc) if args.markdown else json.dumps(doc))
+    return 0
 
 
 def _bench_sim(args: argparse.Namespace) -> int:
