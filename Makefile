@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/rlsched evaluate \
 	    --workload wfcommons:workloads/wfcommons \
 	    --pool preset:workstation-4 \
-	    --scheduler random,fifo,sjf,cp,tetris,heft,share,rl:checkpoints/default.zip \
+	    --scheduler random,fifo,sjf,cp,tetris,heft,share,las,oracle:share,rl:checkpoints/default.zip \
 	    --arrivals poisson --load 0.85 --perturb all --seeds 3 \
 	    --json $(RESULTS)/results.json --plot $(RESULTS)
 	# then a job file through the live scheduler, on the local GPUs where a

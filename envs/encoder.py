@@ -13,8 +13,10 @@ and the tables below (and in :class:`envs.dag_env.DagSchedulingEnv`) are
 generated from them, so none can drift from the others.
 
 Layout (``M`` = :class:`Maxima`; every float is float32). Durations
-("log-duration") are ``log1p(seconds / scale)``, ``scale`` being the
-episode's mean GPU-task work on the reference device.
+("log-duration") are ``log1p(seconds / scale)``, ``scale`` being the mean
+predicted GPU-task runtime on the reference device in the episode's first
+view. Every runtime here is a prediction (:attr:`ClusterView.predicted`),
+never the truth: the same in simulation as live.
 
 ``tasks`` (M.tasks x {len(TaskColumn)})
     A window of the unfinished tasks of the jobs that have arrived: the ready
@@ -90,12 +92,12 @@ class TaskColumn(Column):
     IS_READY = "is ready (0/1)"
     IS_BLOCKED = "is blocked (0/1)"
     IS_RUNNING = "is running (0/1)"
-    WORK = "work on the reference device (log-duration)"
+    WORK = "predicted runtime on the reference device, the runtime model's belief (log-duration)"
     IS_MEMORY_BOUND = "is memory-bound (0/1; else compute-bound)"
     MEMORY = "GPU memory over the pool's largest device memory"
     CRITICAL_PATH = "remaining critical path from this task, at mean speeds (log-duration)"
     CHILDREN = "log1p(number of children)"
-    JOB_REMAINING = "its job's remaining work (log-duration)"
+    JOB_REMAINING = "its job's predicted remaining work (log-duration)"
     JOB_AGE = "its job's time since arrival (log-duration)"
     JOB_PRIORITY = "log1p(its job's priority)"
     DEADLINE_SLACK = ("deadline slack: (deadline - now - critical path) / scale, signed log1p, "

@@ -416,6 +416,7 @@ def _serve(args: argparse.Namespace) -> int:
     _uses_rl([args.scheduler])
     if args.address and args.backend != "ray":
         raise InputError("--address", "only means something with --backend ray")
+    Daemon.refuse_bounds(args.scheduler)  # before the state is touched
     store = Store(args.state)
     lock = ServeLock(store.dir)  # before the backend: a second serve starts nothing
     backend = open_backend(args.backend, args.pool, args.address)

@@ -110,6 +110,10 @@ def test_an_oracle_reproduces_its_heuristic_with_exact_estimates():
 
 
 def test_an_oracle_is_refused_by_serve(tmp_path):
+    proc = rlsched("serve", "--pool", "fake:1", "--scheduler", "oracle:share",
+                   state=tmp_path / "fresh")
+    assert_one_line_error(proc, "oracle:share", "bound")
+    assert not (tmp_path / "fresh").exists()  # refused before any state was made
     with pytest.raises(InputError, match="bound"):
         Daemon(Store(tmp_path / "state"), "fake:1", "oracle:share")
     with pytest.raises(InputError, match="not one"):
@@ -159,3 +163,23 @@ def test_the_view_holds_no_true_runtime_anywhere():
                      estimates=EstimateModel("noisy", 1.0)).reset()
     assert all(t.work is None for j in view.table.jobs for t in j.tasks)
     assert not hasattr(view.table, "work")
+
+
+def test_training_configs_and_the_environment_take_an_estimate_model(tmp_path):
+    from agents.train import TrainConfig
+    from envs import DagSchedulingEnv
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("estimates: noisy:-1\n")
+    with pytest.raises(InputError, match="SIGMA must be 0 or more"):
+        TrainConfig.from_yaml(bad)
+    kinds = tmp_path / "kinds.yaml"
+    kinds.write_text("kinds:\n  - {estimates: none}\n  - {estimates: exact}\n")
+    assert [k.estimates for k in TrainConfig.from_yaml(kinds).episode_kinds()] == ["none", "exact"]
+    spec = f"wfcommons:{WFCOMMONS / 'bacass-dirt02-001.json'}"
+    blind = DagSchedulingEnv(spec, "preset:workstation-4", estimates="none")
+    blind.reset(seed=0)
+    assert blind.view.predicted == pytest.approx([60.0] * blind.sim.table.n_tasks)  # none known
+    told = DagSchedulingEnv(spec, "preset:workstation-4", estimates="exact")
+    told.reset(seed=0)
+    assert told.view.predicted == told.sim.work

@@ -62,11 +62,7 @@ class Daemon:
 
     def __init__(self, store: Store, pool_spec: str, scheduler: str | Scheduler,
                  backend: Backend | None = None, lock: ServeLock | None = None) -> None:
-        if isinstance(scheduler, str) and scheduler.startswith(ORACLE) or \
-                isinstance(scheduler, Scheduler) and is_oracle(scheduler):
-            raise InputError("--scheduler", f"{scheduler if isinstance(scheduler, str) else scheduler.name} "
-                             "is a bound that reads true runtimes, which a live pool never "
-                             "knows; serve the heuristic itself")
+        self.refuse_bounds(scheduler)
         self.store = store
         self.lock = lock or ServeLock(store.dir)  # first: a refused daemon touches nothing
         self.backend = backend or open_backend("local", pool_spec)
@@ -103,6 +99,15 @@ class Daemon:
             "backend": self.backend.name, "pool": pool_spec,
             "scheduler": scheduler if isinstance(scheduler, str) else scheduler.name}))
         self.backend.recover([a.ref for a in self.store.open_attempts()])
+
+    @staticmethod
+    def refuse_bounds(scheduler: str | Scheduler) -> None:
+        """Raise :class:`InputError` for ``oracle:NAME``: a bound reads true
+        runtimes, which no live pool knows."""
+        name = scheduler if isinstance(scheduler, str) else scheduler.name
+        if name.startswith(ORACLE) or not isinstance(scheduler, str) and is_oracle(scheduler):
+            raise InputError("--scheduler", f"{name} is a bound that reads true runtimes, "
+                             "which a live pool never knows; serve the heuristic itself")
 
     def _refresh_devices(self) -> None:
         """The backend's live devices; the pool (view indices) follows them."""
