@@ -110,26 +110,28 @@ class _Moments:
 class _Scope:
     """One key's (or every key's) statistics and their last refreshed snapshot."""
 
-    __slots__ = ("runtime", "ratio", "history", "estimate", "refreshed_at", "exact_up_to",
-                 "growth")
+    __slots__ = ("runtime", "ratio", "history", "estimate", "refreshed_at", "next_refresh",
+                 "exact_up_to", "growth")
 
     def __init__(self, exact_up_to: int = EXACT_UP_TO, growth: float = REFRESH_GROWTH) -> None:
         self.exact_up_to, self.growth = exact_up_to, growth
         self.runtime, self.ratio = _Moments(), _Moments()
         self.history: tuple[float, float, int] | None = None  # mean, variance, n
         self.estimate: tuple[float, float] | None = None  # bias, variance
-        self.refreshed_at = 0
+        self.refreshed_at = self.next_refresh = 0
 
     def add(self, log_actual: float, log_ratio: float | None) -> bool:
         """Add one observation; whether the snapshot was refreshed."""
-        self.runtime.add(log_actual)
+        runtime = self.runtime
+        runtime.add(log_actual)
         if log_ratio is not None:
             self.ratio.add(log_ratio)
-        n = self.runtime.n
-        if n > self.exact_up_to and n < math.ceil(self.refreshed_at * self.growth):
+        n = runtime.n
+        if n > self.exact_up_to and n < self.next_refresh:
             return False
         self.refreshed_at = n
-        self.history = (self.runtime.mean, self.runtime.variance(HISTORY_SIGMA), n)
+        self.next_refresh = math.ceil(n * self.growth)
+        self.history = (runtime.mean, runtime.variance(HISTORY_SIGMA), n)
         r = self.ratio
         if r.n:
             self.estimate = (r.mean * r.n / (r.n + PSEUDO), r.variance(ESTIMATE_SIGMA))
@@ -140,8 +142,8 @@ class _Scope:
         for part in ("runtime", "ratio"):
             mine, theirs = getattr(self, part), getattr(twin, part)
             theirs.n, theirs.mean, theirs.m2 = mine.n, mine.mean, mine.m2
-        twin.history, twin.estimate, twin.refreshed_at = \
-            self.history, self.estimate, self.refreshed_at
+        twin.history, twin.estimate, twin.refreshed_at, twin.next_refresh = \
+            self.history, self.estimate, self.refreshed_at, self.next_refresh
         return twin
 
 

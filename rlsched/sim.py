@@ -158,6 +158,7 @@ class Simulator:
         self.work = work
         #: what schedulers are told, the estimates drawn (exact: the truth)
         self.table = replace(table, estimate=self.estimates.draw(table, work, seed))
+        self._tasks_by_key = table.tasks_by_key  # the cached table's, computed once
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         self._mem_total = [d.model.memory_gib for d in pool.devices]
 
@@ -425,7 +426,7 @@ class Simulator:
             tb = self.table
             if self._model.version != self._first_version:  # else its beliefs are current
                 for key in {tb.history_key[t] for t in tb.tasks_of(j)}:
-                    self._repredict(tb.tasks_by_key[key], known)
+                    self._repredict(self._tasks_by_key[key], known)
         for t in self.table.tasks_of(j):
             self.state[t] = BLOCKED
             if self._pending[t] == 0:
@@ -525,7 +526,7 @@ class Simulator:
         self._predicted = [0.0] * n
         self._spread = [0.0] * n
         self._job_remaining = [0.0] * self.table.n_jobs  # summed afresh by the caller
-        for tasks in self.table.tasks_by_key.values():
+        for tasks in self._tasks_by_key.values():
             self._repredict(tasks, n)
         return self._predicted
 
@@ -543,9 +544,9 @@ class Simulator:
         own, every = model.observe(key, estimate, measured)
         known = self._known
         if own:
-            self._repredict(tb.tasks_by_key[key], known)
+            self._repredict(self._tasks_by_key[key], known)
         if every:
-            for k, tasks in tb.tasks_by_key.items():
+            for k, tasks in self._tasks_by_key.items():
                 if (k != key or not own) and tasks[0] < known and (
                         model.uses_all(k, True) or model.uses_all(k, False)):
                     self._repredict(tasks, known)

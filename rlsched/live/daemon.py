@@ -86,6 +86,8 @@ class Daemon:
         self._table: WorkloadTable | None = None
         #: the runtime model of the store's history: every view's predictions
         self.beliefs = LiveBeliefs()
+        #: GPU-seconds of ended attempts per active job, read once a round
+        self._service: dict[str, float] | None = None
         self.decisions = 0
         self.shield_fallbacks = 0
         self.placements: dict[int, int] = {}
@@ -149,6 +151,7 @@ class Daemon:
         self._refresh_devices()
         self._reap()
         self.beliefs.learn(self.store, self._speed)
+        self._service = None  # attempts ended this round: read again once
         self._enforce()
         self._drained = self.store.drained()
         self._schedule()
@@ -245,7 +248,9 @@ class Daemon:
                             self.live[i].key in self._drained else d
                             for i, d in enumerate(devices))
         predicted, spread = self.beliefs.of(tb)
-        service = self.store.service([j.name for j in tb.jobs])
+        if self._service is None:  # no attempt ends within a round: once per round
+            self._service = self.store.service([j.name for j in tb.jobs])
+        service = self._service
         attained = [service.get(j.name, 0.0) for j in tb.jobs]
         for r in running:
             if r.device >= 0:

@@ -94,5 +94,7 @@ def upward_rank(cost: Sequence[float], children: Sequence[Sequence[int]]) -> lis
     Needs parents indexed before children (as in :class:`WorkloadTable`)."""
     rank = [0.0] * len(cost)
     for t in range(len(cost) - 1, -1, -1):
-        rank[t] = cost[t] + max((rank[c] for c in children[t]), default=0.0)
+        kids = children[t]
+        # cost + 0.0 is cost: the same floats as max(..., default=0.0), faster
+        rank[t] = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
     return rank
