@@ -65,7 +65,7 @@ from rlsched.evaluation.evaluate import episodes, run_episode
 from rlsched.lookahead import best_candidate
 from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations
-from rlsched.schedulers import make_scheduler
+from rlsched.schedulers import ORACLE, make_scheduler
 from rlsched.sources.specs import resolve_pool
 from rlsched.view import Placement
 
@@ -159,6 +159,11 @@ class TrainConfig:
                                  f"(known: {', '.join(KIND_KEYS)})")
         for kind in cfg.episode_kinds():
             EstimateModel.parse(kind.estimates, f"{path}: estimates")
+            names = [kind.teacher.removeprefix("lookahead:"), *cfg.heuristics, cfg.reward_baseline]
+            if any(n.startswith(ORACLE) for n in names):
+                raise InputError(str(path), "an oracle (oracle:NAME) is a bound for evaluate; "
+                                 "a teacher, a reference heuristic or a baseline is told what "
+                                 "the policy is told")
         return cfg
 
     def episode_kinds(self) -> list[Kind]:

@@ -53,7 +53,7 @@ examples:
   rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \\
       --scheduler fifo,sjf,heft --arrivals poisson --load 0.85 --perturb all \\
       --seeds 5 --seed-offset 1000 --plot results/
-  rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \
+  rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \\
       --scheduler sjf,share,las,oracle:share --arrivals poisson --estimates none
 """
 
@@ -748,8 +748,9 @@ def _print_table(ev) -> None:
     best_mk = min(s["makespan"] for s in rivals)
     best_jct = min(s["avg_jct"] for s in rivals)
     for name, s in summary.items():
-        mk = f"{s['makespan']:,.1f}" + (" *" if s["makespan"] == best_mk else "")
-        jct = f"{s['avg_jct']:,.1f}" + (" *" if s["avg_jct"] == best_jct else "")
+        star = not s["bound"] or len(rivals) == len(summary)  # a bound is never the best
+        mk = f"{s['makespan']:,.1f}" + (" *" if star and s["makespan"] == best_mk else "")
+        jct = f"{s['avg_jct']:,.1f}" + (" *" if star and s["avg_jct"] == best_jct else "")
         shown = name + (" (bound)" if s["bound"] else "")
         row = [shown, str(s["episodes"]), mk, jct, f"{s['makespan_vs_lower_bound']:.3f}",
                f"{s['jct_vs_lower_bound']:.3f}", f"{s['makespan_vs_best']:.3f}",

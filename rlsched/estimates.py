@@ -12,8 +12,10 @@ environment's kwargs):
     (``oracle:NAME`` runs any heuristic in it).
 ``noisy:SIGMA[:BIAS]``
     Each task without an estimate of its own gets ``work * exp(BIAS + SIGMA * z)``,
-    ``z`` standard normal, drawn in table order under the episode's seed. A job file's own
-    ``estimate:`` is kept. The runtime model then blends estimate and history.
+    ``z`` standard normal, drawn in table order under the episode's seed.
+    A job file's own ``estimate:`` is kept where the file gives a
+    ``runtime:`` too (else the estimate is the runtime, and is drawn around
+    like any other). The runtime model then blends estimate and history.
 ``none``
     No estimates at all, a job file's included: only history.
 ``default``
@@ -91,14 +93,17 @@ class EstimateModel:
     def draw(self, table: WorkloadTable, work: Sequence[float], seed: int) -> tuple[float, ...]:
         """Each task's estimate under this model, in table order (NaN: none),
         from the true ``work``, drawn under ``seed``; where the table holds
-        a user's estimate, ``noisy`` keeps it."""
+        a user's estimate that is not the runtime itself (a job file that
+        gives ``runtime:`` too), ``noisy`` keeps it."""
         if self.kind == "exact":
             return tuple(work)
         if self.kind == "none":
             return (math.nan,) * table.n_tasks
         z = np.random.default_rng([seed, 7717]).standard_normal(table.n_tasks)
         factor = np.exp(self.bias + self.sigma * z)
-        return tuple(given if given == given else w * float(f)
+        # a job file's estimate is its own where the file gives a runtime too;
+        # where it gave none, the estimate *is* the runtime, and is drawn anew
+        return tuple(given if given == given and given != w else w * float(f)
                      for given, w, f in zip(table.estimate, work, factor))
 
     def apply(self, instance: Instance, seed: int) -> Instance:

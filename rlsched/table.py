@@ -32,6 +32,7 @@ class WorkloadTable:
     """Static description of every task and job of an episode.
 
     :param jobs: the jobs, sorted by arrival, their tasks without ``work``
+        or ``estimate`` (both are columns: :attr:`estimate` is what schedulers are told)
     :param job_of: job index of each task
     :param task_ids: ``(job name, task id)`` of each task
     :param estimate: the user's estimate of each task, reference-seconds (NaN: none)
@@ -94,8 +95,12 @@ class WorkloadTable:
         for c, ps in enumerate(parents):
             for p in ps:
                 children[p].append(c)
-        blind = tuple(replace(job, tasks=tuple(t.evolve(work=None) for t in job.tasks))
-                      if any(t.work is not None for t in job.tasks) else job for job in ordered)
+        # per-task knowledge lives in the columns (drawn estimates replace a
+        # column, never the jobs): the jobs' copies carry neither truth nor estimate
+        blind = tuple(replace(job, tasks=tuple(t.evolve(work=None, estimate=None)
+                                               for t in job.tasks))
+                      if any(t.work is not None or t.estimate is not None for t in job.tasks)
+                      else job for job in ordered)
         table = cls(blind, tuple(job_of), tuple(ids), tuple(estimate), tuple(keys), tuple(kind),
                     tuple(mem), tuple(gpu), tuple(parents), tuple(tuple(c) for c in children),
                     tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None)

@@ -77,6 +77,16 @@ def test_a_job_files_runtime_drives_the_simulator_while_schedulers_see_its_estim
         300.0 / preset_pool("workstation-4").devices[0].model.compute_speed)
 
 
+def test_a_job_file_estimate_without_a_runtime_is_the_runtime_and_is_not_told_as_is(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: j\ntasks:\n  - {id: train, estimate: 100}\n")
+    pool = preset_pool("workstation-4")
+    view = Simulator(load_jobfile(path), pool, estimates=EstimateModel.parse("default")).reset()
+    assert view.predicted[0] != pytest.approx(100.0)  # drawn around it, as any true runtime
+    exact = Simulator(load_jobfile(path), pool, estimates=EstimateModel.parse("exact")).reset()
+    assert exact.predicted == (100.0,)
+
+
 def test_a_job_file_with_a_negative_runtime_is_refused_in_one_line(tmp_path):
     path = tmp_path / "job.yaml"
     path.write_text("name: j\ntasks:\n  - {id: train, estimate: 100, runtime: -5}\n")
@@ -120,23 +130,23 @@ def test_an_oracle_is_refused_by_serve(tmp_path):
         make_scheduler("oracle:rl:default")
 
 
-def staggered(seed: int, stretch: bool) -> Instance:
-    """Synthetic jobs arriving one second apart, each task estimated at its
-    work; with ``stretch`` the true runtimes differ, the estimates do not."""
-    base = generate("mixed", {"jobs": "8"}, seed, "leak")
-    rng = np.random.default_rng(seed)
+def staggered(truth: int) -> Instance:
+    """Synthetic jobs arriving one second apart, with the same estimates
+    whatever ``truth`` is; the true runtimes are those estimates stretched
+    by factors that ``truth`` draws."""
+    base = generate("mixed", {"jobs": "8"}, 0, "leak")
+    rng = np.random.default_rng(truth)
     jobs = []
     for i, job in enumerate(base.jobs):
-        tasks = tuple(replace(t, work=1000.0 * (t.work or 1.0) * (
-            float(rng.uniform(0.3, 3.0)) if stretch else 1.0),
-            estimate=1000.0 * (t.work or 1.0), gpus=1) for t in job.tasks)
+        tasks = tuple(replace(t, work=1000.0 * (t.work or 1.0) * float(rng.uniform(0.3, 3.0)),
+                              estimate=1000.0 * (t.work or 1.0), gpus=1) for t in job.tasks)
         jobs.append(Job(job.name, tasks, arrival=float(i)))
     return Instance("leak", tuple(jobs), source="test")
 
 
 def decisions_before_the_first_finish(instance: Instance, name: str) -> list[tuple]:
     sim = Simulator(instance, preset_pool("workstation-4"), seed=5,
-                    estimates=EstimateModel("noisy", 1.0))  # tasks keep their own estimates
+                    estimates=EstimateModel("noisy", 1.0))  # the tasks' own estimates are kept
     scheduler = make_scheduler(name, search_evaluations=SEARCH_EVALUATIONS)
     scheduler.reset(5)
     out = []
@@ -150,16 +160,15 @@ def decisions_before_the_first_finish(instance: Instance, name: str) -> list[tup
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
 def test_two_worlds_that_differ_only_in_true_runtimes_look_the_same_until_a_task_ends(name):
-    same, different = staggered(0, False), staggered(0, True)
-    a = decisions_before_the_first_finish(same, name)
-    b = decisions_before_the_first_finish(different, name)
+    a = decisions_before_the_first_finish(staggered(1), name)
+    b = decisions_before_the_first_finish(staggered(2), name)
     n = min(len(a), len(b))
     assert n >= 4  # several arrivals, each a decision, happen before anything ends
     assert a[:n] == b[:n]
 
 
 def test_the_view_holds_no_true_runtime_anywhere():
-    view = Simulator(staggered(0, True), preset_pool("workstation-4"),
+    view = Simulator(staggered(1), preset_pool("workstation-4"),
                      estimates=EstimateModel("noisy", 1.0)).reset()
     assert all(t.work is None for j in view.table.jobs for t in j.tasks)
     assert not hasattr(view.table, "work")

@@ -127,7 +127,8 @@ def test_the_simulators_history_replayed_from_a_store_predicts_exactly_the_same(
     for key, estimate in zip(tb.history_key, tb.estimate):
         assert live.model.predict(key, estimate) == sim._model.predict(key, estimate)
     # every task has finished: both know each for what it took
-    assert live.of(tb) == (tuple(sim._predicted), tuple(sim._spread))
+    rows = [ids[key] for key in tb.task_ids]
+    assert live.of(tb, rows, sim.state) == (tuple(sim._predicted), tuple(sim._spread))
     assert set(sim._spread) == {0.0}
 
 

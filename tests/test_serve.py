@@ -208,14 +208,14 @@ def test_tasks_without_estimates_are_predicted_from_history(tmp_path):
     assert status["prediction"]["samples"] == 2
     assert status["prediction"]["mean_abs_error_s"] < (59.6 + 1.0) / 2
     assert status["devices"][0]["name"] == "Fake rtx-3090"
-    # status shows, per task, the user's estimate (none here), the runtime
-    # model's belief now (both runs of h/work: their geometric mean, on a
-    # reference-speed GPU) and the runtime
+    # status shows, per task, the user's estimate (none here), what the
+    # runtime model predicted when it started (h1: nothing known, the default
+    # 60 s; h2: h1's runtime, on the same reference-speed GPU) and the runtime
     tasks = [j["tasks"][0] for j in status["jobs"]]
     runtimes = [t["runtime_s"] for t in tasks]
     assert all(t["estimate_s"] is None for t in tasks) and all(0.3 < r < 30 for r in runtimes)
-    for t in tasks:
-        assert t["predicted_s"] == pytest.approx((runtimes[0] * runtimes[1]) ** 0.5, rel=1e-9)
+    assert tasks[0]["predicted_s"] == pytest.approx(60.0)
+    assert tasks[1]["predicted_s"] == pytest.approx(runtimes[0], rel=1e-9)
     text = rlsched("status", state=state).stdout
     assert all(col in text for col in ("estimate", "predicted", "runtime"))
 

@@ -79,7 +79,7 @@ def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_pat
 
     assert live_view.time == sim_view.time
     assert live_view.task_state == sim_view.task_state
-    assert sorted(live_view.ready) == sorted(sim_view.ready)
+    assert live_view.ready == sim_view.ready  # in the order they became ready
     assert sorted(live_view.running) == sorted(sim_view.running)
     assert live_view.predicted == sim_view.predicted
     assert live_view.spread == sim_view.spread
@@ -92,3 +92,39 @@ def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_pat
     for name in encoded[0]:
         np.testing.assert_allclose(encoded[1][name], encoded[0][name], rtol=1e-6, atol=1e-7,
                                    err_msg=name)
+
+
+def test_the_daemons_view_counts_time_from_its_start_arrivals_included(tmp_path, monkeypatch):
+    """A job submitted 5 s before the daemon's view is 5 s old in it, whatever
+    the wall clock reads: arrivals and the view's time share one origin."""
+    store = Store(tmp_path / "state")
+    path = tmp_path / "job.yaml"
+    path.write_text("name: j\ntasks:\n  - {id: a, estimate: 10, command: 'true'}\n")
+    from rlsched.sources.jobfile import load_jobfile
+    store.submit([load_jobfile(path)])
+    daemon = Daemon(store, POOL, "fifo")
+    submitted = store.db.execute("SELECT submitted FROM jobs").fetchone()[0]
+    monkeypatch.setattr(daemon_module.time, "time", lambda: submitted + 5.0)
+    view = daemon._view()[0]
+    assert view.time - view.table.jobs[0].arrival == pytest.approx(5.0)
+
+
+def test_a_purged_jobs_name_submitted_again_starts_unknown_not_finished(tmp_path, monkeypatch):
+    from rlsched.sources.jobfile import load_jobfile
+
+    store = Store(tmp_path / "state")
+    path = tmp_path / "job.yaml"
+    path.write_text("name: exp\ntasks:\n  - {id: train, estimate: 10, command: 'true'}\n")
+    store.submit([load_jobfile(path)])
+    daemon = Daemon(store, POOL, "fifo")
+    (task,) = [r[0] for r in store.db.execute("SELECT id FROM tasks")]
+    with store.transaction() as db:  # it ran once, 500 s
+        db.execute("INSERT INTO attempts (task, device, started, ended, exit_code) "
+                   "VALUES (?, 0, 0.0, 500.0, 0)", (task,))
+        db.execute("UPDATE tasks SET state='done', attempts=1 WHERE id=?", (task,))
+    daemon.beliefs.learn(store, daemon._speed)
+    store.purge("exp")
+    store.submit([load_jobfile(path)])
+    view = daemon._view()[0]
+    assert view.ready == (0,)
+    assert view.spread[0] > 0.0  # a belief, not the old run's measurement

@@ -18,9 +18,11 @@ state directory are named by attempt id, never by job or task names.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsched.errors import InputError
@@ -45,6 +47,7 @@ class _Round:
     stored: dict[int, StoredTask]
     tasks: dict[int, Task]
     cpu_ready: tuple[int, ...]
+    predicted: tuple[float, ...]  # the view's
 
 
 class Daemon:
@@ -86,8 +89,8 @@ class Daemon:
         self._table: WorkloadTable | None = None
         #: the runtime model of the store's history: every view's predictions
         self.beliefs = LiveBeliefs()
-        #: GPU-seconds of ended attempts per active job, read once a round
-        self._service: dict[str, float] | None = None
+        #: the store's ended attempts of the active jobs, read once a round
+        self._round_ended: tuple[dict[str, float], dict[int, float]] | None = None
         self.decisions = 0
         self.shield_fallbacks = 0
         self.placements: dict[int, int] = {}
@@ -151,7 +154,7 @@ class Daemon:
         self._refresh_devices()
         self._reap()
         self.beliefs.learn(self.store, self._speed)
-        self._service = None  # attempts ended this round: read again once
+        self._round_ended = None  # attempts ended this round: read again once
         self._enforce()
         self._drained = self.store.drained()
         self._schedule()
@@ -242,15 +245,15 @@ class Daemon:
         state = self._states(tb, by_index)
         running, reserved, count = self._reservations(tb, by_index, now)
         ready, cpu_ready = self._ready(tb, by_index, state, now)
+        ready.sort(key=self._ready_since(tb, by_index))
         devices = self._telemetry(count, reserved)
         if self._drained:  # a drained device is out of the running: nothing new starts there
             devices = tuple(d._replace(healthy=False) if ALL_GPUS in self._drained or
                             self.live[i].key in self._drained else d
                             for i, d in enumerate(devices))
-        predicted, spread = self.beliefs.of(tb)
-        if self._service is None:  # no attempt ends within a round: once per round
-            self._service = self.store.service([j.name for j in tb.jobs])
-        service = self._service
+        predicted, spread = self.beliefs.of(tb, [by_index[i].id for i in range(tb.n_tasks)],
+                                            state)
+        service = self._ended(tb)[0]
         attained = [service.get(j.name, 0.0) for j in tb.jobs]
         for r in running:
             if r.device >= 0:
@@ -260,14 +263,16 @@ class Daemon:
         view = ClusterView(view_time, tb, self.pool, bytes(state), tuple(ready),
                            tuple(running), devices, job_remaining, tb.n_jobs, predicted, spread,
                            tuple(attained))
-        return view, _Round(by_index, tasks, tuple(cpu_ready))
+        return view, _Round(by_index, tasks, tuple(cpu_ready), predicted)
 
     def _workload_table(self, active: list[Job]) -> WorkloadTable:
         """The table of the active jobs, rebuilt only when they change."""
         key = tuple(j.name for j in active)
         if key != self._table_key or self._table is None:
             self._table_key = key
-            self._table = WorkloadTable.from_jobs(active)
+            # arrivals in the view's time, seconds since this daemon's epoch
+            self._table = WorkloadTable.from_jobs(
+                [replace(j, arrival=j.arrival - self.epoch) for j in active])
         return self._table
 
     def _speed(self, device: int | None, kind: str) -> float:
@@ -301,6 +306,30 @@ class Daemon:
                     reserved[dev] += tb.memory[i]
                     count[dev] += 1
         return running, reserved, count
+
+    def _ended(self, tb: WorkloadTable) -> tuple[dict[str, float], dict[int, float]]:
+        """:meth:`Store.ended_attempts` of the table's jobs, read once a
+        round (no attempt ends within one)."""
+        if self._round_ended is None:
+            self._round_ended = self.store.ended_attempts([j.name for j in tb.jobs])
+        return self._round_ended
+
+    def _ready_since(self, tb: WorkloadTable, by_index: dict[int, StoredTask]
+                     ) -> Callable[[int], tuple[float, int]]:
+        """A sort key putting ready tasks in the order they became ready, as
+        the simulator keeps them: when its job arrived, its last parent
+        ended, its own last attempt ended (a retry) or its back-off ended,
+        whichever was last; ties by table index."""
+        ended = self._ended(tb)[1]
+        epoch = self.epoch
+
+        def since(i: int) -> tuple[float, int]:
+            task = by_index[i]
+            times = [tb.jobs[tb.job_of[i]].arrival, task.not_before - epoch,
+                     ended.get(task.id, -math.inf) - epoch]
+            times += [ended.get(by_index[p].id, -math.inf) - epoch for p in tb.parents[i]]
+            return max(times), i
+        return since
 
     @staticmethod
     def _ready(tb: WorkloadTable, by_index: dict[int, StoredTask], state: bytearray,
@@ -376,7 +405,7 @@ class Daemon:
         assert tb is not None  # the round's view was built from it
         model = next((d.model for d in self.live if d.key == device), None) \
             if device is not None else None
-        predicted = wall_seconds(self.beliefs.of(tb)[0][index], tb.kind[index], model)
+        predicted = wall_seconds(round_.predicted[index], tb.kind[index], model)
         attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
                                                            self.attempt_files)
         try:

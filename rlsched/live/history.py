@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from rlsched.live.store import Store
 from rlsched.pool import CATALOGUE, GpuModel
 from rlsched.runtime_model import RuntimeModel, history_key
 from rlsched.table import KIND_INDEX, WorkloadTable
+from rlsched.view import TaskState
 
 #: the nominal speed of a device for a task kind (``"compute"``, ``"memory"``)
 SpeedOf = Callable[[int | None, str], float]
@@ -40,10 +41,10 @@ def speed_from_store(store: Store) -> SpeedOf:
     return speed_from_models(models)
 
 
-def observations(runs: Iterable[tuple[str, dict[str, Any], int | None, float, float, int]],
+def observations(runs: Iterable[tuple[str, dict[str, Any], int | None, float, float, int, int]],
                  speed: SpeedOf) -> Iterator[tuple[str, float | None, float]]:
     """``(key, estimate, reference-seconds)`` of :meth:`Store.finished_runs` rows."""
-    for job, spec, device, started, ended, _ in runs:
+    for job, spec, device, started, ended, *_ in runs:
         kind = spec.get("kind", "compute")
         scale = speed(device, kind) if spec.get("gpus", 1) else 1.0
         estimate = spec.get("estimate", spec.get("work"))  # an older store's estimate was work
@@ -57,10 +58,11 @@ class LiveBeliefs:
 
     def __init__(self) -> None:
         self.model = RuntimeModel()
-        #: reference-seconds each finished task took, by ``(job name, task id)``
-        self.measured: dict[tuple[str, str], float] = {}
+        #: reference-seconds each task's latest success took, by task row id
+        #: (read only for a task that is done: a purged job's rows may be reused)
+        self.measured: dict[int, float] = {}
         self._mark: tuple[float, int] = (-math.inf, 0)
-        self._cache: tuple[int, int, WorkloadTable | None] = (-1, -1, None)
+        self._cache: tuple = ()
         self._beliefs: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 
     def learn(self, store: Store, speed: SpeedOf) -> None:
@@ -70,18 +72,23 @@ class LiveBeliefs:
             self._mark = (runs[-1][4], runs[-1][5])
             for run, (key, estimate, actual) in zip(runs, observations(runs, speed)):
                 self.model.observe(key, estimate, actual)
-                self.measured[(run[0], run[1]["id"])] = actual
+                self.measured[run[6]] = actual
 
-    def of(self, table: WorkloadTable) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(predicted, spread)`` of every task of ``table``, as a view holds
+    def of(self, table: WorkloadTable, rows: Sequence[int], state: bytes | bytearray
+           ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(predicted, spread)`` of every task of ``table`` (``rows``: each
+        one's task row id; ``state``: the view's task states), as a view holds
         them: a finished task's measured runtime (spread 0), else the model's
         belief."""
-        if self._cache != (self.model.version, len(self.measured), table):
+        finished = bytes(s == TaskState.DONE for s in state)
+        key = (self.model.version, len(self.measured), table, finished)
+        if self._cache != key:
             predict, measured = self.model.predict, self.measured
-            beliefs = [(measured[i], 0.0) if i in measured else predict(k, e)
-                       for i, k, e in zip(table.task_ids, table.history_key, table.estimate)]
+            beliefs = [(measured[r], 0.0) if s == TaskState.DONE and r in measured
+                       else predict(k, e)
+                       for r, s, k, e in zip(rows, state, table.history_key, table.estimate)]
             self._beliefs = (tuple(b[0] for b in beliefs), tuple(b[1] for b in beliefs))
-            self._cache = (self.model.version, len(self.measured), table)
+            self._cache = key
         return self._beliefs
 
 
@@ -95,17 +102,19 @@ def wall_seconds(reference_s: float, kind_index: int, model: GpuModel | None) ->
 
 
 def add_predictions(store: Store, status: dict[str, Any]) -> None:
-    """Give each task of a :meth:`Store.status` its ``predicted_s``: what the
-    runtime model, fed the store's whole history, believes it takes, in
-    seconds on its device where it has one (else on the reference device)."""
+    """Give each task of a :meth:`Store.status` that has not started yet its
+    ``predicted_s``: what the runtime model, fed the store's whole history,
+    believes it takes now, on the reference device (a started task keeps the
+    prediction its attempt started with)."""
     speed = speed_from_store(store)
     model = RuntimeModel.from_history(observations(store.finished_runs(), speed))
     specs = {(r[0], r[1]): json.loads(r[2]) for r in store.db.execute(
         "SELECT j.name, t.task_id, t.spec FROM tasks t JOIN jobs j ON t.job=j.id")}
     for job in status["jobs"]:
         for task in job["tasks"]:
+            if task["predicted_s"] is not None:
+                continue
             spec = specs[(job["name"], task["id"])]
-            belief = model.predict(history_key(job["name"], task["id"], spec.get("category")),
-                                   spec.get("estimate", spec.get("work")))
-            on = speed(task["device"], spec.get("kind", "compute")) if spec.get("gpus", 1) else 1.0
-            task["predicted_s"] = belief.seconds / on
+            task["predicted_s"] = model.predict(
+                history_key(job["name"], task["id"], spec.get("category")),
+                spec.get("estimate", spec.get("work"))).seconds

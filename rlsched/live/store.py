@@ -355,27 +355,32 @@ class Store:
         return {r[0] for r in self.db.execute("SELECT gpu FROM drains")}
 
     def status(self) -> dict[str, Any]:
-        """``{"jobs": [{"name", "state", "priority", "submitted", "finished", "jct_s", "tasks": [{"id",
-        "state", "device", "attempts", "reason", "estimate_s", "runtime_s"}]}]}`` in
-        submission order (a task's ``estimate_s`` is its user's, ``runtime_s`` its successful
-        attempt's); ``finished`` (the end of its last task) and ``jct_s`` (job completion
-        time: finished - submitted) are None until the job is done; a task's ``reason`` says
-        why it failed, was skipped, or cannot be placed (it fits no GPU of the pool serve last
-        saw), else why its latest attempt failed, else None."""
+        """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
+        "jct_s", "tasks": [{"id", "state", "device", "attempts", "reason",
+        "estimate_s", "runtime_s", "predicted_s"}]}]}`` in submission order.
+        A task's ``estimate_s`` is its user's, ``runtime_s`` its successful
+        attempt's, ``predicted_s`` what the runtime model predicted, on its
+        device, when its latest attempt started (None before one has).
+        ``finished`` (the end of its last task) and ``jct_s`` (job
+        completion time: finished - submitted) are None until the job is
+        done; a task's ``reason`` says why it failed, was skipped, or cannot
+        be placed (it fits no GPU of the pool serve last saw), else why its
+        latest attempt failed, else None."""
         jobs = []
         pool = self.known_pool()
         ends = dict(self.db.execute(
             "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
             "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
         latest = {r["task"]: r for r in self.db.execute(
-            "SELECT task, exit_code, error, log FROM attempts WHERE id IN "
+            "SELECT task, exit_code, error, log, predicted FROM attempts WHERE id IN "
             "(SELECT MAX(id) FROM attempts GROUP BY task)")}
         runtime = dict(self.db.execute(
             "SELECT task, ended - started FROM attempts WHERE exit_code=0").fetchall())
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
                       "attempts": t["attempts"], **_why(t, latest.get(t["id"]), pool),
-                      "estimate_s": _estimate(t["spec"]), "runtime_s": runtime.get(t["id"])}
+                      "estimate_s": _estimate(t["spec"]), "runtime_s": runtime.get(t["id"]),
+                      "predicted_s": latest[t["id"]]["predicted"] if t["id"] in latest else None}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -435,24 +440,36 @@ class Store:
                                "id DESC LIMIT 1", (task,)).fetchone()
 
     def finished_runs(self, after: tuple[float, int] = (-math.inf, 0)
-                      ) -> list[tuple[str, dict[str, Any], int | None, float, float, int]]:
+                      ) -> list[tuple[str, dict[str, Any], int | None, float, float, int, int]]:
         """Successful attempts in the order they ended (ties by id), after
-        ``(ended, id)``: ``(job name, task spec, device, started, ended, id)``.
-        The runtime model learns from them (:func:`rlsched.live.history.observations`)."""
-        return [(r["name"], json.loads(r["spec"]), r["device"], r["started"], r["ended"], r["id"])
+        ``(ended, id)``: ``(job name, task spec, device, started, ended, id,
+        task row id)``. The runtime model learns from them
+        (:func:`rlsched.live.history.observations`)."""
+        return [(r["name"], json.loads(r["spec"]), r["device"], r["started"], r["ended"], r["id"],
+                 r["task"])
                 for r in self.db.execute(
-                    "SELECT a.id, a.device, a.started, a.ended, t.spec, j.name FROM attempts a "
+                    "SELECT a.id, a.task, a.device, a.started, a.ended, t.spec, j.name FROM attempts a "
                     "JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id WHERE a.exit_code=0 "
                     "AND a.ended IS NOT NULL AND (a.ended > ? OR (a.ended = ? AND a.id > ?)) "
                     "ORDER BY a.ended, a.id", (after[0], after[0], after[1]))]
 
-    def service(self, job_names: list[str]) -> dict[str, float]:
-        """GPU device-seconds each named job's ended attempts received."""
-        marks = ",".join("?" * len(job_names))
-        return {r[0]: r[1] for r in self.db.execute(
-            f"SELECT j.name, SUM(a.ended - a.started) FROM attempts a JOIN tasks t ON a.task=t.id "
-            f"JOIN jobs j ON t.job=j.id WHERE a.ended IS NOT NULL AND a.device IS NOT NULL AND "
-            f"j.name IN ({marks}) GROUP BY j.name", job_names)}
+    def ended_attempts(self, job_names: list[str]) -> tuple[dict[str, float], dict[int, float]]:
+        """For the named jobs: the GPU device-seconds each one's ended
+        attempts received, and when each task's latest attempt ended (by
+        task row id), for the order in which tasks became ready."""
+        service: dict[str, float] = {}
+        ended: dict[int, float] = {}
+        for i in range(0, len(job_names), 500):  # SQLite's limit on parameters
+            names = job_names[i:i + 500]
+            for name, task, device, spent, last in self.db.execute(
+                    "SELECT j.name, a.task, a.device, SUM(a.ended - a.started), MAX(a.ended) "
+                    "FROM attempts a JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id "
+                    f"WHERE a.ended IS NOT NULL AND j.name IN ({','.join('?' * len(names))}) "
+                    "GROUP BY a.task, a.device IS NULL", names):
+                if device is not None:
+                    service[name] = service.get(name, 0.0) + spent
+                ended[task] = max(ended.get(task, last), last)
+        return service, ended
 
     def prediction_error(self) -> dict[str, Any]:
         """How far history-based predictions were from the runtimes they predicted."""

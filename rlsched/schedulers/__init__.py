@@ -48,6 +48,8 @@ SCHEDULER_PREFIXES: dict[str, Callable[[str], Scheduler]] = {}
 
 #: the prefix of a bound: a heuristic that reads the true runtimes
 ORACLE = "oracle:"
+#: heuristics that read no runtime: told the truth, they would be themselves
+RUNTIME_BLIND = ("random", "fifo", "las")
 
 
 def is_oracle(scheduler: Scheduler) -> bool:
@@ -64,9 +66,10 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
     """
     if spec.startswith(ORACLE):
         inner = spec[len(ORACLE):]
-        if inner not in SCHEDULERS:
-            raise InputError("--scheduler", f"'{spec}': an oracle runs a heuristic on the truth; "
-                             f"'{inner}' is not one (known: {', '.join(SCHEDULERS)})")
+        if inner not in SCHEDULERS or inner in RUNTIME_BLIND:
+            raise InputError("--scheduler", f"'{spec}': an oracle runs a heuristic that reads "
+                             f"runtimes on the truth; '{inner}' is not one (use one of "
+                             f"{', '.join(s for s in SCHEDULERS if s not in RUNTIME_BLIND)})")
         sched = make_scheduler(inner, search_budget, search_evaluations)
         sched.oracle, sched.name = True, spec
         return sched
