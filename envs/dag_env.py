@@ -256,7 +256,8 @@ class DagSchedulingEnv(gym.Env):
                                                 self.sim.seed, self.perturbations, self.estimates)
         self._last_time: float | None = None
         view = self.sim.reset()
-        self.statics = EpisodeStatics(self.sim.table, self.pool)
+        if view is not None:
+            self.statics = EpisodeStatics(self.sim.table, self.pool, view.predicted)
         self._set_view(view)
         return self._obs(), {}
 

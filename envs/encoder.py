@@ -13,9 +13,9 @@ and the tables below (and in :class:`envs.dag_env.DagSchedulingEnv`) are
 generated from them, so none can drift from the others.
 
 Layout (``M`` = :class:`Maxima`; every float is float32). Durations
-("log-duration") are ``log1p(seconds / scale)``, ``scale`` being the view's
-:attr:`~rlsched.view.ClusterView.time_scale` (what tasks typically take, by
-the runtime model). Every runtime here is a prediction (:attr:`ClusterView.predicted`),
+("log-duration") are ``log1p(seconds / scale)``, ``scale`` being the mean
+predicted GPU-task runtime on the reference device in the episode's first
+view. Every runtime here is a prediction (:attr:`ClusterView.predicted`),
 never the truth: the same in simulation as live.
 
 ``tasks`` (M.tasks x {len(TaskColumn)})
@@ -246,13 +246,17 @@ class Maxima:
 
 class EpisodeStatics:
     """What the encoder derives once per workload table and pool, and once
-    per set of beliefs (:meth:`believe`: the view's predicted runtimes and
-    time scale, which only the view says, the same in simulation as live)."""
+    per set of beliefs (:meth:`believe`: the view's predicted runtimes).
 
-    def __init__(self, table: WorkloadTable, pool: Pool) -> None:
+    :param predicted: the first view's predictions; they set the time scale,
+        which stays fixed while the beliefs change
+    """
+
+    def __init__(self, table: WorkloadTable, pool: Pool, predicted: tuple[float, ...]) -> None:
         self.table, self.pool = table, pool
         a = table.arrays
-        self.scale = 1.0
+        gpu_work = np.asarray(predicted, dtype=np.float64)[a["gpu"]]
+        self.scale = float(gpu_work.mean()) if gpu_work.size and gpu_work.mean() > 0 else 1.0
         self._inv_mean_speed = np.array([
             np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
             np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
@@ -276,11 +280,11 @@ class EpisodeStatics:
         self.inv_speed_by_device = 1.0 / np.array([[m.compute_speed, m.memory_speed]
                                                    for m in models])
         self.max_memory = pool.max_memory
+        self.believe(predicted)
 
-    def believe(self, predicted: tuple[float, ...], scale: float) -> None:
-        """Take the view's predicted runtimes (the work column and the upward
-        ranks, at the pool's mean speed, follow them) and its time scale."""
-        self.scale = scale if scale > 0 else 1.0
+    def believe(self, predicted: tuple[float, ...]) -> None:
+        """Take the view's predicted runtimes: the work column and the upward
+        ranks (at the pool's mean speed) follow them."""
         if predicted is self._predicted:
             return
         self._predicted = predicted
@@ -343,7 +347,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     """Encode ``view`` into the observation of the module docstring;
     ``advice`` is :meth:`envs.advice.Advisors.advise` of the view (None: no
     advice, its columns stay 0)."""
-    statics.believe(view.predicted, view.time_scale)
+    statics.believe(view.predicted)
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")

@@ -225,13 +225,6 @@ class RuntimeModel:
         return (alpha / precision, mu / precision, math.sqrt(1.0 / precision), beta_alone,
                 sigma_alone)
 
-    def typical_runtime(self) -> float:
-        """What a task typically takes: the geometric mean of every finished
-        task's reference-seconds (refreshed as the count doubles), or
-        :data:`DEFAULT_RUNTIME_S` before any has finished."""
-        history = self._all.history
-        return DEFAULT_RUNTIME_S if history is None else math.exp(history[0])
-
     def uses_all(self, key: str, has_estimate: bool) -> bool:
         """Whether a task's prediction reads every key's statistics (its own
         key has none of the kind it needs yet): who to re-predict when those

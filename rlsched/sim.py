@@ -518,9 +518,6 @@ class Simulator:
             self._model: RuntimeModel | None = None
             self._predicted: list[float] = list(self.work)
             self._spread = [0.0] * n
-            gpu_work = np.asarray(self.work, dtype=np.float64)[self.table.arrays["gpu"]]
-            self._time_scale = float(gpu_work.mean()) if gpu_work.size and gpu_work.mean() > 0 \
-                else 1.0
             return self._predicted
         self._model = self.history.copy() if self.history is not None else RuntimeModel()
         self._first_version = self._model.version  # what every task was first predicted from
@@ -598,8 +595,7 @@ class Simulator:
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
             job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
             predicted=self._knowledge[0], spread=self._knowledge[1],
-            job_attained=tuple(attained), time_scale=self._time_scale
-            if self._model is None else self._model.typical_runtime())
+            job_attained=tuple(attained))
 
     def _sample(self, d: int) -> DeviceTelemetry:
         model = self.pool.devices[d].model

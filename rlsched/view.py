@@ -96,10 +96,6 @@ class ClusterView:
     :param job_attained: device-seconds of GPU service each job has received
         (its attempts so far, ended or running): what a scheduler that
         knows no runtimes ranks by (:mod:`rlsched.schedulers.las`)
-    :param time_scale: seconds a task typically takes, to measure durations
-        against (the observation encoder's scale): the runtime model's
-        :meth:`~rlsched.runtime_model.RuntimeModel.typical_runtime`; told
-        the truth, the mean true work of the episode's GPU tasks
     """
 
     time: float
@@ -114,7 +110,6 @@ class ClusterView:
     predicted: tuple[float, ...]
     spread: tuple[float, ...]
     job_attained: tuple[float, ...]
-    time_scale: float
 
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy, has memory free for ``task`` now, and

@@ -87,8 +87,7 @@ def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_pat
     assert live_view.job_attained == pytest.approx(sim_view.job_attained, rel=1e-12)
 
     maxima = Maxima()
-    assert live_view.time_scale == sim_view.time_scale
-    encoded = [encode(v, EpisodeStatics(v.table, v.pool), maxima).obs
+    encoded = [encode(v, EpisodeStatics(v.table, v.pool, v.predicted), maxima).obs
                for v in (sim_view, live_view)]
     for name in encoded[0]:
         np.testing.assert_allclose(encoded[1][name], encoded[0][name], rtol=1e-6, atol=1e-7,
