@@ -25,7 +25,7 @@ from envs.encoder import (
     encode,
 )
 from envs.rewards import REWARDS, RewardMeter
-from rlsched.arrivals import batch, online
+from rlsched.arrivals import ARRIVALS, batch, online
 from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
@@ -172,7 +172,7 @@ class DagSchedulingEnv(gym.Env):
     :param workload: workload SPEC (``stg:PATH``, ``wfcommons:PATH``,
         ``jobs:PATH``, ``synthetic:NAME?...``)
     :param pool: pool SPEC (``identical:N``, ``preset:NAME``, ``file:PATH``)
-    :param arrivals: ``batch`` or ``poisson``
+    :param arrivals: ``batch``, ``poisson`` or ``trace`` (each instance at its own arrival times)
     :param load: offered load of ``poisson`` arrivals
     :param reward: ``jct``, ``weighted_jct`` or ``makespan``
     :param perturb: ``none``, ``all`` or a list of ``throttle,external,failures``
@@ -195,8 +195,8 @@ class DagSchedulingEnv(gym.Env):
                  max_ready: int = 16, max_devices: int = 8, max_edges: int = 256,
                  seed: int | None = None, baseline: str | None = None,
                  estimates: str = "default") -> None:
-        if arrivals not in ("batch", "poisson"):
-            raise ValueError(f"arrivals must be 'batch' or 'poisson', not {arrivals!r}")
+        if arrivals not in ARRIVALS:
+            raise ValueError(f"arrivals must be one of {', '.join(ARRIVALS)}, not {arrivals!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {reward!r}")
         self.source = resolve_workload(workload)
@@ -242,6 +242,8 @@ class DagSchedulingEnv(gym.Env):
         instances = self.source.instances(int(rng.integers(2**31)))
         if self.arrivals == "batch":
             instance = batch(instances[int(rng.integers(len(instances)))])
+        elif self.arrivals == "trace":
+            instance = instances[int(rng.integers(len(instances)))]
         else:
             instance = online(instances, self.pool, self.load, rng, source=self.workload_spec)
         validate_fits(instance, self.pool.max_memory, self.pool.name)

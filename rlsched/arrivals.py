@@ -4,6 +4,8 @@
 exponential gaps whose rate makes the offered load a given fraction of the
 pool's capacity: ``rate = load * n_devices / mean_job_device_seconds``, where a
 job's device-seconds are its GPU work at the pool's mean speed for each kind.
+*trace*: each instance as it comes, its jobs at their own arrival times (a
+pool's history, a job file's ``arrival:``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from rlsched.pool import Pool
 from rlsched.workload import Instance, Job
 
-ARRIVALS = ("batch", "poisson")
+ARRIVALS = ("batch", "poisson", "trace")
 
 
 def job_device_seconds(job: Job, pool: Pool) -> float:

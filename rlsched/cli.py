@@ -33,6 +33,8 @@ workload SPECs:
   jobs:PATH                 job-file YAML or directory (see the README)
   synthetic:NAME[?k=v&...]  generator: layered (tasks, width, regularity, density, jump),
                             pipeline (trainings), sweep (points), mixed; all take jobs=N
+  history:STATE_DIR         the jobs your pool finished (rlsched serve's state), with the
+                            runtimes they had: use --arrivals trace to replay them as they came
 pool SPECs:
   identical:N[?model=M]     N devices of one model (default rtx-3090, the reference)
   preset:NAME               workstation-4 (A100-80GB, RTX 4090, 2x RTX 3090),
@@ -77,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rlsched {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_evaluate, add_train, add_submit, add_status, add_logs, add_cancel,
-                add_purge, add_drain, add_resume, add_serve, add_ray_flags, add_bench):
+                add_purge, add_drain, add_resume, add_export, add_serve, add_ray_flags,
+                add_bench):
         add(sub)
     return p
 
@@ -98,9 +101,10 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                          "las (needs no runtimes), the searches ga and sa, rl:PATH for a "
                          "trained policy's checkpoint, and oracle:NAME, a bound: heuristic "
                          "NAME told the true runtimes (default: %(default)s)")
-    ev.add_argument("--arrivals", choices=("batch", "poisson"), default="batch",
+    ev.add_argument("--arrivals", choices=("batch", "poisson", "trace"), default="batch",
                     help="batch: every job at time 0, each instance on its own; poisson: all "
-                         "jobs of a SPEC as one online stream (default: %(default)s)")
+                         "jobs of a SPEC as one online stream; trace: each instance at its "
+                         "own arrival times, as history: recorded them (default: %(default)s)")
     ev.add_argument("--load", type=float, default=0.85,
                     help="offered load for poisson arrivals, a fraction of the pool's capacity "
                          "(default: %(default)s)")
@@ -165,6 +169,24 @@ def add_status(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.add_argument("--state", metavar="DIR", help=STATE_HELP)
     st.set_defaults(run=_status)
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    """``rlsched export``: the pool's finished jobs as a job file."""
+    ex = sub.add_parser(
+        "export", help="write the jobs your pool finished as a job file with their runtimes",
+        description="Write the finished jobs of the state (what 'history:STATE_DIR' replays) "
+                    "as one job-file YAML: each task with the estimate it was submitted with "
+                    "and 'runtime:', the seconds it took times its GPU's speed (its runtime on "
+                    "the reference GPU). 'jobs:FILE' replays it anywhere, without the "
+                    "database.",
+        epilog="example:\n  rlsched export --out my-month.yaml\n"
+               "  rlsched evaluate --workload jobs:my-month.yaml --arrivals trace "
+               "--pool preset:workstation-4 --scheduler fifo,sjf,share",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("--out", required=True, metavar="FILE", help="the YAML file to write")
+    ex.add_argument("--state", metavar="DIR", help=STATE_HELP)
+    ex.set_defaults(run=_export)
 
 
 def add_logs(sub: argparse._SubParsersAction) -> None:
@@ -392,8 +414,23 @@ def add_bench_env(bsub: argparse._SubParsersAction) -> None:
     be.set_defaults(run=_bench_env)
 
 
+def _register_history() -> None:
+    """``history:STATE_DIR`` for the commands that resolve workloads: the
+    live store's replay, which the simulator's side of the core may not import."""
+    from rlsched.sources.specs import WORKLOAD_PREFIXES
+
+    def history(rest: str, spec: str):
+        from rlsched.live.replay import history_source
+
+        return history_source(rest, spec)
+
+    WORKLOAD_PREFIXES.setdefault("history", history)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("evaluate", "train", "bench"):
+        _register_history()
     try:
         return args.run(args)
     except InputError as e:
@@ -477,6 +514,24 @@ def _submit(args: argparse.Namespace) -> int:
     for name in store.submit(instances):
         print(f"submitted {name}")
     notify(store.dir)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from rlsched.live.replay import as_jobfile, load_history
+    from rlsched.live.store import Store
+
+    state = Store(args.state, create=False).dir  # the default state where none is given
+    instance = load_history(state)
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(as_jobfile(instance), sort_keys=False))
+    except OSError as e:
+        raise InputError(str(out), f"cannot write ({e.strerror})") from None
+    print(f"wrote {len(instance.jobs)} finished job(s) to {out}")
     return 0
 
 

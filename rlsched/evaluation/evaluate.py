@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlsched.arrivals import batch, online
+from rlsched.arrivals import ARRIVALS, batch, online
 from rlsched.errors import InputError
 from rlsched.estimates import DEFAULT_ESTIMATES, EXACT, EstimateModel
 from rlsched.metrics import Metrics, measure, optimum_for
@@ -173,7 +173,8 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
     """``(workload spec, instance, seed)`` for every episode of a run.
 
     Batch: every instance of every seed on its own. Poisson: all jobs of a
-    workload SPEC in one online stream per seed.
+    workload SPEC in one online stream per seed. Trace: every instance on
+    its own, at its own arrival times.
     """
     out: list[tuple[str, Instance, int]] = []
     for spec in workload_specs:
@@ -185,6 +186,8 @@ def episodes(workload_specs: list[str], pool: Pool, arrivals: str, load: float,
                 validate_placement(inst, pool)
             if arrivals == "batch":
                 out.extend((spec, batch(inst), seed) for inst in instances)
+            elif arrivals == "trace":
+                out.extend((spec, inst, seed) for inst in instances)
             else:
                 rng = np.random.default_rng([seed, 17])
                 out.append((spec, online(instances, pool, load, rng, source=spec), seed))
@@ -205,8 +208,8 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     :param search_evaluations: schedules per plan instead (deterministic)
     :param progress: called as ``progress(done, total, label)`` after each episode
     """
-    if arrivals not in ("batch", "poisson"):
-        raise InputError("--arrivals", f"'{arrivals}' is not batch or poisson")
+    if arrivals not in ARRIVALS:
+        raise InputError("--arrivals", f"'{arrivals}' is not one of {', '.join(ARRIVALS)}")
     if not 0 < load <= 10:
         raise InputError("--load", f"{load} is not a load in (0, 10]")
     if seeds < 1:
