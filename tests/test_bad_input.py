@@ -144,3 +144,9 @@ def test_the_shipped_policy_is_rl_default_from_any_directory(tmp_path):
                            "rl:default"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "rl:default" in proc.stdout
+
+
+def test_an_unknown_pool_for_serve_names_every_kind_serve_takes(tmp_path):
+    proc = rlsched("serve", "--pool", "bogus", "--exit-when-idle", state=tmp_path / "state")
+    assert_one_line_error(proc, "bogus", "local", "fake:N", "identical:N", "preset:NAME",
+                          "file:PATH")

@@ -14,7 +14,7 @@ from rlsched.view import DeviceTelemetry
 
 
 def open_pool(spec: str) -> tuple[Pool, NvmlSource, FakeNvml | None]:
-    """``local`` (NVML), ``fake:N``, ``preset:NAME`` or ``file:PATH``."""
+    """``local`` (NVML), ``fake:N``, ``identical:N``, ``preset:NAME`` or ``file:PATH``."""
     if spec == "local":
         source = NvmlSource()
         if not source.devices:
@@ -30,7 +30,8 @@ def open_pool(spec: str) -> tuple[Pool, NvmlSource, FakeNvml | None]:
         pool = resolve_pool(spec)
     else:
         raise InputError(spec, "unknown pool for serve (use local for the GPUs NVML sees, "
-                         "fake:N for N simulated ones, or preset:NAME or file:PATH)")
+                         "or simulated ones: fake:N, identical:N[?model=M], preset:NAME or "
+                         "file:PATH)")
     fake = FakeNvml(pool)
     return pool, NvmlSource(fake), fake
 
