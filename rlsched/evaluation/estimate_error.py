@@ -56,7 +56,9 @@ def markdown(doc: dict[str, Any]) -> str:
     names = list(doc["avg_jct"][models[0]])
     best = {m: min(v for n, v in doc["avg_jct"][m].items() if not n.startswith("oracle:"))
             for m in models}
-    lines = ["| scheduler | " + " | ".join(models) + " |",
+    default = EstimateModel.parse("default").spec
+    lines = ["| scheduler | " + " | ".join(f"{m} (the default)" if m == default else m
+                                          for m in models) + " |",
              "| --- | " + " | ".join("---:" for _ in models) + " |"]
     for name in names:
         cells = []
