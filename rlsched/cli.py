@@ -38,7 +38,8 @@ workload SPECs:
 pool SPECs:
   identical:N[?model=M]     N devices of one model (default rtx-3090, the reference)
   preset:NAME               workstation-4 (A100-80GB, RTX 4090, 2x RTX 3090),
-                            workstation-2, dgx-a100, lab-8
+                            workstation-2, dgx-a100, lab-8, lab-kpv (V100, 2x P100,
+                            3x K80), kpv-12 (4 of each)
   file:PATH                 a pool YAML file (see the README)
 estimate models (what schedulers are told of runtimes; they never see the truth):
   default                   users' estimates as published traces show them: mostly

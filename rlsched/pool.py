@@ -70,7 +70,11 @@ def _from_specs(name: str, fp32: float, fp16_tensor: float, bandwidth: float,
 
 
 #: Public specifications: FP32 TFLOPS, dense FP16 tensor TFLOPS, memory GB/s,
-#: memory GiB, board power W, idle W (typical), boost clock MHz.
+#: memory GiB, board power W, idle W (typical), boost clock MHz. The older
+#: cards of GPU-cluster traces (Gavel's K80/P100/V100) from NVIDIA's data
+#: sheets: a K80 is one of the two GK210 GPUs on its board (NVML sees each),
+#: with no faster FP16 path; a P100 is the 16 GB PCIe card, whose FP16 runs at
+#: twice FP32 without tensor cores; a V100-16GB is the SXM2 card.
 CATALOGUE: dict[str, GpuModel] = {
     m.name: m
     for m in (
@@ -82,6 +86,9 @@ CATALOGUE: dict[str, GpuModel] = {
         _from_specs("l4", 30.3, 121.0, 300, 24, 72, 16, 2040),
         _from_specs("t4", 8.1, 65.0, 320, 16, 70, 10, 1590),
         _from_specs("v100-32gb", 15.7, 125.0, 900, 32, 300, 40, 1530),
+        _from_specs("v100-16gb", 15.7, 125.0, 900, 16, 300, 40, 1530),
+        _from_specs("p100", 9.3, 18.7, 732, 16, 250, 30, 1303),
+        _from_specs("k80", 4.37, 4.37, 240, 12, 150, 25, 875),
     )
 }
 
@@ -90,7 +97,7 @@ REFERENCE_MODEL = "rtx-3090"
 #: words of an NVML device name that identify a catalogue model, most specific first
 _NAME_MARKERS = (("h100", "h100-sxm"), ("a100", "a100-80gb"), ("a6000", "rtx-a6000"),
                  ("4090", "rtx-4090"), ("3090", "rtx-3090"), ("v100", "v100-32gb"),
-                 ("l4", "l4"), ("t4", "t4"))
+                 ("p100", "p100"), ("k80", "k80"), ("l4", "l4"), ("t4", "t4"))
 
 
 def model_for_gpu(name: str, memory_gib: float, power_w: float = 0.0,
@@ -160,6 +167,10 @@ PRESETS: dict[str, list[str]] = {
     # A mixed lab server.
     "lab-8": ["a100-80gb", "a100-80gb", "rtx-a6000", "rtx-a6000",
               "rtx-4090", "rtx-3090", "rtx-3090", "t4"],
+    # A small lab of the three generations in GPU-cluster traces (Gavel, Philly).
+    "lab-kpv": ["v100-16gb", "p100", "p100", "k80", "k80", "k80"],
+    # Equal numbers of each, as in Gavel's heterogeneous simulations.
+    "kpv-12": ["v100-16gb"] * 4 + ["p100"] * 4 + ["k80"] * 4,
 }
 
 
