@@ -67,8 +67,14 @@ class ShareScheduler(Scheduler):
                 until_free[r.device] = max(until_free[r.device], left, 1.0)
         busy_for = list(until_free)
         out: list[Placement] = []
-        waiting = []
-        for t in self.order(view):
+        waiting: list[int] = []
+        order = self.order(view)
+        for i, t in enumerate(order):
+            if not any(c == 0 and u == 0.0 for c, u in zip(count, until_free)):
+                # no device is idle any more: every task left only waits (a
+                # hold changes nothing the sharing pass reads), so stop looking
+                waiting.extend(order[i:])
+                break
             d = self._earliest_finish(view, t, until_free, count, free)
             if d is None:
                 waiting.append(t)
@@ -81,7 +87,19 @@ class ShareScheduler(Scheduler):
                 until_free[d] += expected_runtime(view, t, d)
                 waiting.append(t)
         ruled = view.constrained
+        # a task shares only if its runtime somewhere is under ratio x that
+        # device's busy time: one that takes longer even on the fastest device
+        # at the longest busy time is skipped without a scan (with a margin,
+        # so rounding never skips one the scan would take)
+        ceiling = self.ratio * max(busy_for, default=0.0) * (1.0 + 1e-9)
+        fastest = [max((dev.clock_ratio or 1.0) * view.pool.devices[dev.index].model.speed(k)
+                       for dev in devices) for k in ("compute", "memory")]
+        predicted, kind = view.predicted, view.table.kind
         for t in waiting:
+            if not any(0 < c < self.max_share for c in count):
+                break  # no busy device takes one more task: nothing can share
+            if predicted[t] / fastest[kind[t]] > ceiling:
+                continue
             best = None
             for d in range(len(free)):
                 if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]) \
