@@ -12,6 +12,8 @@ from rlsched.workload import Instance, Job, Task
 from tests.helpers import check_schedule, simulate
 
 MODELS = sorted(CATALOGUE)
+#: a task may need all the memory of the smallest card, so that every drawn pool can run it
+SMALLEST_GIB = min(m.memory_gib for m in CATALOGUE.values())
 
 
 @st.composite
@@ -26,7 +28,7 @@ def workloads(draw):
             tasks.append(Task(
                 id=f"t{i}", work=draw(st.floats(0.0, 50.0)),
                 kind=draw(st.sampled_from(["compute", "memory"])),
-                gpu_memory=draw(st.sampled_from([0.0, 1.0, 4.0, 12.0, 16.0])),
+                gpu_memory=draw(st.sampled_from([0.0, 1.0, 4.0, SMALLEST_GIB / 2, SMALLEST_GIB])),
                 gpus=draw(st.sampled_from([1, 1, 1, 0])),
                 parents=tuple(f"t{p}" for p in sorted(parents))))
         jobs.append(Job(f"j{j}", tuple(tasks), arrival=draw(st.floats(0.0, 100.0)),
