@@ -11,7 +11,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rlsched.errors import InputError
@@ -751,21 +752,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rlsched.evaluation.evaluate import evaluate
 
     err = Console(stderr=True)
     schedulers = [s.strip() for s in args.scheduler.split(",") if s.strip()]
     _uses_rl(schedulers)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as bar:
-        job = bar.add_task("evaluating", total=None)
-
-        def progress(done: int, total: int, label: str) -> None:
-            bar.update(job, completed=done, total=total, description=label)
-
+    with _episode_bar(err, "evaluating") as progress:
         ev = evaluate(args.workload, args.pool, schedulers, arrivals=args.arrivals,
                       load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
                       perturb=args.perturb, estimates=args.estimates,
@@ -783,6 +776,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         for p in write_plots(ev, args.plot):
             err.print(f"wrote {p}")
     return 0
+
+
+@contextmanager
+def _episode_bar(err, what: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar on stderr (where it is a terminal) over episodes; yields
+    the ``progress(done, total, label)`` callback that moves it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        job = bar.add_task(what, total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(job, completed=done, total=total, description=label)
+
+        yield progress
 
 
 def _print_table(ev) -> None:
@@ -833,20 +843,14 @@ def _print_table(ev) -> None:
 
 def _bench_estimates(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rlsched.evaluation.estimate_error import SCHEDULERS, bench_estimates, markdown
 
     names = tuple(s.strip() for s in args.scheduler.split(",") if s.strip()) \
         if args.scheduler else SCHEDULERS
-    err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as bar:
-        job = bar.add_task("estimates", total=None)
+    with _episode_bar(Console(stderr=True), "estimates") as progress:
         doc = bench_estimates(args.workload, args.pool, args.seeds, args.seed_offset,
-                              schedulers=names, progress=lambda done, total, label: bar.update(
-                                  job, completed=done, total=total, description=label))
+                              schedulers=names, progress=progress)
     print(markdown(doc) if args.markdown else json.dumps(doc))
     return 0
 

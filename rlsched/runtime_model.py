@@ -225,14 +225,12 @@ class RuntimeModel:
         return (alpha / precision, mu / precision, math.sqrt(1.0 / precision), beta_alone,
                 sigma_alone)
 
-    def uses_all(self, key: str, has_estimate: bool) -> bool:
-        """Whether a task's prediction reads every key's statistics (its own
-        key has none of the kind it needs yet): who to re-predict when those
-        are refreshed."""
+    def uses_all(self, key: str) -> bool:
+        """Whether some task of ``key`` reads every key's statistics (its key
+        lacks history, or estimate corrections, of its own): whose tasks to
+        re-predict when those are refreshed."""
         scope = self._scopes.get(key)
-        if scope is None:
-            return True
-        return scope.history is None or has_estimate and scope.estimate is None
+        return scope is None or scope.history is None or scope.estimate is None
 
     def copy(self) -> RuntimeModel:
         """An independent copy (for a forked simulator)."""

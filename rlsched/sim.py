@@ -547,8 +547,7 @@ class Simulator:
             self._repredict(self._tasks_by_key[key], known)
         if every:
             for k, tasks in self._tasks_by_key.items():
-                if (k != key or not own) and tasks[0] < known and (
-                        model.uses_all(k, True) or model.uses_all(k, False)):
+                if (k != key or not own) and tasks[0] < known and model.uses_all(k):
                     self._repredict(tasks, known)
 
     def _repredict(self, tasks: tuple[int, ...], known: int) -> None:

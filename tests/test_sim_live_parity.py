@@ -17,6 +17,7 @@ from rlsched.live.store import Store
 from rlsched.pool import preset_pool
 from rlsched.schedulers import make_scheduler
 from rlsched.sim import Simulator
+from rlsched.sources.jobfile import load_jobfile
 from rlsched.sources.wfcommons import load_wfcommons
 from rlsched.view import ClusterView, TaskState
 from rlsched.workload import Instance
@@ -100,7 +101,6 @@ def test_the_daemons_view_counts_time_from_its_start_arrivals_included(tmp_path,
     store = Store(tmp_path / "state")
     path = tmp_path / "job.yaml"
     path.write_text("name: j\ntasks:\n  - {id: a, estimate: 10, command: 'true'}\n")
-    from rlsched.sources.jobfile import load_jobfile
     store.submit([load_jobfile(path)])
     daemon = Daemon(store, POOL, "fifo")
     submitted = store.db.execute("SELECT submitted FROM jobs").fetchone()[0]
@@ -110,8 +110,6 @@ def test_the_daemons_view_counts_time_from_its_start_arrivals_included(tmp_path,
 
 
 def test_a_purged_jobs_name_submitted_again_starts_unknown_not_finished(tmp_path, monkeypatch):
-    from rlsched.sources.jobfile import load_jobfile
-
     store = Store(tmp_path / "state")
     path = tmp_path / "job.yaml"
     path.write_text("name: exp\ntasks:\n  - {id: train, estimate: 10, command: 'true'}\n")

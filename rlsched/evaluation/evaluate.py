@@ -80,9 +80,10 @@ class Evaluation:
         for r in self.results:
             rows[r.scheduler].append(r)
         out = {}
+        def vs(best: dict[tuple, float], r: EpisodeResult, value: float) -> float:
+            return _ratio(value, best.get((r.workload, r.instance, r.seed), value))
+
         for name, rs in rows.items():
-            def vs(best: dict[tuple, float], r: EpisodeResult, value: float) -> float:
-                return _ratio(value, best.get((r.workload, r.instance, r.seed), value))
             opt = [r.metrics.makespan / r.optimum for r in rs if r.optimum]
             out[name] = {
                 "bound": name in bounds,

@@ -32,7 +32,7 @@ from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, 
 from rlsched.live.serve_lock import ServeLock
 from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
 from rlsched.live.wakeup import Wakeup
-from rlsched.pool import Device, Pool
+from rlsched.pool import Device, GpuModel, Pool
 from rlsched.schedulers import ORACLE, Scheduler, is_oracle, make_scheduler
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
@@ -275,13 +275,17 @@ class Daemon:
                 [replace(j, arrival=j.arrival - self.epoch) for j in active])
         return self._table
 
+    def _model_of(self, device: int | None) -> GpuModel | None:
+        """The model of a live device by key (None: a CPU task, or a device
+        this pool no longer has)."""
+        index = self._index.get(device) if device is not None else None
+        return None if index is None else self.pool.devices[index].model
+
     def _speed(self, device: int | None, kind: str) -> float:
         """Nominal speed of a live device (by key) for a task kind; 1.0 for
         one this pool no longer has."""
-        for d in self.live:
-            if d.key == device:
-                return d.model.speed(kind)
-        return 1.0
+        model = self._model_of(device)
+        return 1.0 if model is None else model.speed(kind)
 
     @staticmethod
     def _states(tb: WorkloadTable, by_index: dict[int, StoredTask]) -> bytearray:
@@ -403,9 +407,7 @@ class Daemon:
         task, spec = round_.stored[index], round_.tasks[index]
         tb = self._table
         assert tb is not None  # the round's view was built from it
-        model = next((d.model for d in self.live if d.key == device), None) \
-            if device is not None else None
-        predicted = wall_seconds(round_.predicted[index], tb.kind[index], model)
+        predicted = wall_seconds(round_.predicted[index], tb.kind[index], self._model_of(device))
         attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
                                                            self.attempt_files)
         try:

@@ -17,8 +17,9 @@ from typing import Any
 from rlsched.live.store import Store
 from rlsched.pool import CATALOGUE, GpuModel
 from rlsched.runtime_model import RuntimeModel, history_key
-from rlsched.table import KIND_INDEX, WorkloadTable
+from rlsched.table import WorkloadTable
 from rlsched.view import TaskState
+from rlsched.workload import KINDS
 
 #: the nominal speed of a device for a task kind (``"compute"``, ``"memory"``)
 SpeedOf = Callable[[int | None, str], float]
@@ -95,10 +96,7 @@ class LiveBeliefs:
 def wall_seconds(reference_s: float, kind_index: int, model: GpuModel | None) -> float:
     """A reference-seconds prediction in seconds on a device of ``model``
     (None: a CPU-only task, at reference speed)."""
-    if model is None:
-        return reference_s
-    return reference_s / (model.memory_speed if kind_index == KIND_INDEX["memory"]
-                          else model.compute_speed)
+    return reference_s if model is None else reference_s / model.speed(KINDS[kind_index])
 
 
 def add_predictions(store: Store, status: dict[str, Any]) -> None:
