@@ -14,6 +14,11 @@ from tests.helpers import check_schedule, simulate
 MODELS = sorted(CATALOGUE)
 #: a task may need all the memory of the smallest card, so that every drawn pool can run it
 SMALLEST_GIB = min(m.memory_gib for m in CATALOGUE.values())
+#: perturbations come at intervals long beside the longest task on the slowest card (50 reference
+#: seconds on a K80 take about 575 s): a device that fails every 40 s never finishes such a task,
+#: and the episode never ends
+SLOWEST = min(min(m.compute_speed, m.memory_speed) for m in CATALOGUE.values())
+CLOCK = 1.0 / SLOWEST
 
 
 @st.composite
@@ -40,11 +45,12 @@ pools = st.lists(st.sampled_from(MODELS), min_size=1, max_size=4).map(
     lambda ms: build_pool("random", [CATALOGUE[m] for m in ms]))
 perturbations = st.sampled_from([
     Perturbations(),
-    Perturbations(throttle=True, external=True, failures=True, throttle_every=20.0,
-                  throttle_for=10.0, external_every=20.0, external_for=10.0,
-                  fail_every=40.0, fail_for=5.0),
+    Perturbations(throttle=True, external=True, failures=True, throttle_every=20.0 * CLOCK,
+                  throttle_for=10.0 * CLOCK, external_every=20.0 * CLOCK, external_for=10.0 * CLOCK,
+                  fail_every=40.0 * CLOCK, fail_for=5.0 * CLOCK),
 ])
-common = settings(max_examples=60, deadline=None,
+#: derandomised, so that CI runs the same examples every time: a failure seen once is seen again
+common = settings(max_examples=60, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow])
 
 
