@@ -21,10 +21,11 @@ ARRIVALS = ("batch", "poisson", "trace")
 
 
 def job_device_seconds(job: Job, pool: Pool) -> float:
-    """GPU work of ``job`` in seconds at the pool's mean speed per kind."""
+    """GPU work of ``job`` in device-seconds at the pool's mean speed per kind
+    (a gang of N GPUs holds N devices)."""
     mean_speed = {k: float(np.mean([d.model.speed(k) for d in pool.devices]))
                   for k in ("compute", "memory")}
-    return sum((t.work or 0.0) / mean_speed[t.kind] for t in job.tasks if t.gpus)
+    return sum((t.work or 0.0) * t.gpus / mean_speed[t.kind] for t in job.tasks if t.gpus)
 
 
 def batch(instance: Instance) -> Instance:

@@ -7,7 +7,9 @@ devices down, and sharing a device never raises its throughput):
   chain of tasks, each on the device fastest for its kind;
 * work: from any time ``s``, the GPU work of the jobs arriving at or after
   ``s``, each task at its fastest device's speed, spread over all devices,
-  must still be done: ``makespan >= s + work(s) / n_devices``.
+  must still be done: ``makespan >= s + work(s) / n_devices``. A gang of N
+  GPUs holds N devices for as long as it runs (at its slowest member's speed,
+  never above the fastest), so it counts N times.
 
 Both read the true work, after the fact: what no scheduler was shown.
 The makespan bound is the larger of the two; the JCT bound is the mean
@@ -84,7 +86,7 @@ def makespan_lower_bound(table: WorkloadTable, work: Sequence[float], pool: Pool
     bound = max(job.arrival + cp for job, cp in zip(table.jobs, cps)) - first
     suffix_work = 0.0
     for j in reversed(range(table.n_jobs)):  # jobs are sorted by arrival
-        suffix_work += sum(fast[t] for t in table.tasks_of(j) if table.gpu[t])
+        suffix_work += sum(fast[t] * table.gpus[t] for t in table.tasks_of(j) if table.gpu[t])
         bound = max(bound, table.jobs[j].arrival - first + suffix_work / len(pool))
     return bound
 

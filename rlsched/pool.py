@@ -135,11 +135,17 @@ class Pool:
     :param name: shown in tables and plots
     :param devices: the GPUs, indexed 0..n-1
     :param interference: slowdown coefficient for tasks sharing a device (>= 1)
+    :param hosts_linked: whether a gang (a task of several GPUs) may span
+        hosts; if not, each gang runs on one host
+    :param across_hosts: a gang spanning hosts runs at this fraction of its
+        speed on one host (see :mod:`rlsched.gangs`)
     """
 
     name: str
     devices: tuple[Device, ...]
     interference: float = 1.1
+    hosts_linked: bool = False
+    across_hosts: float = 0.6
 
     def __len__(self) -> int:
         return len(self.devices)
@@ -150,6 +156,20 @@ class Pool:
 
     def max_speed(self, kind: str) -> float:
         return max(d.model.speed(kind) for d in self.devices)
+
+    @property
+    def hosts(self) -> dict[str, tuple[int, ...]]:
+        """The device indices of each host, in pool order."""
+        out: dict[str, list[int]] = {}
+        for d in self.devices:
+            out.setdefault(d.host, []).append(d.index)
+        return {h: tuple(v) for h, v in out.items()}
+
+    @property
+    def largest_gang(self) -> int:
+        """The most GPUs one task may take: the largest host's, or every
+        device where hosts are linked."""
+        return len(self.devices) if self.hosts_linked else max(map(len, self.hosts.values()))
 
 
 def build_pool(name: str, models: list[GpuModel], interference: float = 1.1,
@@ -202,6 +222,8 @@ def load_pool_file(path: str | Path) -> Pool:
 
         name: my-box            # optional
         interference: 1.1       # optional, >= 1
+        hosts_linked: false     # optional: may a multi-GPU task span hosts?
+        across_hosts: 0.6       # optional: its speed across hosts, against one host
         models:                 # optional: models not in the catalogue
           my-gpu: {compute_speed: 1.3, memory_speed: 1.1, memory_gib: 32,
                    power_w: 300, idle_w: 30, max_clock_mhz: 1800}
@@ -251,7 +273,20 @@ def load_pool_file(path: str | Path) -> Pool:
     interference = doc.get("interference", 1.1)
     if not isinstance(interference, (int, float)) or interference < 1:
         raise InputError(source, f"interference must be a number >= 1, not {interference!r}")
-    return Pool(str(doc.get("name", Path(path).stem)), tuple(devices), float(interference))
+    linked, across = _gang_options(doc, source)
+    return Pool(str(doc.get("name", Path(path).stem)), tuple(devices), float(interference),
+                linked, across)
+
+
+def _gang_options(doc: dict, source: str) -> tuple[bool, float]:
+    """A pool file's ``hosts_linked`` and ``across_hosts``, checked."""
+    linked = doc.get("hosts_linked", False)
+    if not isinstance(linked, bool):
+        raise InputError(source, f"hosts_linked must be true or false, not {linked!r}")
+    across = doc.get("across_hosts", 0.6)
+    if isinstance(across, bool) or not isinstance(across, (int, float)) or not 0 < across <= 1:
+        raise InputError(source, f"across_hosts must be a number in (0, 1], not {across!r}")
+    return linked, float(across)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

@@ -25,7 +25,9 @@ tasks that finish in the episode, from estimates drawn by an estimate model
 
 Model (see :mod:`rlsched.pool` for speeds and interference): a task runs on
 one device from start to end, unless that device fails, in which case it is
-lost and becomes ready again. Tasks share a device while its memory allows,
+lost and becomes ready again. A task of ``gpus: N`` (a gang) runs on N
+devices at once, at its slowest member's speed, and is lost when any of them
+fails (see :mod:`rlsched.gangs`). Tasks share a device while its memory allows,
 each slowed by the others. CPU-only tasks start as soon as they are ready on
 the host, which is not a scheduled resource. Data transfers between devices
 are not modelled: on one workstation they take little next to task runtimes.
@@ -43,12 +45,13 @@ import numpy as np
 
 from rlsched.errors import SchedulerError
 from rlsched.estimates import EXACT, EstimateModel
+from rlsched.gangs import allowed_span, span_factor
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool, fits_memory
 from rlsched.runtime_model import RuntimeModel, log_estimate
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
-from rlsched.workload import Instance, validate_fits, validate_placement
+from rlsched.workload import Instance, validate_fits, validate_gangs, validate_placement
 
 _ARRIVE, _FINISH, _PERTURB_ON, _PERTURB_OFF = 0, 1, 2, 3
 _EPS = 1e-9
@@ -57,20 +60,24 @@ UNARRIVED, BLOCKED, READY, RUNNING, DONE = (int(s) for s in TaskState)
 
 
 class Attempt:
-    """One run of a task on a device, for the trace."""
+    """One run of a task on a device (a gang: on ``devices``), for the trace."""
 
-    __slots__ = ("task", "device", "start", "end", "ok")
+    __slots__ = ("task", "device", "start", "end", "ok", "devices")
 
-    def __init__(self, task: int, device: int, start: float, end: float, ok: bool) -> None:
+    def __init__(self, task: int, device: int, start: float, end: float, ok: bool,
+                 devices: tuple[int, ...] | None = None) -> None:
         self.task, self.device, self.start, self.end, self.ok = task, device, start, end, ok
+        #: every device it held, ``device`` first
+        self.devices = devices or (device,)
 
     def __repr__(self) -> str:
-        return f"Attempt({self.task}, dev={self.device}, {self.start:.3f}-{self.end:.3f}, ok={self.ok})"
+        where = self.device if len(self.devices) == 1 else list(self.devices)
+        return f"Attempt({self.task}, dev={where}, {self.start:.3f}-{self.end:.3f}, ok={self.ok})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Attempt) and (
-            (self.task, self.device, self.start, self.end, self.ok)
-            == (other.task, other.device, other.start, other.end, other.ok))
+            (self.task, self.devices, self.start, self.end, self.ok)
+            == (other.task, other.devices, other.start, other.end, other.ok))
 
 
 @dataclass
@@ -152,6 +159,7 @@ class Simulator:
         self.history = history
         validate_fits(instance, pool.max_memory, pool.name)
         validate_placement(instance, pool)
+        validate_gangs(instance, pool)
         self.instance = instance
         table, work = _table_of(instance)
         #: the truth: each task's work in reference-seconds, table order
@@ -161,6 +169,8 @@ class Simulator:
         self._tasks_by_key = table.tasks_by_key  # the cached table's, computed once
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         self._mem_total = [d.model.memory_gib for d in pool.devices]
+        hosts = {d.host: i for i, d in enumerate(pool.devices)}
+        self._host = [hosts[d.host] for d in pool.devices]
 
     # ------------------------------------------------------------------ episode
     def reset(self) -> ClusterView | None:
@@ -180,6 +190,10 @@ class Simulator:
         self._start = [0.0] * n
         self._ready: dict[int, None] = {}
         self._running: dict[int, RunningTask] = {}
+        #: the devices of each running gang; a gang's work is brought up to
+        #: date per task (``_updated``), not per device, since it runs on several
+        self._gang_of: dict[int, tuple[int, ...]] = {}
+        self._updated = [0.0] * n
         self._on_device: list[list[int]] = [[] for _ in range(g)]
         self._mem_used = [0.0] * g
         self._ext_load = [0.0] * g
@@ -221,8 +235,8 @@ class Simulator:
     def step(self, placements: list[Placement] | tuple[Placement, ...]) -> ClusterView | None:
         """Apply ``placements`` (none: wait for the next event); return the
         next decision point, or ``None`` when every task has finished."""
-        for task, device in placements:
-            self._place(task, device)
+        for p in placements:
+            self._place(p[0], p[1], p[2] if len(p) > 2 else ())
         if placements and self._decision_possible():
             return self._view()
         if not placements and not self._running and not self._has_pending_change():
@@ -289,12 +303,24 @@ class Simulator:
                 start, end, value = next(timeline)
                 self._push(start, _PERTURB_ON, d, (kind, end, value))
 
-    def can_place(self, task: int, device: int) -> bool:
-        """Whether placing ``task`` on ``device`` now would be accepted."""
-        return (self.state[task] == READY and self.table.gpu[task]
-                and 0 <= device < len(self._healthy) and self._healthy[device]
-                and fits_memory(self.table.memory[task], self._free(device))
-                and (self.table.placement is None or self._may_use(task, device)))
+    def can_place(self, task: int, device: int, gang: tuple[int, ...] = ()) -> bool:
+        """Whether placing ``task`` on ``device`` (and, for a gang, its other
+        devices ``gang``) now would be accepted."""
+        if not (0 <= task < self.table.n_tasks and self.state[task] == READY
+                and self.table.gpu[task] and self.table.gpus[task] == 1 + len(gang)):
+            return False
+        if gang:
+            devices = (device, *gang)
+            if len(set(devices)) != len(devices) or not all(
+                    0 <= d < len(self._healthy) for d in devices) \
+                    or not allowed_span(self.pool, devices):
+                return False
+            return all(self._device_takes(task, d) for d in devices)
+        return 0 <= device < len(self._healthy) and self._device_takes(task, device)
+
+    def _device_takes(self, task: int, d: int) -> bool:
+        return (self._healthy[d] and fits_memory(self.table.memory[task], self._free(d))
+                and (self.table.placement is None or self._may_use(task, d)))
 
     def _may_use(self, task: int, device: int) -> bool:
         return self.table.may_use(task, device, self.pool.devices[device].model.name)
@@ -322,19 +348,36 @@ class Simulator:
         if best < 0:
             return False
         memory = self.table.memory
+        if self.table.has_gangs:
+            gpus = self.table.gpus
+            return any(self._gang_fits(t) if gpus[t] > 1 else
+                       any(self._device_takes(t, d) for d in range(len(self._healthy)))
+                       for t in self._ready)
         if self.table.placement is None:
             return any(fits_memory(memory[t], best) for t in self._ready)
         return any(self._healthy[d] and fits_memory(memory[t], self._free(d)) and
                    self._may_use(t, d) for t in self._ready for d in range(len(self._healthy)))
 
-    def _place(self, task: int, device: int) -> None:
-        if not self.can_place(task, device):
-            raise SchedulerError(self._why_not(task, device))
+    def _gang_fits(self, t: int) -> bool:
+        """Whether enough devices take gang ``t`` now, on one host or on linked hosts."""
+        per_host = [0] * (max(self._host) + 1)
+        for d in range(len(self._healthy)):
+            if self._device_takes(t, d):
+                per_host[self._host[d]] += 1
+        n = self.table.gpus[t]
+        return max(per_host) >= n or (self.pool.hosts_linked and sum(per_host) >= n)
+
+    def _place(self, task: int, device: int, gang: tuple[int, ...] = ()) -> None:
+        if not self.can_place(task, device, gang):
+            raise SchedulerError(self._why_not(task, device, gang))
         del self._ready[task]
-        self._start_task(task, device)
+        if gang:
+            self._start_gang(task, (device, *gang))
+        else:
+            self._start_task(task, device)
         self.decisions += 1
 
-    def _why_not(self, task: int, device: int) -> str:
+    def _why_not(self, task: int, device: int, gang: tuple[int, ...] = ()) -> str:
         if not 0 <= task < self.table.n_tasks:
             return f"placement of unknown task index {task}"
         name = "/".join(self.table.task_ids[task])
@@ -342,6 +385,21 @@ class Simulator:
             return f"task {name} is {TaskState(self.state[task]).name.lower()}, not ready"
         if not self.table.gpu[task]:
             return f"task {name} is CPU-only and cannot be placed on a device"
+        need = self.table.gpus[task]
+        if need != 1 + len(gang):
+            return f"task {name} takes {need} GPUs at once, not {1 + len(gang)}"
+        devices = (device, *gang)
+        if len(set(devices)) != len(devices):
+            return f"task {name} was given one device twice: {list(devices)}"
+        if gang and all(0 <= d < len(self._healthy) for d in devices) \
+                and not allowed_span(self.pool, devices):
+            return f"task {name} may not span hosts (the pool's hosts are not linked)"
+        for d in devices[:-1]:
+            if not (0 <= d < len(self._healthy) and self._device_takes(task, d)):
+                device = d
+                break
+        else:
+            device = devices[-1]
         if not 0 <= device < len(self._healthy):
             return f"device {device} does not exist (pool has {len(self._healthy)})"
         if not self._healthy[device]:
@@ -367,6 +425,23 @@ class Simulator:
         self._mem_used[d] += self.table.memory[t]
         self._reschedule(d)
 
+    def _start_gang(self, t: int, devices: tuple[int, ...]) -> None:
+        now = self.now
+        self.state[t] = RUNNING
+        self._device[t] = devices[0]
+        self._start[t] = now
+        self._running[t] = RunningTask(t, devices[0], now)
+        self._gang_of[t] = devices
+        for d in devices:
+            self._progress(d)
+        self._updated[t] = now
+        memory = self.table.memory[t]
+        for d in devices:
+            self._on_device[d].append(t)
+            self._mem_used[d] += memory
+        for d in devices:
+            self._reschedule(d)
+
     def _progress(self, d: int) -> None:
         """Bring the remaining work of ``d``'s tasks up to now."""
         now = self.now
@@ -376,8 +451,17 @@ class Simulator:
             if on:
                 self._busy[d] += dt
                 rem, rate = self._remaining, self._rate
-                for t in on:
-                    rem[t] -= rate[t] * dt
+                if self._gang_of:
+                    gang_of, updated = self._gang_of, self._updated
+                    for t in on:
+                        if t in gang_of:  # once per gang, whichever member comes first
+                            rem[t] -= rate[t] * (now - updated[t])
+                            updated[t] = now
+                        else:
+                            rem[t] -= rate[t] * dt
+                else:
+                    for t in on:
+                        rem[t] -= rate[t] * dt
             self._last[d] = now
         self._telemetry[d] = None
 
@@ -390,11 +474,22 @@ class Simulator:
             1.0 + self.pool.interference * (len(on) - 1 + self._ext_load[d]))
         speeds = self._speed[d]
         kind, rem, rate, version = self.table.kind, self._remaining, self._rate, self._version
+        gang_of = self._gang_of
         for t in on:
-            r = speeds[kind[t]] * factor
+            r = self._gang_rate(t, gang_of[t]) if gang_of and t in gang_of else \
+                speeds[kind[t]] * factor
             rate[t] = r
             version[t] += 1
             self._push(self.now + max(rem[t], 0.0) / r, _FINISH, t, version[t])
+
+    def _gang_rate(self, t: int, devices: tuple[int, ...]) -> float:
+        """A gang's speed: its slowest member's, each slowed as a lone task
+        there would be, times the span factor."""
+        k, interference = self.table.kind[t], self.pool.interference
+        slowest = min(self._speed[d][k] * self._throttle[d] / (
+            1.0 + interference * (len(self._on_device[d]) - 1 + self._ext_load[d]))
+            for d in devices)
+        return slowest * span_factor(self.pool, devices)
 
     def _advance(self) -> ClusterView | None:
         """Process events until a decision point or the end of the episode."""
@@ -443,23 +538,23 @@ class Simulator:
         tb = self.table
         d = self._device[t]
         now = self.now
-        if d >= 0:
-            self._progress(d)
-            self._on_device[d].remove(t)
-            self._mem_used[d] -= tb.memory[t]
-            if not self._on_device[d]:
-                self._mem_used[d] = 0.0  # no float residue on an idle device
+        members = self._gang_of.pop(t, None) or ((d,) if d >= 0 else ())
+        for m in members:
+            self._progress(m)
+            self._on_device[m].remove(t)
+            self._mem_used[m] -= tb.memory[t]
+            if not self._on_device[m]:
+                self._mem_used[m] = 0.0  # no float residue on an idle device
         del self._running[t]
-        if d >= 0:
-            self._attained[tb.job_of[t]] += now - self._start[t]
+        self._attained[tb.job_of[t]] += (now - self._start[t]) * len(members)
         self.state[t] = DONE
         self._remaining[t] = 0.0
-        self.trace.append(Attempt(t, d, self._start[t], now, True))
+        self.trace.append(Attempt(t, d, self._start[t], now, True, members or None))
         self._tasks_left -= 1
         j = tb.job_of[t]
         self._job_remaining[j] -= self._predicted[t]
         if self._model is not None:
-            self._learn(t, d)
+            self._learn(t, members)
         self._job_left[j] -= 1
         if self._job_left[j] == 0:
             self._job_finish[j] = now
@@ -468,8 +563,8 @@ class Simulator:
             self._pending[c] -= 1
             if self._pending[c] == 0 and self.state[c] == BLOCKED:
                 self._make_ready(c)
-        if d >= 0:
-            self._reschedule(d)
+        for m in members:
+            self._reschedule(m)
 
     def _perturb(self, d: int, payload: tuple, on: bool) -> None:
         kind, end, value = payload
@@ -494,11 +589,23 @@ class Simulator:
         self._reschedule(d)
 
     def _fail_device(self, d: int) -> None:
-        """Every task on ``d`` is lost and becomes ready again."""
+        """Every task on ``d`` is lost and becomes ready again (a gang on
+        ``d`` leaves its other devices too)."""
         now = self.now
+        left: list[int] = []
         for t in self._on_device[d]:
-            self.trace.append(Attempt(t, d, self._start[t], now, False))
-            self._attained[self.table.job_of[t]] += now - self._start[t]
+            members = self._gang_of.pop(t, None)
+            if members:
+                for m in members:
+                    if m != d:
+                        self._progress(m)
+                        self._on_device[m].remove(t)
+                        self._mem_used[m] -= self.table.memory[t]
+                        if not self._on_device[m]:
+                            self._mem_used[m] = 0.0
+                        left.append(m)
+            self.trace.append(Attempt(t, self._device[t], self._start[t], now, False, members))
+            self._attained[self.table.job_of[t]] += (now - self._start[t]) * len(members or (d,))
             del self._running[t]
             self._remaining[t] = self.work[t]
             self._version[t] += 1
@@ -507,6 +614,8 @@ class Simulator:
             self._ready[t] = None
         self._on_device[d] = []
         self._mem_used[d] = 0.0
+        for m in dict.fromkeys(left):
+            self._reschedule(m)
 
     # ------------------------------------------------------------------ knowledge
     def _start_knowledge(self) -> list[float]:
@@ -530,12 +639,14 @@ class Simulator:
             self._repredict(tasks, n)
         return self._predicted
 
-    def _learn(self, t: int, d: int) -> None:
+    def _learn(self, t: int, devices: tuple[int, ...]) -> None:
         """Feed a finished task to the runtime model; re-predict the tasks of
         arrived jobs whose belief that changed."""
         tb, model = self.table, self._model
         assert model is not None
-        speed = 1.0 if d < 0 else self._speed[d][tb.kind[t]]
+        kind = tb.kind[t]
+        speed = min(self._speed[d][kind] for d in devices) * span_factor(self.pool, devices) \
+            if devices else 1.0
         key, estimate = tb.history_key[t], tb.estimate[t]
         measured = (self.now - self._start[t]) * speed
         # a finished task is known for what it took, as the daemon knows it from its store
@@ -583,6 +694,9 @@ class Simulator:
         if self._knowledge is None:
             self._knowledge = (tuple(self._predicted), tuple(self._spread))
         running = tuple(self._running.values())
+        if self._gang_of:  # a gang appears once per device it holds
+            running += tuple(RunningTask(t, m, self._start[t])
+                             for t, members in self._gang_of.items() for m in members[1:])
         attained = list(self._attained)
         job_of, now = self.table.job_of, self.now
         for r in running:

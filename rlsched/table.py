@@ -40,6 +40,8 @@ class WorkloadTable:
     :param kind: index into :data:`rlsched.workload.KINDS` of each task
     :param memory: GiB of GPU memory of each task
     :param gpu: whether each task needs a GPU
+    :param gpus: how many GPUs each task takes at once (0: CPU-only; above 1:
+        a gang, started on all of them together, ``memory`` on each)
     :param parents: global indices of each task's parents
     :param children: global indices of each task's children
     :param job_start: first task index of each job, plus the total at the end
@@ -55,6 +57,7 @@ class WorkloadTable:
     kind: tuple[int, ...]
     memory: tuple[float, ...]
     gpu: tuple[bool, ...]
+    gpus: tuple[int, ...]
     parents: tuple[tuple[int, ...], ...]
     children: tuple[tuple[int, ...], ...]
     job_start: tuple[int, ...]
@@ -70,7 +73,8 @@ class WorkloadTable:
         """The table, and beside it each task's true work (0 where a job
         has none): what only the simulator may hold."""
         ordered = tuple(sorted(jobs, key=lambda j: j.arrival))  # stable: ties keep order
-        job_of, ids, work, estimate, keys, kind, mem, gpu, parents = ([] for _ in range(9))
+        job_of, ids, work, estimate, keys, kind, mem, gpu, gpus, parents = (
+            [] for _ in range(10))
         rules: list[tuple[tuple[int | str, ...], tuple[int | str, ...]]] = []
         job_start = [0]
         for j, job in enumerate(ordered):
@@ -88,6 +92,7 @@ class WorkloadTable:
                 kind.append(KIND_INDEX[t.kind])
                 mem.append(float(t.gpu_memory))
                 gpu.append(t.gpus > 0)
+                gpus.append(int(t.gpus))
                 parents.append(tuple(local[p] for p in t.parents))
                 rules.append((tuple(t.gpus_allowed), tuple(t.gpus_avoid)))
             job_start.append(base + len(order))
@@ -102,7 +107,7 @@ class WorkloadTable:
                       if any(t.work is not None or t.estimate is not None for t in job.tasks)
                       else job for job in ordered)
         table = cls(blind, tuple(job_of), tuple(ids), tuple(estimate), tuple(keys), tuple(kind),
-                    tuple(mem), tuple(gpu), tuple(parents), tuple(tuple(c) for c in children),
+                    tuple(mem), tuple(gpu), tuple(gpus), tuple(parents), tuple(tuple(c) for c in children),
                     tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None)
         return table, tuple(work)
 
@@ -113,6 +118,11 @@ class WorkloadTable:
             return True
         allowed, avoid = self.placement[task]
         return placement_allows(allowed, avoid, index, model)
+
+    @cached_property
+    def has_gangs(self) -> bool:
+        """Whether any task takes more than one GPU (else every placement is one device)."""
+        return any(g > 1 for g in self.gpus)
 
     @property
     def n_tasks(self) -> int:
@@ -131,6 +141,7 @@ class WorkloadTable:
             "kind": np.array(self.kind, dtype=np.int64),
             "memory": np.array(self.memory, dtype=np.float64),
             "gpu": np.array(self.gpu, dtype=bool),
+            "gpus": np.array(self.gpus, dtype=np.int64),
         }
         for a in out.values():
             a.flags.writeable = False

@@ -30,13 +30,24 @@ class TaskState(IntEnum):
 
 
 class Placement(NamedTuple):
-    """Start task ``task`` (global index) on device ``device``."""
+    """Start task ``task`` (global index) on device ``device``; a task of
+    ``gpus: N`` names its other ``N - 1`` devices in ``gang``, all of them
+    taken at once."""
 
     task: int
     device: int
+    gang: tuple[int, ...] = ()
+
+    @property
+    def devices(self) -> tuple[int, ...]:
+        """Every device the task starts on, ``device`` first."""
+        return (self.device, *self.gang) if self.gang else (self.device,)
 
 
 class RunningTask(NamedTuple):
+    """A task running on ``device`` since ``start``. A gang (a task of
+    several GPUs) appears once per device it holds, each entry naming one."""
+
     task: int
     device: int  # -1 for a CPU-only task
     start: float
@@ -117,6 +128,10 @@ class ClusterView:
         d = self.devices[device]
         return d.healthy and fits_memory(self.table.memory[task], d.memory_free) and \
             self.may_use(task, device)
+
+    def gpus(self, task: int) -> int:
+        """How many GPUs ``task`` takes at once (0: CPU-only; above 1: a gang)."""
+        return self.table.gpus[task]
 
     def may_use(self, task: int, device: int) -> bool:
         """Whether the task's placement rules let it run on ``device`` at all.

@@ -64,7 +64,8 @@ class Task:
         family name, see :func:`rlsched.runtime_model.history_key`)
     :param kind: ``"compute"`` or ``"memory"`` bound; picks the device speed used
     :param gpu_memory: GiB of GPU memory the task needs
-    :param gpus: 1 for a GPU task, 0 for a CPU-only task
+    :param gpus: how many GPUs it takes at once: 1 for a GPU task, N for a
+        gang (all N started together, ``gpu_memory`` on each), 0 for a CPU-only task
     :param parents: ids of the tasks that must finish before this one starts
     :param data_from_parents: bytes received from each parent (edge data)
     :param command: shell command the live runtime runs (job files only)
@@ -207,8 +208,9 @@ def _validate_task(t: Task, here: str, source: str, ids: set[str], require_work:
         raise InputError(source, f"{here}: gpu_memory {t.gpu_memory} is not a finite number")
     if t.gpu_memory < 0:
         raise InputError(source, f"{here}: negative gpu_memory {t.gpu_memory}")
-    if t.gpus not in (0, 1):
-        raise InputError(source, f"{here}: gpus must be 0 (CPU task) or 1, not {t.gpus}")
+    if isinstance(t.gpus, bool) or not isinstance(t.gpus, int) or t.gpus < 0:
+        raise InputError(source, f"{here}: gpus must be 0 (a CPU task) or a whole number of "
+                         f"GPUs it takes at once, not {t.gpus!r}")
     for p in t.parents:
         if p not in ids:
             raise InputError(source, f"{here}: unknown parent '{p}'")
@@ -270,3 +272,25 @@ def validate_fits(instance: Instance, max_memory_gib: float, pool_name: str) -> 
                     instance.source,
                     f"job '{job.name}', task '{t.id}' needs {t.gpu_memory:g} GiB of GPU memory "
                     f"but the largest device of pool '{pool_name}' has {max_memory_gib:g} GiB")
+
+
+def validate_gangs(instance: Instance, pool: Pool) -> None:
+    """Raise :class:`InputError` if a task of ``gpus: N`` can never start:
+    no host of ``pool`` (nor the whole pool, where hosts are linked) has N
+    devices it may use with its memory each."""
+    for job in instance.jobs:
+        for t in job.tasks:
+            if t.gpus < 2:
+                continue
+            fitting: dict[str, int] = {}
+            for d in pool.devices:
+                if fits_memory(t.gpu_memory, d.model.memory_gib) and t.may_use(d.index, d.model.name):
+                    fitting[d.host] = fitting.get(d.host, 0) + 1
+            most = sum(fitting.values()) if pool.hosts_linked else max(fitting.values(), default=0)
+            if most >= t.gpus:
+                continue
+            where = "the pool" if pool.hosts_linked else "one host"
+            memory = f" with {t.gpu_memory:g} GiB each" if t.gpu_memory else ""
+            raise InputError(instance.source, f"job '{job.name}', task '{t.id}' needs {t.gpus} "
+                             f"GPUs at once{memory} but {where} of pool '{pool.name}' has "
+                             f"{most} it may use")

@@ -45,9 +45,15 @@ def check_schedule(pool, result, m):
         # precedence: no task starts before its parents end, or before its job arrives
         assert all(start[t] >= end[p] - 1e-9 for p in ps)
         assert start[t] >= table.jobs[table.job_of[t]].arrival - 1e-9
+    # a gang ran on as many distinct devices as it takes, on one host unless hosts are linked
+    for a in result.trace:
+        if a.device >= 0:
+            assert len(set(a.devices)) == len(a.devices) == table.gpus[a.task]
+            if not pool.hosts_linked:
+                assert len({pool.devices[d].host for d in a.devices}) == 1
     # no device is ever over its memory
     for d in pool.devices:
-        runs = [a for a in result.trace if a.device == d.index]
+        runs = [a for a in result.trace if d.index in a.devices]
         for a in runs:
             here = sum(table.memory[b.task] for b in runs if b.start <= a.start < b.end)
             assert here <= d.model.memory_gib + 1e-9

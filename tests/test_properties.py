@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,11 +36,18 @@ def workloads(draw):
                 id=f"t{i}", work=draw(st.floats(0.0, 50.0)),
                 kind=draw(st.sampled_from(["compute", "memory"])),
                 gpu_memory=draw(st.sampled_from([0.0, 1.0, 4.0, SMALLEST_GIB / 2, SMALLEST_GIB])),
-                gpus=draw(st.sampled_from([1, 1, 1, 0])),
+                gpus=draw(st.sampled_from([1, 1, 1, 0, 2, 3])),
                 parents=tuple(f"t{p}" for p in sorted(parents))))
         jobs.append(Job(f"j{j}", tuple(tasks), arrival=draw(st.floats(0.0, 100.0)),
                         priority=draw(st.sampled_from([1.0, 2.0]))))
     return Instance("random", tuple(jobs), source="hypothesis")
+
+
+def gangs_within(inst: Instance, pool) -> Instance:
+    """The instance with each gang cut to the pool's size, so that every one can start."""
+    return replace(inst, jobs=tuple(
+        replace(job, tasks=tuple(replace(t, gpus=min(t.gpus, len(pool))) for t in job.tasks))
+        for job in inst.jobs))
 
 
 pools = st.lists(st.sampled_from(MODELS), min_size=1, max_size=4).map(
@@ -59,6 +68,7 @@ common = settings(max_examples=60, deadline=None, derandomize=True,
        scheduler=st.sampled_from(sorted(SCHEDULERS)), seed=st.integers(0, 2**16))
 def test_every_schedule_respects_precedence_memory_and_bounds(inst, pool, perturb, scheduler,
                                                               seed):
+    inst = gangs_within(inst, pool)
     result, m = simulate(inst, pool, scheduler, seed, perturb)
     check_schedule(pool, result, m)
 
@@ -67,6 +77,7 @@ def test_every_schedule_respects_precedence_memory_and_bounds(inst, pool, pertur
 @given(inst=workloads(), pool=pools, perturb=perturbations,
        scheduler=st.sampled_from(sorted(SCHEDULERS)), seed=st.integers(0, 2**16))
 def test_the_same_seed_gives_the_same_trace(inst, pool, perturb, scheduler, seed):
+    inst = gangs_within(inst, pool)
     first, _ = simulate(inst, pool, scheduler, seed, perturb)
     second, _ = simulate(inst, pool, scheduler, seed, perturb)
     assert first.trace == second.trace

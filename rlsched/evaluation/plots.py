@@ -24,15 +24,21 @@ def _plt():
 
 def gantt(result: SimResult, ax, title: str) -> None:
     """One row per device (and one for the host's CPU-only tasks); bars
-    coloured by job; attempts lost to a failure hatched in red."""
+    coloured by job; attempts lost to a failure hatched in red; a gang (a
+    task of several GPUs) a bar on each of its devices' rows, joined by a
+    line at its start."""
     cmap = _plt().get_cmap("tab20")
     n = len(result.pool)
     for a in result.trace:
-        row = a.device if a.device >= 0 else n
+        rows = [d if d >= 0 else n for d in a.devices]
         job = result.table.job_of[a.task]
-        ax.barh(row, a.end - a.start, left=a.start, height=0.8,
-                color=cmap(job % 20), edgecolor="red" if not a.ok else "black",
-                linewidth=0.3, hatch="xx" if not a.ok else None)
+        for row in rows:
+            ax.barh(row, a.end - a.start, left=a.start, height=0.8,
+                    color=cmap(job % 20), edgecolor="red" if not a.ok else "black",
+                    linewidth=0.3, hatch="xx" if not a.ok else None)
+        if len(rows) > 1:
+            ax.plot([a.start, a.start], [min(rows) - 0.4, max(rows) + 0.4], color="black",
+                    linewidth=1.2, solid_capstyle="butt")
     labels = [f"{d.index}: {d.model.name}" for d in result.pool.devices]
     if any(a.device < 0 for a in result.trace):
         labels.append("host (CPU)")
@@ -60,6 +66,9 @@ def gantt_legend(result: SimResult, most_jobs: int = 17) -> list:
     handles.append(Patch(facecolor="white", edgecolor="red", hatch="xx",
                          label="attempt lost to a failure"))
     handles.append(Line2D([], [], color="gray", linestyle=":", label="a job arrives"))
+    if any(len(a.devices) > 1 for a in result.trace):
+        handles.append(Line2D([], [], color="black", linewidth=1.2,
+                              label="a gang: one task on the rows it joins"))
     return handles
 
 

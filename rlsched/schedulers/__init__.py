@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rlsched.errors import InputError
+from rlsched.schedulers.backfill import BackfillScheduler
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.schedulers.heft import HeftScheduler
 from rlsched.schedulers.las import LasScheduler
@@ -34,6 +35,7 @@ SCHEDULERS: dict[str, Callable[[], Scheduler]] = {
     "share": ShareScheduler,
     "heft": HeftScheduler,
     "las": LasScheduler,
+    "backfill": BackfillScheduler,
     "ga": GeneticScheduler,
     "sa": AnnealingScheduler,
 }

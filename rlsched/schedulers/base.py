@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import partial
 
+from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.view import ClusterView, Placement
 
@@ -27,6 +29,9 @@ class Scheduler(ABC):
     name: str = "scheduler"
     #: True for ``oracle:NAME``: a bound that must be run with exact estimates
     oracle: bool = False
+    #: whether a gang (a task of several GPUs) waiting behind a stream of
+    #: 1-GPU tasks is sure to start (tested for every scheduler that says so)
+    gang_fair: bool = False
 
     def reset(self, seed: int = 0) -> None:
         """Forget the last episode; ``seed`` seeds any randomness of the policy."""
@@ -48,6 +53,13 @@ class GreedyIdleScheduler(Scheduler):
     one task per GPU, the ready queue sorted by some priority, each task sent
     to the best idle device that has its memory. Subclasses say the order
     (:meth:`order`) and which idle device is best (:meth:`choose`).
+
+    A gang (``gpus: N``) takes N idle devices by :func:`rlsched.gangs.pick_gang`.
+    One that cannot start yet *holds* the idle devices that could take it:
+    the tasks after it in the order may not use them, so devices gather for
+    it and it starts once enough are free, behind any stream of 1-GPU tasks
+    that come later in the order. Meanwhile those devices stand idle: the
+    head-of-line blocking of a strict queue, which ``backfill`` remedies.
     """
 
     def _decide(self, view: ClusterView) -> list[Placement]:
@@ -57,10 +69,22 @@ class GreedyIdleScheduler(Scheduler):
         free = {d: view.devices[d].memory_free for d in idle}
         memory = view.table.memory
         ruled = view.constrained
+        gpus = view.table.gpus if view.table.has_gangs else None
         out: list[Placement] = []
         for t in self.order(view):
             fitting = [d for d in idle if fits_memory(memory[t], free[d])
                        and (not ruled or view.may_use(t, d))]
+            if gpus is not None and gpus[t] > 1:
+                gang = pick_gang(view.pool, gpus[t], fitting,
+                                 partial(expected_runtime, view, t))
+                if gang is None:  # hold what could take it, so that devices gather
+                    idle = [d for d in idle if d not in fitting]
+                else:
+                    out.append(Placement(t, gang[0], gang[1:]))
+                    idle = [d for d in idle if d not in gang]
+                if not idle:
+                    break
+                continue
             if not fitting:
                 continue
             d = self.choose(view, t, fitting)

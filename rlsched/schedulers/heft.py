@@ -9,12 +9,18 @@ its own speed per task kind, scaled by the clock ratio telemetry reports.
 The dynamic variant plans every unfinished task of the jobs that have
 arrived, starting from what runs now, and follows that plan, redrawing it
 when the world changes (see :mod:`rlsched.schedulers.plan`).
+
+A gang (a task of N GPUs) is planned without insertion, after the last
+planned interval of each device: on the N devices, by the rule of
+:func:`rlsched.gangs.pick_gang`, that are free soonest (then fastest), from
+when the last of them is, for the runtime of its slowest member.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 
+from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.plan import Plan, PlanScheduler, planned_cost
 from rlsched.schedulers.simple import upward_rank
@@ -83,6 +89,9 @@ def heft_plan(view: ClusterView) -> Plan:
         if not tb.gpu[t]:
             finish[t] = ready + view.predicted[t]
             continue
+        if tb.gpus[t] > 1:
+            _plan_gang(view, plan, t, cost[t], starts, ends, ready, finish)
+            continue
         best = None
         for d, c in cost[t].items():
             s = _earliest_gap(starts[d], ends[d], ready, c)
@@ -96,6 +105,24 @@ def heft_plan(view: ClusterView) -> Plan:
         finish[t] = end
         plan.device[t], plan.start[t], plan.duration[t] = d, s, c
     return plan
+
+
+def _plan_gang(view: ClusterView, plan: Plan, t: int, cost: dict[int, float],
+               starts: dict[int, list[float]], ends: dict[int, list[float]], ready: float,
+               finish: dict[int, float]) -> None:
+    """Plan gang ``t`` after the last interval of its devices (see module)."""
+    free = {d: max(ready, ends[d][-1] if ends[d] else ready) for d in cost}
+    gang = pick_gang(view.pool, view.table.gpus[t], list(cost), lambda d: (free[d], cost[d]))
+    if gang is None:  # not enough healthy devices now: wait for some to return
+        finish[t] = float("inf")
+        return
+    s = max(free[d] for d in gang)
+    c = max(cost[d] for d in gang)
+    for d in gang:
+        _insert(starts[d], ends[d], s, s + c)
+    finish[t] = s + c
+    plan.device[t], plan.start[t], plan.duration[t] = gang[0], s, c
+    plan.gang[t] = gang
 
 
 def _earliest_gap(starts: list[float], ends: list[float], ready: float, length: float) -> float:

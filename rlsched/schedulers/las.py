@@ -43,6 +43,10 @@ class LasScheduler(GreedyIdleScheduler):
     """
 
     name = "las"
+    #: a gang's job waits in its queue by arrival, and holds the devices it
+    #: could take (see :class:`GreedyIdleScheduler`): later 1-GPU jobs of its
+    #: queue do not overtake it
+    gang_fair = True
 
     def __init__(self, base: float = 600.0, growth: float = 10.0, queues: int = 4) -> None:
         if base <= 0 or growth <= 1 or queues < 1:

@@ -4,7 +4,8 @@ A *plan* gives every unstarted task of the arrived jobs a device and a start
 time. Following it, each idle device runs its planned tasks in planned order,
 and fills a gap with a later ready task only where that task ends before the
 next planned start; so on exact runtimes execution never finishes later than
-the plan. The plan is redrawn when the world changes in a way it did not
+the plan. A gang (a task of several GPUs) is planned on all its devices and
+starts when every one of them is free for it. The plan is redrawn when the world changes in a way it did not
 foresee: a job arrives, a device fails or returns, a device's clock changes
 (throttling), or memory is taken from outside.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
+from functools import partial
 
+from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler
 from rlsched.table import WorkloadTable
@@ -31,18 +34,22 @@ class Plan:
     :param start: planned start time of each task
     :param duration: planned runtime of each task
     :param priority: urgency of each task, for the stall fallback (higher first)
+    :param gang: every planned device of each gang, ``device`` first
     """
 
     device: dict[int, int] = field(default_factory=dict)
     start: dict[int, float] = field(default_factory=dict)
     duration: dict[int, float] = field(default_factory=dict)
     priority: dict[int, float] = field(default_factory=dict)
+    gang: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def queues(self, n_devices: int) -> list[list[int]]:
-        """Each device's planned tasks in order of planned start."""
+        """Each device's planned tasks in order of planned start (a gang in
+        the queue of each of its devices)."""
         out: list[list[tuple[float, int]]] = [[] for _ in range(n_devices)]
         for t, d in self.device.items():
-            out[d].append((self.start[t], t))
+            for m in self.gang.get(t, (d,)):
+                out[m].append((self.start[t], t))
         return [[t for _, t in sorted(q)] for q in out]
 
 
@@ -72,9 +79,11 @@ class PlanScheduler(Scheduler):
         if view.table is not self._table or world_key(view) != self._key:
             self._replan(view)
         state, memory = view.task_state, view.table.memory
+        gangs = self.plan.gang
         out = []
+        taken: set[int] = set()  # devices given a task in this decision
         for dev in view.devices:
-            if not dev.healthy or dev.n_tasks:
+            if not dev.healthy or dev.n_tasks or dev.index in taken:
                 continue
             queue = self._queues[dev.index]
             while queue and state[queue[0]] not in _UNSTARTED:
@@ -83,12 +92,20 @@ class PlanScheduler(Scheduler):
                 continue
             head = queue[0]
             chosen = None
-            if state[head] == _READY:
+            members = gangs.get(head)
+            if members and state[head] == _READY and all(
+                    m not in taken and view.devices[m].n_tasks == 0 and view.fits(head, m)
+                    for m in members):
+                out.append(Placement(head, members[0], members[1:]))
+                taken.update(members)
+                continue
+            if state[head] == _READY and not members:
                 chosen = head if fits_memory(memory[head], dev.memory_free) else None
-            else:
+            else:  # fill the gap before the head's planned start
                 limit = self.plan.start[head] - view.time
                 for t in queue[1:]:
-                    if (state[t] == _READY and self.plan.duration[t] <= limit + 1e-9
+                    if (state[t] == _READY and t not in gangs
+                            and self.plan.duration[t] <= limit + 1e-9
                             and fits_memory(memory[t], dev.memory_free)):
                         chosen = t
                         break
@@ -96,6 +113,7 @@ class PlanScheduler(Scheduler):
                 # the queue is left as it is: a caller may apply only some of
                 # these placements, and started tasks drop out lazily above
                 out.append(Placement(chosen, dev.index))
+                taken.add(dev.index)
         if not out and not view.running:
             return self._unstick(view)
         return out
@@ -106,9 +124,18 @@ class PlanScheduler(Scheduler):
         task that fits anywhere, where it would run fastest."""
         fitting = [(t, d.index) for t in view.ready for d in view.devices
                    if view.fits(t, d.index)]
+        gangs: dict[int, tuple[int, ...]] = {}
+        for t in {t for t, _ in fitting if view.gpus(t) > 1}:
+            gang = pick_gang(view.pool, view.gpus(t), [d for u, d in fitting if u == t],
+                             partial(view.nominal_runtime, t))
+            if gang is not None:
+                gangs[t] = gang
+        fitting = [(t, d) for t, d in fitting if view.gpus(t) == 1 or t in gangs]
         if not fitting:
             return []
         t = max({t for t, _ in fitting}, key=lambda t: (self.plan.priority.get(t, 0.0), -t))
+        if t in gangs:
+            return [Placement(t, gangs[t][0], gangs[t][1:])]
         devices = [d for u, d in fitting if u == t]
         return [Placement(t, min(devices, key=lambda d: view.nominal_runtime(t, d)))]
 

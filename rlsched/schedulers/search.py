@@ -4,6 +4,8 @@ On each plan (at the start, and on a rolling horizon: whenever a job arrives
 or the world changes) they search over the unstarted tasks' priority keys and
 devices within a budget, seeded with HEFT, and follow the best plan found
 (see :mod:`rlsched.schedulers.search_engine` and :mod:`rlsched.schedulers.plan`).
+Their genome gives each task one device, so on a workload with gangs (tasks
+of several GPUs) they follow the HEFT plan they would be seeded with.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlsched.schedulers import search_engine as engine
+from rlsched.schedulers.heft import heft_plan
 from rlsched.schedulers.plan import Plan, PlanScheduler
 from rlsched.view import ClusterView
 
@@ -39,6 +42,10 @@ class SearchScheduler(PlanScheduler):
         self.history = []
 
     def make_plan(self, view: ClusterView) -> Plan:
+        if view.table.has_gangs:
+            # the search's genome gives each task one device; with gangs it
+            # keeps the plan it would be seeded with
+            return heft_plan(view)
         problem = engine.SearchProblem.from_view(view)
         if problem.n_tasks == 0:
             return Plan()

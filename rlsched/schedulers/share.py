@@ -19,13 +19,22 @@ of DAG jobs, each one rule here:
   workflows. So a task left waiting may share a busy GPU (memory allowing, at
   most ``max_share`` tasks) when it would take under ``ratio`` of the time that
   GPU's current work still needs.
+
+Gangs (tasks of several GPUs) would starve under SRPT behind a stream of
+small tasks, so the oldest ready gang that cannot start holds a reservation,
+as in EASY backfilling (:mod:`rlsched.schedulers.backfill`): the devices where
+it can start soonest take no task, and no share, predicted to end after they
+are due for it; when they are all free it starts before anything else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
+from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
+from rlsched.schedulers.backfill import Reservation, reserve
 from rlsched.schedulers.base import Scheduler, expected_runtime
 from rlsched.view import ClusterView, Placement
 
@@ -45,6 +54,7 @@ class ShareScheduler(Scheduler):
     """
 
     name = "share"
+    gang_fair = True
 
     def __init__(self, ratio: float = 0.1, max_share: int = 3, patience: float = 1.1) -> None:
         self.ratio, self.max_share, self.patience = ratio, max_share, patience
@@ -69,13 +79,21 @@ class ShareScheduler(Scheduler):
         out: list[Placement] = []
         waiting: list[int] = []
         order = self.order(view)
+        reservation = None
+        gangs = view.table.has_gangs
+        if gangs:
+            reservation = self._gangs_first(view, out, free, count, until_free)
+            order = [t for t in order if not any(p.task == t for p in out)]
         for i, t in enumerate(order):
             if not any(c == 0 and u == 0.0 for c, u in zip(count, until_free)):
                 # no device is idle any more: every task left only waits (a
                 # hold changes nothing the sharing pass reads), so stop looking
                 waiting.extend(order[i:])
                 break
-            d = self._earliest_finish(view, t, until_free, count, free)
+            if gangs and view.table.gpus[t] > 1:
+                self._start_gang(view, t, out, free, count, until_free, reservation)
+                continue
+            d = self._earliest_finish(view, t, until_free, count, free, reservation)
             if d is None:
                 waiting.append(t)
             elif count[d] == 0 and until_free[d] == 0.0:
@@ -86,6 +104,14 @@ class ShareScheduler(Scheduler):
             else:  # a busy device finishes it sooner: hold that device for it
                 until_free[d] += expected_runtime(view, t, d)
                 waiting.append(t)
+        self._share(view, waiting, out, free, count, busy_for, reservation)
+        return out
+
+    def _share(self, view: ClusterView, waiting: list[int], out: list[Placement],
+               free: list[float], count: list[int], busy_for: list[float],
+               reservation: Reservation | None) -> None:
+        """The sharing pass: tasks left waiting onto busy devices, where short enough."""
+        memory, devices = view.table.memory, view.devices
         ruled = view.constrained
         # a task shares only if its runtime somewhere is under ratio x that
         # device's busy time: one that takes longer even on the fastest device
@@ -94,16 +120,20 @@ class ShareScheduler(Scheduler):
         ceiling = self.ratio * max(busy_for, default=0.0) * (1.0 + 1e-9)
         fastest = [max((dev.clock_ratio or 1.0) * view.pool.devices[dev.index].model.speed(k)
                        for dev in devices) for k in ("compute", "memory")]
-        predicted, kind = view.predicted, view.table.kind
+        predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         for t in waiting:
             if not any(0 < c < self.max_share for c in count):
                 break  # no busy device takes one more task: nothing can share
+            if gpus[t] > 1:
+                continue  # a gang takes idle devices only
             if predicted[t] / fastest[kind[t]] > ceiling:
                 continue
             best = None
             for d in range(len(free)):
                 if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]) \
                         or (ruled and not view.may_use(t, d)):
+                    continue
+                if reservation is not None and not reservation.allows(view, t, d):
                     continue
                 runtime = expected_runtime(view, t, d)
                 if runtime < self.ratio * busy_for[d] and (best is None or runtime < best[0]):
@@ -113,10 +143,42 @@ class ShareScheduler(Scheduler):
                 out.append(Placement(t, d))
                 free[d] -= memory[t]
                 count[d] += 1
-        return out
+
+    def _gangs_first(self, view: ClusterView, out: list[Placement], free: list[float],
+                     count: list[int], until_free: list[float]) -> Reservation | None:
+        """Start the oldest ready gang if it can start now, else reserve for it."""
+        gpus = view.table.gpus
+        oldest = next((t for t in view.ready if gpus[t] > 1), None)
+        if oldest is None:
+            return None
+        if self._start_gang(view, oldest, out, free, count, until_free, None):
+            return None
+        return reserve(view, oldest, until_free)
+
+    def _start_gang(self, view: ClusterView, t: int, out: list[Placement], free: list[float],
+                    count: list[int], until_free: list[float],
+                    reservation: Reservation | None) -> bool:
+        """Start gang ``t`` on idle devices, where enough of them take it."""
+        need = view.table.memory[t]
+        idle = [d for d in range(len(free)) if count[d] == 0 and until_free[d] == 0.0
+                and fits_memory(need, free[d]) and view.may_use(t, d)
+                and (reservation is None or reservation.task == t
+                     or reservation.allows(view, t, d))]
+        gang = pick_gang(view.pool, view.table.gpus[t], idle,
+                         partial(expected_runtime, view, t))
+        if gang is None:
+            return False
+        out.append(Placement(t, gang[0], gang[1:]))
+        runtime = max(expected_runtime(view, t, d) for d in gang)
+        for d in gang:
+            free[d] -= need
+            count[d] += 1
+            until_free[d] = max(runtime, _EPS)
+        return True
 
     def _earliest_finish(self, view: ClusterView, task: int, until_free: list[float],
-                         count: list[int], free: list[float]) -> int | None:
+                         count: list[int], free: list[float],
+                         reservation: Reservation | None = None) -> int | None:
         """The device where ``task`` would finish first: an idle one it fits
         now, or a busy one it fits when empty, if clearly sooner there."""
         need = view.table.memory[task]
@@ -126,6 +188,8 @@ class ShareScheduler(Scheduler):
             d = dev.index
             if not dev.healthy or not fits_memory(need, dev.memory_total) or (
                     ruled and not view.may_use(task, d)):
+                continue
+            if reservation is not None and not reservation.allows(view, task, d):
                 continue
             runtime = expected_runtime(view, task, d)
             if until_free[d] == 0.0 and count[d] == 0:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.view import ClusterView, Placement
@@ -29,7 +30,7 @@ class RandomScheduler(Scheduler):
     def _decide(self, view: ClusterView) -> list[Placement]:
         free = [d.memory_free if d.healthy else -1.0 for d in view.devices]
         busy = [d.n_tasks for d in view.devices]
-        memory = view.table.memory
+        memory, gpus = view.table.memory, view.table.gpus
         ruled = view.constrained
         out = []
         for t in self.rng.permutation(len(view.ready)):
@@ -38,6 +39,15 @@ class RandomScheduler(Scheduler):
             fitting = [d for d in range(len(free)) if fits_memory(memory[task], free[d])
                        and (not ruled or view.may_use(task, d))]
             idle = [d for d in fitting if busy[d] == 0]
+            if gpus[task] > 1:  # a gang: random members, idle ones first, on one host
+                luck = {d: (busy[d] > 0, float(self.rng.random())) for d in fitting}
+                gang = pick_gang(view.pool, gpus[task], fitting, luck.__getitem__)
+                if gang is not None:
+                    out.append(Placement(task, gang[0], gang[1:]))
+                    for d in gang:
+                        free[d] -= memory[task]
+                        busy[d] += 1
+                continue
             pick = idle or fitting
             if not pick:
                 continue
@@ -53,6 +63,7 @@ class FifoScheduler(GreedyIdleScheduler):
     task-spooler-like GPU queues do today."""
 
     name = "fifo"
+    gang_fair = True  # nothing that came later overtakes a waiting gang
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
         return devices[0]

@@ -10,6 +10,9 @@ are updated, and the search repeats while pairs remain.
 
 from __future__ import annotations
 
+from functools import partial
+
+from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler, expected_runtime
 from rlsched.view import ClusterView, Placement
@@ -35,24 +38,38 @@ class TetrisScheduler(Scheduler):
         worst = max(remaining[tb.job_of[t]] for t in ready) or 1.0
         ruled = view.constrained
         out = []
+        gangs = tb.has_gangs
         while idle and ready:
-            best = None
+            best: tuple[float, int, int, tuple[int, ...]] | None = None
             for t in ready:
                 srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
                 fastest = min(expected_runtime(view, t, d) for d in idle) or 1.0
-                for d, free in idle.items():
-                    if not fits_memory(tb.memory[t], free) or (ruled and not view.may_use(t, d)):
+                gang: tuple[int, ...] | None = None
+                if gangs and tb.gpus[t] > 1:  # a gang is scored on its slowest member
+                    fitting = [d for d, free in idle.items() if fits_memory(tb.memory[t], free)
+                               and (not ruled or view.may_use(t, d))]
+                    gang = pick_gang(view.pool, tb.gpus[t], fitting,
+                                     partial(expected_runtime, view, t))
+                    if gang is None:
                         continue
+                    candidates = [max(gang, key=partial(expected_runtime, view, t))]
+                else:
+                    candidates = [d for d, free in idle.items()
+                                  if fits_memory(tb.memory[t], free)
+                                  and (not ruled or view.may_use(t, d))]
+                for d in candidates:
+                    free = idle[d]
                     total = view.devices[d].memory_total
                     align = 1.0 + (tb.memory[t] / total) * (free / total)
                     speed_fit = fastest / (expected_runtime(view, t, d) or 1.0)
                     score = align + speed_fit - srpt
                     if best is None or score > best[0] + 1e-12:
-                        best = (score, t, d)
+                        best = (score, t, d, gang or (d,))
             if best is None:
                 break
-            _, t, d = best
-            out.append(Placement(t, d))
-            del idle[d]
+            _, t, _, members = best
+            out.append(Placement(t, members[0], members[1:]))
+            for d in members:
+                del idle[d]
             ready.remove(t)
         return out

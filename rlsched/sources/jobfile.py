@@ -12,9 +12,10 @@ A file holds one job, or several under ``jobs:``::
         gpus: 0               # CPU-only task
         estimate: 5m
       - id: train
-        command: python train.py --lr 0.1
+        command: torchrun --nproc_per_node=2 train.py --lr 0.1
         after: [prepare]      # parents: tasks that must succeed first
-        gpu_memory: 12GiB     # number (GiB) or string with B/KiB/MiB/GiB/TiB
+        gpus: 2               # GPUs at once, on one host (default 1): sees CUDA_VISIBLE_DEVICES=i,j
+        gpu_memory: 12GiB     # per GPU: number (GiB) or string with B/KiB/MiB/GiB/TiB
         estimate: 40m         # your guess: seconds, or with s/m/h; optional
         runtime: 52m          # simulation only: the true runtime (default: the estimate)
         category: resnet-train  # optional: which past runs predict this one

@@ -5,7 +5,7 @@ Workloads::
     wfcommons:PATH              WfFormat JSON file, or a directory of them
     stg:PATH                    .stg file or directory (optima from optimal_*.csv)
     jobs:PATH                   job-file YAML, or a directory of them
-    synthetic:NAME[?k=v&...]    generator NAME (layered, pipeline, sweep, mixed)
+    synthetic:NAME[?k=v&...]    generator NAME (layered, pipeline, sweep, mixed, gangs)
 
 Pools::
 

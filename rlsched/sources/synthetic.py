@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from rlsched.errors import InputError
+from rlsched.gangs import gang_work
 from rlsched.workload import Instance, Job, Task
 
 _MEMORY_GIB = np.array([1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0])
@@ -95,8 +96,44 @@ def mixed(rng: np.random.Generator, name: str) -> Job:
     return sweep(rng, name, points=int(rng.integers(3, 12)))
 
 
+#: GPUs per training run in Gavel's Philly-derived trace ``0e4a51`` (1,181
+#: jobs: 37% take 1 GPU, 19% 2, 38% 4, 6% 8), which ``gangs`` draws from
+GANG_SIZES = np.array([1, 2, 4, 8])
+GANG_SIZE_P = np.array([436, 226, 451, 68]) / 1181
+
+
+def gangs(rng: np.random.Generator, name: str, max_gpus: int = 8) -> Job:
+    """A job of a pool that trains with several GPUs at once: a sweep of
+    1-GPU runs, or data-parallel training of 2, 4 or 8 GPUs (gangs), sized as
+    in a real GPU cluster's trace (:data:`GANG_SIZES`; ``max_gpus`` caps
+    them, for a smaller pool).
+
+    A sweep is 2 to 6 runs of 5 to 30 minutes and an aggregation; a training
+    run is CPU preparation, then the gang, whose single-GPU work of 30
+    minutes to 4 hours is spread over its GPUs by the scaling curve of
+    :func:`rlsched.gangs.gang_work`, then a 1-GPU evaluation.
+    """
+    size = int(rng.choice(GANG_SIZES, p=GANG_SIZE_P))
+    size = min(size, max_gpus)
+    if size == 1:
+        return sweep(rng, name, points=int(rng.integers(2, 7)))
+    single = float(np.exp(rng.uniform(math.log(1800), math.log(14400))))
+    memory = float(rng.choice([8.0, 12.0, 16.0, 20.0]))
+    return Job(name, (
+        Task("prepare", round(float(rng.uniform(60, 300)), 1), gpus=0),
+        Task("train", round(gang_work(single, size), 1), "compute", memory, gpus=size,
+             parents=("prepare",)),
+        Task("evaluate", round(float(rng.uniform(60, 300)), 1), "memory",
+             float(rng.choice([2.0, 4.0, 8.0])), parents=("train",)),
+    ))
+
+
+#: jobs per instance where ``jobs=`` is not given: a family that is a
+#: pool's stream of jobs (``gangs``) makes one; the others one job each
+DEFAULT_JOBS = {"gangs": 60}
+
 GENERATORS: dict[str, Callable[..., Job]] = {
-    "layered": layered, "pipeline": pipeline, "sweep": sweep, "mixed": mixed,
+    "layered": layered, "pipeline": pipeline, "sweep": sweep, "mixed": mixed, "gangs": gangs,
 }
 
 
@@ -108,7 +145,7 @@ def generate(generator: str, params: dict[str, str], seed: int, source: str) -> 
         raise InputError(source, f"unknown generator '{generator}' "
                                  f"(known: {', '.join(GENERATORS)})") from None
     params = dict(params)
-    n_jobs = _int_param(params.pop("jobs", "1"), source, "jobs")
+    n_jobs = _int_param(params.pop("jobs", str(DEFAULT_JOBS.get(generator, 1))), source, "jobs")
     kwargs = {k: _typed(make, k, v, source) for k, v in params.items()}
     rng = np.random.default_rng([seed, _stable(generator)])
     try:
