@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from envs.advice import Advisors
-from envs.encoder import ENCODER_VERSION, EpisodeStatics, Maxima, action_mask, encode
+from envs.encoder import ENCODER_VERSION, EpisodeStatics, Maxima, action_mask, encode, placement_of
 from rlsched.errors import InputError
 from rlsched.schedulers import Scheduler
 from rlsched.view import ClusterView, Placement
@@ -91,5 +91,4 @@ class RLScheduler(Scheduler):
         a = int(np.asarray(action).reshape(-1)[0])
         if a == self.maxima.n_actions - 1:
             return []
-        slot, device = divmod(a, self.maxima.devices)
-        return [Placement(int(enc.window[slot]), device)]
+        return placement_of(view, enc, self.maxima, a)

@@ -23,6 +23,7 @@ from envs.encoder import (
     document_columns,
     empty_observation,
     encode,
+    placement_of,
 )
 from envs.rewards import REWARDS, RewardMeter
 from rlsched.arrivals import ARRIVALS, batch, online
@@ -34,7 +35,7 @@ from rlsched.schedulers import make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.view import ClusterView, Placement
-from rlsched.workload import validate_fits, validate_placement
+from rlsched.workload import validate_fits, validate_gangs, validate_placement
 
 FEATURE_BOUND = 20.0
 
@@ -248,6 +249,7 @@ class DagSchedulingEnv(gym.Env):
             instance = online(instances, self.pool, self.load, rng, source=self.workload_spec)
         validate_fits(instance, self.pool.max_memory, self.pool.name)
         validate_placement(instance, self.pool)
+        validate_gangs(instance, self.pool)
         self.instance = instance
         self.sim = Simulator(instance, self.pool, int(rng.integers(2**31)), self.perturbations,
                              self.estimates)
@@ -270,11 +272,7 @@ class DagSchedulingEnv(gym.Env):
         if not 0 <= a < self.maxima.n_actions or not self._mask[a]:
             raise InvalidActionError(self._explain(a))
         before = self._view.time
-        if a == self.maxima.n_actions - 1:
-            placements: list[Placement] = []
-        else:
-            slot, device = divmod(a, self.maxima.devices)
-            placements = [Placement(int(self._enc.window[slot]), device)]
+        placements = placement_of(self._view, self._enc, self.maxima, a)
         self._last_time = before
         view = self.sim.step(placements)
         after = view.time if view is not None else self.sim.now

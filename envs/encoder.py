@@ -64,7 +64,9 @@ from typing import NamedTuple, overload
 import numpy as np
 
 from envs.advice import ADVISORS
+from rlsched.gangs import pick_gang
 from rlsched.pool import Pool, fits_memory
+from rlsched.schedulers.base import expected_runtime
 from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
@@ -540,7 +542,9 @@ def action_mask(view: ClusterView, enc: Encoding, m: Maxima) -> np.ndarray:
     """Valid actions: ready slot ``i`` on device ``j`` where the device is
     healthy, has the memory free now and the task may use it (its
     ``gpus_allowed`` / ``gpus_avoid``) (index ``i * m.devices + j``), and
-    wait (the last index) while something runs."""
+    wait (the last index) while something runs. For a gang (a task of N
+    GPUs), ``j`` is its first device, valid where :func:`gang_of` finds it
+    N - 1 mates."""
     mask = np.zeros(m.n_actions, dtype=bool)
     memory = view.table.memory
     ruled = view.constrained
@@ -552,5 +556,38 @@ def action_mask(view: ClusterView, enc: Encoding, m: Maxima) -> np.ndarray:
             task = int(enc.window[i])
             if fits_memory(memory[task], free) and (not ruled or view.may_use(task, j)):
                 mask[i * m.devices + j] = True
+    if view.table.has_gangs:
+        for i in range(enc.n_slots):
+            task = int(enc.window[i])
+            if view.gpus(task) > 1:
+                for j in range(len(view.devices)):
+                    if mask[i * m.devices + j]:
+                        mask[i * m.devices + j] = gang_of(view, task, j) is not None
     mask[-1] = bool(view.running)
     return mask
+
+
+def gang_of(view: ClusterView, task: int, first: int) -> tuple[int, ...] | None:
+    """The devices an action starting gang ``task`` on ``first`` gives it:
+    ``first`` and, among the devices that take it now, the mates that
+    :func:`rlsched.gangs.pick_gang` picks (its host, fastest for it, ties to
+    the lower index); None if there are not enough."""
+    takers = [d.index for d in view.devices if view.fits(task, d.index)]
+    return pick_gang(view.pool, view.gpus(task), takers,
+                     lambda d: expected_runtime(view, task, d), first=first)
+
+
+def placement_of(view: ClusterView, enc: Encoding, m: Maxima, action: int) -> list[Placement]:
+    """The placements an action makes (none: wait): a ready slot's task on a
+    device, a gang on that device and the mates :func:`gang_of` gives it."""
+    if action == m.n_actions - 1:
+        return []
+    slot, device = divmod(action, m.devices)
+    task = int(enc.window[slot])
+    if view.gpus(task) > 1:
+        gang = gang_of(view, task, device)
+        if gang is None:
+            raise ValueError(f"action {action} starts a gang of {view.gpus(task)} GPUs on device "
+                             f"{device}, which finds no mates for it")
+        return [Placement(task, gang[0], gang[1:])]
+    return [Placement(task, device)]

@@ -503,7 +503,7 @@ def _submit(args: argparse.Namespace) -> int:
     from rlsched.live.store import Store
     from rlsched.live.wakeup import notify
     from rlsched.sources.jobfile import load_jobfile
-    from rlsched.workload import validate_fits, validate_placement
+    from rlsched.workload import validate_fits, validate_gangs, validate_placement
 
     # validate every file before the store is touched: all or nothing
     instances = [load_jobfile(f, require_work=False) for f in args.files]
@@ -513,6 +513,7 @@ def _submit(args: argparse.Namespace) -> int:
         for instance in instances:
             validate_fits(instance, pool.max_memory, pool.name)
             validate_placement(instance, pool)
+            validate_gangs(instance, pool)
     for name in store.submit(instances):
         print(f"submitted {name}")
     notify(store.dir)
@@ -682,7 +683,7 @@ def _print_status(status: dict) -> None:
         for i, t in enumerate(job["tasks"]):
             row = [Text(job["name"]) if i == 0 else "", job["state"] if i == 0 else "",
                    jct if i == 0 else "", Text(t["id"]), t["state"],
-                   "" if t["device"] is None else str(t["device"]), str(t["attempts"]),
+                   ",".join(map(str, sorted(t.get("devices") or []))), str(t["attempts"]),
                    _maybe_duration(t["estimate_s"]), _maybe_duration(t.get("predicted_s")),
                    _maybe_duration(t["runtime_s"])]
             if reasons:

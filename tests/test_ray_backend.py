@@ -277,3 +277,39 @@ def test_a_restarted_serve_adopts_the_attempt_still_running_on_ray(tmp_path):
             first.kill()
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_a_two_gpu_task_lands_on_one_node_on_the_two_slots_it_was_given(tmp_path):
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, num_gpus=2, resources=slot_resources(2))
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        markers = tmp_path / "markers"
+        markers.mkdir()
+        code = (f"import os,time; time.sleep(0.5); open('{markers}/train','a')"
+                f".write(os.environ['CUDA_VISIBLE_DEVICES']+chr(10))")
+        job = tmp_path / "gang.yaml"
+        job.write_text(yaml.safe_dump({"name": "gang", "tasks": [
+            {"id": "train", "command": f"{sys.executable} -c \"{code}\"", "gpus": 2,
+             "gpu_memory": 6, "estimate": 1}]}))
+        store = Store(tmp_path / "state")
+        submit(store, [job])
+        backend = RayBackend(cluster.address)
+        daemon = Daemon(store, "local", "fifo", backend)
+        assert len(daemon.live) == 4
+        run_until_idle(daemon)
+        (row,) = attempt_rows(store)
+        assert row["exit_code"] == 0
+        keys = [row["device"], *(int(k) for k in row["gang"].split(","))]
+        nodes = {backend._where[k][0] for k in keys}
+        assert len(nodes) == 1  # one node
+        slots = sorted(backend._where[k][1] for k in keys)
+        assert len(set(slots)) == 2
+        assert (markers / "train").read_text().splitlines() == [",".join(map(str, slots))]
+        backend.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rlsched.errors import InputError
+from rlsched.gangs import allowed_span
 from rlsched.live.backends import Backend, LiveDevice, open_backend
 from rlsched.live.history import LiveBeliefs, wall_seconds
 from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, TaskStatus, outcome
@@ -218,16 +219,22 @@ class Daemon:
             if not checked:
                 return
             p = checked[0]
-            key = self.live[p.device].key
+            keys = [self.live[d].key for d in p.devices]
             # counted first: the metrics thread, reading between the two, must
             # never see the task running and the decision not yet made
             self.decisions += 1
-            self.placements[key] = self.placements.get(key, 0) + 1
-            self._start(round_, p.task, key)
+            for key in keys:
+                self.placements[key] = self.placements.get(key, 0) + 1
+            self._start(round_, p.task, keys)
 
     def _shield(self, view: ClusterView, p: Placement) -> bool:
-        return p.task in view.ready and 0 <= p.device < len(view.devices) and \
-            view.fits(p.task, p.device)
+        """Whether ``p`` may start now: its task ready, and every device it
+        names (a gang's all, distinct, as many as it takes, on one host)
+        healthy, with its memory free and allowed to it."""
+        devices = p.devices
+        return p.task in view.ready and view.gpus(p.task) == len(devices) == len(set(devices)) \
+            and all(0 <= d < len(view.devices) and view.fits(p.task, d) for d in devices) \
+            and allowed_span(view.pool, devices)
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> tuple[ClusterView, _Round] | None:
@@ -304,11 +311,15 @@ class Daemon:
         for i, task in by_index.items():
             if task.status == TaskStatus.RUNNING:
                 start = starts.get(task.id, now) - self.epoch
-                dev = -1 if task.device is None else self._index.get(task.device, -1)
-                running.append(RunningTask(i, dev, start))
-                if dev >= 0:
-                    reserved[dev] += tb.memory[i]
-                    count[dev] += 1
+                if task.device is None:
+                    running.append(RunningTask(i, -1, start))
+                    continue
+                for key in (task.device, *task.gang):  # a gang once per device, as in the sim
+                    dev = self._index.get(key, -1)
+                    running.append(RunningTask(i, dev, start))
+                    if dev >= 0:
+                        reserved[dev] += tb.memory[i]
+                        count[dev] += 1
         return running, reserved, count
 
     def _ended(self, tb: WorkloadTable) -> tuple[dict[str, float], dict[int, float]]:
@@ -368,10 +379,11 @@ class Daemon:
         idle or not, so that what it shows is never older than a round."""
         count, reserved = [0] * len(self.pool), [0.0] * len(self.pool)
         for a in running:
-            dev = self._index.get(a.ref.device, -1) if a.ref.device is not None else -1
-            if dev >= 0:
-                count[dev] += 1
-                reserved[dev] += a.ref.gpu_memory
+            for key in a.ref.devices:
+                dev = self._index.get(key, -1)
+                if dev >= 0:
+                    count[dev] += 1
+                    reserved[dev] += a.ref.gpu_memory
         devices = self._telemetry(count, reserved)
         self.store.publish_devices(
             (d.key, d.info.name if d.host == "localhost" else f"{d.host}: {d.info.name}",
@@ -396,24 +408,30 @@ class Daemon:
                     attempt = groups.get(os.getpgid(pid))
                 except OSError:  # gone, or another machine's pid namespace
                     continue
-                if attempt is None or attempt.ref.device == device:
+                if attempt is None or device in attempt.ref.devices:
                     continue
                 if (attempt.ref.id, device) not in self.misplaced:
                     self.misplaced.add((attempt.ref.id, device))
                     self.store.record_misplaced(attempt, device, pid)
 
     # ------------------------------------------------------------------ starting attempts
-    def _start(self, round_: _Round, index: int, device: int | None) -> None:
+    def _start(self, round_: _Round, index: int, keys: list[int] | None) -> None:
+        """Start task ``index`` on the devices of ``keys`` (None: a CPU task).
+        A gang's first device, the one stored as the attempt's, is its
+        slowest member, which paces it: the speed its runtime is learnt at."""
         task, spec = round_.stored[index], round_.tasks[index]
         tb = self._table
         assert tb is not None  # the round's view was built from it
+        kind = "memory" if tb.kind[index] == 1 else "compute"
+        members = sorted(keys, key=lambda k: (self._speed(k, kind), k)) if keys else []
+        device, gang = (members[0], tuple(members[1:])) if members else (None, ())
         predicted = wall_seconds(round_.predicted[index], tb.kind[index], self._model_of(device))
         attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
-                                                           self.attempt_files)
+                                                           self.attempt_files, gang)
         try:
             pid = self.backend.start(AttemptSpec(
                 attempt, spec.command or "true", device, log, exit_file, dict(spec.env),
-                spec.workdir, spec.gpu_memory))
+                spec.workdir, spec.gpu_memory, gang))
         except Exception as e:  # any launch error is this attempt's alone
             self._launch_failed(attempt, e)
             return

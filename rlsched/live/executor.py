@@ -1,7 +1,8 @@
 """Runs one attempt of a task as a process group, and finds it again after a crash.
 
 The command runs under ``sh`` in a session of its own (so cancel and timeout
-kill the whole group), with ``CUDA_VISIBLE_DEVICES`` set to the chosen GPU and
+kill the whole group), with ``CUDA_VISIBLE_DEVICES`` set to the chosen GPU (a
+gang's GPUs, in NVML's PCI bus order, ``0,2,3``) and
 ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA's index is NVML's. Its output
 goes to a log file per attempt, and the shell writes the command's exit code
 to a file when it ends: so a daemon that restarts after a crash can tell a
@@ -28,13 +29,14 @@ class Launched:
     exit_file: Path
 
 
-def launch(command: str, device: int | None, log: Path, exit_file: Path,
+def launch(command: str, devices: int | tuple[int, ...] | None, log: Path, exit_file: Path,
            env: dict[str, str] | None = None, workdir: str | None = None) -> Launched:
-    """Start ``command``; ``device`` None for a CPU-only task (no GPU visible)."""
+    """Start ``command`` on the GPUs of NVML indices ``devices`` (None or
+    none: a CPU-only task, no GPU visible)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-    full_env["CUDA_VISIBLE_DEVICES"] = "" if device is None else str(device)
+    full_env["CUDA_VISIBLE_DEVICES"] = visible_devices(devices)
     q = shlex.quote(str(exit_file))
     p = shlex.quote(str(pid_file(exit_file)))
     # the command is an argument of the wrapper, never spliced into its text:
@@ -56,6 +58,17 @@ def launch(command: str, device: int | None, log: Path, exit_file: Path,
     finally:
         out.close()
     return Launched(proc.pid, log, exit_file)
+
+
+def visible_devices(devices: int | tuple[int, ...] | None) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for NVML indices ``devices``: ascending, which
+    is PCI bus order (NVML enumerates by bus id, as ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    makes CUDA do); empty for none."""
+    if devices is None:
+        return ""
+    if isinstance(devices, int):
+        return str(devices)
+    return ",".join(str(d) for d in sorted(devices))
 
 
 def alive(pid: int) -> bool:

@@ -56,6 +56,13 @@ class AttemptSpec:
     env: dict[str, str]
     workdir: str | None
     gpu_memory: float
+    #: a gang's other device keys (a task of several GPUs)
+    gang: tuple[int, ...] = ()
+
+    @property
+    def devices(self) -> tuple[int, ...]:
+        """Every device key of the attempt (none for a CPU-only task)."""
+        return () if self.device is None else (self.device, *self.gang)
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class AttemptRef:
     :param device: the device key it runs on, None for a CPU-only task
     :param log: where its output goes
     :param exit_file: where its shell records the exit code
-    :param gpu_memory: GiB its task declared
+    :param gpu_memory: GiB its task declared (on each of its devices)
+    :param gang: a gang's other device keys
     """
 
     id: int
@@ -76,6 +84,12 @@ class AttemptRef:
     log: Path
     exit_file: Path
     gpu_memory: float
+    gang: tuple[int, ...] = ()
+
+    @property
+    def devices(self) -> tuple[int, ...]:
+        """Every device key of the attempt (none for a CPU-only task)."""
+        return () if self.device is None else (self.device, *self.gang)
 
 
 def outcome(code: int, status: TaskStatus, tries: int, retries: int, lost: int,

@@ -62,9 +62,10 @@ class StoredTask:
     :param id: the task's row id (``job`` its job's, ``job_name`` its name)
     :param task_id: its id within the job
     :param status: its state
-    :param device: the device key of its latest attempt
+    :param device: the device key of its latest attempt (a gang's slowest member)
     :param attempts: attempts so far
     :param not_before: wall-clock time before which it may not start (back-off)
+    :param gang: a gang's other device keys, of its latest attempt
     """
 
     id: int
@@ -75,13 +76,16 @@ class StoredTask:
     device: int | None
     attempts: int
     not_before: float
+    gang: tuple[int, ...] = ()
 
 #: The database's layout (``PRAGMA user_version``). 1: the first release (it
 #: left user_version at 0); 2: ``attempts.error``, why an attempt failed the
 #: way it did; 3: ``tasks.reason``, why a task was skipped. Older databases are
 #: upgraded in place; a newer one is refused. 4: ``devices.model``, the
-#: model name serve placed by (for placement rules checked at submit).
-SCHEMA_VERSION = 4
+#: model name serve placed by (for placement rules checked at submit). 5:
+#: ``attempts.gang`` and ``tasks.gang``, the other device keys of a task of
+#: several GPUs, comma-separated (NULL for one GPU or none).
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -92,11 +96,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY, job INTEGER NOT NULL REFERENCES jobs(id), task_id TEXT NOT NULL,
     position INTEGER NOT NULL, state TEXT NOT NULL, device INTEGER, spec TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, reason TEXT,
-    UNIQUE (job, task_id));
+    gang TEXT, UNIQUE (job, task_id));
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
     pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT,
-    exit_file TEXT, predicted REAL, error TEXT);
+    exit_file TEXT, predicted REAL, error TEXT, gang TEXT);
 CREATE TABLE IF NOT EXISTS devices (
     idx INTEGER PRIMARY KEY, name TEXT, uuid TEXT, utilization REAL, memory_used REAL,
     memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
@@ -125,7 +129,7 @@ SELECT * FROM jobs j WHERE {CAN_FINISH}
   AND EXISTS (SELECT 1 FROM tasks t WHERE t.job=j.id AND t.state IN ('queued', 'running'))
 ORDER BY j.id"""
 
-_OPEN_ATTEMPTS = """SELECT a.id, a.pid, a.device, a.log, a.exit_file, a.started, t.spec,
+_OPEN_ATTEMPTS = """SELECT a.id, a.pid, a.device, a.gang, a.log, a.exit_file, a.started, t.spec,
   t.attempts AS tries, t.state AS tstate, t.id AS tid, t.job FROM attempts a
   JOIN tasks t ON a.task=t.id WHERE a.ended IS NULL"""
 
@@ -195,7 +199,8 @@ class Store:
             raise InputError(str(self.path), f"written by a newer rlsched (schema {version}; "
                              f"this one reads up to {SCHEMA_VERSION}): upgrade rlsched")
         with self.transaction() as db:
-            for table, column in (("attempts", "error"), ("tasks", "reason"), ("devices", "model")):
+            for table, column in (("attempts", "error"), ("tasks", "reason"), ("devices", "model"),
+                                  ("attempts", "gang"), ("tasks", "gang")):
                 if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -356,9 +361,10 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
-        "jct_s", "tasks": [{"id", "state", "device", "attempts", "reason",
+        "jct_s", "tasks": [{"id", "state", "device", "devices", "attempts", "reason",
         "estimate_s", "runtime_s", "predicted_s"}]}]}`` in submission order.
-        A task's ``estimate_s`` is its user's, ``runtime_s`` its successful
+        A task's ``devices`` are every device of its latest attempt (several
+        for a gang, ``device`` first); ``estimate_s`` is its user's, ``runtime_s`` its successful
         attempt's, ``predicted_s`` what the runtime model predicted, on its
         device, when its latest attempt started (None before one has).
         ``finished`` (the end of its last task) and ``jct_s`` (job
@@ -378,6 +384,7 @@ class Store:
             "SELECT task, ended - started FROM attempts WHERE exit_code=0").fetchall())
         for j in self.db.execute("SELECT * FROM jobs ORDER BY id"):
             tasks = [{"id": t["task_id"], "state": t["state"], "device": t["device"],
+                      "devices": devices_of(t["device"], t["gang"]),
                       "attempts": t["attempts"], **_why(t, latest.get(t["id"]), pool),
                       "estimate_s": _estimate(t["spec"]), "runtime_s": runtime.get(t["id"]),
                       "predicted_s": latest[t["id"]]["predicted"] if t["id"] in latest else None}
@@ -575,11 +582,12 @@ class Store:
             names = job_names[i:i + 500]
             for r in self.db.execute(
                     "SELECT t.id, t.job, j.name AS jname, t.task_id, t.state, t.device, "
-                    "t.attempts, t.not_before FROM tasks t JOIN jobs j ON t.job=j.id "
+                    "t.attempts, t.not_before, t.gang FROM tasks t JOIN jobs j ON t.job=j.id "
                     f"WHERE j.name IN ({','.join('?' * len(names))})", names):
                 out[(r["jname"], r["task_id"])] = StoredTask(
                     r["id"], r["job"], r["jname"], r["task_id"], TaskStatus(r["state"]),
-                    r["device"], r["attempts"], r["not_before"])
+                    r["device"], r["attempts"], r["not_before"],
+                    tuple(devices_of(r["device"], r["gang"])[1:]))
         return out
 
     def open_attempt_starts(self) -> dict[int, float]:
@@ -588,17 +596,19 @@ class Store:
                     .fetchall())
 
     def start_attempt(self, task: StoredTask, device: int | None, predicted: float | None,
-                      files: Any) -> tuple[int, Path, Path]:
-        """Commit a new attempt of ``task`` (now running on ``device``) before
-        its process exists, so that a crash in between leaves an attempt the
-        next daemon retries. ``files(attempt_id)`` names its log and exit file.
-        Returns the attempt's id, log and exit file."""
+                      files: Any, gang: tuple[int, ...] = ()) -> tuple[int, Path, Path]:
+        """Commit a new attempt of ``task`` (now running on ``device``, and a
+        gang's other devices ``gang``) before its process exists, so that a
+        crash in between leaves an attempt the next daemon retries.
+        ``files(attempt_id)`` names its log and exit file. Returns the
+        attempt's id, log and exit file."""
+        mates = ",".join(map(str, gang)) or None
         with self.transaction() as db:
-            db.execute("UPDATE tasks SET state='running', device=?, attempts=? WHERE id=?",
-                       (device, task.attempts + 1, task.id))
+            db.execute("UPDATE tasks SET state='running', device=?, gang=?, attempts=? WHERE id=?",
+                       (device, mates, task.attempts + 1, task.id))
             attempt = int(db.execute(
-                "INSERT INTO attempts (task, device, started, predicted) VALUES (?,?,?,?)",
-                (task.id, device, time.time(), predicted)).lastrowid or 0)
+                "INSERT INTO attempts (task, device, gang, started, predicted) VALUES (?,?,?,?,?)",
+                (task.id, device, mates, time.time(), predicted)).lastrowid or 0)
             log, exit_file = files(attempt)
             db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
                        (str(log), str(exit_file), attempt))
@@ -663,9 +673,17 @@ def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
     spec = json.loads(r["spec"])
     return OpenAttempt(
         AttemptRef(r["id"], r["pid"], r["device"], Path(r["log"] or ""),
-                   Path(r["exit_file"] or ""), float(spec.get("gpu_memory") or 0.0)),
+                   Path(r["exit_file"] or ""), float(spec.get("gpu_memory") or 0.0),
+                   tuple(devices_of(r["device"], r["gang"])[1:])),
         r["tid"], r["job"], TaskStatus(r["tstate"]), r["tries"], int(spec.get("retries") or 0),
         spec.get("timeout"), r["started"])
+
+
+def devices_of(device: int | None, gang: str | None) -> list[int]:
+    """Every device key of an attempt: ``device``, then its gang's others."""
+    if device is None:
+        return []
+    return [device, *(int(k) for k in gang.split(","))] if gang else [device]
 
 
 def _unschedulable(spec: dict[str, Any], pool: Pool) -> str | None:
@@ -680,6 +698,15 @@ def _unschedulable(spec: dict[str, Any], pool: Pool) -> str | None:
     if not fits_memory(spec["gpu_memory"], largest):
         return (f"unschedulable: needs {spec['gpu_memory']:g} GiB of GPU memory; the largest "
                 f"GPU {'it may use' if allowed or avoid else 'of the pool'} has {largest:g} GiB")
+    if spec["gpus"] > 1:
+        per_host: dict[str, int] = {}
+        for d in usable:
+            if fits_memory(spec["gpu_memory"], d.model.memory_gib):
+                per_host[d.host] = per_host.get(d.host, 0) + 1
+        most = sum(per_host.values()) if pool.hosts_linked else max(per_host.values())
+        if most < spec["gpus"]:
+            return (f"unschedulable: needs {spec['gpus']} GPUs at once; "
+                    f"{'the pool' if pool.hosts_linked else 'one host'} has {most} it may use")
     return None
 
 

@@ -186,16 +186,19 @@ class FakeNvml:
             setattr(self, name, cls)
         self.models: list[GpuModel] = [d.model for d in pool.devices]
         self._lock = threading.Lock()
-        self._procs: dict[int, tuple[int, float]] = {}  # pid -> (device, GiB)
+        self._procs: dict[int, tuple[tuple[int, ...], float]] = {}  # pid -> (devices, GiB each)
         self.unsupported: set[str] = set()
         self.lost: set[int] = set()
         self.driver_gone = False
         self.initialised = False
 
     # the runtime's side
-    def declare(self, pid: int, device: int, memory_gib: float) -> None:
+    def declare(self, pid: int, devices: int | tuple[int, ...], memory_gib: float) -> None:
+        """Process ``pid`` runs on ``devices`` (a gang's several), using
+        ``memory_gib`` on each, as NVML would list it on each."""
         with self._lock:
-            self._procs[pid] = (device, memory_gib)
+            self._procs[pid] = ((devices,) if isinstance(devices, int) else tuple(devices),
+                                memory_gib)
 
     def forget(self, pid: int) -> None:
         with self._lock:
@@ -216,8 +219,8 @@ class FakeNvml:
         with self._lock:
             items = list(self._procs.items())
         out = []
-        for pid, (d, mem) in items:
-            if d == device and pid_exists(pid):
+        for pid, (ds, mem) in items:
+            if device in ds and pid_exists(pid):
                 out.append((pid, mem))
         return out
 

@@ -58,10 +58,10 @@ class LocalBackend(Backend):
         return {s.index: s for s in self.source.sample(counts)}
 
     def start(self, attempt: AttemptSpec) -> int | None:
-        launched = executor.launch(attempt.command, attempt.device, attempt.log,
+        launched = executor.launch(attempt.command, attempt.devices, attempt.log,
                                    attempt.exit_file, attempt.env, attempt.workdir)
         if self.fake is not None and attempt.device is not None:
-            self.fake.declare(launched.pid, attempt.device, attempt.gpu_memory)
+            self.fake.declare(launched.pid, attempt.devices, attempt.gpu_memory)
         return launched.pid
 
     def _pid(self, attempt: AttemptRef) -> int | None:
@@ -92,7 +92,7 @@ class LocalBackend(Backend):
         for attempt in attempts:
             pid = self._pid(attempt)
             if attempt.device is not None and pid is not None and executor.alive(pid):
-                self.fake.declare(pid, attempt.device, attempt.gpu_memory)
+                self.fake.declare(pid, attempt.devices, attempt.gpu_memory)
 
     def release(self, attempt: AttemptRef) -> None:
         if self.fake is not None and attempt.pid:

@@ -7,7 +7,9 @@ resource per GPU, ``gpu_slot_K`` for its local GPU K (``ray start
 GPU K is a Ray actor (:class:`AttemptRunner`) with ``num_gpus=0, num_cpus=0``, a small share of
 ``gpu_slot_K``, a hard node affinity to N, and ``CUDA_VISIBLE_DEVICES=K``
 in its runtime environment: it runs there and nowhere else, and several of
-our tasks may share a GPU where the scheduler (and the shield) say so.
+our tasks may share a GPU where the scheduler (and the shield) say so. A
+gang (a task of several GPUs) is one actor holding a share of each of its
+``gpu_slot_K`` on one node, with ``CUDA_VISIBLE_DEVICES`` listing them all.
 
 One small actor per node (:class:`NodeTelemetry`, ``num_cpus=0``) reads that
 node's GPUs through the same :class:`~rlsched.live.telemetry.NvmlSource` as the
@@ -44,6 +46,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlsched.errors import InputError
 from rlsched.live.backends import Backend, LiveDevice
+from rlsched.live.executor import visible_devices
 from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, AttemptRef, AttemptSpec
 from rlsched.live.telemetry import FakeNvml, NvmlSource, NvmlUnavailable, unhealthy_sample
 from rlsched.pool import identical_pool, model_for_gpu
@@ -294,11 +297,14 @@ class RayBackend(Backend):
                 attempt.command, env, attempt.workdir, str(attempt.log))
             self._refs[attempt.attempt_id] = (actor.wait.remote(), "", actor)
             return None
-        node_id, slot = self._where[attempt.device]
+        node_id, _ = self._where[attempt.device]
+        slots = [self._where[key][1] for key in attempt.devices]
+        if any(self._where[key][0] != node_id for key in attempt.devices):
+            raise ValueError(f"a gang's devices {list(attempt.devices)} are not on one node")
         actor = AttemptRunner.options(  # type: ignore[attr-defined]
-            num_cpus=0, num_gpus=0, resources={f"gpu_slot_{slot}": SLOT_SHARE},
+            num_cpus=0, num_gpus=0, resources={f"gpu_slot_{k}": SLOT_SHARE for k in slots},
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": str(slot),
+            runtime_env={"env_vars": {"CUDA_VISIBLE_DEVICES": visible_devices(tuple(slots)),
                                       "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}, **named,
         ).remote(attempt.command, env, attempt.workdir, str(attempt.log))
         self._refs[attempt.attempt_id] = (actor.wait.remote(), node_id, actor)
