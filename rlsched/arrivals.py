@@ -10,12 +10,13 @@ pool's history, a job file's ``arrival:``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
 
 from rlsched.pool import Pool
-from rlsched.workload import Instance, Job
+from rlsched.workload import Instance, Job, task_speed
 
 ARRIVALS = ("batch", "poisson", "trace")
 
@@ -25,12 +26,14 @@ def job_device_seconds(job: Job, pool: Pool) -> float:
     (a gang of N GPUs holds N devices)."""
     mean_speed = {k: float(np.mean([d.model.speed(k) for d in pool.devices]))
                   for k in ("compute", "memory")}
-    return sum((t.work or 0.0) * t.gpus / mean_speed[t.kind] for t in job.tasks if t.gpus)
+    return sum((t.work or 0.0) * t.gpus / (mean_speed[t.kind] if t.speeds is None else float(
+        np.mean([task_speed(t.speeds, t.kind, d.model) for d in pool.devices])))
+        for t in job.tasks if t.gpus)
 
 
 def batch(instance: Instance) -> Instance:
     return Instance(instance.name, tuple(j.at(0.0) for j in instance.jobs),
-                    instance.source, instance.optimum)
+                    instance.source, instance.optimum, instance.colocation)
 
 
 def online(instances: list[Instance], pool: Pool, load: float, rng: np.random.Generator,
@@ -42,11 +45,14 @@ def online(instances: list[Instance], pool: Pool, load: float, rng: np.random.Ge
         n = seen.get(job.name, 0)
         seen[job.name] = n + 1
         jobs.append(job if n == 0 else replace(job, name=f"{job.name}#{n + 1}"))
-    return poisson(jobs, pool, load, rng, name="online", source=source)
+    colocation = {k: v for inst in instances for k, v in inst.colocation.items()}
+    return poisson(jobs, pool, load, rng, name="online", source=source, colocation=colocation)
 
 
 def poisson(jobs: list[Job], pool: Pool, load: float, rng: np.random.Generator,
-            name: str = "online", source: str = "") -> Instance:
+            name: str = "online", source: str = "",
+            colocation: Mapping[tuple[str, str, str], tuple[float, float]] | None = None
+            ) -> Instance:
     """A Poisson stream of ``jobs`` (shuffled by ``rng``) at offered ``load``."""
     order = rng.permutation(len(jobs))
     mean_work = float(np.mean([job_device_seconds(j, pool) for j in jobs]))
@@ -55,4 +61,4 @@ def poisson(jobs: list[Job], pool: Pool, load: float, rng: np.random.Generator,
     gaps[0] = 0.0
     times = np.cumsum(gaps)
     return Instance(name, tuple(jobs[i].at(round(float(t), 6)) for i, t in zip(order, times)),
-                    source)
+                    source, colocation=colocation or {})

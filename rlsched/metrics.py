@@ -6,7 +6,9 @@ devices down, and sharing a device never raises its throughput):
 * critical path: a job cannot finish before its arrival plus its longest
   chain of tasks, each on the device fastest for its kind;
 * work: from any time ``s``, the GPU work of the jobs arriving at or after
-  ``s``, each task at its fastest device's speed, spread over all devices,
+  ``s``, each task at its fastest device's speed (its own measured speeds,
+  where it has them), spread over all devices (each doing at most the
+  measured co-location's best pair's worth, where the workload measures it),
   must still be done: ``makespan >= s + work(s) / n_devices``. A gang of N
   GPUs holds N devices for as long as it runs (at its slowest member's speed,
   never above the fastest), so it counts N times.
@@ -59,7 +61,11 @@ def fastest_runtimes(table: WorkloadTable, work: Sequence[float], pool: Pool) ->
     """Each task's true runtime alone on the device fastest for its kind
     (CPU-only tasks at reference speed); ``work``: the true work, table order."""
     best = [pool.max_speed(k) for k in KINDS]
-    return [w / best[k] if g else w for w, k, g in zip(work, table.kind, table.gpu)]
+    if table.speeds is None:
+        return [w / best[k] if g else w for w, k, g in zip(work, table.kind, table.gpu)]
+    models = {d.model.name: d.model for d in pool.devices}.values()
+    return [w / max(table.speed(t, m) for m in models) if g else w
+            for t, (w, g) in enumerate(zip(work, table.gpu))]
 
 
 def critical_paths(table: WorkloadTable, work: Sequence[float], pool: Pool) -> list[float]:
@@ -77,7 +83,11 @@ def critical_paths(table: WorkloadTable, work: Sequence[float], pool: Pool) -> l
     return out
 
 
-def makespan_lower_bound(table: WorkloadTable, work: Sequence[float], pool: Pool) -> float:
+def makespan_lower_bound(table: WorkloadTable, work: Sequence[float], pool: Pool,
+                         colocation_gain: float = 1.0) -> float:
+    """See the module; ``colocation_gain``: the most a device's total
+    throughput grows when two tasks share it, by the workload's measured
+    co-location (1 where sharing never helps)."""
     if table.n_jobs == 0:
         return 0.0
     fast = fastest_runtimes(table, work, pool)
@@ -87,7 +97,8 @@ def makespan_lower_bound(table: WorkloadTable, work: Sequence[float], pool: Pool
     suffix_work = 0.0
     for j in reversed(range(table.n_jobs)):  # jobs are sorted by arrival
         suffix_work += sum(fast[t] * table.gpus[t] for t in table.tasks_of(j) if table.gpu[t])
-        bound = max(bound, table.jobs[j].arrival - first + suffix_work / len(pool))
+        bound = max(bound, table.jobs[j].arrival - first
+                    + suffix_work / (len(pool) * colocation_gain))
     return bound
 
 
@@ -107,7 +118,7 @@ def measure(result: SimResult) -> Metrics:
         slowdown=sum(c / cp if cp > 0 else 1.0 for c, cp in zip(jct, cps)) / len(jct),
         utilization=sum(result.busy) / (len(pool) * makespan) if makespan > 0 else 0.0,
         deadline_misses=misses,
-        lower_bound=makespan_lower_bound(table, result.work, pool),
+        lower_bound=makespan_lower_bound(table, result.work, pool, result.colocation_gain),
         jct_lower_bound=sum(cps) / len(cps),
         failed_attempts=sum(1 for a in result.trace if not a.ok),
     )

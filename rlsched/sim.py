@@ -89,6 +89,9 @@ class SimResult:
     :param job_finish: completion time of each job (table order)
     :param decisions: placements made
     :param work: each task's true work (for metrics and bounds, after the fact)
+    :param colocation_gain: the most the workload's measured co-location lets
+        two tasks sharing a device of this pool do together, against one alone
+        (1 without measurements), for the bounds
     """
 
     table: WorkloadTable
@@ -99,6 +102,7 @@ class SimResult:
     decisions: int = 0
     busy: list[float] = field(default_factory=list)
     work: tuple[float, ...] = ()
+    colocation_gain: float = 1.0
 
 
 def _episode_copy(value):
@@ -168,6 +172,12 @@ class Simulator:
         self.table = replace(table, estimate=self.estimates.draw(table, work, seed))
         self._tasks_by_key = table.tasks_by_key  # the cached table's, computed once
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
+        #: measured slowdowns of task types sharing a device:
+        #: ``(model, key a, key b) -> (a's fraction of its speed alone, b's)``
+        self._colocation = instance.colocation or None
+        models = {d.model.name for d in pool.devices}
+        self.colocation_gain = max([1.0, *(a + b for (m, _, _), (a, b) in
+                                           (instance.colocation or {}).items() if m in models)])
         self._mem_total = [d.model.memory_gib for d in pool.devices]
         hosts = {d.host: i for i, d in enumerate(pool.devices)}
         self._host = [hosts[d.host] for d in pool.devices]
@@ -251,7 +261,7 @@ class Simulator:
             raise SchedulerError("the episode has not finished")
         return SimResult(self.table, self.pool, self.trace,
                          [j.arrival for j in self.table.jobs], list(self._job_finish),
-                         self.decisions, list(self._busy), self.work)
+                         self.decisions, list(self._busy), self.work, self.colocation_gain)
 
     def fork(self, weather: int | None = None, arrivals: bool = True) -> Simulator:
         """An independent copy of this episode as it stands now: stepping one
@@ -475,18 +485,49 @@ class Simulator:
         speeds = self._speed[d]
         kind, rem, rate, version = self.table.kind, self._remaining, self._rate, self._version
         gang_of = self._gang_of
+        own = self.table.speeds is not None
+        if own or self._colocation is not None:
+            factors = self._factors(d, on, factor)
         for t in on:
-            r = self._gang_rate(t, gang_of[t]) if gang_of and t in gang_of else \
-                speeds[kind[t]] * factor
+            if gang_of and t in gang_of:
+                r = self._gang_rate(t, gang_of[t])
+            elif own or self._colocation is not None:
+                r = factors[t]
+            else:
+                r = speeds[kind[t]] * factor
             rate[t] = r
             version[t] += 1
             self._push(self.now + max(rem[t], 0.0) / r, _FINISH, t, version[t])
 
+    def _task_speed(self, t: int, d: int) -> float:
+        """Task ``t``'s nominal speed on device ``d`` (its own measured one, if any)."""
+        if self.table.speeds is None:
+            return self._speed[d][self.table.kind[t]]
+        return self.table.speed(t, self.pool.devices[d].model)
+
+    def _factors(self, d: int, on: list[int], factor: float) -> dict[int, float]:
+        """The rate of each task on ``d``: its own speed there, slowed by the
+        measured co-location of the pair where the workload has it (two
+        tasks of one GPU each, and their types measured together on this
+        model), else by the interference model's ``factor``."""
+        rates = {t: self._task_speed(t, d) * factor for t in on}
+        colocation = self._colocation
+        if colocation is not None and len(on) == 2 and self.table.gpus[on[0]] == 1 \
+                and self.table.gpus[on[1]] == 1:
+            a, b = on
+            keys = self.table.history_key
+            pair = colocation.get((self.pool.devices[d].model.name, keys[a], keys[b]))
+            if pair is not None:
+                scale = self._throttle[d] / (1.0 + self.pool.interference * self._ext_load[d])
+                rates[a] = self._task_speed(a, d) * pair[0] * scale
+                rates[b] = self._task_speed(b, d) * pair[1] * scale
+        return rates
+
     def _gang_rate(self, t: int, devices: tuple[int, ...]) -> float:
         """A gang's speed: its slowest member's, each slowed as a lone task
         there would be, times the span factor."""
-        k, interference = self.table.kind[t], self.pool.interference
-        slowest = min(self._speed[d][k] * self._throttle[d] / (
+        interference = self.pool.interference
+        slowest = min(self._task_speed(t, d) * self._throttle[d] / (
             1.0 + interference * (len(self._on_device[d]) - 1 + self._ext_load[d]))
             for d in devices)
         return slowest * span_factor(self.pool, devices)
@@ -644,8 +685,7 @@ class Simulator:
         arrived jobs whose belief that changed."""
         tb, model = self.table, self._model
         assert model is not None
-        kind = tb.kind[t]
-        speed = min(self._speed[d][kind] for d in devices) * span_factor(self.pool, devices) \
+        speed = min(self._task_speed(t, d) for d in devices) * span_factor(self.pool, devices) \
             if devices else 1.0
         key, estimate = tb.history_key[t], tb.estimate[t]
         measured = (self.now - self._start[t]) * speed

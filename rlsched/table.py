@@ -15,14 +15,16 @@ for vectorised code such as the observation encoder.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 import networkx as nx
 import numpy as np
 
+from rlsched.pool import GpuModel
 from rlsched.runtime_model import history_key
-from rlsched.workload import KINDS, Job, placement_allows
+from rlsched.workload import KINDS, Job, placement_allows, task_speed
 
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
@@ -47,6 +49,9 @@ class WorkloadTable:
     :param job_start: first task index of each job, plus the total at the end
     :param placement: each task's ``(gpus_allowed, gpus_avoid)``, or None for
         the whole table where no task has either (the fast path)
+    :param speeds: each task's measured speeds per GPU model (see
+        :attr:`rlsched.workload.Task.speeds`), or None for the whole table
+        where no task has any (the fast path); read through :meth:`speed`
     """
 
     jobs: tuple[Job, ...]
@@ -62,6 +67,7 @@ class WorkloadTable:
     children: tuple[tuple[int, ...], ...]
     job_start: tuple[int, ...]
     placement: tuple[tuple[tuple[int | str, ...], tuple[int | str, ...]], ...] | None = None
+    speeds: tuple[Mapping[str, float] | None, ...] | None = None
 
     @classmethod
     def from_jobs(cls, jobs: tuple[Job, ...] | list[Job]) -> WorkloadTable:
@@ -76,6 +82,7 @@ class WorkloadTable:
         job_of, ids, work, estimate, keys, kind, mem, gpu, gpus, parents = (
             [] for _ in range(10))
         rules: list[tuple[tuple[int | str, ...], tuple[int | str, ...]]] = []
+        speeds: list[Mapping[str, float] | None] = []
         job_start = [0]
         for j, job in enumerate(ordered):
             base = job_start[-1]
@@ -95,6 +102,7 @@ class WorkloadTable:
                 gpus.append(int(t.gpus))
                 parents.append(tuple(local[p] for p in t.parents))
                 rules.append((tuple(t.gpus_allowed), tuple(t.gpus_avoid)))
+                speeds.append(t.speeds)
             job_start.append(base + len(order))
         children: list[list[int]] = [[] for _ in work]
         for c, ps in enumerate(parents):
@@ -108,7 +116,8 @@ class WorkloadTable:
                       else job for job in ordered)
         table = cls(blind, tuple(job_of), tuple(ids), tuple(estimate), tuple(keys), tuple(kind),
                     tuple(mem), tuple(gpu), tuple(gpus), tuple(parents), tuple(tuple(c) for c in children),
-                    tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None)
+                    tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None,
+                    tuple(speeds) if any(sp is not None for sp in speeds) else None)
         return table, tuple(work)
 
     def may_use(self, task: int, index: int, model: str) -> bool:
@@ -118,6 +127,11 @@ class WorkloadTable:
             return True
         allowed, avoid = self.placement[task]
         return placement_allows(allowed, avoid, index, model)
+
+    def speed(self, task: int, model: GpuModel) -> float:
+        """``task``'s speed on ``model`` (:func:`rlsched.workload.task_speed`)."""
+        return task_speed(None if self.speeds is None else self.speeds[task], KINDS[self.kind[task]],
+                          model)
 
     @cached_property
     def has_gangs(self) -> bool:

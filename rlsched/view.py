@@ -146,6 +146,8 @@ class ClusterView:
     def nominal_runtime(self, task: int, device: int) -> float:
         """Seconds ``task`` is predicted to take alone on ``device`` at its nominal speed."""
         model = self.pool.devices[device].model
+        if self.table.speeds is not None:  # the task's own measured speeds
+            return self.predicted[task] / self.table.speed(task, model)
         speed = model.memory_speed if self.table.kind[task] == 1 else model.compute_speed
         return self.predicted[task] / speed
 

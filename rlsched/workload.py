@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from rlsched.errors import InputError
-from rlsched.pool import CATALOGUE, Pool, fits_memory
+from rlsched.pool import CATALOGUE, GpuModel, Pool, fits_memory
 
 #: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
 KINDS = ("compute", "memory")
@@ -76,6 +76,10 @@ class Task:
     :param gpus_allowed: the devices it may run on, each a pool index (int) or
         a GPU model's name (str); empty: any
     :param gpus_avoid: devices it must not run on, the same way
+    :param speeds: its own speed on the GPU models it was measured on (its
+        ``work`` over its seconds alone there, as Gavel's throughputs give
+        it); on other models, their speed for its ``kind``. Read through
+        :func:`task_speed`, the one place a runtime comes from
     """
 
     id: str
@@ -94,6 +98,7 @@ class Task:
     gpus_avoid: tuple[int | str, ...] = ()
     estimate: float | None = None
     category: str | None = None
+    speeds: Mapping[str, float] | None = None
 
     def evolve(self, **changes: object) -> Task:
         """A copy with ``changes``, unchecked: :func:`dataclasses.replace`
@@ -108,6 +113,18 @@ class Task:
         """Whether :attr:`gpus_allowed` and :attr:`gpus_avoid` let it run on
         the device ``index`` of model ``model``."""
         return placement_allows(self.gpus_allowed, self.gpus_avoid, index, model)
+
+
+def task_speed(speeds: Mapping[str, float] | None, kind: str, model: GpuModel) -> float:
+    """A task's speed on ``model``, relative to its work: its own measured
+    speed there where it has one (``speeds``), else the model's for its kind.
+    The one rule the simulator, the runtime model, the bounds and every
+    scheduler (through :meth:`ClusterView.nominal_runtime`) read runtimes by."""
+    if speeds is not None:
+        own = speeds.get(model.name)
+        if own is not None:
+            return own
+    return model.speed(kind)
 
 
 def placement_allows(allowed: tuple[int | str, ...], avoid: tuple[int | str, ...], index: int,
@@ -150,12 +167,18 @@ class Instance:
     :param source: the file or SPEC it was loaded from, for error messages
     :param optimum: proven optimal makespan as ``{processors: (lower, upper)}``
         on identical devices, where the source ships one
+    :param colocation: measured slowdowns of tasks sharing a GPU, where the
+        source ships them (Gavel's table): ``(model, key a, key b) -> (a's
+        fraction of its speed alone, b's)``, keys as in
+        :func:`rlsched.runtime_model.history_key`; other pairs follow the
+        pool's ``interference``
     """
 
     name: str
     jobs: tuple[Job, ...]
     source: str = ""
     optimum: Mapping[int, tuple[float, float]] = field(default_factory=dict)
+    colocation: Mapping[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def n_tasks(self) -> int:

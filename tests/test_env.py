@@ -21,6 +21,7 @@ from envs.encoder import (
     TASK_ADVICE,
     TASK_FEATURES,
     DeviceColumn,
+    gang_of,
 )
 from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
@@ -34,6 +35,7 @@ SOURCES = {
     "wfcommons": f"wfcommons:{WFCOMMONS}",
     "jobs": f"jobs:{ROOT / 'examples' / 'jobs'}",
     "synthetic": "synthetic:mixed?jobs=3",
+    "gangs": "synthetic:gangs?jobs=6&max_gpus=2",
 }
 POOLS = ["identical:2", "preset:workstation-4", "identical:8"]
 # SB3 notes that graph arrays are neither images nor vectors: expected, we
@@ -79,8 +81,8 @@ def test_both_env_checkers_pass(reward):
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("source", sorted(SOURCES))
 def test_random_masked_episodes_never_crash_and_keep_the_invariants(source, pool):
-    # 4 sources x 3 pools x 3 seeds x 6 episodes = 216 episodes
-    arrivals = "poisson" if source == "synthetic" else "batch"
+    # 5 sources x 3 pools x 3 seeds x 6 episodes = 270 episodes
+    arrivals = "poisson" if source in ("synthetic", "gangs") else "batch"
     env = DagSchedulingEnv(SOURCES[source], pool, arrivals=arrivals, perturb="all")
     for seed in range(3):
         for episode in range(6):
@@ -196,6 +198,35 @@ def test_the_mask_allows_exactly_the_placements_the_simulator_accepts():
             accepted = slot < enc.n_slots and env.sim.can_place(int(enc.window[slot]), device)
             assert mask[a] == accepted
         env.step(env.action_space.sample())
+
+
+def test_a_gangs_action_is_allowed_exactly_where_its_first_device_finds_mates():
+    env = DagSchedulingEnv("synthetic:gangs?jobs=8&max_gpus=4", "preset:workstation-4",
+                           arrivals="poisson", perturb="all")
+    env.reset(seed=2)
+    env.action_space.seed(2)
+    gang_actions = 0
+    for _ in range(200):
+        if env.view is None:
+            break
+        mask, enc, m, view = env.action_masks(), env._enc, env.maxima, env.view
+        for a in range(m.n_actions - 1):
+            slot, device = divmod(a, m.devices)
+            if slot >= enc.n_slots or device >= len(view.devices):
+                assert not mask[a]
+                continue
+            task = int(enc.window[slot])
+            if view.gpus(task) == 1:
+                assert mask[a] == env.sim.can_place(task, device)
+                continue
+            gang_actions += 1
+            gang = gang_of(view, task, device)
+            assert mask[a] == (gang is not None)
+            if gang is not None:
+                assert gang[0] == device and len(gang) == view.gpus(task)
+                assert env.sim.can_place(task, gang[0], gang[1:])
+        env.step(env.action_space.sample())
+    assert gang_actions > 0
 
 
 def test_works_in_dummy_subproc_and_make_vec_env():

@@ -230,6 +230,8 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
         "estimates_default": DEFAULT_ESTIMATES if estimates == "default" else None,
         "bounds": [s for s, sched in zip(scheduler_specs, schedulers) if is_oracle(sched)],
         "devices": [d.model.name for d in pool.devices]})
+    for spec in workload_specs:
+        ev.notes.extend(resolve_workload(spec).notes)
     if any(s.startswith("wfcommons:") for s in workload_specs):
         ev.notes.append("WfCommons runtimes are measured; their GPU attributes (kind, GPU "
                         "memory) are synthetic.")

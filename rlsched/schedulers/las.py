@@ -66,6 +66,6 @@ class LasScheduler(GreedyIdleScheduler):
                                                  jobs[job_of[t]].arrival, t))
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
-        kind = "memory" if view.table.kind[task] == 1 else "compute"
-        return max(devices, key=lambda d: (view.pool.devices[d].model.speed(kind)
+        table = view.table
+        return max(devices, key=lambda d: (table.speed(task, view.pool.devices[d].model)
                                            * (view.devices[d].clock_ratio or 1.0), -d))

@@ -21,10 +21,13 @@ of DAG jobs, each one rule here:
   GPU's current work still needs.
 
 Gangs (tasks of several GPUs) would starve under SRPT behind a stream of
-small tasks, so the oldest ready gang that cannot start holds a reservation,
-as in EASY backfilling (:mod:`rlsched.schedulers.backfill`): the devices where
-it can start soonest take no task, and no share, predicted to end after they
-are due for it; when they are all free it starts before anything else.
+small tasks, so the oldest ready gang that cannot start, once its job has
+waited about as long as the gang is predicted to run (``gang_patience``),
+holds a reservation, as in EASY backfilling
+(:mod:`rlsched.schedulers.backfill`): the devices where it can start soonest
+take no task, and no share, predicted to end after they are due for it; when
+they are all free it starts before anything else. Its wait is so bounded by
+its own runtime, plus what runs on its devices then.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class ShareScheduler(Scheduler):
     :param ratio: a task may share a GPU if its runtime there is below this
         fraction of the GPU's remaining busy time
     :param max_share: most tasks on one GPU
+    :param gang_patience: the oldest waiting gang holds a reservation once
+        its job has waited this many times the gang's predicted runtime (0:
+        at once, as EASY does; holding devices costs the small tasks that
+        would have used them, so a gang first waits about as long as it runs)
     :param patience: a task waits for a busy device only if it would finish
         there sooner even with its runtime there stretched by this factor
         (1.0: wait for any sooner finish; 1.1 asks for a clear gain, so that
@@ -56,8 +63,10 @@ class ShareScheduler(Scheduler):
     name = "share"
     gang_fair = True
 
-    def __init__(self, ratio: float = 0.1, max_share: int = 3, patience: float = 1.1) -> None:
+    def __init__(self, ratio: float = 0.1, max_share: int = 3, patience: float = 1.1,
+                 gang_patience: float = 1.0) -> None:
         self.ratio, self.max_share, self.patience = ratio, max_share, patience
+        self.gang_patience = gang_patience
 
     def order(self, view: ClusterView) -> Sequence[int]:
         remaining, job_of, work = view.job_remaining, view.table.job_of, view.predicted
@@ -126,8 +135,8 @@ class ShareScheduler(Scheduler):
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
                 continue  # a gang takes idle devices only
-            if predicted[t] / fastest[kind[t]] > ceiling:
-                continue
+            if view.table.speeds is None and predicted[t] / fastest[kind[t]] > ceiling:
+                continue  # (with measured per-task speeds, every task is scanned)
             best = None
             for d in range(len(free)):
                 if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]) \
@@ -152,6 +161,9 @@ class ShareScheduler(Scheduler):
         if oldest is None:
             return None
         if self._start_gang(view, oldest, out, free, count, until_free, None):
+            return None
+        waited = view.time - view.table.jobs[view.table.job_of[oldest]].arrival
+        if waited < self.gang_patience * view.predicted[oldest]:
             return None
         return reserve(view, oldest, until_free)
 

@@ -6,6 +6,7 @@ Workloads::
     stg:PATH                    .stg file or directory (optima from optimal_*.csv)
     jobs:PATH                   job-file YAML, or a directory of them
     synthetic:NAME[?k=v&...]    generator NAME (layered, pipeline, sweep, mixed, gangs)
+    trace:gavel:PATH[?k=v&...]  Gavel's Philly job traces (file or folder), measured speeds
 
 Pools::
 
@@ -26,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from rlsched.errors import InputError
 from rlsched.pool import Pool, identical_pool, load_pool_file, preset_pool
+from rlsched.sources.gavel import load_gavel
 from rlsched.sources.jobfile import load_jobfiles
 from rlsched.sources.stg import load_stg
 from rlsched.sources.synthetic import generate
@@ -44,6 +46,8 @@ class WorkloadSource:
     spec: str
     draw: Callable[[int], list[Instance]]
     seeded: bool
+    #: what a report on it should say (what a trace's filters kept)
+    notes: tuple[str, ...] = ()
 
     def instances(self, seed: int) -> list[Instance]:
         return self.draw(seed)
@@ -63,11 +67,20 @@ def _synthetic(rest: str, spec: str) -> WorkloadSource:
     return WorkloadSource(spec, lambda seed: [generate(name, params, seed, spec)], seeded=True)
 
 
+def _trace(rest: str, spec: str) -> WorkloadSource:
+    kind, sep, path = rest.partition(":")
+    if kind != "gavel" or not sep:
+        raise InputError(spec, "unknown trace format (use trace:gavel:PATH)")
+    loaded, note = load_gavel(path)
+    return WorkloadSource(spec, lambda seed: loaded, seeded=False, notes=(note,))
+
+
 WORKLOAD_PREFIXES: dict[str, Callable[[str, str], WorkloadSource]] = {
     "wfcommons": _files(load_wfcommons),
     "stg": _files(load_stg),
     "jobs": _files(load_jobfiles),
     "synthetic": _synthetic,
+    "trace": _trace,
 }
 
 
