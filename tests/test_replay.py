@@ -4,14 +4,16 @@ simulator (``history:STATE``) and exported as a job file."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 import yaml
 
 from rlsched.live.replay import as_jobfile, load_history
 from rlsched.sources.jobfile import load_jobfile
-from tests.helpers import assert_one_line_error, rlsched
+from tests.helpers import ROOT, assert_one_line_error, rlsched
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +92,33 @@ def test_a_state_that_is_not_a_store_is_one_line(tmp_path):
     empty.mkdir()
     proc = rlsched("export", "--out", tmp_path / "x.yaml", state=empty)
     assert_one_line_error(proc, "no rlsched state here")
+
+
+def test_the_loop_serve_replay_train_and_serve_the_policy_trained_on_your_history(
+        served, tmp_path):
+    # 1-2: serve ran the jobs (the fixture) and history: replays them (above);
+    # 3: a policy trains on that history
+    _, state = served
+    config = yaml.safe_load((ROOT / "configs" / "quick.yaml").read_text())
+    config.update(name="mine", runs_dir=str(tmp_path / "runs"),
+                  checkpoints_dir=str(tmp_path / "ck"), kinds=[
+                      {"workload": f"history:{state}", "pool": "identical:4",
+                       "arrivals": "trace", "perturb": "none", "teacher": "share"}])
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = rlsched("train", "--config", path, "--no-progress", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    checkpoint = tmp_path / "ck" / "mine" / "final.zip"
+    assert checkpoint.exists()
+    # 4: serve runs new jobs with it, on the same pool (a copy of its state)
+    state = Path(shutil.copytree(state, tmp_path / "state"))
+    (tmp_path / "next.yaml").write_text(yaml.safe_dump({"name": "prep-3", "tasks": [
+        {"id": "t0", "command": "sleep 0.2", "gpu_memory": 1},
+        {"id": "t1", "command": "sleep 0.2", "gpu_memory": 1, "after": ["t0"]}]}))
+    assert rlsched("submit", tmp_path / "next.yaml", state=state).returncode == 0
+    proc = rlsched("serve", "--pool", "fake:4", "--scheduler", f"rl:{checkpoint}", "--tick",
+                   "0.05", "--exit-when-idle", state=state, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    jobs = {j["name"]: j["state"] for j in json.loads(
+        rlsched("status", "--json", state=state).stdout)["jobs"]}
+    assert jobs["prep-3"] == "done"
