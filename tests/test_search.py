@@ -126,7 +126,7 @@ def test_demonstrations_replay_the_teacher_exactly(stg_instances):
         if placement is None:
             assert view.running  # waiting only while something runs
         else:
-            assert placement.task in view.ready and view.fits(*placement)
+            assert placement.task in view.ready and view.fits(placement.task, placement.device)
     batch = run_episode(inst, pool, search("ga"), seed=3)
     assert measure(result).makespan == pytest.approx(measure(batch).makespan)
 
