@@ -122,3 +122,24 @@ def test_the_loop_serve_replay_train_and_serve_the_policy_trained_on_your_histor
     jobs = {j["name"]: j["state"] for j in json.loads(
         rlsched("status", "--json", state=state).stdout)["jobs"]}
     assert jobs["prep-3"] == "done"
+
+
+def test_a_failed_attempt_replays_as_what_it_was_before_the_task_it_was_an_attempt_of(tmp_path):
+    state, marker = tmp_path / "state", tmp_path / "tried"
+    (tmp_path / "flaky.yaml").write_text(yaml.safe_dump({"name": "flaky", "tasks": [
+        {"id": "prep", "command": "sleep 0.1", "gpus": 0},
+        {"id": "train", "command": f"sleep 0.3; test -f {marker} || (touch {marker}; exit 1)",
+         "after": ["prep"], "retries": 1, "gpu_memory": 2, "estimate": 1}]}))
+    assert rlsched("submit", tmp_path / "flaky.yaml", state=state).returncode == 0
+    proc = rlsched("serve", "--pool", "fake:2", "--tick", "0.05", "--exit-when-idle", state=state)
+    assert proc.returncode == 0, proc.stderr
+    (job,) = load_history(state).jobs
+    assert [t.id for t in job.tasks] == ["prep", "train.failed-1", "train"]
+    failed, train = job.tasks[1], job.tasks[2]
+    assert failed.parents == ("prep",) and train.parents == ("train.failed-1",)
+    assert failed.gpus == train.gpus == 1 and failed.gpu_memory == 2
+    assert failed.work == pytest.approx(0.3, abs=0.25) and failed.category == "flaky/train.failed"
+    # it exports and loads back as a job file
+    out = tmp_path / "month.yaml"
+    assert rlsched("export", "--out", out, state=state).returncode == 0
+    assert [t.id for t in load_jobfile(out).jobs[0].tasks] == ["prep", "train.failed-1", "train"]

@@ -15,8 +15,15 @@ So ``rlsched evaluate --workload history:~/.local/state/rlsched --arrivals
 trace`` runs every scheduler on the month the pool actually had, and
 ``rlsched export`` writes the same jobs as a job file with ``runtime:``
 (``jobs:FILE`` replays it without the database). Jobs that failed, were
-cancelled, or still run are left out, and so are failed attempts: the
-simulator has no model of a task that fails and is retried.
+cancelled, or still run are left out.
+
+A finished job's failed attempts are kept as what they were: time a task
+held its GPUs and lost. The simulator has no model of a task that fails and
+is retried, so each becomes a task of its own, ``ID.failed-K``, that runs as
+long as that attempt did, on as many GPUs with the same memory, before the
+task it was an attempt of (and after its parents), with the history key of
+the task and ``.failed``, so that the runtime model does not learn a
+failure's length as the task's.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 from rlsched.errors import InputError
 from rlsched.live.history import speed_from_store
 from rlsched.live.store import Store
+from rlsched.runtime_model import history_key
 from rlsched.sources.specs import WorkloadSource
 from rlsched.workload import Instance, validate_instance
 
@@ -39,6 +47,11 @@ def load_history(state: str | Path) -> Instance:
     took = {task: (device, ended - started) for task, device, started, ended in store.db.execute(
         "SELECT task, device, started, ended FROM attempts WHERE exit_code=0 AND ended IS NOT NULL "
         "ORDER BY ended")}
+    lost: dict[int, list[tuple[int | None, float]]] = {}
+    for task, device, started, ended in store.db.execute(
+            "SELECT task, device, started, ended FROM attempts WHERE exit_code IS NOT 0 "
+            "AND ended IS NOT NULL ORDER BY started, id"):
+        lost.setdefault(task, []).append((device, max(ended - started, 0.0)))
     rows = {(r[0], r[1]): r[2] for r in store.db.execute(
         "SELECT j.name, t.task_id, t.id FROM tasks t JOIN jobs j ON t.job=j.id")}
     status = {j["name"]: j["state"] for j in store.status()["jobs"]}
@@ -48,9 +61,18 @@ def load_history(state: str | Path) -> Instance:
             continue
         tasks = []
         for t in job.tasks:
-            device, seconds = took[rows[(job.name, t.id)]]
+            row = rows[(job.name, t.id)]
+            device, seconds = took[row]
             scale = speed(device, t.kind) if t.gpus else 1.0
-            tasks.append(replace(t, work=seconds * scale))
+            before = t.parents
+            for k, (where, spent) in enumerate(lost.get(row, []), 1):
+                failed = replace(t, id=f"{t.id}.failed-{k}", parents=before, command=None,
+                                 work=spent * (speed(where, t.kind) if t.gpus else 1.0),
+                                 estimate=None, retries=0,
+                                 category=f"{history_key(job.name, t.id, t.category)}.failed")
+                tasks.append(failed)
+                before = (failed.id,)
+            tasks.append(replace(t, work=seconds * scale, parents=before))
         jobs.append(replace(job, tasks=tuple(tasks)))
     if not jobs:
         raise InputError(f"history:{state}", "no finished job in this state yet: nothing to replay")
