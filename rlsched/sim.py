@@ -43,7 +43,7 @@ from typing import cast
 
 import numpy as np
 
-from rlsched.errors import SchedulerError
+from rlsched.errors import InputError, SchedulerError
 from rlsched.estimates import EXACT, EstimateModel
 from rlsched.gangs import allowed_span, span_factor
 from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
@@ -55,6 +55,9 @@ from rlsched.workload import Instance, validate_fits, validate_gangs, validate_p
 
 _ARRIVE, _FINISH, _PERTURB_ON, _PERTURB_OFF = 0, 1, 2, 3
 _EPS = 1e-9
+#: attempts of one task lost to device failures before the episode is
+#: refused: a task far longer than the time between failures never ends
+MAX_LOSSES = 100
 
 UNARRIVED, BLOCKED, READY, RUNNING, DONE = (int(s) for s in TaskState)
 
@@ -150,13 +153,19 @@ class Simulator:
         :data:`rlsched.estimates.DEFAULT_ESTIMATES`); drawn under ``seed``
     :param history: a runtime model to start from (a training history); each
         episode starts from a copy of it
+    :param idle_only: the scheduler starts tasks only on idle devices and keeps
+        no state between decisions (:attr:`Scheduler.idle_only`): a moment
+        when a ready task fits only beside running ones is then no decision
+        point, since such a scheduler would only wait there. No schedule
+        changes; the episode runs with fewer views.
     """
 
     def __init__(self, instance: Instance, pool: Pool, seed: int = 0,
                  perturbations: Perturbations | None = None,
                  estimates: EstimateModel | None = None,
-                 history: RuntimeModel | None = None) -> None:
+                 history: RuntimeModel | None = None, idle_only: bool = False) -> None:
         self.pool = pool
+        self.idle_only = idle_only
         self.seed = seed
         self.perturbations = perturbations or Perturbations()
         self.estimates = estimates or EXACT
@@ -204,6 +213,7 @@ class Simulator:
         #: date per task (``_updated``), not per device, since it runs on several
         self._gang_of: dict[int, tuple[int, ...]] = {}
         self._updated = [0.0] * n
+        self._losses: dict[int, int] = {}  # attempts of each task lost to failures
         self._on_device: list[list[int]] = [[] for _ in range(g)]
         self._mem_used = [0.0] * g
         self._ext_load = [0.0] * g
@@ -352,26 +362,31 @@ class Simulator:
     def _decision_possible(self) -> bool:
         if not self._ready:
             return False
-        best = max([total - used - ext for total, used, ext, healthy in zip(
-            self._mem_total, self._mem_used, self._ext_mem, self._healthy) if healthy],
-            default=-1.0)
+        if self.idle_only:
+            on = self._on_device
+            open_ = [d for d, healthy in enumerate(self._healthy) if healthy and not on[d]]
+        else:
+            open_ = [d for d, healthy in enumerate(self._healthy) if healthy]
+        if not open_:
+            return False
+        total, used, ext = self._mem_total, self._mem_used, self._ext_mem
+        best = max(total[d] - used[d] - ext[d] for d in open_)
         if best < 0:
             return False
         memory = self.table.memory
         if self.table.has_gangs:
             gpus = self.table.gpus
-            return any(self._gang_fits(t) if gpus[t] > 1 else
-                       any(self._device_takes(t, d) for d in range(len(self._healthy)))
-                       for t in self._ready)
+            return any(self._gang_fits(t, open_) if gpus[t] > 1 else
+                       any(self._device_takes(t, d) for d in open_) for t in self._ready)
         if self.table.placement is None:
             return any(fits_memory(memory[t], best) for t in self._ready)
-        return any(self._healthy[d] and fits_memory(memory[t], self._free(d)) and
-                   self._may_use(t, d) for t in self._ready for d in range(len(self._healthy)))
+        return any(fits_memory(memory[t], self._free(d)) and self._may_use(t, d)
+                   for t in self._ready for d in open_)
 
-    def _gang_fits(self, t: int) -> bool:
-        """Whether enough devices take gang ``t`` now, on one host or on linked hosts."""
+    def _gang_fits(self, t: int, devices: list[int]) -> bool:
+        """Whether enough of ``devices`` take gang ``t`` now, on one host or on linked hosts."""
         per_host = [0] * (max(self._host) + 1)
-        for d in range(len(self._healthy)):
+        for d in devices:
             if self._device_takes(t, d):
                 per_host[self._host[d]] += 1
         n = self.table.gpus[t]
@@ -635,6 +650,15 @@ class Simulator:
         now = self.now
         left: list[int] = []
         for t in self._on_device[d]:
+            self._losses[t] = self._losses.get(t, 0) + 1
+            if self._losses[t] >= MAX_LOSSES:
+                name = "/".join(self.table.task_ids[t])
+                raise InputError("--perturb", f"task {name} was lost to device failures "
+                                 f"{MAX_LOSSES} times: it runs {self.work[t]:,.0f} reference-"
+                                 "seconds, far longer than the time between failures "
+                                 f"({self.perturbations.fail_every:,.0f} s on average), and "
+                                 "would never finish (perturb without failures, or with "
+                                 "fewer)")
             members = self._gang_of.pop(t, None)
             if members:
                 for m in members:

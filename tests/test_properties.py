@@ -7,9 +7,11 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rlsched.estimates import EstimateModel
 from rlsched.perturbations import Perturbations
 from rlsched.pool import CATALOGUE, build_pool
-from rlsched.schedulers import SCHEDULERS
+from rlsched.schedulers import SCHEDULERS, make_scheduler
+from rlsched.sim import Simulator
 from rlsched.workload import Instance, Job, Task
 from tests.helpers import check_schedule, simulate
 
@@ -81,3 +83,23 @@ def test_the_same_seed_gives_the_same_trace(inst, pool, perturb, scheduler, seed
     first, _ = simulate(inst, pool, scheduler, seed, perturb)
     second, _ = simulate(inst, pool, scheduler, seed, perturb)
     assert first.trace == second.trace
+
+
+@common
+@given(inst=workloads(), pool=pools, perturb=perturbations,
+       scheduler=st.sampled_from(sorted(n for n, make in SCHEDULERS.items() if make().idle_only)),
+       seed=st.integers(0, 2**16))
+def test_skipping_the_points_where_an_idle_only_scheduler_would_wait_changes_no_schedule(
+        inst, pool, perturb, scheduler, seed):
+    inst = gangs_within(inst, pool)
+    traces = []
+    for idle_only in (False, True):
+        sched = make_scheduler(scheduler)
+        sched.reset(seed)
+        sim = Simulator(inst, pool, seed, perturb, EstimateModel.parse("default"),
+                        idle_only=idle_only)
+        view = sim.reset()
+        while view is not None:
+            view = sim.step(sched.decide(view))
+        traces.append(sim.result().trace)
+    assert traces[0] == traces[1]

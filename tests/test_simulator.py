@@ -237,3 +237,17 @@ def test_a_fork_with_weather_drawn_anew_faces_other_failures_the_same_for_one_se
     assert failed["own"] != failed[1] and failed[1] != failed[2]
     assert all(a.ok or a.end >= sim.now for a in other.trace[len(sim.trace):])
     assert sim._n_arrived < sim.table.n_jobs and len(other.result().job_finish) == sim.table.n_jobs
+
+
+def test_a_task_far_longer_than_the_time_between_failures_is_refused_not_run_forever():
+    from rlsched.errors import InputError
+    from rlsched.evaluation.evaluate import run_episode
+    from rlsched.perturbations import Perturbations
+    from rlsched.pool import identical_pool
+    from rlsched.schedulers import make_scheduler
+    from rlsched.workload import Instance, Job, Task
+
+    inst = Instance("long", (Job("j", (Task("t", 10_000.0),)),), source="test")
+    failing = Perturbations(failures=True, fail_every=10.0, fail_for=1.0)
+    with pytest.raises(InputError, match=r"task j/t was lost to device failures 100 times"):
+        run_episode(inst, identical_pool(1), make_scheduler("fifo"), 0, failing)

@@ -162,7 +162,7 @@ def run_episode(instance: Instance, pool: Pool, scheduler: Scheduler, seed: int,
     ``estimates`` says."""
     scheduler.reset(seed)
     sim = Simulator(instance, pool, seed, perturbations,
-                    EXACT if is_oracle(scheduler) else estimates)
+                    EXACT if is_oracle(scheduler) else estimates, idle_only=scheduler.idle_only)
     view = sim.reset()
     while view is not None:
         view = sim.step(scheduler.decide(view))

@@ -75,6 +75,7 @@ class BackfillScheduler(Scheduler):
     """FIFO with EASY backfilling around the first gang that cannot start."""
 
     name = "backfill"
+    idle_only = True
     gang_fair = True
 
     def _decide(self, view: ClusterView) -> list[Placement]:

@@ -29,6 +29,10 @@ class Scheduler(ABC):
     name: str = "scheduler"
     #: True for ``oracle:NAME``: a bound that must be run with exact estimates
     oracle: bool = False
+    #: whether it only ever starts tasks on idle devices and keeps no state
+    #: between decisions: then the simulator skips the decision points where
+    #: it could only wait (:class:`rlsched.sim.Simulator`'s ``idle_only``)
+    idle_only: bool = False
     #: whether a gang (a task of several GPUs) waiting behind a stream of
     #: 1-GPU tasks is sure to start (tested for every scheduler that says so)
     gang_fair: bool = False
@@ -61,6 +65,8 @@ class GreedyIdleScheduler(Scheduler):
     that come later in the order. Meanwhile those devices stand idle: the
     head-of-line blocking of a strict queue, which ``backfill`` remedies.
     """
+
+    idle_only = True
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         idle = [d.index for d in view.devices if d.healthy and d.n_tasks == 0]

@@ -27,6 +27,7 @@ class TetrisScheduler(Scheduler):
     """Packing by resource alignment, with a remaining-work tie to SRPT."""
 
     name = "tetris"
+    idle_only = True
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         idle = {d.index: d.memory_free for d in view.devices if d.healthy and d.n_tasks == 0}
