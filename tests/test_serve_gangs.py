@@ -5,13 +5,13 @@ twice while it runs."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 
 import pytest
 import yaml
 
 from tests.helpers import rlsched
+from tests.test_serve import attempts
 
 
 def marker_command(markers, name):
@@ -19,16 +19,6 @@ def marker_command(markers, name):
     code = (f"import os,time; time.sleep(0.6); open('{markers}/{name}','a')"
             f".write(os.environ['CUDA_VISIBLE_DEVICES']+chr(10))")
     return f"{sys.executable} -c \"{code}\""
-
-
-def attempts(state):
-    db = sqlite3.connect(state / "rlsched.db")
-    db.row_factory = sqlite3.Row
-    try:
-        return db.execute("SELECT a.*, t.task_id, j.name FROM attempts a JOIN tasks t "
-                          "ON a.task=t.id JOIN jobs j ON t.job=j.id").fetchall()
-    finally:
-        db.close()
 
 
 def devices_of(row):
