@@ -74,7 +74,12 @@ class LocalBackend(Backend):
         if code is not None:
             return code
         pid = self._pid(attempt)
-        return None if pid is not None and executor.alive(pid) else LOST
+        if pid is not None and executor.alive(pid):
+            return None
+        # it may have written its code and ended between the two looks: a
+        # finished attempt must never be taken for a lost one (and run again)
+        code = executor.exit_code(attempt.exit_file)
+        return LOST if code is None else code
 
     def kill(self, attempt: AttemptRef) -> None:
         pid = self._pid(attempt)
