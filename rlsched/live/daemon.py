@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rlsched.errors import InputError
@@ -33,7 +33,7 @@ from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, 
 from rlsched.live.serve_lock import ServeLock
 from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
 from rlsched.live.wakeup import Wakeup
-from rlsched.pool import Device, GpuModel, Pool
+from rlsched.pool import Device, GpuModel, Pool, fits_memory
 from rlsched.schedulers import ORACLE, Scheduler, is_oracle, make_scheduler
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
@@ -49,6 +49,19 @@ class _Round:
     tasks: dict[int, Task]
     cpu_ready: tuple[int, ...]
     predicted: tuple[float, ...]  # the view's
+
+
+#: the view state of a stored status, where it is not blocked (ready is decided later)
+_VIEW_STATE = {TaskStatus.DONE: TaskState.DONE, TaskStatus.RUNNING: TaskState.RUNNING}
+
+
+@dataclass
+class _Taken:
+    """What one answer's placements accepted so far hold: their tasks, and
+    the memory they declared on each view device."""
+
+    tasks: set[int] = field(default_factory=set)
+    memory: dict[int, float] = field(default_factory=dict)
 
 
 class Daemon:
@@ -202,7 +215,11 @@ class Daemon:
 
     # ------------------------------------------------------------------ decisions
     def _schedule(self) -> None:
-        for _ in range(4 * len(self.pool) + 8):  # one placement per ask, at most this many
+        """Ask the scheduler, start what it placed, and ask again on the new
+        state, until it places nothing. Every placement of one answer starts,
+        as the simulator applies them all, each checked by the shield against
+        the view less what the answer's earlier placements took."""
+        for _ in range(4 * len(self.pool) + 8):  # at most this many asks a round
             built = self._view()
             if built is None:
                 return
@@ -210,31 +227,43 @@ class Daemon:
             for i in round_.cpu_ready:  # CPU-only tasks start as soon as they are ready
                 self._start(round_, i, None)
             placements = self.scheduler.decide(view) if view.ready else []
-            checked = [p for p in placements if self._shield(view, p)]
+            taken = _Taken()
+            checked = [p for p in placements if self._shield(view, p, taken)]
             if len(checked) < len(placements):
                 self.shield_fallbacks += 1
                 self.store.event("shield", detail=json.dumps(
                     {"refused": [tuple(p) for p in placements if p not in checked]}))
-                checked = [p for p in self.fallback.decide(view) if self._shield(view, p)][:1]
+                checked += [p for p in self.fallback.decide(view)
+                            if self._shield(view, p, taken)][:1]
             if not checked:
                 return
-            p = checked[0]
-            keys = [self.live[d].key for d in p.devices]
-            # counted first: the metrics thread, reading between the two, must
-            # never see the task running and the decision not yet made
-            self.decisions += 1
-            for key in keys:
-                self.placements[key] = self.placements.get(key, 0) + 1
-            self._start(round_, p.task, keys)
+            for p in checked:
+                keys = [self.live[d].key for d in p.devices]
+                # counted first: the metrics thread, reading between the two, must
+                # never see the task running and the decision not yet made
+                self.decisions += 1
+                for key in keys:
+                    self.placements[key] = self.placements.get(key, 0) + 1
+                self._start(round_, p.task, keys)
 
-    def _shield(self, view: ClusterView, p: Placement) -> bool:
-        """Whether ``p`` may start now: its task ready, and every device it
-        names (a gang's all, distinct, as many as it takes, on one host)
-        healthy, with its memory free and allowed to it."""
+    def _shield(self, view: ClusterView, p: Placement, taken: _Taken) -> bool:
+        """Whether ``p`` may start now: its task ready and not yet placed by
+        this answer, and every device it names (a gang's all, distinct, as
+        many as it takes, on one host) healthy, with its memory free less
+        what the answer's earlier placements took, and allowed to it. An
+        accepted placement is added to ``taken``."""
         devices = p.devices
-        return p.task in view.ready and view.gpus(p.task) == len(devices) == len(set(devices)) \
-            and all(0 <= d < len(view.devices) and view.fits(p.task, d) for d in devices) \
+        ok = p.task in view.ready and p.task not in taken.tasks \
+            and view.gpus(p.task) == len(devices) == len(set(devices)) \
+            and all(0 <= d < len(view.devices) and view.fits(p.task, d) and fits_memory(
+                view.table.memory[p.task] + taken.memory.get(d, 0.0), view.devices[d].memory_free)
+                for d in devices) \
             and allowed_span(view.pool, devices)
+        if ok:
+            taken.tasks.add(p.task)
+            for d in devices:
+                taken.memory[d] = taken.memory.get(d, 0.0) + view.table.memory[p.task]
+        return ok
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> tuple[ClusterView, _Round] | None:
@@ -298,9 +327,9 @@ class Daemon:
     def _states(tb: WorkloadTable, by_index: dict[int, StoredTask]) -> bytearray:
         """Each task's view state from its stored status (ready is decided later)."""
         state = bytearray(tb.n_tasks)
+        of = _VIEW_STATE.get
         for i, task in by_index.items():
-            state[i] = {TaskStatus.DONE: TaskState.DONE, TaskStatus.RUNNING: TaskState.RUNNING
-                        }.get(task.status, TaskState.BLOCKED)
+            state[i] = of(task.status, TaskState.BLOCKED)
         return state
 
     def _reservations(self, tb: WorkloadTable, by_index: dict[int, StoredTask], now: float
@@ -352,9 +381,10 @@ class Daemon:
         """The GPU tasks ready to place (marked ready in ``state``) and the
         CPU-only tasks ready to start (marked running: they start this round)."""
         ready, cpu_ready = [], []
+        queued, done, parents = TaskStatus.QUEUED, TaskState.DONE, tb.parents
         for i, task in by_index.items():
-            if task.status == TaskStatus.QUEUED and now >= task.not_before and all(
-                    state[p] == TaskState.DONE for p in tb.parents[i]):
+            if task.status is queued and now >= task.not_before and all(
+                    state[p] == done for p in parents[i]):
                 if tb.gpu[i]:
                     state[i] = TaskState.READY
                     ready.append(i)

@@ -29,7 +29,7 @@ from rlsched.errors import InputError
 from rlsched.live.lifecycle import AttemptRef, TaskStatus
 from rlsched.live.serve_lock import serve_holder
 from rlsched.pool import Device, GpuModel, Pool, fits_memory
-from rlsched.workload import Instance, Job, check_name, placement_allows
+from rlsched.workload import Instance, Job, Task, check_name, placement_allows
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,8 @@ class Store:
             raise InputError(str(self.dir), f"cannot use as the state directory ({e.strerror})") \
                 from None
         self.path = self.dir / "rlsched.db"
+        #: parsed jobs, see :meth:`jobs`
+        self._parsed: dict[tuple[int, str, float], Job] = {}
         fresh = not self.path.exists()
         old = os.umask(0o077)
         try:
@@ -179,6 +181,11 @@ class Store:
             os.chmod(self.path, 0o600)
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
+            # a commit survives the daemon's crash (kill -9) without an fsync
+            # of its own; only a power loss may roll the last ones back, to a
+            # consistent store whose lost attempts run again. An fsync per
+            # commit would cost each dispatch 0.3 ms and up (far more on a disk)
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             self._upgrade()
@@ -490,24 +497,34 @@ class Store:
         """Stored jobs as workload :class:`Job` s, in submission order; with
         ``active_only``, only those the control loop still schedules (a task
         queued or running, none failed or cancelled). The control loop asks
-        every round, so it must not read the whole history each time."""
-        from rlsched.workload import Task
+        every round, so it must not read the whole history each time.
 
+        A job's specification never changes once stored, so each is parsed
+        once per store object and kept, keyed by its row, name and submission
+        time (a purged job's row id can be used again, never with both).
+        """
         out = []
         for j in self.db.execute(ACTIVE_JOBS if active_only else "SELECT * FROM jobs ORDER BY id"):
-            tasks = []
-            for t in self.db.execute("SELECT spec FROM tasks WHERE job=? ORDER BY position",
-                                     (j["id"],)):
-                spec = json.loads(t["spec"])
-                for key in ("parents", "data_from_parents", "gpus_allowed", "gpus_avoid"):
-                    if key in spec:  # a store older than placement rules has none
-                        spec[key] = tuple(spec[key])
-                if "estimate" not in spec:  # an older store kept the estimate as ``work``
-                    spec["estimate"] = spec.get("work")
-                tasks.append(Task(**spec))
-            out.append(Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"]))
+            key = (j["id"], j["name"], j["submitted"])
+            job = self._parsed.get(key)
+            if job is None:
+                job = self._parsed[key] = self._parse_job(j)
+            out.append(job)
         return out
 
+    def _parse_job(self, j: sqlite3.Row) -> Job:
+        """The workload :class:`Job` of a ``jobs`` row and its tasks' specs."""
+        tasks = []
+        for t in self.db.execute("SELECT spec FROM tasks WHERE job=? ORDER BY position",
+                                 (j["id"],)):
+            spec = json.loads(t["spec"])
+            for key in ("parents", "data_from_parents", "gpus_allowed", "gpus_avoid"):
+                if key in spec:  # a store older than placement rules has none
+                    spec[key] = tuple(spec[key])
+            if "estimate" not in spec:  # an older store kept the estimate as ``work``
+                spec["estimate"] = spec.get("work")
+            tasks.append(Task(**spec))
+        return Job(j["name"], tuple(tasks), j["submitted"], j["priority"], j["deadline"])
 
     # ------------------------------------------------------------ the control loop's queries
     def has_work(self) -> bool:
@@ -580,14 +597,15 @@ class Store:
         out: dict[tuple[str, str], StoredTask] = {}
         for i in range(0, len(job_names), 500):  # SQLite's limit on parameters
             names = job_names[i:i + 500]
-            for r in self.db.execute(
-                    "SELECT t.id, t.job, j.name AS jname, t.task_id, t.state, t.device, "
-                    "t.attempts, t.not_before, t.gang FROM tasks t JOIN jobs j ON t.job=j.id "
-                    f"WHERE j.name IN ({','.join('?' * len(names))})", names):
-                out[(r["jname"], r["task_id"])] = StoredTask(
-                    r["id"], r["job"], r["jname"], r["task_id"], TaskStatus(r["state"]),
-                    r["device"], r["attempts"], r["not_before"],
-                    tuple(devices_of(r["device"], r["gang"])[1:]))
+            cursor = self.db.execute(
+                "SELECT t.id, t.job, j.name, t.task_id, t.state, t.device, t.attempts, "
+                "t.not_before, t.gang FROM tasks t JOIN jobs j ON t.job=j.id "
+                f"WHERE j.name IN ({','.join('?' * len(names))})", names)
+            cursor.row_factory = None  # plain tuples: this runs every round, over every task
+            for row_id, job, jname, task_id, state, device, tries, not_before, gang in cursor:
+                out[(jname, task_id)] = StoredTask(
+                    row_id, job, jname, task_id, _STATUS[state], device, tries, not_before,
+                    tuple(devices_of(device, gang)[1:]) if gang else ())
         return out
 
     def open_attempt_starts(self) -> dict[int, float]:
@@ -677,6 +695,10 @@ def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
                    tuple(devices_of(r["device"], r["gang"])[1:])),
         r["tid"], r["job"], TaskStatus(r["tstate"]), r["tries"], int(spec.get("retries") or 0),
         spec.get("timeout"), r["started"])
+
+
+#: a stored state's status
+_STATUS = {status.value: status for status in TaskStatus}
 
 
 def devices_of(device: int | None, gang: str | None) -> list[int]:
