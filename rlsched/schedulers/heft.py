@@ -22,7 +22,7 @@ from bisect import bisect_right
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
-from rlsched.schedulers.plan import Plan, PlanScheduler, planned_cost
+from rlsched.schedulers.plan import Plan, PlanScheduler, expected_end, planned_cost
 from rlsched.schedulers.simple import upward_rank
 from rlsched.view import ClusterView, TaskState
 
@@ -39,15 +39,18 @@ class HeftScheduler(PlanScheduler):
 
 
 def expected_finish_of_running(view: ClusterView) -> tuple[dict[int, float], dict[int, float]]:
-    """Expected end of each running task, and when each busy device frees."""
+    """Expected end of each running task, and when each busy device frees.
+
+    A task still running past its predicted end is expected to overrun as
+    much again (:func:`rlsched.schedulers.plan.expected_end`)."""
     now = view.time
     finish: dict[int, float] = {}
     busy_until: dict[int, float] = {}
     for r in view.running:
         if r.device < 0:
-            finish[r.task] = max(now, r.start + view.predicted[r.task])
+            finish[r.task] = expected_end(now, r.start, view.predicted[r.task])
             continue
-        end = max(now, r.start + planned_cost(view, r.task, r.device))
+        end = expected_end(now, r.start, planned_cost(view, r.task, r.device))
         finish[r.task] = end
         busy_until[r.device] = max(end, busy_until.get(r.device, now))
     return finish, busy_until

@@ -8,6 +8,17 @@ the plan. A gang (a task of several GPUs) is planned on all its devices and
 starts when every one of them is free for it. The plan is redrawn when the world changes in a way it did not
 foresee: a job arrives, a device fails or returns, a device's clock changes
 (throttling), or memory is taken from outside.
+
+A plan drawn on estimates is wrong as soon as one is. Once a task has ended
+off the runtime the plan gave it (earlier, or later, by more than
+:data:`OFF_PLAN` of it), a device the plan leaves idle takes the most urgent
+ready task that would finish there sooner than where the plan has it (a
+*repair*): a device freed early does not sit idle until its next planned
+start while ready tasks wait for the devices they were planned on, nor does
+work wait for a device whose task runs late. A repair, not a new plan: on the
+default estimates nearly every task ends off its plan, and redrawing the plan
+at each end made ``bench sim``'s heft episode 8 times slower (780 decisions/s
+against 6,500).
 """
 
 from __future__ import annotations
@@ -23,6 +34,9 @@ from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
 _READY = int(TaskState.READY)
+_DONE = int(TaskState.DONE)
+#: a task ending this far from its planned runtime (a fraction of it) makes the plan stale
+OFF_PLAN = 0.05
 _UNSTARTED = (int(TaskState.BLOCKED), int(TaskState.READY))
 
 
@@ -64,6 +78,14 @@ class PlanScheduler(Scheduler):
         self._key: tuple | None = None
         self._table: WorkloadTable | None = None
         self.plans = 0
+        #: the runtime the latest plan gave each task running or planned then
+        self._runtime: dict[int, float] = {}
+        #: the running tasks of the last decision, and when each started
+        self._running: dict[int, float] = {}
+        #: tasks seen running past their planned runtime
+        self._late: set[int] = set()
+        #: whether a task ended (or ran on) off the plan since it was drawn
+        self._stale = False
 
     @abstractmethod
     def make_plan(self, view: ClusterView) -> Plan:
@@ -74,10 +96,82 @@ class PlanScheduler(Scheduler):
         self.plan = self.make_plan(view)
         self._queues = self.plan.queues(len(view.devices))
         self._key, self._table = world_key(view), view.table
+        self._stale = False
+        runtime = dict(self.plan.duration)
+        for r in view.running:  # a gang runs at its slowest member's pace
+            if r.device >= 0:
+                runtime[r.task] = max(runtime.get(r.task, 0.0), planned_cost(view, r.task, r.device))
+        self._runtime = runtime
+
+    def _off_plan(self, view: ClusterView) -> bool:
+        """Whether a task ended since the last decision clearly before the
+        plan expected it to, or now runs clearly past it (once per task)."""
+        now, state, runtime = view.time, view.task_state, self._runtime
+        running = {r.task: r.start for r in view.running if r.device >= 0}
+        if view.table is not self._table:  # other indices (the daemon's jobs changed)
+            self._running, self._late = running, set()
+            return False
+        off = False
+        for t, start in self._running.items():
+            if t not in running and state[t] == _DONE and t in runtime:
+                off |= start + runtime[t] - now > OFF_PLAN * runtime[t] + 1e-9
+        for t, start in running.items():
+            if t in runtime and t not in self._late \
+                    and now - start - runtime[t] > OFF_PLAN * runtime[t] + 1e-9:
+                self._late.add(t)
+                off = True
+        self._running = running
+        return off
 
     def _decide(self, view: ClusterView) -> list[Placement]:
+        self._stale |= self._off_plan(view)
         if view.table is not self._table or world_key(view) != self._key:
             self._replan(view)
+        out = self._follow(view)
+        if self._stale:
+            out += self._repair(view, out)
+        if not out and not view.running:
+            return self._unstick(view)
+        return out
+
+    def _repair(self, view: ClusterView, out: list[Placement]) -> list[Placement]:
+        """Once reality has left the plan behind (:meth:`_off_plan`): give
+        each healthy device the plan leaves idle the most urgent ready task
+        of one GPU that fits it and would finish there sooner than where the
+        plan has it, counting the planned device's running work as it now
+        looks (a late task expected to overrun as much again). A local
+        repair, not a new plan: redrawing at every off-estimate end would
+        cost a plan per decision."""
+        taken = {d for p in out for d in p.devices}
+        idle = [d.index for d in view.devices
+                if d.healthy and not d.n_tasks and d.index not in taken]
+        if not idle:
+            return []
+        plan, now = self.plan, view.time
+        free_at = [now] * len(view.devices)
+        for r in view.running:
+            if r.device >= 0:
+                end = expected_end(now, r.start, planned_cost(view, r.task, r.device))
+                free_at[r.device] = max(free_at[r.device], end)
+        placed = {p.task for p in out}
+        waiting = sorted((t for t in view.ready if t not in placed and t in plan.device
+                          and view.gpus(t) == 1),
+                         key=lambda t: (-plan.priority.get(t, 0.0), t))
+        moves = []
+        for d in idle:
+            for t in waiting:
+                if t in placed or not view.fits(t, d):
+                    continue
+                p = plan.device[t]
+                planned_end = max(plan.start[t], free_at[p], now) + plan.duration[t]
+                if now + planned_cost(view, t, d) < planned_end - 1e-9:
+                    moves.append(Placement(t, d))
+                    placed.add(t)
+                    break
+        return moves
+
+    def _follow(self, view: ClusterView) -> list[Placement]:
+        """The placements the plan makes now (see the module)."""
         state, memory = view.task_state, view.table.memory
         gangs = self.plan.gang
         out = []
@@ -114,8 +208,6 @@ class PlanScheduler(Scheduler):
                 # these placements, and started tasks drop out lazily above
                 out.append(Placement(chosen, dev.index))
                 taken.add(dev.index)
-        if not out and not view.running:
-            return self._unstick(view)
         return out
 
     def _unstick(self, view: ClusterView) -> list[Placement]:
@@ -138,6 +230,15 @@ class PlanScheduler(Scheduler):
             return [Placement(t, gangs[t][0], gangs[t][1:])]
         devices = [d for u, d in fitting if u == t]
         return [Placement(t, min(devices, key=lambda d: view.nominal_runtime(t, d)))]
+
+
+def expected_end(now: float, start: float, runtime: float) -> float:
+    """When a task started at ``start``, predicted to run ``runtime``, is
+    expected to end, seen at ``now``: as predicted, or if it is already past
+    that, after overrunning as much again (it ends neither now, which would
+    treat its device as free, nor at a guess that ignores what it has shown)."""
+    predicted = start + runtime
+    return predicted if predicted >= now else 2.0 * now - predicted
 
 
 def world_key(view: ClusterView) -> tuple:
