@@ -74,11 +74,26 @@ def _version() -> str:
         return "(not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, read from the package's metadata only when asked:
+    every command would otherwise pay for importing it (serve's first start
+    among them)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 help: str = "show the version and exit") -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"rlsched {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every sub-command; each sets ``run``, the function that runs it."""
     p = _Parser(prog="rlsched", description="Learn to schedule DAG jobs on a GPU pool; "
                 "evaluate schedulers in simulation; run one as the pool's live scheduler.")
-    p.add_argument("--version", action="version", version=f"rlsched {_version()}")
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_evaluate, add_train, add_submit, add_status, add_logs, add_cancel,
                 add_purge, add_drain, add_resume, add_export, add_serve, add_ray_flags,
@@ -298,7 +313,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                            description="Measure speed; print one JSON object.")
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
     for add in (add_bench_sim, add_bench_search, add_bench_serve, add_bench_policy,
-                add_bench_headroom, add_bench_env, add_bench_estimates, add_bench_all):
+                add_bench_headroom, add_bench_env, add_bench_estimates, add_bench_all,
+                add_bench_peers):
         add(bsub)
 
 
@@ -345,6 +361,37 @@ def add_bench_serve(bsub: argparse._SubParsersAction) -> None:
     bv.add_argument("--history", type=int, default=0, metavar="N",
                     help="finished jobs already in the store (a long-running daemon's past)")
     bv.set_defaults(run=_bench_serve)
+
+
+def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench peers``."""
+    from rlsched.live.peer_benchmark import DEFAULT_SCHEDULERS, POOLS, STREAMS
+
+    bp = bsub.add_parser(
+        "peers", help="rlsched serve against task-spooler and simple_gpu_scheduler, live (minutes)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The same seeded streams of stub jobs, live, through task-spooler (tsp),\n"
+                    "simple_gpu_scheduler and rlsched serve, each from a fresh state with every\n"
+                    "job queued at its start. A stub sleeps its work divided by the speed of the\n"
+                    "GPU it was given (CUDA_VISIBLE_DEVICES), so placement matters as on real\n"
+                    "cards. Peers run plain and fed in estimate order; peers not installed are\n"
+                    "left out (apt-get install task-spooler; pip install 'rlsched[peers]').\n"
+                    "Prints a table, and JSON to --json; --plot DIR draws average JCT per cell.\n"
+                    f"pools: {', '.join(POOLS)}; streams: {', '.join(STREAMS)}; estimates: noisy, none",
+        epilog="examples:\n  rlsched bench peers --json peers.json --plot results/\n"
+               "  rlsched bench peers --cell fake:4,independent,noisy --schedulers share,fifo")
+    bp.add_argument("--cell", action="append", metavar="POOL,STREAM,ESTIMATES",
+                    help="a cell to run (repeatable; default: fake:4 independent and pipelines "
+                         "with noisy estimates, mixed repeats with noisy and with none)")
+    bp.add_argument("--schedulers", default=",".join(DEFAULT_SCHEDULERS), metavar="NAME[,NAME...]",
+                    help="rlsched schedulers; the first is the one compared (default: %(default)s)")
+    bp.add_argument("--seeds", type=int, default=1)
+    bp.add_argument("--seed-offset", type=int, default=1)
+    bp.add_argument("--scale", type=float, default=1.0,
+                    help="multiply every stub's work by this (default: %(default)s)")
+    bp.add_argument("--json", type=Path, metavar="PATH", help="write the JSON document here")
+    bp.add_argument("--plot", type=Path, metavar="DIR", help="write peers.png (and peers.json) here")
+    bp.set_defaults(run=_bench_peers)
 
 
 def add_bench_policy(bsub: argparse._SubParsersAction) -> None:
@@ -877,6 +924,47 @@ def _bench_serve(args: argparse.Namespace) -> int:
     from rlsched.live.dispatch_latency import bench_serve
 
     print(json.dumps(bench_serve(args.tasks, args.devices, args.scheduler, args.history)))
+    return 0
+
+
+def _bench_peers(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlsched.live.peer_benchmark import DEFAULT_CELLS, POOLS, STREAMS, bench_peers, plot, rows
+    from rlsched.schedulers import make_scheduler
+
+    cells = []
+    for text in args.cell or []:
+        parts = tuple(p.strip() for p in text.split(","))
+        if len(parts) != 3 or parts[0] not in POOLS or parts[1] not in STREAMS \
+                or parts[2] not in ("noisy", "none"):
+            raise InputError(f"--cell {text}", f"give POOL,STREAM,ESTIMATES with a pool of "
+                             f"{', '.join(POOLS)}, a stream of {', '.join(STREAMS)} and "
+                             "estimates noisy or none")
+        cells.append(parts)
+    schedulers = tuple(s.strip() for s in args.schedulers.split(",") if s.strip())
+    for name in schedulers:  # a bad name stops here, not after minutes of peers
+        if not name.startswith("rl:"):
+            make_scheduler(name)
+    err = Console(stderr=True)
+    doc = bench_peers(tuple(cells) or DEFAULT_CELLS, args.seeds, args.seed_offset, schedulers,
+                      args.scale, progress=lambda line: err.print(f"[dim]{line}[/dim]"))
+    table = Table(title="average JCT from each system's start (s)")
+    for col in ("cell", "system", "order", "avg JCT", "makespan", "first start", "median gap (ms)",
+                "error"):
+        table.add_column(col)
+    for row in rows(doc):
+        table.add_row(*row)
+    Console().print(table)
+    for cell in doc["cells"]:
+        print(f"{cell['pool']} {cell['stream']} ({cell['estimates']}): rlsched {doc['default']} / "
+              f"best peer {cell['default_over_best_peer']}, / task-spooler sorted "
+              f"{cell['default_over_task_spooler_sorted']}")
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=1))
+    if args.plot:
+        print(f"wrote {plot(doc, args.plot)}")
     return 0
 
 

@@ -14,17 +14,19 @@ for vectorised code such as the observation encoder.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
-
-import networkx as nx
-import numpy as np
+from typing import TYPE_CHECKING
 
 from rlsched.pool import GpuModel
 from rlsched.runtime_model import history_key
 from rlsched.workload import KINDS, Job, placement_allows, task_speed
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
@@ -148,7 +150,10 @@ class WorkloadTable:
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
-        """Numpy views of the per-task columns (read-only)."""
+        """Numpy views of the per-task columns (read-only). Numpy is imported
+        here, not with the module: the live daemon starts without it."""
+        import numpy as np
+
         out = {
             "job_of": np.array(self.job_of, dtype=np.int64),
             "estimate": np.array(self.estimate, dtype=np.float64),
@@ -176,7 +181,19 @@ class WorkloadTable:
 def _topological(job: Job) -> list[str]:
     """Task ids parents-first, ties broken by file order (deterministic)."""
     position = {t.id: i for i, t in enumerate(job.tasks)}
-    g = nx.DiGraph()
-    g.add_nodes_from(position)
-    g.add_edges_from((p, t.id) for t in job.tasks for p in t.parents)
-    return list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
+    children: dict[str, list[str]] = {t.id: [] for t in job.tasks}
+    waiting = {t.id: len(set(t.parents)) for t in job.tasks}
+    for t in job.tasks:
+        for p in set(t.parents):
+            children[p].append(t.id)
+    free = [position[t] for t, n in waiting.items() if n == 0]  # Kahn's, smallest position first
+    heapq.heapify(free)
+    order = []
+    while free:
+        task = job.tasks[heapq.heappop(free)].id
+        order.append(task)
+        for c in children[task]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heapq.heappush(free, position[c])
+    return order

@@ -21,11 +21,13 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from rlsched.errors import InputError
 from rlsched.pool import CATALOGUE, GpuModel, Pool, fits_memory
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 #: Task kinds. A GPU's speed differs by kind (see :mod:`rlsched.pool`).
 KINDS = ("compute", "memory")
@@ -204,6 +206,8 @@ def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
         seen.add(t.id)
     for t in job.tasks:
         _validate_task(t, f"{where}, task '{t.id}'", source, seen, require_work)
+    import networkx as nx  # here, not with the module: the live daemon starts without it
+
     graph = job_graph(job)
     try:
         cycle = nx.find_cycle(graph)
@@ -243,6 +247,8 @@ def _validate_task(t: Task, here: str, source: str, ids: set[str], require_work:
 
 def job_graph(job: Job) -> nx.DiGraph:
     """The job's DAG as a networkx graph, edges parent -> child."""
+    import networkx as nx
+
     g = nx.DiGraph()
     g.add_nodes_from(t.id for t in job.tasks)
     g.add_edges_from((p, t.id) for t in job.tasks for p in t.parents)

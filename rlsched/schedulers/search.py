@@ -10,9 +10,6 @@ of several GPUs) they follow the HEFT plan they would be seeded with.
 
 from __future__ import annotations
 
-import numpy as np
-
-from rlsched.schedulers import search_engine as engine
 from rlsched.schedulers.heft import heft_plan
 from rlsched.schedulers.plan import Plan, PlanScheduler
 from rlsched.view import ClusterView
@@ -31,6 +28,8 @@ class SearchScheduler(PlanScheduler):
     algorithm = "ga"
 
     def __init__(self, budget_s: float = DEFAULT_BUDGET_S, evaluations: int | None = None) -> None:
+        from rlsched.schedulers import search_engine as engine  # numpy: only when a search runs
+
         self.budget = engine.Budget(budget_s, evaluations)
         #: ``(evaluations, best objective)`` of every plan of the episode
         self.history: list[list[tuple[int, float]]] = []
@@ -38,6 +37,8 @@ class SearchScheduler(PlanScheduler):
 
     def reset(self, seed: int = 0) -> None:
         super().reset(seed)
+        import numpy as np
+
         self.rng = np.random.default_rng([seed, 3])
         self.history = []
 
@@ -46,6 +47,8 @@ class SearchScheduler(PlanScheduler):
             # the search's genome gives each task one device; with gangs it
             # keeps the plan it would be seeded with
             return heft_plan(view)
+        from rlsched.schedulers import search_engine as engine
+
         problem = engine.SearchProblem.from_view(view)
         if problem.n_tasks == 0:
             return Plan()

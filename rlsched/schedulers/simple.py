@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
@@ -22,9 +20,13 @@ class RandomScheduler(Scheduler):
     name = "random"
 
     def __init__(self) -> None:
+        import numpy as np  # here, not with the module: the live daemon starts without it
+
         self.rng = np.random.default_rng(0)
 
     def reset(self, seed: int = 0) -> None:
+        import numpy as np
+
         self.rng = np.random.default_rng([seed, 1])
 
     def _decide(self, view: ClusterView) -> list[Placement]:

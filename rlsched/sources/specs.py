@@ -20,6 +20,7 @@ runtime, the learned policy) adds its own by adding an entry.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -27,11 +28,6 @@ from urllib.parse import parse_qsl
 
 from rlsched.errors import InputError
 from rlsched.pool import Pool, identical_pool, load_pool_file, preset_pool
-from rlsched.sources.gavel import load_gavel
-from rlsched.sources.jobfile import load_jobfiles
-from rlsched.sources.stg import load_stg
-from rlsched.sources.synthetic import generate
-from rlsched.sources.wfcommons import load_wfcommons
 from rlsched.workload import Instance
 
 
@@ -53,14 +49,19 @@ class WorkloadSource:
         return self.draw(seed)
 
 
-def _files(loader: Callable[[str], list[Instance]]) -> Callable[[str, str], WorkloadSource]:
+def _files(module: str, loader: str) -> Callable[[str, str], WorkloadSource]:
+    """A prefix of files read by ``module.loader``, imported when first used:
+    ``serve`` resolves its pool here, and must not wait for the loaders'
+    numpy to import before its first start."""
     def resolve(rest: str, spec: str) -> WorkloadSource:
-        loaded = loader(rest)
+        loaded = getattr(importlib.import_module(module), loader)(rest)
         return WorkloadSource(spec, lambda seed: loaded, seeded=False)
     return resolve
 
 
 def _synthetic(rest: str, spec: str) -> WorkloadSource:
+    from rlsched.sources.synthetic import generate
+
     name, _, query = rest.partition("?")
     params = dict(parse_qsl(query, keep_blank_values=True))
     generate(name, params, 0, spec)  # fail now on a bad name or parameter
@@ -71,14 +72,16 @@ def _trace(rest: str, spec: str) -> WorkloadSource:
     kind, sep, path = rest.partition(":")
     if kind != "gavel" or not sep:
         raise InputError(spec, "unknown trace format (use trace:gavel:PATH)")
+    from rlsched.sources.gavel import load_gavel
+
     loaded, note = load_gavel(path)
     return WorkloadSource(spec, lambda seed: loaded, seeded=False, notes=(note,))
 
 
 WORKLOAD_PREFIXES: dict[str, Callable[[str, str], WorkloadSource]] = {
-    "wfcommons": _files(load_wfcommons),
-    "stg": _files(load_stg),
-    "jobs": _files(load_jobfiles),
+    "wfcommons": _files("rlsched.sources.wfcommons", "load_wfcommons"),
+    "stg": _files("rlsched.sources.stg", "load_stg"),
+    "jobs": _files("rlsched.sources.jobfile", "load_jobfiles"),
     "synthetic": _synthetic,
     "trace": _trace,
 }
