@@ -9,7 +9,7 @@ Importing this package registers the ``rl:PATH`` scheduler prefix, so
 from pathlib import Path
 
 from rlsched.errors import InputError
-from rlsched.schedulers import SCHEDULER_PREFIXES
+from rlsched.schedulers import SCHEDULER_PREFIXES, SLOW_PREFIX_CHECKS
 
 #: where the shipped policy lives: ``checkpoints/`` of this checkout
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -34,4 +34,14 @@ def _load(spec: str):
     return RLScheduler(checkpoint_path(spec))
 
 
+def _check(spec: str) -> None:
+    """What can be checked without torch: the checkpoint and its card exist
+    (the rest, from the card's encoder version on, is checked as it loads)."""
+    path = checkpoint_path(spec)
+    card = path.with_suffix(".json")
+    if not card.is_file():
+        raise InputError(str(path), f"has no card {card.name} beside it")
+
+
 SCHEDULER_PREFIXES["rl"] = _load
+SLOW_PREFIX_CHECKS["rl"] = _check

@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from rlsched.errors import InputError
@@ -33,8 +34,9 @@ from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, 
 from rlsched.live.serve_lock import ServeLock
 from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
 from rlsched.live.wakeup import Wakeup
+from rlsched.live.warm_start import WarmStart
 from rlsched.pool import Device, GpuModel, Pool, fits_memory
-from rlsched.schedulers import ORACLE, Scheduler, is_oracle, make_scheduler
+from rlsched.schedulers import ORACLE, SLOW_PREFIX_CHECKS, Scheduler, is_oracle, make_scheduler
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Job, Task
@@ -50,6 +52,9 @@ class _Round:
     cpu_ready: tuple[int, ...]
     predicted: tuple[float, ...]  # the view's
 
+
+#: what decides while a scheduler slow to load (a learned policy) loads
+WARM_FALLBACK = "share"
 
 #: the view state of a stored status, where it is not blocked (ready is decided later)
 _VIEW_STATE = {TaskStatus.DONE: TaskState.DONE, TaskStatus.RUNNING: TaskState.RUNNING}
@@ -83,7 +88,7 @@ class Daemon:
         self.store = store
         self.lock = lock or ServeLock(store.dir)  # first: a refused daemon touches nothing
         self.backend = backend or open_backend("local", pool_spec)
-        self.scheduler: Scheduler = (make_scheduler(scheduler) if isinstance(scheduler, str)
+        self.scheduler: Scheduler = (self._warm_start(scheduler) if isinstance(scheduler, str)
                                      else scheduler)
 
         self.fallback: Scheduler = make_scheduler("heft")
@@ -118,6 +123,22 @@ class Daemon:
             "backend": self.backend.name, "pool": pool_spec,
             "scheduler": scheduler if isinstance(scheduler, str) else scheduler.name}))
         self.backend.recover([a.ref for a in self.store.open_attempts()])
+
+    def _warm_start(self, spec: str) -> Scheduler:
+        """The scheduler ``spec`` names; one slow to load (``rl:PATH``) is
+        checked now, then loaded in the background while ``share`` decides
+        (:mod:`rlsched.live.warm_start`)."""
+        prefix, sep, rest = spec.partition(":")
+        if not sep or prefix not in SLOW_PREFIX_CHECKS:
+            return make_scheduler(spec)
+        SLOW_PREFIX_CHECKS[prefix](rest)
+
+        def ready(loaded: Scheduler, seconds: float, meanwhile: int) -> None:
+            self.store.event("scheduler_ready", detail=json.dumps({
+                "scheduler": spec, "load_s": round(seconds, 3), "fallback": WARM_FALLBACK,
+                "fallback_decisions": meanwhile}))
+
+        return WarmStart(spec, partial(make_scheduler, spec), make_scheduler(WARM_FALLBACK), ready)
 
     @staticmethod
     def refuse_bounds(scheduler: str | Scheduler) -> None:
@@ -165,6 +186,8 @@ class Daemon:
         """One round; whether any attempt is still open (a killed one until it
         is reaped), or any task queued in a job that can still finish (not
         cancelled, no task failed)."""
+        if isinstance(self.scheduler, WarmStart):
+            self.scheduler.poll()
         self._refresh_devices()
         self._reap()
         self.beliefs.learn(self.store, self._speed)

@@ -46,6 +46,11 @@ SEARCH_SCHEDULERS: dict[str, Callable[[float, int | None], Scheduler]] = {
 
 #: ``prefix -> loader(rest_of_spec)`` for schedulers that live outside the core
 SCHEDULER_PREFIXES: dict[str, Callable[[str], Scheduler]] = {}
+#: ``prefix -> check(rest_of_spec)`` for prefixed schedulers slow to load (a
+#: learned policy: torch and a checkpoint): a cheap check that raises
+#: :class:`InputError` for a spec that cannot load, so that ``serve`` can
+#: refuse it at once and load the rest in the background
+SLOW_PREFIX_CHECKS: dict[str, Callable[[str], None]] = {}
 
 
 #: the prefix of a bound: a heuristic that reads the true runtimes
@@ -87,5 +92,5 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
     raise InputError("--scheduler", f"unknown scheduler '{spec}' (known: {known})")
 
 
-__all__ = ["ORACLE", "SCHEDULERS", "is_oracle", "SCHEDULER_PREFIXES", "GreedyIdleScheduler", "Scheduler",
-           "make_scheduler"]
+__all__ = ["ORACLE", "SCHEDULERS", "is_oracle", "SCHEDULER_PREFIXES", "SLOW_PREFIX_CHECKS",
+           "GreedyIdleScheduler", "Scheduler", "make_scheduler"]
