@@ -722,7 +722,7 @@ def _print_status(status: dict) -> None:
     table = Table(title="rlsched queue", title_justify="left")
     reasons = any(t["reason"] for j in status["jobs"] for t in j["tasks"])
     for col in ("job", "state", "JCT", "task", "task state", "device", "attempts", "estimate",
-                "predicted", "runtime") + (("reason",) if reasons else ()):
+                "predicted", "from", "runtime") + (("reason",) if reasons else ()):
         table.add_column(col, justify="right" if col in ("estimate", "predicted", "runtime")
                          else "left")
     for job in status["jobs"]:
@@ -732,7 +732,7 @@ def _print_status(status: dict) -> None:
                    jct if i == 0 else "", Text(t["id"]), t["state"],
                    ",".join(map(str, sorted(t.get("devices") or []))), str(t["attempts"]),
                    _maybe_duration(t["estimate_s"]), _maybe_duration(t.get("predicted_s")),
-                   _maybe_duration(t["runtime_s"])]
+                   t.get("predicted_from") or "", _maybe_duration(t["runtime_s"])]
             if reasons:
                 row.append(Text(t["reason"] or ""))
             table.add_row(*row)

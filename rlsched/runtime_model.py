@@ -62,6 +62,8 @@ _FLOOR_S = 1e-3
 _ALL = "\0all"
 #: a job name's trailing counter (``sweep-3``, ``run_07``, ``wf#2``)
 _COUNTER = re.compile(r"[-_.#]*[0-9]+$")
+#: a number in a command: an integer, a decimal, an exponent
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+")
 
 
 class Prediction(NamedTuple):
@@ -72,15 +74,29 @@ class Prediction(NamedTuple):
     sigma: float
 
 
-def history_key(job_name: str, task_id: str, category: str | None = None) -> str:
+def history_key(job_name: str, task_id: str, category: str | None = None,
+                command: str | None = None) -> str:
     """What identifies a task's type in history: its ``category`` where the
-    source gives one (WfCommons, a job file's ``category:``), else its task id
-    within its job's family, the job name without a trailing counter
-    (``sweep-3/train`` and ``sweep-4/train`` share ``sweep/train``)."""
+    source gives one (WfCommons, a job file's ``category:``); else, for a
+    task with a command, the command's shape (:func:`command_shape`: runs
+    that differ only in numbers, a seed or an output directory, share it);
+    else its task id within its job's family, the job name without a
+    trailing counter (``sweep-3/train`` and ``sweep-4/train`` share
+    ``sweep/train``)."""
     if category:
         return category
+    if command:
+        return command_shape(command)
     family = _COUNTER.sub("", job_name) or job_name
     return f"{family}/{task_id}"
+
+
+def command_shape(command: str) -> str:
+    """``$ `` and the command with every number written ``#`` and its spaces
+    collapsed: ``python train.py --lr 0.1 --seed 3 --out runs/7`` and ``...
+    --lr 0.01 --seed 4 --out runs/8`` have one shape; another script, model
+    name or flag is another shape."""
+    return "$ " + " ".join(_NUMBER.sub("#", command).split())
 
 
 def log_estimate(estimate: float) -> float:
@@ -224,6 +240,21 @@ class RuntimeModel:
         precision += alpha
         return (alpha / precision, mu / precision, math.sqrt(1.0 / precision), beta_alone,
                 sigma_alone)
+
+    def source(self, key: str, estimate: float | None) -> str:
+        """What :meth:`predict` of ``key`` and ``estimate`` rests on, for
+        people reading it: ``history`` (finished runs of this key), ``all
+        history`` (no run of this key yet: every key's runs stand in), each
+        with ``estimate+`` before it where an estimate was blended in;
+        ``estimate`` alone, before anything has finished; or ``default``
+        (:data:`DEFAULT_RUNTIME_S`: nothing known at all, not a prediction)."""
+        scope = self._scopes.get(key)
+        own = scope is not None and scope.history is not None
+        history = "history" if own else "all history" if self._all.history is not None else ""
+        has_estimate = estimate is not None and math.isfinite(estimate)
+        if has_estimate:
+            return f"estimate+{history}" if history else "estimate"
+        return history or "default"
 
     def uses_all(self, key: str) -> bool:
         """Whether some task of ``key`` reads every key's statistics (its key

@@ -97,7 +97,7 @@ class WorkloadTable:
                 ids.append((job.name, t.id))
                 work.append(float(t.work or 0.0))
                 estimate.append(math.nan if t.estimate is None else float(t.estimate))
-                keys.append(history_key(job.name, t.id, t.category))
+                keys.append(history_key(job.name, t.id, t.category, t.command))
                 kind.append(KIND_INDEX[t.kind])
                 mem.append(float(t.gpu_memory))
                 gpu.append(t.gpus > 0)

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from rlsched.live.replay import as_jobfile, load_history
+from rlsched.runtime_model import history_key
 from rlsched.sources.jobfile import load_jobfile
 from tests.helpers import ROOT, assert_one_line_error, rlsched
 
@@ -138,7 +139,9 @@ def test_a_failed_attempt_replays_as_what_it_was_before_the_task_it_was_an_attem
     failed, train = job.tasks[1], job.tasks[2]
     assert failed.parents == ("prep",) and train.parents == ("train.failed-1",)
     assert failed.gpus == train.gpus == 1 and failed.gpu_memory == 2
-    assert failed.work == pytest.approx(0.3, abs=0.25) and failed.category == "flaky/train.failed"
+    # a failed attempt is history of its own: its task's key, marked failed
+    assert failed.work == pytest.approx(0.3, abs=0.25)
+    assert failed.category == history_key("flaky", "train", None, train.command) + ".failed"
     # it exports and loads back as a job file
     out = tmp_path / "month.yaml"
     assert rlsched("export", "--out", out, state=state).returncode == 0

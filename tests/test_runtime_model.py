@@ -97,6 +97,16 @@ def test_history_keys_name_a_task_by_category_or_by_its_id_in_its_jobs_family():
     assert history_key("any", "mProject_00012", "mProject") == "mProject"
 
 
+def test_commands_that_differ_only_in_numbers_share_history_whatever_their_jobs_are_called():
+    a = history_key("resnet-alpha", "train", command="python train.py --seed 3 --out runs/3")
+    b = history_key("resnet-beta", "fit", command="python  train.py --seed 41 --out runs/41")
+    assert a == b == "$ python train.py --seed # --out runs/#"
+    assert history_key("x", "t", command="python train.py --model vit") != \
+        history_key("x", "t", command="python train.py --model resnet")
+    # a category names the kind outright, whatever the command
+    assert history_key("x", "t", "finetune", command="python train.py") == "finetune"
+
+
 def wfcommons_pair() -> Instance:
     jobs = tuple(j for name in ("bacass-dirt02-001.json", "blast-chameleon-small-001.json")
                  for j in load_wfcommons(WFCOMMONS / name)[0].jobs)

@@ -479,8 +479,8 @@ class Daemon:
         members = sorted(keys, key=lambda k: (self._speed(k, kind), k)) if keys else []
         device, gang = (members[0], tuple(members[1:])) if members else (None, ())
         predicted = wall_seconds(round_.predicted[index], tb.kind[index], self._model_of(device))
-        attempt, log, exit_file = self.store.start_attempt(task, device, predicted,
-                                                           self.attempt_files, gang)
+        attempt, log, exit_file = self.store.start_attempt(
+            task, device, predicted, self.attempt_files, gang, self.beliefs.source(tb, index))
         try:
             pid = self.backend.start(AttemptSpec(
                 attempt, spec.command or "true", device, log, exit_file, dict(spec.env),

@@ -49,7 +49,7 @@ def observations(runs: Iterable[tuple[str, dict[str, Any], int | None, float, fl
         kind = spec.get("kind", "compute")
         scale = speed(device, kind) if spec.get("gpus", 1) else 1.0
         estimate = spec.get("estimate", spec.get("work"))  # an older store's estimate was work
-        yield (history_key(job, spec["id"], spec.get("category")), estimate,
+        yield (history_key(job, spec["id"], spec.get("category"), spec.get("command")), estimate,
                (ended - started) * scale)
 
 
@@ -93,6 +93,11 @@ class LiveBeliefs:
         return self._beliefs
 
 
+    def source(self, table: WorkloadTable, task: int) -> str:
+        """What the prediction of ``table``'s task rests on (:meth:`RuntimeModel.source`)."""
+        return self.model.source(table.history_key[task], table.estimate[task])
+
+
 def wall_seconds(reference_s: float, kind_index: int, model: GpuModel | None) -> float:
     """A reference-seconds prediction in seconds on a device of ``model``
     (None: a CPU-only task, at reference speed)."""
@@ -102,8 +107,9 @@ def wall_seconds(reference_s: float, kind_index: int, model: GpuModel | None) ->
 def add_predictions(store: Store, status: dict[str, Any]) -> None:
     """Give each task of a :meth:`Store.status` that has not started yet its
     ``predicted_s``: what the runtime model, fed the store's whole history,
-    believes it takes now, on the reference device (a started task keeps the
-    prediction its attempt started with)."""
+    believes it takes now, on the reference device, and ``predicted_from``,
+    what that rests on (a started task keeps the prediction its attempt
+    started with, and its source)."""
     speed = speed_from_store(store)
     model = RuntimeModel.from_history(observations(store.finished_runs(), speed))
     specs = {(r[0], r[1]): json.loads(r[2]) for r in store.db.execute(
@@ -113,6 +119,7 @@ def add_predictions(store: Store, status: dict[str, Any]) -> None:
             if task["predicted_s"] is not None:
                 continue
             spec = specs[(job["name"], task["id"])]
-            task["predicted_s"] = model.predict(
-                history_key(job["name"], task["id"], spec.get("category")),
-                spec.get("estimate", spec.get("work"))).seconds
+            key = history_key(job["name"], task["id"], spec.get("category"), spec.get("command"))
+            estimate = spec.get("estimate", spec.get("work"))
+            task["predicted_s"] = model.predict(key, estimate).seconds
+            task["predicted_from"] = model.source(key, estimate)

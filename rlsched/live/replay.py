@@ -69,7 +69,7 @@ def load_history(state: str | Path) -> Instance:
                 failed = replace(t, id=f"{t.id}.failed-{k}", parents=before, command=None,
                                  work=spent * (speed(where, t.kind) if t.gpus else 1.0),
                                  estimate=None, retries=0,
-                                 category=f"{history_key(job.name, t.id, t.category)}.failed")
+                                 category=f"{history_key(job.name, t.id, t.category, t.command)}.failed")
                 tasks.append(failed)
                 before = (failed.id,)
             tasks.append(replace(t, work=seconds * scale, parents=before))

@@ -84,8 +84,10 @@ class StoredTask:
 #: upgraded in place; a newer one is refused. 4: ``devices.model``, the
 #: model name serve placed by (for placement rules checked at submit). 5:
 #: ``attempts.gang`` and ``tasks.gang``, the other device keys of a task of
-#: several GPUs, comma-separated (NULL for one GPU or none).
-SCHEMA_VERSION = 5
+#: several GPUs, comma-separated (NULL for one GPU or none). 6:
+#: ``attempts.predicted_from``, what the attempt's prediction rested on
+#: (:meth:`rlsched.runtime_model.RuntimeModel.source`).
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -100,7 +102,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL REFERENCES tasks(id), device INTEGER,
     pid INTEGER, started REAL NOT NULL, ended REAL, exit_code INTEGER, log TEXT,
-    exit_file TEXT, predicted REAL, error TEXT, gang TEXT);
+    exit_file TEXT, predicted REAL, error TEXT, gang TEXT, predicted_from TEXT);
 CREATE TABLE IF NOT EXISTS devices (
     idx INTEGER PRIMARY KEY, name TEXT, uuid TEXT, utilization REAL, memory_used REAL,
     memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
@@ -207,7 +209,8 @@ class Store:
                              f"this one reads up to {SCHEMA_VERSION}): upgrade rlsched")
         with self.transaction() as db:
             for table, column in (("attempts", "error"), ("tasks", "reason"), ("devices", "model"),
-                                  ("attempts", "gang"), ("tasks", "gang")):
+                                  ("attempts", "gang"), ("tasks", "gang"),
+                                  ("attempts", "predicted_from")):
                 if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -369,11 +372,12 @@ class Store:
     def status(self) -> dict[str, Any]:
         """``{"jobs": [{"name", "state", "priority", "submitted", "finished",
         "jct_s", "tasks": [{"id", "state", "device", "devices", "attempts", "reason",
-        "estimate_s", "runtime_s", "predicted_s"}]}]}`` in submission order.
+        "estimate_s", "runtime_s", "predicted_s", "predicted_from"}]}]}`` in submission order.
         A task's ``devices`` are every device of its latest attempt (several
         for a gang, ``device`` first); ``estimate_s`` is its user's, ``runtime_s`` its successful
         attempt's, ``predicted_s`` what the runtime model predicted, on its
-        device, when its latest attempt started (None before one has).
+        device, when its latest attempt started (None before one has), and
+        ``predicted_from`` what that prediction rested on.
         ``finished`` (the end of its last task) and ``jct_s`` (job
         completion time: finished - submitted) are None until the job is
         done; a task's ``reason`` says why it failed, was skipped, or cannot
@@ -385,7 +389,7 @@ class Store:
             "SELECT t.job, MAX(a.ended) FROM attempts a JOIN tasks t ON a.task=t.id "
             "WHERE a.exit_code=0 GROUP BY t.job").fetchall())
         latest = {r["task"]: r for r in self.db.execute(
-            "SELECT task, exit_code, error, log, predicted FROM attempts WHERE id IN "
+            "SELECT task, exit_code, error, log, predicted, predicted_from FROM attempts WHERE id IN "
             "(SELECT MAX(id) FROM attempts GROUP BY task)")}
         runtime = dict(self.db.execute(
             "SELECT task, ended - started FROM attempts WHERE exit_code=0").fetchall())
@@ -394,7 +398,9 @@ class Store:
                       "devices": devices_of(t["device"], t["gang"]),
                       "attempts": t["attempts"], **_why(t, latest.get(t["id"]), pool),
                       "estimate_s": _estimate(t["spec"]), "runtime_s": runtime.get(t["id"]),
-                      "predicted_s": latest[t["id"]]["predicted"] if t["id"] in latest else None}
+                      "predicted_s": latest[t["id"]]["predicted"] if t["id"] in latest else None,
+                      "predicted_from":
+                          latest[t["id"]]["predicted_from"] if t["id"] in latest else None}
                      for t in self.db.execute("SELECT * FROM tasks WHERE job=? ORDER BY position",
                                               (j["id"],))]
             state = job_state(bool(j["cancelled"]), tasks)
@@ -486,10 +492,12 @@ class Store:
         return service, ended
 
     def prediction_error(self) -> dict[str, Any]:
-        """How far history-based predictions were from the runtimes they predicted."""
+        """How far predictions were from the runtimes they predicted: real
+        predictions only, not the fixed guess made when nothing was known
+        (``predicted_from`` ``default``)."""
         errors = [abs(r["predicted"] - (r["ended"] - r["started"])) for r in self.db.execute(
             "SELECT predicted, started, ended FROM attempts WHERE exit_code=0 AND predicted "
-            "IS NOT NULL")]
+            "IS NOT NULL AND (predicted_from IS NULL OR predicted_from != 'default')")]
         return {"samples": len(errors),
                 "mean_abs_error_s": sum(errors) / len(errors) if errors else None}
 
@@ -614,7 +622,8 @@ class Store:
                     .fetchall())
 
     def start_attempt(self, task: StoredTask, device: int | None, predicted: float | None,
-                      files: Any, gang: tuple[int, ...] = ()) -> tuple[int, Path, Path]:
+                      files: Any, gang: tuple[int, ...] = (), predicted_from: str | None = None
+                      ) -> tuple[int, Path, Path]:
         """Commit a new attempt of ``task`` (now running on ``device``, and a
         gang's other devices ``gang``) before its process exists, so that a
         crash in between leaves an attempt the next daemon retries.
@@ -625,8 +634,9 @@ class Store:
             db.execute("UPDATE tasks SET state='running', device=?, gang=?, attempts=? WHERE id=?",
                        (device, mates, task.attempts + 1, task.id))
             attempt = int(db.execute(
-                "INSERT INTO attempts (task, device, gang, started, predicted) VALUES (?,?,?,?,?)",
-                (task.id, device, mates, time.time(), predicted)).lastrowid or 0)
+                "INSERT INTO attempts (task, device, gang, started, predicted, predicted_from) "
+                "VALUES (?,?,?,?,?,?)",
+                (task.id, device, mates, time.time(), predicted, predicted_from)).lastrowid or 0)
             log, exit_file = files(attempt)
             db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
                        (str(log), str(exit_file), attempt))
