@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 RESULTS ?= results/demo
 
-.PHONY: setup demo test check chaos clean
+.PHONY: setup demo test check chaos peers clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,14 @@ test: check
 # serve killed with -9 again and again under 30 jobs: prints its numbers as JSON
 chaos: setup
 	$(BIN)/python -m pytest -m chaos -s tests/test_chaos.py
+
+# rlsched serve against task-spooler and simple_gpu_scheduler, live (about a
+# quarter of an hour); peers not installed are left out: task-spooler is the
+# Debian package (apt-get install task-spooler), the other the [peers] extra
+peers: setup
+	$(BIN)/pip install --quiet -e ".[peers]"
+	@command -v tsp >/dev/null || echo "task-spooler (tsp) is not installed: it is left out"
+	$(BIN)/rlsched bench peers --json $(RESULTS)/peers.json --plot $(RESULTS)
 
 # lint (with complexity limits) everywhere, types on the core
 check: setup

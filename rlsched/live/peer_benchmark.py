@@ -274,28 +274,28 @@ def _pool_spec(pool: str, directory: Path) -> str:
     return f"file:{path}"
 
 
-def systems_for(pool: str, stream: str, estimates: str, schedulers: tuple[str, ...]
-                ) -> list[tuple[str, str]]:
+def systems_for(pool: str, stream: str, estimates: str, schedulers: tuple[str, ...],
+                with_peers: bool = True) -> list[tuple[str, str]]:
     """``(system, variant)`` of every run of one cell (see the module)."""
     orders = ("plain",) if estimates == "none" else ("plain", "sorted")
-    peers = peers_available()
+    peers = peers_available() if with_peers else {}
     out = []
-    if peers["task-spooler"] and len(set(POOLS[pool])) == 1:
+    if peers.get("task-spooler") and len(set(POOLS[pool])) == 1:
         out += [("task-spooler", o) for o in orders]
-    if peers["simple_gpu_scheduler"] and stream != "pipelines":
+    if peers.get("simple_gpu_scheduler") and stream != "pipelines":
         out += [("simple_gpu_scheduler", o) for o in orders]
     return out + [(f"rlsched {s}", "") for s in schedulers]
 
 
 def run_cell(pool: str, stream: str, estimates: str, seed: int, schedulers: tuple[str, ...],
-             scale: float = 1.0, progress: Callable[[str], None] | None = None
-             ) -> dict[str, Any]:
+             scale: float = 1.0, progress: Callable[[str], None] | None = None,
+             with_peers: bool = True) -> dict[str, Any]:
     """Every system on one ``(pool, stream, estimates)`` stream of ``seed``."""
     jobs = make_stream(stream, seed, estimates, scale)
     n_tasks = sum(len(j.tasks) for j in jobs)
     speeds = POOLS[pool]
     runs = []
-    for system, variant in systems_for(pool, stream, estimates, schedulers):
+    for system, variant in systems_for(pool, stream, estimates, schedulers, with_peers):
         if progress:
             progress(f"{pool} {stream} ({estimates} estimates), seed {seed}: {system} {variant}")
         ordered = sorted(jobs, key=lambda j: j.estimate) if variant == "sorted" else jobs

@@ -1,0 +1,60 @@
+"""The peer benchmark's own machinery: seeded streams, stubs that sleep by
+their GPU's speed, and the figures read from their log. (The benchmark
+itself, minutes long, is `rlsched bench peers`, not a test.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from rlsched.live.peer_benchmark import POOLS, make_stream, read_log, run_cell, summarise, write_stub
+
+
+@pytest.mark.parametrize("stream", ["independent", "pipelines", "repeats"])
+def test_a_stream_is_the_same_under_a_seed_and_differs_across_seeds(stream):
+    assert make_stream(stream, 1) == make_stream(stream, 1)
+    assert make_stream(stream, 1) != make_stream(stream, 2)
+    assert all(t.estimate is None for j in make_stream(stream, 1, "none") for t in j.tasks)
+
+
+def test_repeats_are_six_kinds_each_with_one_estimate_and_runtimes_within_ten_percent():
+    jobs = make_stream("repeats", 3)
+    kinds: dict[str, list] = {}
+    for j in jobs:
+        kinds.setdefault(j.name.rsplit("-", 1)[0], []).append(j.tasks[0])
+    assert len(kinds) == 6 and all(len(runs) == 8 for runs in kinds.values())
+    for runs in kinds.values():
+        assert len({t.estimate for t in runs}) == 1  # a user's job file, reused
+        works = [t.work for t in runs]
+        assert max(works) <= min(works) * 1.1 / 0.9 + 1e-9
+
+
+def test_a_stub_sleeps_its_work_divided_by_its_gpus_speed(tmp_path):
+    stub = write_stub(tmp_path, POOLS["mixed"])
+    for dev in ("0", "2"):
+        subprocess.run(["sh", str(stub), f"j{dev}/t", "0.3"], check=True,
+                       env=dict(os.environ, CUDA_VISIBLE_DEVICES=dev))
+    took = {dev: end - start for _, dev, start, end in read_log(tmp_path)}
+    assert took[0] == pytest.approx(0.3, abs=0.15)
+    assert took[2] == pytest.approx(0.9, abs=0.3)  # three times slower
+
+
+def test_the_figures_of_a_run():
+    rows = [("a/t", 0, 10.0, 11.0), ("b/t", 0, 11.01, 12.0), ("c/t", 1, 10.0, 13.0)]
+    doc = summarise(rows, began=9.5, n_tasks=3)
+    assert doc["avg_jct_s"] == pytest.approx((1.5 + 2.5 + 3.5) / 3)
+    assert doc["makespan_s"] == pytest.approx(3.5)
+    assert doc["first_start_s"] == pytest.approx(0.5)
+    assert doc["median_gap_ms"] == pytest.approx(10.0)  # a's end to b's start
+    assert "error" in summarise(rows[:2], began=9.5, n_tasks=3)
+
+
+def test_rlsched_runs_a_small_stream_live_and_every_task_is_counted():
+    cell = run_cell("mixed", "repeats", "noisy", seed=1, schedulers=("fifo",), scale=0.05,
+                    with_peers=False)
+    (run,) = cell["runs"]
+    assert run["system"] == "rlsched fifo" and "error" not in run, run
+    assert run["tasks"] == cell["tasks"] == 48
+    assert 0 < run["first_start_s"] < run["avg_jct_s"] <= run["makespan_s"]
