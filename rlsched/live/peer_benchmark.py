@@ -115,7 +115,8 @@ def make_stream(stream: str, seed: int, estimates: str = "noisy", scale: float =
         for i in range(12):
             works = (rng.uniform(0.2, 0.5), float(np.clip(rng.lognormal(math.log(2.5), 0.6), 0.5, 10)),
                      rng.uniform(0.3, 0.8))
-            tasks, parent = [], ()
+            tasks: list[StubTask] = []
+            parent: tuple[str, ...] = ()
             for name, work in zip(("prepare", "train", "evaluate"), works):
                 w = round(scale * float(work), 3)
                 tasks.append(StubTask(name, w, _estimate(rng, w, estimates), parent))
