@@ -364,9 +364,8 @@ def add_bench_serve(bsub: argparse._SubParsersAction) -> None:
 
 
 def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
-    """``rlsched bench peers``."""
-    from rlsched.live.peer_benchmark import DEFAULT_SCHEDULERS, POOLS, STREAMS
-
+    """``rlsched bench peers`` (its names are written out here: importing the
+    benchmark would slow every command's start, serve's among them)."""
     bp = bsub.add_parser(
         "peers", help="rlsched serve against task-spooler and simple_gpu_scheduler, live (minutes)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -377,13 +376,14 @@ def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
                     "cards. Peers run plain and fed in estimate order; peers not installed are\n"
                     "left out (apt-get install task-spooler; pip install 'rlsched[peers]').\n"
                     "Prints a table, and JSON to --json; --plot DIR draws average JCT per cell.\n"
-                    f"pools: {', '.join(POOLS)}; streams: {', '.join(STREAMS)}; estimates: noisy, none",
+                    "pools: fake:4, mixed; streams: independent, pipelines, repeats;\n"
+                    "estimates: noisy, none",
         epilog="examples:\n  rlsched bench peers --json peers.json --plot results/\n"
                "  rlsched bench peers --cell fake:4,independent,noisy --schedulers share,fifo")
     bp.add_argument("--cell", action="append", metavar="POOL,STREAM,ESTIMATES",
                     help="a cell to run (repeatable; default: fake:4 independent and pipelines "
                          "with noisy estimates, mixed repeats with noisy and with none)")
-    bp.add_argument("--schedulers", default=",".join(DEFAULT_SCHEDULERS), metavar="NAME[,NAME...]",
+    bp.add_argument("--schedulers", default="share,sjf,fifo,heft,tetris", metavar="NAME[,NAME...]",
                     help="rlsched schedulers; the first is the one compared (default: %(default)s)")
     bp.add_argument("--seeds", type=int, default=1)
     bp.add_argument("--seed-offset", type=int, default=1)

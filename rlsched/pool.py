@@ -21,8 +21,6 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
-
 from rlsched.errors import InputError
 
 #: GiB of slack when asking whether memory fits: sums of float GiB figures
@@ -231,6 +229,8 @@ def load_pool_file(path: str | Path) -> Pool:
           - a100-80gb           # a catalogue or custom model name
           - {model: rtx-3090, count: 2, host: node1}
     """
+    import yaml  # here, not with the module: serve starts without it
+
     source = str(path)
     try:
         doc = yaml.safe_load(Path(path).read_text())
@@ -289,7 +289,8 @@ def _gang_options(doc: dict, source: str) -> tuple[bool, float]:
     return linked, float(across)
 
 
-def _yaml_problem(e: yaml.YAMLError) -> str:
+def _yaml_problem(e: Exception) -> str:
+    """Where a ``yaml.YAMLError`` says the file went wrong."""
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or "parse error"
     return f"{problem} at line {mark.line + 1}" if mark is not None else problem
