@@ -28,8 +28,8 @@ from rlsched.live.backends.ray_cluster import RayBackend, slot_resources  # noqa
 
 
 class Recording(Scheduler):
-    """heft, remembering the first placement of every answer (the one the
-    control loop starts) as ``(job, task, view index of the device)``."""
+    """heft, remembering every placement of every answer (the control loop
+    starts them all, in order) as ``(job, task, view index of the device)``."""
 
     name = "recording"
 
@@ -42,9 +42,9 @@ class Recording(Scheduler):
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         out = self.inner.decide(view)
-        if out:
-            job, task = view.table.task_ids[out[0].task]
-            self.decisions.append((job, task, out[0].device))
+        for p in out:
+            job, task = view.table.task_ids[p.task]
+            self.decisions.append((job, task, p.device))
         return out
 
 

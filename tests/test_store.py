@@ -68,3 +68,32 @@ def test_a_corrupt_database_is_one_clear_error(tmp_path):
     proc = rlsched("status", state=state)
     assert proc.returncode == 2 and "not an rlsched database" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_rows_the_control_loop_keeps_follow_its_own_changes_and_every_other_one(tmp_path):
+    """The daemon's store keeps the task rows it read and patches its own
+    starts and ends into them; a change by another process (a cancel, a
+    submit) is seen at the next read all the same."""
+    from rlsched.live.lifecycle import TaskStatus
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    def job(name):
+        return Job(name, (Task("a", 1.0, gpu_memory=1.0, command="true"),
+                          Task("b", 1.0, gpu_memory=1.0, command="true", parents=("a",))))
+
+    ours, theirs = Store(tmp_path), Store(tmp_path)  # two connections, as serve and the CLI
+    ours.submit([Instance("one", (job("j1"), job("j2")), source="test")])
+    rows = ours.active_tasks(["j1", "j2"])
+    attempt, _, _ = ours.start_attempt(rows[("j1", "a")], 2, None, lambda i: (tmp_path / "l",
+                                                                             tmp_path / "e"))
+    assert ours.active_tasks(["j1", "j2"])[("j1", "a")].status == TaskStatus.RUNNING
+    (open_attempt,) = ours.open_attempts(attempt)
+    ours.end_attempt(open_attempt, 0, 1.0, None, TaskStatus.DONE, 0.0)
+    rows = ours.active_tasks(["j1", "j2"])
+    assert rows[("j1", "a")].status == TaskStatus.DONE and rows[("j1", "a")].device == 2
+    assert rows == ours._read_tasks(["j1", "j2"])  # the patched rows are what is stored
+    theirs.cancel("j2")
+    assert ours.active_tasks(["j1", "j2"])[("j2", "a")].status == TaskStatus.CANCELLED
+    theirs.submit([Instance("two", (job("j3"),), source="test")])
+    assert ours.active_tasks(["j1", "j3"])[("j3", "b")].status == TaskStatus.QUEUED

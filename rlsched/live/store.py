@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,12 @@ class Store:
         self.path = self.dir / "rlsched.db"
         #: parsed jobs, see :meth:`jobs`
         self._parsed: dict[tuple[int, str, float], Job] = {}
+        #: the task rows :meth:`active_tasks` read last, kept up to date with
+        #: this store's own starts and ends; None: read them again
+        self._rows: dict[tuple[str, str], StoredTask] | None = None
+        self._rows_version = -1
+        self._rows_jobs: set[str] = set()
+        self._row_keys: dict[int, tuple[str, str]] = {}
         fresh = not self.path.exists()
         old = os.umask(0o077)
         try:
@@ -219,15 +225,20 @@ class Store:
         self.db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic change: all of it, or (on any error) none of it."""
+    def transaction(self, rows_kept: bool = False) -> Iterator[sqlite3.Connection]:
+        """One atomic change: all of it, or (on any error) none of it. It
+        drops the rows :meth:`active_tasks` keeps, unless ``rows_kept``: the
+        change patched them itself."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
+            self._rows = None
             raise
         self.db.execute("COMMIT")
+        if not rows_kept:
+            self._rows = None
 
     def event(self, kind: str, job: int | None = None, task: int | None = None,
               detail: str = "") -> None:
@@ -563,15 +574,18 @@ class Store:
     def end_attempt(self, attempt: OpenAttempt, code: int, ended: float, error: str | None,
                     status: TaskStatus, not_before: float) -> None:
         """Record how an attempt ended and what its task becomes, in one transaction."""
-        with self.transaction() as db:
+        failed = status == TaskStatus.FAILED  # its job's other tasks change too: read them again
+        with self.transaction(rows_kept=not failed) as db:
             db.execute("UPDATE attempts SET ended=?, exit_code=?, error=? WHERE id=?",
                        (ended, code, error, attempt.ref.id))
             db.execute("UPDATE tasks SET state=?, not_before=? WHERE id=?",
                        (status.value, not_before, attempt.task))
             self.event("ended", attempt.job, attempt.task,
                        json.dumps({"exit": code, "state": status.value}))
-            if status == TaskStatus.FAILED:
+            if failed:
                 self._skip_descendants(attempt.job, attempt.task)
+        if not failed:
+            self._patch_row(attempt.task, status=status, not_before=not_before)
 
     def _skip_descendants(self, job: int, failed: int) -> None:
         """Mark the job's tasks that have not started skipped, with the reason:
@@ -601,7 +615,32 @@ class Store:
                          TaskStatus.QUEUED.value))
 
     def active_tasks(self, job_names: list[str]) -> dict[tuple[str, str], StoredTask]:
-        """The tasks of the named jobs, by ``(job name, task id)``."""
+        """The tasks of the named jobs, by ``(job name, task id)``.
+
+        The control loop asks every round, and its own changes are a task's
+        start and an attempt's end: those patch the rows kept from the last
+        read (:meth:`start_attempt`, :meth:`end_attempt`), and the rows are
+        read again only when another change was made here (any other
+        transaction), another process changed the store (SQLite's
+        ``data_version``), or a job not read before is asked for.
+        """
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        names = set(job_names)
+        if self._rows is None or version != self._rows_version or not names <= self._rows_jobs:
+            self._rows = self._read_tasks(job_names)
+            self._rows_version, self._rows_jobs = version, names
+            self._row_keys = {t.id: key for key, t in self._rows.items()}
+        if names == self._rows_jobs:
+            return dict(self._rows)
+        return {key: t for key, t in self._rows.items() if key[0] in names}
+
+    def _patch_row(self, task: int, **changes: Any) -> None:
+        """Apply this store's own change of task row ``task`` to the kept rows."""
+        if self._rows is not None and task in self._row_keys:
+            key = self._row_keys[task]
+            self._rows[key] = replace(self._rows[key], **changes)
+
+    def _read_tasks(self, job_names: list[str]) -> dict[tuple[str, str], StoredTask]:
         out: dict[tuple[str, str], StoredTask] = {}
         for i in range(0, len(job_names), 500):  # SQLite's limit on parameters
             names = job_names[i:i + 500]
@@ -630,7 +669,7 @@ class Store:
         ``files(attempt_id)`` names its log and exit file. Returns the
         attempt's id, log and exit file."""
         mates = ",".join(map(str, gang)) or None
-        with self.transaction() as db:
+        with self.transaction(rows_kept=True) as db:
             db.execute("UPDATE tasks SET state='running', device=?, gang=?, attempts=? WHERE id=?",
                        (device, mates, task.attempts + 1, task.id))
             attempt = int(db.execute(
@@ -640,12 +679,14 @@ class Store:
             log, exit_file = files(attempt)
             db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
                        (str(log), str(exit_file), attempt))
+        self._patch_row(task.id, status=TaskStatus.RUNNING, device=device, gang=tuple(gang),
+                        attempts=task.attempts + 1)
         return attempt, log, exit_file
 
     def attempt_started(self, attempt: int, task: StoredTask, device: int | None,
                         pid: int | None) -> None:
         """Record the process of a started attempt."""
-        with self.transaction() as db:
+        with self.transaction(rows_kept=True) as db:
             db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt))
             self.event("started", task.job, task.id, json.dumps({"device": device, "pid": pid}))
 
@@ -659,7 +700,7 @@ class Store:
         utilization, memory_used, memory_total, temperature_c, power_w,
         healthy, tasks, model)`` each; a device left out is no longer listed."""
         now = time.time()
-        with self.transaction() as db:
+        with self.transaction(rows_kept=True) as db:
             db.execute("DELETE FROM devices")
             db.executemany(
                 "INSERT OR REPLACE INTO devices (idx, name, uuid, utilization, memory_used, "
