@@ -148,3 +148,24 @@ def test_an_older_stores_work_field_is_read_as_the_estimate():
                                                lambda device, kind: 2.0)
     assert (key, estimate, actual) == ("sweep/train", 300.0, 120.0)
 
+
+
+def test_the_daemons_beliefs_updated_task_by_task_equal_beliefs_drawn_afresh():
+    from rlsched.table import WorkloadTable
+    from rlsched.view import TaskState
+    from rlsched.workload import Job, Task
+
+    jobs = [Job(f"sweep-{j}", tuple(Task(f"t{i}", 1.0, estimate=float(1 + i + j), gpu_memory=1.0)
+                                    for i in range(4))) for j in range(3)]
+    table = WorkloadTable.from_jobs(jobs)
+    rows = list(range(100, 100 + table.n_tasks))
+    kept = LiveBeliefs()
+    state = bytearray([TaskState.BLOCKED] * table.n_tasks)
+    for t in (0, 5, 6, 11, 2):  # tasks finish one by one; the model learns from some
+        state[t] = TaskState.DONE
+        kept.measured[rows[t]] = 2.0 + t
+        if t % 2:
+            kept.model.observe(table.history_key[t], table.estimate[t], 2.0 + t)
+        fresh = LiveBeliefs()
+        fresh.model, fresh.measured = kept.model, kept.measured
+        assert kept.of(table, rows, state) == fresh.of(table, rows, state)

@@ -82,14 +82,25 @@ class LiveBeliefs:
         them: a finished task's measured runtime (spread 0), else the model's
         belief."""
         finished = bytes(s == TaskState.DONE for s in state)
-        key = (self.model.version, len(self.measured), table, finished)
-        if self._cache != key:
-            predict, measured = self.model.predict, self.measured
+        key = (self.model.version, table, finished)
+        if self._cache == key:
+            return self._beliefs
+        predict, measured = self.model.predict, self.measured
+        if self._cache[:2] == key[:2]:  # the same model and table: only what finished since
+            predicted, spread = list(self._beliefs[0]), list(self._beliefs[1])
+            old = self._cache[2]
+            for t, (was, now) in enumerate(zip(old, finished)):
+                if was != now:
+                    r = rows[t]
+                    predicted[t], spread[t] = (measured[r], 0.0) if now and r in measured \
+                        else predict(table.history_key[t], table.estimate[t])
+        else:
             beliefs = [(measured[r], 0.0) if s == TaskState.DONE and r in measured
                        else predict(k, e)
                        for r, s, k, e in zip(rows, state, table.history_key, table.estimate)]
-            self._beliefs = (tuple(b[0] for b in beliefs), tuple(b[1] for b in beliefs))
-            self._cache = key
+            predicted, spread = [b[0] for b in beliefs], [b[1] for b in beliefs]
+        self._beliefs = (tuple(predicted), tuple(spread))
+        self._cache = key
         return self._beliefs
 
 
