@@ -41,12 +41,17 @@ def launch(command: str, devices: int | tuple[int, ...] | None, log: Path, exit_
     p = shlex.quote(str(pid_file(exit_file)))
     # the command is an argument of the wrapper, never spliced into its text:
     # whatever it holds (an unbalanced quote, a ')'), it is the command's own
-    # error (exit 2 from eval), recorded like any other exit
-    wrapped = (f"(umask 077; echo $$ > {p}) ; ( eval \"$1\" ) ; code=$? ; "
-               f"(umask 077; echo $code > {q}.tmp) && mv {q}.tmp {q} ; exit $code")
+    # error (exit 2 from eval), recorded like any other exit. The pid and
+    # exit files are made here, private, so the wrapper writes into them
+    # with no umask of its own (which the command would inherit) and no
+    # process but the command's subshell: an empty exit file reads as no
+    # code yet, and the code is one short write, done before the wrapper exits
+    wrapped = f"echo $$ > {p} ; ( eval \"$1\" ) ; code=$? ; echo $code > {q} ; exit $code"
     old = os.umask(0o077)
     try:
         out = open(log, "ab")
+        for path in (pid_file(exit_file), exit_file):
+            path.touch()
     finally:
         os.umask(old)
     cwd = os.path.expanduser(workdir) if workdir else None
