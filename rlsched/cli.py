@@ -383,8 +383,9 @@ def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
     bp.add_argument("--cell", action="append", metavar="POOL,STREAM,ESTIMATES",
                     help="a cell to run (repeatable; default: fake:4 independent and pipelines "
                          "with noisy estimates, mixed repeats with noisy and with none)")
-    bp.add_argument("--schedulers", default="share,sjf,fifo,heft,tetris", metavar="NAME[,NAME...]",
-                    help="rlsched schedulers; the first is the one compared (default: %(default)s)")
+    bp.add_argument("--schedulers", metavar="NAME[,NAME...]",
+                    help="rlsched schedulers; the first is the one compared (default: share, "
+                         "serve's default, then sjf, fifo, heft, tetris)")
     bp.add_argument("--seeds", type=int, default=1)
     bp.add_argument("--seed-offset", type=int, default=1)
     bp.add_argument("--scale", type=float, default=1.0,
@@ -931,7 +932,15 @@ def _bench_peers(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from rlsched.live.peer_benchmark import DEFAULT_CELLS, POOLS, STREAMS, bench_peers, plot, rows
+    from rlsched.live.peer_benchmark import (
+        DEFAULT_CELLS,
+        DEFAULT_SCHEDULERS,
+        POOLS,
+        STREAMS,
+        bench_peers,
+        plot,
+        rows,
+    )
     from rlsched.schedulers import make_scheduler
 
     cells = []
@@ -943,7 +952,8 @@ def _bench_peers(args: argparse.Namespace) -> int:
                              f"{', '.join(POOLS)}, a stream of {', '.join(STREAMS)} and "
                              "estimates noisy or none")
         cells.append(parts)
-    schedulers = tuple(s.strip() for s in args.schedulers.split(",") if s.strip())
+    schedulers = DEFAULT_SCHEDULERS if args.schedulers is None else \
+        tuple(s.strip() for s in args.schedulers.split(",") if s.strip())
     for name in schedulers:  # a bad name stops here, not after minutes of peers
         if not name.startswith("rl:"):
             make_scheduler(name)

@@ -85,20 +85,19 @@ class LiveBeliefs:
         key = (self.model.version, table, finished)
         if self._cache == key:
             return self._beliefs
-        predict, measured = self.model.predict, self.measured
+        predict, measured, keys, estimates = (self.model.predict, self.measured,
+                                              table.history_key, table.estimate)
         if self._cache[:2] == key[:2]:  # the same model and table: only what finished since
             predicted, spread = list(self._beliefs[0]), list(self._beliefs[1])
-            old = self._cache[2]
-            for t, (was, now) in enumerate(zip(old, finished)):
-                if was != now:
-                    r = rows[t]
-                    predicted[t], spread[t] = (measured[r], 0.0) if now and r in measured \
-                        else predict(table.history_key[t], table.estimate[t])
+            changed: Iterable[int] = [t for t, (was, now) in enumerate(zip(self._cache[2], finished))
+                                      if was != now]
         else:
-            beliefs = [(measured[r], 0.0) if s == TaskState.DONE and r in measured
-                       else predict(k, e)
-                       for r, s, k, e in zip(rows, state, table.history_key, table.estimate)]
-            predicted, spread = [b[0] for b in beliefs], [b[1] for b in beliefs]
+            predicted, spread = [0.0] * table.n_tasks, [0.0] * table.n_tasks
+            changed = range(table.n_tasks)
+        for t in changed:
+            r = rows[t]
+            predicted[t], spread[t] = (measured[r], 0.0) if finished[t] and r in measured \
+                else predict(keys[t], estimates[t])
         self._beliefs = (tuple(predicted), tuple(spread))
         self._cache = key
         return self._beliefs
