@@ -1,0 +1,198 @@
+"""``rlsched bench scale``: how a scheduling decision's cost grows with the
+queue and the pool, as JSON.
+
+Each cell runs one batch episode of a layered synthetic workload (100 tasks
+per job, so ``tasks / 100`` jobs, all arriving at once: the ready queue is as
+long as it gets) on ``identical:N``, one scheduler, under a wall-clock limit.
+A cell that hits the limit is recorded as such, with the decisions it made
+until then, and the bigger cells of that scheduler at that pool size are
+skipped (they would only hit it again). The growth exponent of a scheduler
+at one pool size is the slope of log wall time against log tasks over its
+finished cells: 1 means a decision costs the same at every queue length.
+
+The search schedulers (ga, sa) are left out: they spend a budget per plan
+by design, so their cost is what they are told to spend.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlsched.arrivals import batch
+from rlsched.estimates import EXACT, EstimateModel
+from rlsched.pool import identical_pool
+from rlsched.schedulers import SCHEDULERS, SEARCH_SCHEDULERS, is_oracle, make_scheduler
+from rlsched.sim import Simulator
+from rlsched.sources.synthetic import generate
+from rlsched.workload import Instance
+
+#: every heuristic (the search schedulers spend a budget by design)
+HEURISTICS = tuple(s for s in SCHEDULERS if s not in SEARCH_SCHEDULERS)
+DEFAULT_SCHEDULERS = (*HEURISTICS, "rl:checkpoints/default.zip")
+DEFAULT_TASKS = (1000, 4000, 16000, 64000)
+DEFAULT_DEVICES = (8, 64, 512)
+TASKS_PER_JOB = 100
+#: decisions between two looks at the clock
+_CHECK_EVERY = 64
+
+
+def scale_instance(tasks: int, seed: int = 0) -> Instance:
+    """``tasks`` tasks in ``tasks / 100`` layered jobs, all arriving at once."""
+    jobs = max(1, tasks // TASKS_PER_JOB)
+    return batch(generate("layered", {"jobs": str(jobs), "tasks": str(TASKS_PER_JOB)},
+                          seed, "scale"))
+
+
+def timed_episode(instance: Instance, devices: int, scheduler: str, seed: int,
+                  estimates: EstimateModel, limit_s: float) -> dict[str, Any]:
+    """One episode under a wall-clock limit: decisions, seconds, and whether
+    it finished. The clock includes the simulator's work, since a scheduler
+    is only as fast as the loop that feeds it."""
+    sched = make_scheduler(scheduler)
+    sched.reset(seed)
+    pool = identical_pool(devices)
+    sim = Simulator(instance, pool, seed, None, EXACT if is_oracle(sched) else estimates,
+                    idle_only=sched.idle_only)
+    latencies: list[float] = []
+    t0 = time.perf_counter()
+    view = sim.reset()
+    finished = True
+    while view is not None:
+        d0 = time.perf_counter()
+        placements = sched.decide(view)
+        latencies.append(time.perf_counter() - d0)
+        view = sim.step(placements)
+        if len(latencies) % _CHECK_EVERY == 0 and time.perf_counter() - t0 > limit_s:
+            finished = False
+            break
+    wall = time.perf_counter() - t0
+    latencies.sort()
+    decisions = len(latencies)
+    return {
+        "finished": finished, "decisions": decisions, "wall_s": round(wall, 4),
+        "decisions_per_s": round(decisions / wall, 1) if wall > 0 else None,
+        "median_decision_ms": round(1e3 * latencies[decisions // 2], 4) if decisions else None,
+        **({"makespan": round(sim.now, 3)} if finished else {"limit_hit": True}),
+    }
+
+
+def growth_exponent(points: Sequence[tuple[int, float]]) -> float | None:
+    """Least-squares slope of log wall time against log tasks (None under two
+    points)."""
+    if len(points) < 2:
+        return None
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(max(w, 1e-9)) for _, w in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx, 3)
+
+
+def bench_scale(schedulers: Sequence[str] = DEFAULT_SCHEDULERS,
+                tasks: Sequence[int] = DEFAULT_TASKS, devices: Sequence[int] = DEFAULT_DEVICES,
+                limit_s: float = 120.0, seed: int = 0, estimates: str = "default",
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every scheduler over every ``tasks`` x ``devices`` cell; see the module."""
+    knowledge = EstimateModel.parse(estimates)
+    instances = {n: scale_instance(n, seed) for n in sorted(tasks)}
+    cells: list[dict[str, Any]] = []
+    growth: dict[str, dict[str, float | None]] = {}
+    for name in schedulers:
+        growth[name] = {}
+        for g in devices:
+            points: list[tuple[int, float]] = []
+            skipped = False
+            for n in sorted(tasks):
+                cell: dict[str, Any] = {"scheduler": name, "tasks": instances[n].n_tasks,
+                                        "devices": g}
+                if skipped:
+                    cell.update(finished=False, skipped=True)
+                else:
+                    cell.update(timed_episode(instances[n], g, name, seed, knowledge, limit_s))
+                    if cell["finished"]:
+                        points.append((cell["tasks"], cell["wall_s"]))
+                    else:
+                        skipped = True
+                cells.append(cell)
+                if progress is not None:
+                    progress(_line(cell))
+            growth[name][str(g)] = growth_exponent(points)
+    return {
+        "workload": f"synthetic:layered, {TASKS_PER_JOB} tasks per job, batch",
+        "pools": [f"identical:{g}" for g in devices], "estimates": knowledge.spec,
+        "limit_s": limit_s, "seed": seed, "cells": cells,
+        "growth_exponent": growth, "ratios": _ratios(cells),
+    }
+
+
+def _line(cell: dict[str, Any]) -> str:
+    head = f"{cell['scheduler']:>10} {cell['tasks']:>6} tasks {cell['devices']:>4} GPUs"
+    if cell.get("skipped"):
+        return f"{head}: skipped (a smaller cell hit the limit)"
+    state = "" if cell["finished"] else " (limit hit)"
+    return f"{head}: {cell['decisions_per_s']:>9,.1f} decisions/s, {cell['wall_s']:.2f} s{state}"
+
+
+def _ratios(cells: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per scheduler: decisions/s at the most tasks over the fewest, at each
+    pool size, and at the most GPUs over the fewest, at each task count
+    (None where a cell did not finish)."""
+    rate = {(c["scheduler"], c["tasks"], c["devices"]): c.get("decisions_per_s")
+            for c in cells if c.get("finished")}
+    names = dict.fromkeys(c["scheduler"] for c in cells)
+    ns = sorted({c["tasks"] for c in cells})
+    gs = sorted({c["devices"] for c in cells})
+    out: dict[str, dict[str, float | None]] = {}
+    for s in names:
+        out[s] = {}
+        for g in gs:
+            a, b = rate.get((s, ns[0], g)), rate.get((s, ns[-1], g))
+            out[s][f"tasks_{ns[-1]}_over_{ns[0]}_at_{g}_gpus"] = \
+                round(b / a, 3) if a and b else None
+        for n in ns:
+            a, b = rate.get((s, n, gs[0])), rate.get((s, n, gs[-1]))
+            out[s][f"gpus_{gs[-1]}_over_{gs[0]}_at_{n}_tasks"] = \
+                round(b / a, 3) if a and b else None
+    return out
+
+
+def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
+    """Wall time against tasks, log-log, one panel per pool size; a cell that
+    hit the limit is an open marker at its limit."""
+    from rlsched.evaluation.plots import _plt
+
+    plt = _plt()
+    gs = sorted({c["devices"] for c in doc["cells"]})
+    names = list(dict.fromkeys(c["scheduler"] for c in doc["cells"]))
+    fig, axes = plt.subplots(1, len(gs), figsize=(5 * len(gs), 4.2), squeeze=False,
+                             sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, g in zip(axes[0], gs):
+        for i, s in enumerate(names):
+            mine = [c for c in doc["cells"] if c["scheduler"] == s and c["devices"] == g]
+            done = [(c["tasks"], c["wall_s"]) for c in mine if c.get("finished")]
+            hit = [(c["tasks"], c["wall_s"]) for c in mine if c.get("limit_hit")]
+            label = s.split("/")[-1] if s.startswith("rl:") else s
+            if done:
+                ax.plot(*zip(*done), marker="o", color=cmap(i % 10), label=label)
+            if hit:
+                ax.plot(*zip(*hit), marker="o", fillstyle="none", linestyle="none",
+                        color=cmap(i % 10))
+        ax.axhline(doc["limit_s"], color="grey", linewidth=0.6, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"identical:{g}")
+        ax.set_xlabel("tasks (batch)")
+    axes[0][0].set_ylabel("episode wall time (s)")
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.suptitle("bench scale: open markers hit the time limit (dotted)")
+    fig.tight_layout()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "scale.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

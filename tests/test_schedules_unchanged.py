@@ -1,0 +1,108 @@
+"""Speed work must not change a schedule: every heuristic's trace on four of
+the README's benchmark settings, hashed, against the hash it had before the
+work began.
+
+The settings: the demo's online benchmark (seed 0), the multi-GPU one, the
+Gavel trace slice, and a batch of 1,000 layered tasks on 64 GPUs (the scale
+benchmark's smallest cell, where the ready queue is long and the pool wide).
+A hash that differs means a schedule changed: if the change is meant (a
+better heuristic), say so in the commit and record the new hash with
+``python -m tests.test_schedules_unchanged``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+
+import pytest
+
+from rlsched.estimates import EstimateModel
+from rlsched.evaluation.evaluate import episodes, run_episode
+from rlsched.evaluation.scale import HEURISTICS, scale_instance
+from rlsched.perturbations import Perturbations
+from rlsched.pool import identical_pool
+from rlsched.sources.specs import resolve_pool
+from tests.helpers import WORKLOADS
+
+SETTINGS = {
+    "demo": (f"wfcommons:{WORKLOADS / 'wfcommons'}", "preset:workstation-4", "poisson", "all"),
+    "gangs": ("synthetic:gangs", "identical:8", "poisson", "none"),
+    "gavel": (f"trace:gavel:{WORKLOADS / 'gavel'}", "preset:lab-kpv", "trace", "none"),
+    "scale": (None, "identical:64", "batch", "none"),
+}
+
+#: sha256 of each heuristic's trace, first 16 hex digits, before the speed work
+RECORDED: dict[tuple[str, str], str] = {
+    ('demo', 'random'): '0bf5f10cc1da98ef',
+    ('demo', 'fifo'): '8104c384fda00ba2',
+    ('demo', 'sjf'): '1775a6f80336d392',
+    ('demo', 'cp'): '4a542cac15222e87',
+    ('demo', 'tetris'): '886a5172720aa467',
+    ('demo', 'share'): '10b697949ee5d433',
+    ('demo', 'heft'): '93355e2d562f5d40',
+    ('demo', 'las'): 'd9b572539da16d9a',
+    ('demo', 'backfill'): '8104c384fda00ba2',
+    ('gangs', 'random'): '98e6b6f84d09bf37',
+    ('gangs', 'fifo'): '9e6eafefc4bb1f1c',
+    ('gangs', 'sjf'): 'e0cc2c2cc1002173',
+    ('gangs', 'cp'): '8280950eb57bb3df',
+    ('gangs', 'tetris'): '29826506a793440e',
+    ('gangs', 'share'): 'cdcb275703d441ee',
+    ('gangs', 'heft'): '62df004e088bd6a7',
+    ('gangs', 'las'): 'e24ca1ff0cec3c3a',
+    ('gangs', 'backfill'): 'ad8d7a1b0a97f489',
+    ('gavel', 'random'): '4937571f1521b639',
+    ('gavel', 'fifo'): '6988d48c5c5a21aa',
+    ('gavel', 'sjf'): 'e7d8e63f99e02004',
+    ('gavel', 'cp'): 'e71d24a42bee246b',
+    ('gavel', 'tetris'): '1e5debb40981a18c',
+    ('gavel', 'share'): '0d4f7ff25ffec59c',
+    ('gavel', 'heft'): '7ed7124a6b305e90',
+    ('gavel', 'las'): '6988d48c5c5a21aa',
+    ('gavel', 'backfill'): 'bd95b7e7d15ac5ba',
+    ('scale', 'random'): 'cd0eeb2270109e37',
+    ('scale', 'fifo'): '26f23de1b4dd80fe',
+    ('scale', 'sjf'): 'd3c8016fee25afe9',
+    ('scale', 'cp'): '0e3319140c897420',
+    ('scale', 'tetris'): '435a21f1ba51c44b',
+    ('scale', 'share'): '99288da1f0d23a22',
+    ('scale', 'heft'): '34f1677ec2b1ee05',
+    ('scale', 'las'): 'b361fd5e391c2ba5',
+    ('scale', 'backfill'): '26f23de1b4dd80fe',
+}
+
+
+@cache
+def _episodes(setting: str):
+    workload, pool_spec, arrivals, perturb = SETTINGS[setting]
+    pool = identical_pool(64) if workload is None else resolve_pool(pool_spec)
+    if workload is None:
+        return pool, [(scale_instance(1000), 0)], Perturbations.parse(perturb)
+    runs = [(inst, seed) for _, inst, seed in episodes([workload], pool, arrivals, 0.85, [0])]
+    return pool, runs[:3], Perturbations.parse(perturb)
+
+
+def trace_hash(setting: str, scheduler: str) -> str:
+    from rlsched.schedulers import make_scheduler
+
+    pool, runs, perturbations = _episodes(setting)
+    digest = hashlib.sha256()
+    for instance, seed in runs:
+        result = run_episode(instance, pool, make_scheduler(scheduler), seed, perturbations,
+                             EstimateModel.parse("default"))
+        for a in result.trace:
+            digest.update(repr((a.task, a.devices, a.start, a.end, a.ok)).encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+@pytest.mark.parametrize("scheduler", HEURISTICS)
+def test_every_heuristic_schedules_as_it_did(setting: str, scheduler: str) -> None:
+    assert trace_hash(setting, scheduler) == RECORDED[setting, scheduler]
+
+
+if __name__ == "__main__":
+    for s in SETTINGS:
+        for h in HEURISTICS:
+            print(f"    ({s!r}, {h!r}): {trace_hash(s, h)!r},")
