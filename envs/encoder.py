@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple, overload
@@ -254,7 +255,7 @@ class EpisodeStatics:
         which stays fixed while the beliefs change
     """
 
-    def __init__(self, table: WorkloadTable, pool: Pool, predicted: tuple[float, ...]) -> None:
+    def __init__(self, table: WorkloadTable, pool: Pool, predicted: Sequence[float]) -> None:
         self.table, self.pool = table, pool
         a = table.arrays
         gpu_work = np.asarray(predicted, dtype=np.float64)[a["gpu"]]
@@ -262,7 +263,7 @@ class EpisodeStatics:
         self._inv_mean_speed = np.array([
             np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
             np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
-        self._predicted: tuple[float, ...] | None = None
+        self._beliefs: tuple[Sequence[float], int] | None = None
         self.kind = a["kind"]
         self.memory_rel = a["memory"] / pool.max_memory
         self.gpu = a["gpu"]
@@ -284,12 +285,14 @@ class EpisodeStatics:
         self.max_memory = pool.max_memory
         self.believe(predicted)
 
-    def believe(self, predicted: tuple[float, ...]) -> None:
-        """Take the view's predicted runtimes: the work column and the upward
-        ranks (at the pool's mean speed) follow them."""
-        if predicted is self._predicted:
+    def believe(self, predicted: Sequence[float], knowledge: int = 0) -> None:
+        """Take the view's predicted runtimes (and its :attr:`ClusterView.knowledge`,
+        which changes with them): the work column and the upward ranks (at
+        the pool's mean speed) follow them."""
+        beliefs = self._beliefs
+        if beliefs is not None and beliefs[0] is predicted and beliefs[1] == knowledge:
             return
-        self._predicted = predicted
+        self._beliefs = (predicted, knowledge)
         self.work = np.asarray(predicted, dtype=np.float64)
         mean_cost = np.where(self.gpu, self.work * self._inv_mean_speed[self.kind], self.work)
         self.rank = np.array(upward_rank(mean_cost.tolist(), self.table.children))
@@ -349,7 +352,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     """Encode ``view`` into the observation of the module docstring;
     ``advice`` is :meth:`envs.advice.Advisors.advise` of the view (None: no
     advice, its columns stay 0)."""
-    statics.believe(view.predicted)
+    statics.believe(view.predicted, view.knowledge)
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")

@@ -208,6 +208,12 @@ class Simulator:
         self._device = [-1] * n
         self._start = [0.0] * n
         self._ready: dict[int, None] = {}
+        #: every change of the ready set, for schedulers that keep their own
+        #: order of it (:class:`rlsched.view.ReadyCursor`): t in, ~t out
+        self._ready_log: list[int] = []
+        #: how many ready tasks need each amount of memory: whether any fits
+        #: anywhere is then one comparison, not a pass over the queue
+        self._ready_memory: dict[float, int] = {}
         self._running: dict[int, RunningTask] = {}
         #: the devices of each running gang; a gang's work is brought up to
         #: date per task (``_updated``), not per device, since it runs on several
@@ -350,6 +356,22 @@ class Simulator:
         self._seq += 1
         heapq.heappush(self._heap, (time, self._seq, what, a, b))
 
+    def _enqueue(self, t: int) -> None:
+        self._ready[t] = None
+        self._ready_log.append(t)
+        m = self.table.memory[t]
+        self._ready_memory[m] = self._ready_memory.get(m, 0) + 1
+
+    def _unready(self, t: int) -> None:
+        del self._ready[t]
+        self._ready_log.append(~t)
+        m = self.table.memory[t]
+        left = self._ready_memory[m] - 1
+        if left:
+            self._ready_memory[m] = left
+        else:
+            del self._ready_memory[m]
+
     def _free(self, d: int) -> float:
         return self._mem_total[d] - self._mem_used[d] - self._ext_mem[d]
 
@@ -378,8 +400,8 @@ class Simulator:
             gpus = self.table.gpus
             return any(self._gang_fits(t, open_) if gpus[t] > 1 else
                        any(self._device_takes(t, d) for d in open_) for t in self._ready)
-        if self.table.placement is None:
-            return any(fits_memory(memory[t], best) for t in self._ready)
+        if self.table.placement is None:  # fits_memory grows with the room: the least need
+            return fits_memory(min(self._ready_memory), best)
         return any(fits_memory(memory[t], self._free(d)) and self._may_use(t, d)
                    for t in self._ready for d in open_)
 
@@ -395,7 +417,7 @@ class Simulator:
     def _place(self, task: int, device: int, gang: tuple[int, ...] = ()) -> None:
         if not self.can_place(task, device, gang):
             raise SchedulerError(self._why_not(task, device, gang))
-        del self._ready[task]
+        self._unready(task)
         if gang:
             self._start_gang(task, (device, *gang))
         else:
@@ -586,7 +608,7 @@ class Simulator:
     def _make_ready(self, t: int) -> None:
         self.state[t] = READY
         if self.table.gpu[t]:
-            self._ready[t] = None
+            self._enqueue(t)
         else:
             self._start_task(t, -1)
 
@@ -676,7 +698,7 @@ class Simulator:
             self._version[t] += 1
             self._device[t] = -1
             self.state[t] = READY
-            self._ready[t] = None
+            self._enqueue(t)
         self._on_device[d] = []
         self._mem_used[d] = 0.0
         for m in dict.fromkeys(left):
@@ -687,7 +709,8 @@ class Simulator:
         """Every task's first prediction (the truth, with exact estimates)."""
         n = self.table.n_tasks
         self._known = 0  # tasks below this index belong to arrived jobs
-        self._knowledge: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        #: bumped when any prediction changes, and when one of an unfinished task does
+        self._knows = self._open_knows = 0
         if self.estimates.exact:
             self._model: RuntimeModel | None = None
             self._predicted: list[float] = list(self.work)
@@ -715,7 +738,7 @@ class Simulator:
         measured = (self.now - self._start[t]) * speed
         # a finished task is known for what it took, as the daemon knows it from its store
         self._predicted[t], self._spread[t] = measured, 0.0
-        self._knowledge = None
+        self._knows += 1
         own, every = model.observe(key, estimate, measured)
         known = self._known
         if own:
@@ -747,7 +770,7 @@ class Simulator:
             if seconds != old or sigma != spread[t]:
                 remaining[job_of[t]] += seconds - old
                 predicted[t], spread[t] = seconds, sigma
-                self._knowledge = None
+                self._knows = self._open_knows = self._knows + 1
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> ClusterView:
@@ -755,8 +778,6 @@ class Simulator:
         for d in range(len(tele)):
             if tele[d] is None:
                 tele[d] = self._sample(d)
-        if self._knowledge is None:
-            self._knowledge = (tuple(self._predicted), tuple(self._spread))
         running = tuple(self._running.values())
         if self._gang_of:  # a gang appears once per device it holds
             running += tuple(RunningTask(t, m, self._start[t])
@@ -771,8 +792,9 @@ class Simulator:
             ready=tuple(self._ready), running=running,
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
             job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
-            predicted=self._knowledge[0], spread=self._knowledge[1],
-            job_attained=tuple(attained))
+            predicted=self._predicted, spread=self._spread, job_attained=tuple(attained),
+            knowledge=self._knows, open_knowledge=self._open_knows,
+            ready_log=self._ready_log, ready_mark=len(self._ready_log))
 
     def _sample(self, d: int) -> DeviceTelemetry:
         model = self.pool.devices[d].model

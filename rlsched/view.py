@@ -7,10 +7,20 @@ with its spread), and for a running task, how long it has run; the true
 runtime stays in the simulator. It never changes during a decision: dynamic
 columns are copies, static ones (:class:`WorkloadTable`, :class:`Pool`) are
 immutable. A policy answers with :class:`Placement` s, or none to wait.
+
+The per-task columns (``predicted``, ``spread``) are the producer's own
+arrays, not copies: copying tens of thousands of numbers at every decision
+would make a decision's cost grow with the instance. They hold still for the
+decision; a policy that keeps something across decisions keys its cache on
+:attr:`ClusterView.knowledge` and copies what it keeps. For the same reason
+the ready set's changes are offered as a log (:class:`ReadyCursor`), so that
+a scheduler keeping its own ordering of the queue updates it instead of
+sorting the whole queue again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
@@ -107,6 +117,17 @@ class ClusterView:
     :param job_attained: device-seconds of GPU service each job has received
         (its attempts so far, ended or running): what a scheduler that
         knows no runtimes ranks by (:mod:`rlsched.schedulers.las`)
+    :param knowledge: changes whenever any of ``predicted`` or ``spread``
+        changes (within one producer and episode): what a cache of derived
+        numbers is keyed on
+    :param open_knowledge: changes whenever the prediction of a task that has
+        not finished changes (a task's finishing alone leaves it): what is
+        derived from unfinished tasks only, such as upward ranks of ready
+        tasks, is keyed on it
+    :param ready_log: where the producer keeps one, every change of the ready
+        set this episode, in order: ``t`` when task ``t`` became ready, ``~t``
+        when it left (placed); one list per episode (see :class:`ReadyCursor`)
+    :param ready_mark: how much of ``ready_log`` this view has seen
     """
 
     time: float
@@ -118,9 +139,13 @@ class ClusterView:
     devices: tuple[DeviceTelemetry, ...]
     job_remaining: tuple[float, ...]
     n_arrived: int
-    predicted: tuple[float, ...]
-    spread: tuple[float, ...]
+    predicted: Sequence[float]
+    spread: Sequence[float]
     job_attained: tuple[float, ...]
+    knowledge: int = 0
+    open_knowledge: int = 0
+    ready_log: list[int] | None = None
+    ready_mark: int = 0
 
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy, has memory free for ``task`` now, and
@@ -154,3 +179,28 @@ class ClusterView:
     def elapsed(self, task: int, start: float) -> float:
         """Seconds a task started at ``start`` has been running."""
         return max(self.time - start, 0.0)
+
+
+class ReadyCursor:
+    """Where a scheduler's own copy of the ready set stands in a view's
+    :attr:`ClusterView.ready_log`: :meth:`changes` says what to add and
+    remove since it last looked, or that it must start again from
+    ``view.ready`` (a new episode, a fork, or a producer without a log)."""
+
+    __slots__ = ("_log", "_mark")
+
+    def __init__(self) -> None:
+        self._log: list[int] | None = None
+        self._mark = 0
+
+    def changes(self, view: ClusterView) -> list[int] | None:
+        """The log's entries since the last call (``t`` became ready, ``~t``
+        left), or None: rebuild from ``view.ready``."""
+        log, mark = view.ready_log, view.ready_mark
+        if log is None or log is not self._log or mark < self._mark:
+            self._log, self._mark = log, mark
+            return None
+        out = log[self._mark:mark]
+        self._mark = mark
+        return out
+

@@ -71,7 +71,7 @@ def test_a_job_files_runtime_drives_the_simulator_while_schedulers_see_its_estim
     sim = Simulator(load_jobfile(path), preset_pool("workstation-4"),
                     estimates=EstimateModel.parse("default"))
     view = sim.reset()
-    assert view.predicted == (pytest.approx(100.0),)
+    assert tuple(view.predicted) == (pytest.approx(100.0),)
     view = sim.step([make_scheduler("fifo").decide(view)[0]])
     assert view is None and sim.result().job_finish[0] == pytest.approx(
         300.0 / preset_pool("workstation-4").devices[0].model.compute_speed)
@@ -84,7 +84,7 @@ def test_a_job_file_estimate_without_a_runtime_is_the_runtime_and_is_not_told_as
     view = Simulator(load_jobfile(path), pool, estimates=EstimateModel.parse("default")).reset()
     assert view.predicted[0] != pytest.approx(100.0)  # drawn around it, as any true runtime
     exact = Simulator(load_jobfile(path), pool, estimates=EstimateModel.parse("exact")).reset()
-    assert exact.predicted == (100.0,)
+    assert tuple(exact.predicted) == (100.0,)
 
 
 def test_a_job_file_with_a_negative_runtime_is_refused_in_one_line(tmp_path):
@@ -190,4 +190,4 @@ def test_training_configs_and_the_environment_take_an_estimate_model(tmp_path):
     assert blind.view.predicted == pytest.approx([60.0] * blind.sim.table.n_tasks)  # none known
     told = DagSchedulingEnv(spec, "preset:workstation-4", estimates="exact")
     told.reset(seed=0)
-    assert told.view.predicted == told.sim.work
+    assert tuple(told.view.predicted) == told.sim.work

@@ -82,8 +82,8 @@ def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_pat
     assert live_view.task_state == sim_view.task_state
     assert live_view.ready == sim_view.ready  # in the order they became ready
     assert sorted(live_view.running) == sorted(sim_view.running)
-    assert live_view.predicted == sim_view.predicted
-    assert live_view.spread == sim_view.spread
+    assert tuple(live_view.predicted) == tuple(sim_view.predicted)
+    assert tuple(live_view.spread) == tuple(sim_view.spread)
     assert live_view.job_remaining == pytest.approx(sim_view.job_remaining, rel=1e-12)
     assert live_view.job_attained == pytest.approx(sim_view.job_attained, rel=1e-12)
 

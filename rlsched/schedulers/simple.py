@@ -91,12 +91,16 @@ class CriticalPathScheduler(GreedyIdleScheduler):
     name = "cp"
 
     def __init__(self) -> None:
-        self._predicted: tuple[float, ...] | None = None
+        self._beliefs: tuple[Sequence[float], int] | None = None
         self._rank: list[float] = []
 
     def order(self, view: ClusterView) -> Sequence[int]:
-        if view.predicted is not self._predicted:  # a new table, or new beliefs
-            self._predicted = view.predicted
+        # a ready task's rank reads only unfinished tasks (its descendants), so
+        # a task's finishing leaves every rank that is read (open_knowledge)
+        beliefs = self._beliefs
+        if beliefs is None or beliefs[0] is not view.predicted \
+                or beliefs[1] != view.open_knowledge:  # a new table, or new beliefs
+            self._beliefs = (view.predicted, view.open_knowledge)
             self._rank = upward_rank(view.predicted, view.table.children)
         rank = self._rank
         return sorted(view.ready, key=lambda t: -rank[t])
