@@ -32,13 +32,16 @@ its own runtime, plus what runs on its devices then.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from functools import partial
+from itertools import chain
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
 from rlsched.schedulers.base import Scheduler, expected_runtime
+from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
 _EPS = 1e-9
@@ -67,10 +70,18 @@ class ShareScheduler(Scheduler):
                  gang_patience: float = 1.0) -> None:
         self.ratio, self.max_share, self.patience = ratio, max_share, patience
         self.gang_patience = gang_patience
+        self._ready = ReadyByJob()
 
-    def order(self, view: ClusterView) -> Sequence[int]:
-        remaining, job_of, work = view.job_remaining, view.table.job_of, view.predicted
-        return sorted(view.ready, key=lambda t: (remaining[job_of[t]], -work[t], t))
+    def order(self, view: ClusterView) -> Iterator[list[int]]:
+        """Ready tasks, lazily, in runs, as ``sorted(view.ready, key=lambda t:
+        (job_remaining[job_of[t]], -predicted[t], t))`` orders them: a run is
+        one job's ready tasks (or those of jobs with equal remaining work),
+        longest first. A decision stops reading once no device is left, so
+        the queue behind is never sorted."""
+        self._ready.sync(view)
+        work = view.predicted
+        return self._ready.groups(view.job_remaining, lambda t: (-work[t], t),
+                                  view.open_knowledge)
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         memory = view.table.memory
@@ -87,59 +98,91 @@ class ShareScheduler(Scheduler):
         busy_for = list(until_free)
         out: list[Placement] = []
         waiting: list[int] = []
-        order = self.order(view)
+        runs = self.order(view)
         reservation = None
         gangs = view.table.has_gangs
+        started: set[int] = set()
         if gangs:
             reservation = self._gangs_first(view, out, free, count, until_free)
-            order = [t for t in order if not any(p.task == t for p in out)]
-        for i, t in enumerate(order):
-            if not any(c == 0 and u == 0.0 for c, u in zip(count, until_free)):
-                # no device is idle any more: every task left only waits (a
-                # hold changes nothing the sharing pass reads), so stop looking
-                waiting.extend(order[i:])
-                break
-            if gangs and view.table.gpus[t] > 1:
-                self._start_gang(view, t, out, free, count, until_free, reservation)
+            started = {p.task for p in out}
+        # devices idle (nothing on them, nothing planned): a device is idle
+        # exactly when its count is 0 and its until_free 0.0
+        idle = sum(1 for c, u in zip(count, until_free) if c == 0 and u == 0.0)
+        tail: list[int] = []  # the rest of the run the loop stopped in
+        for run in runs:
+            for i, t in enumerate(run):
+                if not idle:
+                    # no device is idle any more: every task left only waits (a
+                    # hold changes nothing the sharing pass reads), so stop looking
+                    tail = run[i:]
+                    break
+                if t in started:
+                    continue
+                if gangs and view.table.gpus[t] > 1:
+                    if self._start_gang(view, t, out, free, count, until_free, reservation):
+                        idle -= view.table.gpus[t]  # every member was idle
+                    continue
+                d = self._earliest_finish(view, t, until_free, count, free, reservation)
+                if d is None:
+                    waiting.append(t)
+                elif count[d] == 0 and until_free[d] == 0.0:
+                    out.append(Placement(t, d))
+                    free[d] -= memory[t]
+                    count[d] += 1
+                    until_free[d] = max(expected_runtime(view, t, d), _EPS)
+                    idle -= 1
+                else:  # a busy device finishes it sooner: hold that device for it
+                    until_free[d] += expected_runtime(view, t, d)
+                    waiting.append(t)
+            else:
                 continue
-            d = self._earliest_finish(view, t, until_free, count, free, reservation)
-            if d is None:
-                waiting.append(t)
-            elif count[d] == 0 and until_free[d] == 0.0:
-                out.append(Placement(t, d))
-                free[d] -= memory[t]
-                count[d] += 1
-                until_free[d] = max(expected_runtime(view, t, d), _EPS)
-            else:  # a busy device finishes it sooner: hold that device for it
-                until_free[d] += expected_runtime(view, t, d)
-                waiting.append(t)
-        self._share(view, waiting, out, free, count, busy_for, reservation)
+            break
+        # the tasks left waiting, in order: those passed over, then the rest
+        self._share(view, waiting, chain((tail,), runs), out, free, count, busy_for,
+                    reservation)
         return out
 
-    def _share(self, view: ClusterView, waiting: list[int], out: list[Placement],
-               free: list[float], count: list[int], busy_for: list[float],
-               reservation: Reservation | None) -> None:
-        """The sharing pass: tasks left waiting onto busy devices, where short enough."""
+    def _share(self, view: ClusterView, waiting: list[int], runs: Iterable[list[int]],
+               out: list[Placement], free: list[float], count: list[int],
+               busy_for: list[float], reservation: Reservation | None) -> None:
+        """The sharing pass: tasks left waiting (``waiting``, then the
+        ``runs`` the first pass did not reach) onto busy devices, where short
+        enough."""
         memory, devices = view.table.memory, view.devices
         ruled = view.constrained
-        # a task shares only if its runtime somewhere is under ratio x that
-        # device's busy time: one that takes longer even on the fastest device
-        # at the longest busy time is skipped without a scan (with a margin,
-        # so rounding never skips one the scan would take)
-        ceiling = self.ratio * max(busy_for, default=0.0) * (1.0 + 1e-9)
+        max_share = self.max_share
+        # a task shares only if its runtime on some device open to one more
+        # task is under ratio x that device's busy time: one that takes longer
+        # even on the fastest device at the longest such busy time is skipped
+        # without a scan (with a margin, so rounding never skips one the scan
+        # would take); devices only close as the pass goes, so the ceiling holds
+        open_busy = [busy_for[d] for d in range(len(count)) if 0 < count[d] < max_share]
+        if not open_busy:
+            return  # no busy device takes one more task: nothing can share
+        open_ = len(open_busy)
+        ceiling = self.ratio * max(open_busy) * (1.0 + 1e-9)
         fastest = [max((dev.clock_ratio or 1.0) * view.pool.devices[dev.index].model.speed(k)
                        for dev in devices) for k in ("compute", "memory")]
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
-        for t in waiting:
-            if not any(0 < c < self.max_share for c in count):
+        pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
+        # a run is sorted longest first: the tasks short enough anywhere are its tail
+        bound = -ceiling * max(fastest)
+
+        def minus_work(t: int) -> float:
+            return -predicted[t]
+
+        tails = (run[bisect_left(run, bound, key=minus_work):] if pruned else run
+                 for run in runs)
+        for t in chain(waiting, chain.from_iterable(tails)):
+            if not open_:
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
                 continue  # a gang takes idle devices only
-            if view.table.speeds is None and predicted[t] / fastest[kind[t]] > ceiling:
-                continue  # (with measured per-task speeds, every task is scanned)
+            if pruned and predicted[t] / fastest[kind[t]] > ceiling:
+                continue
             best = None
             for d in range(len(free)):
-                if count[d] == 0 or count[d] >= self.max_share or not fits_memory(memory[t], free[d]) \
+                if count[d] == 0 or count[d] >= max_share or not fits_memory(memory[t], free[d]) \
                         or (ruled and not view.may_use(t, d)):
                     continue
                 if reservation is not None and not reservation.allows(view, t, d):
@@ -152,6 +195,8 @@ class ShareScheduler(Scheduler):
                 out.append(Placement(t, d))
                 free[d] -= memory[t]
                 count[d] += 1
+                if count[d] == max_share:
+                    open_ -= 1
 
     def _gangs_first(self, view: ClusterView, out: list[Placement], free: list[float],
                      count: list[int], until_free: list[float]) -> Reservation | None:
