@@ -314,7 +314,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     bsub = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
     for add in (add_bench_sim, add_bench_search, add_bench_serve, add_bench_policy,
                 add_bench_headroom, add_bench_env, add_bench_estimates, add_bench_all,
-                add_bench_peers):
+                add_bench_peers, add_bench_scale):
         add(bsub)
 
 
@@ -330,6 +330,41 @@ def add_bench_all(bsub: argparse._SubParsersAction) -> None:
     ba.add_argument("--checkpoint", default="checkpoints/default.zip",
                     help="the policy bench policy times (default: %(default)s)")
     ba.set_defaults(run=_bench_all)
+
+
+def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
+    """``rlsched bench scale`` (its defaults are written out here: importing the
+    benchmark would slow every command's start)."""
+    bs = bsub.add_parser(
+        "scale", help="how a decision's cost grows with the queue and the pool",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Decisions per second and wall time of every heuristic and of the learned\n"
+                    "policy, over batch workloads of TASKS layered tasks (100 per job) on\n"
+                    "identical:DEVICES pools, each cell under a time limit (a cell that hits\n"
+                    "it is recorded as such, and the bigger cells of that scheduler and pool\n"
+                    "are skipped). Prints one JSON document, with each scheduler's growth\n"
+                    "exponent (the slope of log wall time against log tasks: 1 means a\n"
+                    "decision costs the same at every queue length) and the ratios of its\n"
+                    "rates between the smallest and biggest cells. The full grid takes up to\n"
+                    "an hour; progress goes to stderr.",
+        epilog="examples:\n  rlsched bench scale --json scale.json --plot results/\n"
+               "  rlsched bench scale --schedulers share,heft --tasks 1000,16000 --devices 8")
+    bs.add_argument("--schedulers", default=None, metavar="LIST",
+                    help="comma list (default: every heuristic and rl:checkpoints/default.zip)")
+    bs.add_argument("--tasks", default="1000,4000,16000,64000", metavar="LIST",
+                    help="task counts (default: %(default)s)")
+    bs.add_argument("--devices", default="8,64,512", metavar="LIST",
+                    help="pool sizes (default: %(default)s)")
+    bs.add_argument("--limit", type=float, default=120.0, metavar="S",
+                    help="seconds per cell before it is stopped (default: %(default)s)")
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--estimates", default="default", metavar="MODEL",
+                    help="estimate model, as for evaluate (default: %(default)s)")
+    bs.add_argument("--json", type=Path, default=None, metavar="FILE",
+                    help="also write the JSON document here")
+    bs.add_argument("--plot", type=Path, default=None, metavar="DIR",
+                    help="write scale.png (wall time against tasks, log-log) here")
+    bs.set_defaults(run=_bench_scale)
 
 
 def add_bench_sim(bsub: argparse._SubParsersAction) -> None:
@@ -982,6 +1017,37 @@ def _bench_policy(args: argparse.Namespace) -> int:
     from agents.decision_latency import bench_policy
 
     print(json.dumps(bench_policy(args.checkpoint, args.decisions)))
+    return 0
+
+
+def _counts(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise InputError(flag, f"'{text}' is not a comma list of positive whole numbers")
+    return values
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from rlsched.evaluation.scale import DEFAULT_SCHEDULERS, bench_scale, plot_scale
+
+    tasks, devices = _counts(args.tasks, "--tasks"), _counts(args.devices, "--devices")
+    if args.limit <= 0:
+        raise InputError("--limit", f"{args.limit} is not a positive number of seconds")
+    names = DEFAULT_SCHEDULERS if args.schedulers is None else \
+        [s.strip() for s in args.schedulers.split(",") if s.strip()]
+    _uses_rl(list(names))
+    doc = bench_scale(names, tasks, devices, args.limit, args.seed, args.estimates,
+                      progress=lambda line: print(line, file=sys.stderr, flush=True))
+    text = json.dumps(doc)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    if args.plot is not None:
+        print(f"plot: {plot_scale(doc, args.plot)}", file=sys.stderr)
+    print(text)
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsched.arrivals import batch
+from rlsched.errors import InputError
 from rlsched.estimates import EXACT, EstimateModel
 from rlsched.pool import identical_pool
 from rlsched.schedulers import SCHEDULERS, SEARCH_SCHEDULERS, is_oracle, make_scheduler
@@ -49,9 +50,11 @@ def scale_instance(tasks: int, seed: int = 0) -> Instance:
 
 def timed_episode(instance: Instance, devices: int, scheduler: str, seed: int,
                   estimates: EstimateModel, limit_s: float) -> dict[str, Any]:
-    """One episode under a wall-clock limit: decisions, seconds, and whether
-    it finished. The clock includes the simulator's work, since a scheduler
-    is only as fast as the loop that feeds it."""
+    """One episode under a wall-clock limit: decisions (placements, as ``bench
+    sim`` counts them), seconds, and whether it finished; ``calls`` counts the
+    scheduler's answers (some place nothing), with their median latency. The
+    clock includes the simulator's work, since a scheduler is only as fast as
+    the loop that feeds it."""
     sched = make_scheduler(scheduler)
     sched.reset(seed)
     pool = identical_pool(devices)
@@ -71,11 +74,12 @@ def timed_episode(instance: Instance, devices: int, scheduler: str, seed: int,
             break
     wall = time.perf_counter() - t0
     latencies.sort()
-    decisions = len(latencies)
+    calls, decisions = len(latencies), sim.decisions
     return {
         "finished": finished, "decisions": decisions, "wall_s": round(wall, 4),
         "decisions_per_s": round(decisions / wall, 1) if wall > 0 else None,
-        "median_decision_ms": round(1e3 * latencies[decisions // 2], 4) if decisions else None,
+        "calls": calls,
+        "median_call_ms": round(1e3 * latencies[calls // 2], 4) if calls else None,
         **({"makespan": round(sim.now, 3)} if finished else {"limit_hit": True}),
     }
 
@@ -98,6 +102,8 @@ def bench_scale(schedulers: Sequence[str] = DEFAULT_SCHEDULERS,
                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every scheduler over every ``tasks`` x ``devices`` cell; see the module."""
     knowledge = EstimateModel.parse(estimates)
+    for name in schedulers:
+        make_scheduler(name)  # a name that is no scheduler stops here, before any cell
     instances = {n: scale_instance(n, seed) for n in sorted(tasks)}
     cells: list[dict[str, Any]] = []
     growth: dict[str, dict[str, float | None]] = {}
@@ -112,7 +118,16 @@ def bench_scale(schedulers: Sequence[str] = DEFAULT_SCHEDULERS,
                 if skipped:
                     cell.update(finished=False, skipped=True)
                 else:
-                    cell.update(timed_episode(instances[n], g, name, seed, knowledge, limit_s))
+                    try:
+                        cell.update(timed_episode(instances[n], g, name, seed, knowledge,
+                                                  limit_s))
+                    except InputError as e:  # such as a policy built for fewer devices
+                        cell.update(finished=False, error=e.problem)
+                        skipped = True
+                        cells.append(cell)
+                        if progress is not None:
+                            progress(_line(cell))
+                        continue
                     if cell["finished"]:
                         points.append((cell["tasks"], cell["wall_s"]))
                     else:
@@ -129,10 +144,17 @@ def bench_scale(schedulers: Sequence[str] = DEFAULT_SCHEDULERS,
     }
 
 
+def label(scheduler: str) -> str:
+    """A short name: ``rl:checkpoints/default.zip`` is ``rl:default``."""
+    return f"rl:{Path(scheduler[3:]).stem}" if scheduler.startswith("rl:") else scheduler
+
+
 def _line(cell: dict[str, Any]) -> str:
-    head = f"{cell['scheduler']:>10} {cell['tasks']:>6} tasks {cell['devices']:>4} GPUs"
+    head = f"{label(cell['scheduler']):>10} {cell['tasks']:>6} tasks {cell['devices']:>4} GPUs"
     if cell.get("skipped"):
-        return f"{head}: skipped (a smaller cell hit the limit)"
+        return f"{head}: skipped (a smaller cell hit the limit or could not run)"
+    if "error" in cell:
+        return f"{head}: not run ({cell['error']})"
     state = "" if cell["finished"] else " (limit hit)"
     return f"{head}: {cell['decisions_per_s']:>9,.1f} decisions/s, {cell['wall_s']:.2f} s{state}"
 
@@ -176,21 +198,30 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
             mine = [c for c in doc["cells"] if c["scheduler"] == s and c["devices"] == g]
             done = [(c["tasks"], c["wall_s"]) for c in mine if c.get("finished")]
             hit = [(c["tasks"], c["wall_s"]) for c in mine if c.get("limit_hit")]
-            label = s.split("/")[-1] if s.startswith("rl:") else s
             if done:
-                ax.plot(*zip(*done), marker="o", color=cmap(i % 10), label=label)
+                ax.plot(*zip(*done), marker="o", color=cmap(i % 10), label=label(s))
             if hit:
                 ax.plot(*zip(*hit), marker="o", fillstyle="none", linestyle="none",
                         color=cmap(i % 10))
+        walls = [c["wall_s"] for c in doc["cells"] if c["devices"] == g and c.get("finished")]
+        ns = sorted({c["tasks"] for c in doc["cells"]})
+        if walls and len(ns) > 1:  # a guide of slope 1: a decision's cost flat in the queue
+            ax.plot([ns[0], ns[-1]], [min(walls), min(walls) * ns[-1] / ns[0]], color="grey",
+                    linewidth=0.8, linestyle="--", label="slope 1")
         ax.axhline(doc["limit_s"], color="grey", linewidth=0.6, linestyle=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(f"identical:{g}")
         ax.set_xlabel("tasks (batch)")
     axes[0][0].set_ylabel("episode wall time (s)")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
+    handles = {}
+    for ax in axes[0]:
+        for h, name in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(name, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="center right")
+    fig.subplots_adjust(right=0.86)
     fig.suptitle("bench scale: open markers hit the time limit (dotted)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "scale.png"
     fig.savefig(path, dpi=120)

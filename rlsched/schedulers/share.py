@@ -161,8 +161,10 @@ class ShareScheduler(Scheduler):
             return  # no busy device takes one more task: nothing can share
         open_ = len(open_busy)
         ceiling = self.ratio * max(open_busy) * (1.0 + 1e-9)
-        fastest = [max((dev.clock_ratio or 1.0) * view.pool.devices[dev.index].model.speed(k)
-                       for dev in devices) for k in ("compute", "memory")]
+        models = [d.model for d in view.pool.devices]
+        clocks = [dev.clock_ratio or 1.0 for dev in devices]
+        fastest = [max([c * m.compute_speed for c, m in zip(clocks, models)]),
+                   max([c * m.memory_speed for c, m in zip(clocks, models)])]
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
         # a run is sorted longest first: the tasks short enough anywhere are its tail
