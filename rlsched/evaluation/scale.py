@@ -214,7 +214,7 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
         ax.set_title(f"identical:{g}")
         ax.set_xlabel("tasks (batch)")
     axes[0][0].set_ylabel("episode wall time (s)")
-    handles = {}
+    handles: dict[str, Any] = {}
     for ax in axes[0]:
         for h, name in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(name, h)

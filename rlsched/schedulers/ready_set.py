@@ -27,6 +27,7 @@ class ReadyByJob:
         self._seq = 0
         self._token: object = None
         self._sorted: dict[int, list[int]] = {}  # job -> its ready tasks, sorted
+        self._least: dict[int, float] = {}  # job -> the least value of its ready tasks
 
     def sync(self, view: ClusterView) -> None:
         """Bring the groups up to ``view``."""
@@ -34,7 +35,7 @@ class ReadyByJob:
         changes = self._cursor.changes(view)
         if changes is None:
             of: dict[int, dict[int, int]] = {}
-            self._of, self._sorted = of, {}
+            self._of, self._sorted, self._least = of, {}, {}
             for i, t in enumerate(view.ready):
                 group = of.get(job_of[t])
                 if group is None:
@@ -43,11 +44,12 @@ class ReadyByJob:
                     group[t] = i
             self._seq = len(view.ready)
             return
-        of, cache = self._of, self._sorted
+        of, cache, least = self._of, self._sorted, self._least
         for e in changes:
             t = e if e >= 0 else ~e
             j = job_of[t]
             cache.pop(j, None)
+            least.pop(j, None)
             if e >= 0:
                 group = of.get(j)
                 if group is None:
@@ -61,37 +63,59 @@ class ReadyByJob:
                 if not group:
                     del of[j]
 
+    def keep(self, token: object) -> None:
+        """Drop what was derived from the tasks' keys when ``token`` (whatever
+        those keys read, such as the view's ``open_knowledge``) has changed."""
+        if token != self._token:
+            self._token, self._sorted, self._least = token, {}, {}
+
+    def jobs(self, job_key: Sequence[Any]) -> list[int]:
+        """The jobs with a ready task, by ``job_key`` (ties in no set order:
+        :meth:`run` merges them)."""
+        return sorted(self._of, key=job_key.__getitem__)
+
+    def run(self, jobs: list[int], i: int, job_key: Sequence[Any],
+            task_key: Callable[[int], Any] | None) -> tuple[list[int], int]:
+        """The run that starts at ``jobs[i]`` and where the next one starts:
+        the ready tasks of ``jobs[i]`` and of the jobs after it with an equal
+        key, sorted by ``task_key`` (None: the ready order). A one-job run is
+        kept until the job's ready tasks change or :meth:`keep` drops it: read
+        it, never change it."""
+        j, n = jobs[i], len(jobs)
+        key = job_key[j]
+        k = i + 1
+        while k < n and job_key[jobs[k]] == key:
+            k += 1
+        of = self._of
+        if k == i + 1:
+            tasks = self._sorted.get(j)
+            if tasks is None:
+                tasks = list(of[j])  # a dict keeps the ready order
+                if task_key is not None:
+                    tasks.sort(key=task_key)
+                self._sorted[j] = tasks
+            return tasks, k
+        merged = {t: s for g in jobs[i:k] for t, s in of[g].items()}
+        tasks = list(merged)
+        tasks.sort(key=merged.__getitem__ if task_key is None else task_key)
+        return tasks, k
+
+    def least(self, job: int, value: Sequence[float]) -> float:
+        """The least ``value`` among ``job``'s ready tasks, kept as :meth:`run` keeps runs."""
+        m = self._least.get(job)
+        if m is None:
+            m = self._least[job] = min(map(value.__getitem__, self._of[job]))
+        return m
+
     def groups(self, job_key: Sequence[Any], task_key: Callable[[int], Any] | None = None,
                token: object = None) -> Iterator[list[int]]:
-        """The ready tasks, lazily, as lists in the order ``sorted(view.ready,
-        key=lambda t: (job_key[job_of[t]], task_key(t)))`` gives (``task_key``
-        None: the ready order, as a stable sort leaves ties): one list per
-        job, by key, or one for the jobs that share a key, merged by
-        ``task_key``. Only the jobs reached are sorted within; a job's sorted
-        list is kept until its ready tasks change or ``token`` does (whatever
-        ``task_key`` reads, such as the view's knowledge). The lists are the
-        cache's own: read them, never change them."""
-        if token != self._token:
-            self._token, self._sorted = token, {}
-        cache, of = self._sorted, self._of
-        jobs = sorted(of, key=job_key.__getitem__)
+        """The ready tasks, lazily, as runs (:meth:`run`) in the order
+        ``sorted(view.ready, key=lambda t: (job_key[job_of[t]], task_key(t)))``
+        gives (``task_key`` None: the ready order, as a stable sort leaves
+        ties). Only the jobs reached are sorted within."""
+        self.keep(token)
+        jobs = self.jobs(job_key)
         i, n = 0, len(jobs)
         while i < n:
-            j = jobs[i]
-            key = job_key[j]
-            k = i + 1
-            while k < n and job_key[jobs[k]] == key:
-                k += 1
-            if k == i + 1:
-                tasks = cache.get(j)
-                if tasks is None:
-                    tasks = list(of[j])  # a dict keeps the ready order
-                    if task_key is not None:
-                        tasks.sort(key=task_key)
-                    cache[j] = tasks
-            else:
-                merged = {t: s for g in jobs[i:k] for t, s in of[g].items()}
-                tasks = list(merged)
-                tasks.sort(key=merged.__getitem__ if task_key is None else task_key)
+            tasks, i = self.run(jobs, i, job_key, task_key)
             yield tasks
-            i = k

@@ -33,7 +33,7 @@ its own runtime, plus what runs on its devices then.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from itertools import chain
 
@@ -98,7 +98,15 @@ class ShareScheduler(Scheduler):
         busy_for = list(until_free)
         out: list[Placement] = []
         waiting: list[int] = []
-        runs = self.order(view)
+        ready, remaining, work = self._ready, view.job_remaining, view.predicted
+        ready.sync(view)
+        ready.keep(view.open_knowledge)  # what a run's order reads: predictions
+
+        def longest_first(t: int) -> tuple[float, int]:
+            return -work[t], t
+
+        jobs = ready.jobs(remaining)  # runs, in this order: see order()
+        at, n_jobs = 0, len(jobs)
         reservation = None
         gangs = view.table.has_gangs
         started: set[int] = set()
@@ -109,7 +117,8 @@ class ShareScheduler(Scheduler):
         # exactly when its count is 0 and its until_free 0.0
         idle = sum(1 for c, u in zip(count, until_free) if c == 0 and u == 0.0)
         tail: list[int] = []  # the rest of the run the loop stopped in
-        for run in runs:
+        while at < n_jobs:
+            run, at = ready.run(jobs, at, remaining, longest_first)
             for i, t in enumerate(run):
                 if not idle:
                     # no device is idle any more: every task left only waits (a
@@ -138,16 +147,16 @@ class ShareScheduler(Scheduler):
                 continue
             break
         # the tasks left waiting, in order: those passed over, then the rest
-        self._share(view, waiting, chain((tail,), runs), out, free, count, busy_for,
-                    reservation)
+        self._share(view, waiting, tail, jobs[at:], out, free, count, busy_for, reservation)
         return out
 
-    def _share(self, view: ClusterView, waiting: list[int], runs: Iterable[list[int]],
+    def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                out: list[Placement], free: list[float], count: list[int],
                busy_for: list[float], reservation: Reservation | None) -> None:
-        """The sharing pass: tasks left waiting (``waiting``, then the
-        ``runs`` the first pass did not reach) onto busy devices, where short
-        enough."""
+        """The sharing pass: tasks left waiting onto busy devices, where short
+        enough: those the first pass passed over (``waiting``), the rest of
+        the run it stopped in (``tail``), then the runs of ``jobs`` it did not
+        reach."""
         memory, devices = view.table.memory, view.devices
         ruled = view.constrained
         max_share = self.max_share
@@ -168,14 +177,8 @@ class ShareScheduler(Scheduler):
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
         # a run is sorted longest first: the tasks short enough anywhere are its tail
-        bound = -ceiling * max(fastest)
-
-        def minus_work(t: int) -> float:
-            return -predicted[t]
-
-        tails = (run[bisect_left(run, bound, key=minus_work):] if pruned else run
-                 for run in runs)
-        for t in chain(waiting, chain.from_iterable(tails)):
+        for t in chain(waiting, tail, self._short_enough(view, jobs, ceiling * max(fastest),
+                                                          pruned)):
             if not open_:
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
@@ -199,6 +202,31 @@ class ShareScheduler(Scheduler):
                 count[d] += 1
                 if count[d] == max_share:
                     open_ -= 1
+
+    def _short_enough(self, view: ClusterView, jobs: list[int], bound: float,
+                      pruned: bool) -> Iterator[int]:
+        """The ready tasks of ``jobs``' runs, in order, leaving out (where
+        ``pruned``) those predicted above ``bound`` reference-seconds, which
+        no device would take: a job whose shortest ready task is longer is
+        passed over whole, and a run, sorted longest first, is cut to its
+        tail by bisection."""
+        ready, remaining, work = self._ready, view.job_remaining, view.predicted
+
+        def longest_first(t: int) -> tuple[float, int]:
+            return -work[t], t
+
+        def minus_work(t: int) -> float:
+            return -work[t]
+
+        at, n = 0, len(jobs)
+        while at < n:
+            j = jobs[at]
+            if pruned and ready.least(j, work) > bound and (
+                    at + 1 == n or remaining[jobs[at + 1]] != remaining[j]):
+                at += 1  # (a job in a run of several is read with its run)
+                continue
+            run, at = ready.run(jobs, at, remaining, longest_first)
+            yield from run[bisect_left(run, -bound, key=minus_work):] if pruned else run
 
     def _gangs_first(self, view: ClusterView, out: list[Placement], free: list[float],
                      count: list[int], until_free: list[float]) -> Reservation | None:
