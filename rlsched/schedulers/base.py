@@ -9,11 +9,11 @@ normal answer ("wait until something changes"), not an error.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from rlsched.gangs import pick_gang
-from rlsched.pool import fits_memory
+from rlsched.pool import Pool, fits_memory
 from rlsched.view import ClusterView, Placement
 
 
@@ -115,3 +115,30 @@ def expected_runtime(view: ClusterView, task: int, device: int) -> float:
     the clock ratio telemetry reports (a throttled device is slower)."""
     ratio = view.devices[device].clock_ratio or 1.0
     return view.nominal_runtime(task, device) / ratio
+
+
+#: each pool's (compute, memory) speed per device, by the pool's identity
+_SPEEDS: dict[int, tuple[Pool, list[tuple[float, float]]]] = {}
+
+
+def runtimes(view: ClusterView) -> Callable[[int, int], float]:
+    """:func:`expected_runtime` for this view, as ``runtime(task, device)``,
+    with what it reads per device looked up once: the same numbers, from
+    the same operations, for a scheduler that asks for many."""
+    if view.table.speeds is not None:  # each task's own measured speeds
+        return partial(expected_runtime, view)
+    pool = view.pool
+    hit = _SPEEDS.get(id(pool))
+    if hit is None or hit[0] is not pool:
+        if len(_SPEEDS) > 16:
+            _SPEEDS.clear()
+        hit = _SPEEDS[id(pool)] = (pool, [(d.model.compute_speed, d.model.memory_speed)
+                                          for d in pool.devices])
+    speeds = hit[1]
+    clocks = [dev.clock_ratio or 1.0 for dev in view.devices]
+    predicted, kind = view.predicted, view.table.kind
+
+    def runtime(task: int, device: int) -> float:
+        return predicted[task] / speeds[device][kind[task]] / clocks[device]
+
+    return runtime

@@ -33,14 +33,14 @@ its own runtime, plus what runs on its devices then.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from itertools import chain
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
-from rlsched.schedulers.base import Scheduler, expected_runtime
+from rlsched.schedulers.base import Scheduler, expected_runtime, runtimes
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
@@ -90,11 +90,17 @@ class ShareScheduler(Scheduler):
         count = [d.n_tasks for d in devices]
         # seconds until each device is next free (0: idle now); a task past its
         # estimate still holds its device, so it counts as about to end
+        runtime = runtimes(view)
         until_free = [0.0] * len(devices)
+        now = view.time
         for r in view.running:
-            if r.device >= 0:
-                left = r.start + expected_runtime(view, r.task, r.device) - view.time
-                until_free[r.device] = max(until_free[r.device], left, 1.0)
+            on = r.device
+            if on >= 0:  # max(until_free, left, 1.0), without the call
+                left = r.start + runtime(r.task, on) - now
+                u = until_free[on]
+                if left > u:
+                    u = left
+                until_free[on] = u if u > 1.0 else 1.0
         busy_for = list(until_free)
         out: list[Placement] = []
         waiting: list[int] = []
@@ -131,28 +137,30 @@ class ShareScheduler(Scheduler):
                     if self._start_gang(view, t, out, free, count, until_free, reservation):
                         idle -= view.table.gpus[t]  # every member was idle
                     continue
-                d = self._earliest_finish(view, t, until_free, count, free, reservation)
+                d = self._earliest_finish(view, t, until_free, count, free, runtime, reservation)
                 if d is None:
                     waiting.append(t)
                 elif count[d] == 0 and until_free[d] == 0.0:
                     out.append(Placement(t, d))
                     free[d] -= memory[t]
                     count[d] += 1
-                    until_free[d] = max(expected_runtime(view, t, d), _EPS)
+                    until_free[d] = max(runtime(t, d), _EPS)
                     idle -= 1
                 else:  # a busy device finishes it sooner: hold that device for it
-                    until_free[d] += expected_runtime(view, t, d)
+                    until_free[d] += runtime(t, d)
                     waiting.append(t)
             else:
                 continue
             break
         # the tasks left waiting, in order: those passed over, then the rest
-        self._share(view, waiting, tail, jobs[at:], out, free, count, busy_for, reservation)
+        self._share(view, waiting, tail, jobs[at:], out, free, count, busy_for, runtime,
+                    reservation)
         return out
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                out: list[Placement], free: list[float], count: list[int],
-               busy_for: list[float], reservation: Reservation | None) -> None:
+               busy_for: list[float], runtime_of: Callable[[int, int], float],
+               reservation: Reservation | None) -> None:
         """The sharing pass: tasks left waiting onto busy devices, where short
         enough: those the first pass passed over (``waiting``), the rest of
         the run it stopped in (``tail``), then the runs of ``jobs`` it did not
@@ -192,7 +200,7 @@ class ShareScheduler(Scheduler):
                     continue
                 if reservation is not None and not reservation.allows(view, t, d):
                     continue
-                runtime = expected_runtime(view, t, d)
+                runtime = runtime_of(t, d)
                 if runtime < self.ratio * busy_for[d] and (best is None or runtime < best[0]):
                     best = (runtime, d)
             if best is not None:
@@ -265,6 +273,7 @@ class ShareScheduler(Scheduler):
 
     def _earliest_finish(self, view: ClusterView, task: int, until_free: list[float],
                          count: list[int], free: list[float],
+                         runtime_of: Callable[[int, int], float],
                          reservation: Reservation | None = None) -> int | None:
         """The device where ``task`` would finish first: an idle one it fits
         now, or a busy one it fits when empty, if clearly sooner there."""
@@ -278,7 +287,7 @@ class ShareScheduler(Scheduler):
                 continue
             if reservation is not None and not reservation.allows(view, task, d):
                 continue
-            runtime = expected_runtime(view, task, d)
+            runtime = runtime_of(task, d)
             if until_free[d] == 0.0 and count[d] == 0:
                 if not fits_memory(need, free[d]):
                     continue
