@@ -100,12 +100,15 @@ class ReadyByJob:
         tasks.sort(key=merged.__getitem__ if task_key is None else task_key)
         return tasks, k
 
-    def least(self, job: int, value: Sequence[float]) -> float:
-        """The least ``value`` among ``job``'s ready tasks, kept as :meth:`run` keeps runs."""
-        m = self._least.get(job)
-        if m is None:
-            m = self._least[job] = min(map(value.__getitem__, self._of[job]))
-        return m
+    def least(self, value: Sequence[float]) -> dict[int, float]:
+        """The least ``value`` among each job's ready tasks, ``{job: least}``,
+        kept as :meth:`run` keeps runs: read it, never change it."""
+        least, of = self._least, self._of
+        if len(least) < len(of):
+            for j, group in of.items():
+                if j not in least:
+                    least[j] = min(map(value.__getitem__, group))
+        return least
 
     def groups(self, job_key: Sequence[Any], task_key: Callable[[int], Any] | None = None,
                token: object = None) -> Iterator[list[int]]:

@@ -216,8 +216,9 @@ class ShareScheduler(Scheduler):
         """The ready tasks of ``jobs``' runs, in order, leaving out (where
         ``pruned``) those predicted above ``bound`` reference-seconds, which
         no device would take: a job whose shortest ready task is longer is
-        passed over whole, and a run, sorted longest first, is cut to its
-        tail by bisection."""
+        left out whole (its tasks would only be dropped from a run it shared
+        with a job of equal remaining work), and a run, sorted longest first,
+        is cut to its tail by bisection."""
         ready, remaining, work = self._ready, view.job_remaining, view.predicted
 
         def longest_first(t: int) -> tuple[float, int]:
@@ -226,13 +227,11 @@ class ShareScheduler(Scheduler):
         def minus_work(t: int) -> float:
             return -work[t]
 
+        if pruned:
+            least = ready.least(work)
+            jobs = [j for j in jobs if least[j] <= bound]
         at, n = 0, len(jobs)
         while at < n:
-            j = jobs[at]
-            if pruned and ready.least(j, work) > bound and (
-                    at + 1 == n or remaining[jobs[at + 1]] != remaining[j]):
-                at += 1  # (a job in a run of several is read with its run)
-                continue
             run, at = ready.run(jobs, at, remaining, longest_first)
             yield from run[bisect_left(run, -bound, key=minus_work):] if pruned else run
 
