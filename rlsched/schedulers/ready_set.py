@@ -28,6 +28,7 @@ class ReadyByJob:
         self._token: object = None
         self._sorted: dict[int, list[int]] = {}  # job -> its ready tasks, sorted
         self._least: dict[int, float] = {}  # job -> the least value of its ready tasks
+        self._stale: set[int] = set()  # jobs whose ready tasks changed since least()
 
     def sync(self, view: ClusterView) -> None:
         """Bring the groups up to ``view``."""
@@ -50,6 +51,7 @@ class ReadyByJob:
             j = job_of[t]
             cache.pop(j, None)
             least.pop(j, None)
+            self._stale.add(j)
             if e >= 0:
                 group = of.get(j)
                 if group is None:
@@ -104,10 +106,13 @@ class ReadyByJob:
         """The least ``value`` among each job's ready tasks, ``{job: least}``,
         kept as :meth:`run` keeps runs: read it, never change it."""
         least, of = self._least, self._of
-        if len(least) < len(of):
-            for j, group in of.items():
-                if j not in least:
+        if len(least) != len(of):  # recompute only the jobs changed since
+            stale = self._stale if least else of.keys()
+            for j in stale:
+                group = of.get(j)
+                if group is not None:
                     least[j] = min(map(value.__getitem__, group))
+        self._stale = set()
         return least
 
     def groups(self, job_key: Sequence[Any], task_key: Callable[[int], Any] | None = None,
