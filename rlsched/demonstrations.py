@@ -27,6 +27,6 @@ def demonstrations(instance: Instance, pool: Pool, teacher: Scheduler, seed: int
     while view is not None:
         placements = teacher.decide(view)
         choice = placements[0] if placements else None
-        pairs.append((view, choice))
+        pairs.append((view.snapshot(), choice))  # the simulator moves on
         view = sim.step([choice] if choice is not None else [])
     return pairs, sim.result()

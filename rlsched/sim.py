@@ -50,7 +50,14 @@ from rlsched.perturbations import EXTERNAL, FAILURE, THROTTLE, Perturbations
 from rlsched.pool import Pool, fits_memory
 from rlsched.runtime_model import RuntimeModel, log_estimate
 from rlsched.table import WorkloadTable
-from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
+from rlsched.view import (
+    ClusterView,
+    DeviceTelemetry,
+    Placement,
+    ReadyQueue,
+    RunningTask,
+    TaskState,
+)
 from rlsched.workload import Instance, validate_fits, validate_gangs, validate_placement
 
 _ARRIVE, _FINISH, _PERTURB_ON, _PERTURB_OFF = 0, 1, 2, 3
@@ -789,7 +796,7 @@ class Simulator:
                 attained[job_of[r.task]] += now - r.start
         return ClusterView(
             time=now, table=self.table, pool=self.pool, task_state=bytes(self.state),
-            ready=tuple(self._ready), running=running,
+            ready=ReadyQueue(self._ready), running=running,
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
             job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
             predicted=self._predicted, spread=self._spread, job_attained=tuple(attained),

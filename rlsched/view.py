@@ -20,10 +20,10 @@ sorting the whole queue again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from rlsched.pool import Pool, fits_memory
 from rlsched.table import WorkloadTable
@@ -103,7 +103,8 @@ class ClusterView:
         in ``devices``
     :param task_state: one :class:`TaskState` code per task (bytes)
     :param ready: GPU tasks that may start now, oldest first (CPU-only tasks
-        start by themselves and never wait here)
+        start by themselves and never wait here); a tuple, or from the
+        simulator a :class:`ReadyQueue` read where it is kept
     :param running: what runs where, since when
     :param devices: one telemetry sample per device
     :param job_remaining: predicted reference-seconds of unfinished work per job
@@ -134,7 +135,7 @@ class ClusterView:
     table: WorkloadTable
     pool: Pool
     task_state: bytes
-    ready: tuple[int, ...]
+    ready: Sequence[int]
     running: tuple[RunningTask, ...]
     devices: tuple[DeviceTelemetry, ...]
     job_remaining: tuple[float, ...]
@@ -146,6 +147,12 @@ class ClusterView:
     open_knowledge: int = 0
     ready_log: list[int] | None = None
     ready_mark: int = 0
+
+    def snapshot(self) -> ClusterView:
+        """This view with its own copies of what the producer keeps changing
+        (the ready queue, the predictions): one to keep past the decision."""
+        return replace(self, ready=tuple(self.ready), predicted=tuple(self.predicted),
+                       spread=tuple(self.spread), ready_log=None, ready_mark=0)
 
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy, has memory free for ``task`` now, and
@@ -204,3 +211,48 @@ class ReadyCursor:
         self._mark = mark
         return out
 
+
+
+class ReadyQueue(Sequence[int]):
+    """The ready tasks, oldest first, read in place from the insertion-ordered
+    dict the simulator keeps them in: a scheduler that reads only the head
+    of a long queue (or, with :class:`ReadyCursor`, only its changes) pays
+    nothing for the rest. Like the view's other columns it holds still for
+    the decision only. Indexing makes a tuple once; iteration, ``len`` and
+    ``in`` read the dict."""
+
+    __slots__ = ("_keys", "_tuple")
+
+    def __init__(self, keys: dict[int, None]) -> None:
+        self._keys = keys
+        self._tuple: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._keys)
+
+    def __contains__(self, task: object) -> bool:
+        return task in self._keys
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[int, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> int | tuple[int, ...]:
+        if self._tuple is None:
+            self._tuple = tuple(self._keys)
+        return self._tuple[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (ReadyQueue, tuple, list)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"ReadyQueue({tuple(self)!r})"

@@ -9,7 +9,7 @@ normal answer ("wait until something changes"), not an error.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from functools import partial
 
 from rlsched.gangs import pick_gang
@@ -100,8 +100,9 @@ class GreedyIdleScheduler(Scheduler):
                 break
         return out
 
-    def order(self, view: ClusterView) -> Sequence[int]:
-        """Ready tasks, most urgent first (default: oldest first)."""
+    def order(self, view: ClusterView) -> Iterable[int]:
+        """Ready tasks, most urgent first (default: oldest first); read
+        only as far as the idle devices go."""
         return view.ready
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:

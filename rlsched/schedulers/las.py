@@ -28,9 +28,11 @@ It reads no runtime: neither estimates nor predictions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from itertools import chain
 
 from rlsched.schedulers.base import GreedyIdleScheduler
+from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView
 
 
@@ -52,6 +54,7 @@ class LasScheduler(GreedyIdleScheduler):
         if base <= 0 or growth <= 1 or queues < 1:
             raise ValueError("las needs base > 0, growth > 1 and at least one queue")
         self.bounds = tuple(base * growth ** k for k in range(queues - 1))
+        self._ready = ReadyByJob()
 
     def queue(self, attained: float) -> int:
         """The queue of a job that has received ``attained`` device-seconds."""
@@ -60,10 +63,16 @@ class LasScheduler(GreedyIdleScheduler):
                 return k
         return len(self.bounds)
 
-    def order(self, view: ClusterView) -> Sequence[int]:
-        attained, job_of, jobs = view.job_attained, view.table.job_of, view.table.jobs
-        return sorted(view.ready, key=lambda t: (self.queue(attained[job_of[t]]),
-                                                 jobs[job_of[t]].arrival, t))
+    def order(self, view: ClusterView) -> Iterable[int]:
+        """As ``sorted(view.ready, key=lambda t: (queue(job_attained[job]),
+        arrival[job], t))`` orders them, lazily: the decision stops once the
+        idle devices are taken, so the queue behind is never sorted."""
+        attained, jobs, ready = view.job_attained, view.table.jobs, self._ready
+        ready.sync(view)
+        # a job's tasks are one run of indices, in job order: the job's own
+        # index orders ties as t does, so runs never merge
+        key = {j: (self.queue(attained[j]), jobs[j].arrival, j) for j in ready.job_ids()}
+        return chain.from_iterable(ready.groups(key, int))
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
         table = view.table

@@ -11,10 +11,13 @@ no log (the live daemon builds each view afresh), it is rebuilt from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
 from typing import Any
 
 from rlsched.view import ClusterView, ReadyCursor
+
+#: a key per job, read as ``job_key[job]``: a column, or a dict over the jobs with ready tasks
+JobKey = Sequence[Any] | Mapping[int, Any]
 
 
 class ReadyByJob:
@@ -65,18 +68,22 @@ class ReadyByJob:
                 if not group:
                     del of[j]
 
+    def job_ids(self) -> KeysView[int]:
+        """The jobs with a ready task."""
+        return self._of.keys()
+
     def keep(self, token: object) -> None:
         """Drop what was derived from the tasks' keys when ``token`` (whatever
         those keys read, such as the view's ``open_knowledge``) has changed."""
         if token != self._token:
             self._token, self._sorted, self._least = token, {}, {}
 
-    def jobs(self, job_key: Sequence[Any]) -> list[int]:
+    def jobs(self, job_key: JobKey) -> list[int]:
         """The jobs with a ready task, by ``job_key`` (ties in no set order:
         :meth:`run` merges them)."""
         return sorted(self._of, key=job_key.__getitem__)
 
-    def run(self, jobs: list[int], i: int, job_key: Sequence[Any],
+    def run(self, jobs: list[int], i: int, job_key: JobKey,
             task_key: Callable[[int], Any] | None) -> tuple[list[int], int]:
         """The run that starts at ``jobs[i]`` and where the next one starts:
         the ready tasks of ``jobs[i]`` and of the jobs after it with an equal
@@ -115,7 +122,7 @@ class ReadyByJob:
         self._stale = set()
         return least
 
-    def groups(self, job_key: Sequence[Any], task_key: Callable[[int], Any] | None = None,
+    def groups(self, job_key: JobKey, task_key: Callable[[int], Any] | None = None,
                token: object = None) -> Iterator[list[int]]:
         """The ready tasks, lazily, as runs (:meth:`run`) in the order
         ``sorted(view.ready, key=lambda t: (job_key[job_of[t]], task_key(t)))``

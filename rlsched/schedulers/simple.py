@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
+from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
 
@@ -77,9 +79,15 @@ class SjfScheduler(GreedyIdleScheduler):
 
     name = "sjf"
 
-    def order(self, view: ClusterView) -> Sequence[int]:
-        remaining, job_of = view.job_remaining, view.table.job_of
-        return sorted(view.ready, key=lambda t: remaining[job_of[t]])
+    def __init__(self) -> None:
+        self._ready = ReadyByJob()
+
+    def order(self, view: ClusterView) -> Iterable[int]:
+        """As ``sorted(view.ready, key=lambda t: job_remaining[job_of[t]])``
+        orders them, lazily: the decision stops once the idle devices are
+        taken, so the queue behind is never sorted."""
+        self._ready.sync(view)
+        return chain.from_iterable(self._ready.groups(view.job_remaining))
 
 
 class CriticalPathScheduler(GreedyIdleScheduler):

@@ -11,10 +11,12 @@ are updated, and the search repeats while pairs remain.
 from __future__ import annotations
 
 from functools import partial
+from itertools import chain, islice
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler, expected_runtime
+from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
 #: weight of the remaining-work term against alignment (Tetris' epsilon)
@@ -29,13 +31,18 @@ class TetrisScheduler(Scheduler):
     name = "tetris"
     idle_only = True
 
+    def __init__(self) -> None:
+        self._ready = ReadyByJob()
+
     def _decide(self, view: ClusterView) -> list[Placement]:
         idle = {d.index: d.memory_free for d in view.devices if d.healthy and d.n_tasks == 0}
         if not idle:
             return []
         tb = view.table
         remaining = view.job_remaining
-        ready = sorted(view.ready, key=lambda t: remaining[tb.job_of[t]])[:CANDIDATES]
+        # the first CANDIDATES of sorted(view.ready, key=job_remaining[job]), lazily
+        self._ready.sync(view)
+        ready = list(islice(chain.from_iterable(self._ready.groups(remaining)), CANDIDATES))
         worst = max(remaining[tb.job_of[t]] for t in ready) or 1.0
         ruled = view.constrained
         out = []
