@@ -37,8 +37,11 @@ class RandomScheduler(Scheduler):
         memory, gpus = view.table.memory, view.table.gpus
         ruled = view.constrained
         out = []
+        room = max(free, default=-1.0)  # the most memory any device has left
         for t in self.rng.permutation(len(view.ready)):
             task = view.ready[int(t)]
+            if not fits_memory(memory[task], room):
+                continue  # fits nowhere (and draws nothing): no pass over the devices
             # prefer idle devices, as any sensible random spooler would
             fitting = [d for d in range(len(free)) if fits_memory(memory[task], free[d])
                        and (not ruled or view.may_use(task, d))]
@@ -51,6 +54,7 @@ class RandomScheduler(Scheduler):
                     for d in gang:
                         free[d] -= memory[task]
                         busy[d] += 1
+                    room = max(free)
                 continue
             pick = idle or fitting
             if not pick:
@@ -59,6 +63,7 @@ class RandomScheduler(Scheduler):
             out.append(Placement(task, d))
             free[d] -= memory[task]
             busy[d] += 1
+            room = max(free)
         return out
 
 
