@@ -122,10 +122,16 @@ def expected_runtime(view: ClusterView, task: int, device: int) -> float:
 _SPEEDS: dict[int, tuple[Pool, list[tuple[float, float]]]] = {}
 
 
-def runtimes(view: ClusterView) -> Callable[[int, int], float]:
+def clock_ratios(view: ClusterView) -> list[float]:
+    """Each device's clock ratio as :func:`expected_runtime` reads it (1 where unknown)."""
+    return [dev.clock_ratio or 1.0 for dev in view.devices]
+
+
+def runtimes(view: ClusterView, clocks: list[float] | None = None) -> Callable[[int, int], float]:
     """:func:`expected_runtime` for this view, as ``runtime(task, device)``,
-    with what it reads per device looked up once: the same numbers, from
-    the same operations, for a scheduler that asks for many."""
+    with what it reads per device looked up once (``clocks``: the view's
+    :func:`clock_ratios`, where the caller has them): the same numbers,
+    from the same operations, for a scheduler that asks for many."""
     if view.table.speeds is not None:  # each task's own measured speeds
         return partial(expected_runtime, view)
     pool = view.pool
@@ -136,7 +142,8 @@ def runtimes(view: ClusterView) -> Callable[[int, int], float]:
         hit = _SPEEDS[id(pool)] = (pool, [(d.model.compute_speed, d.model.memory_speed)
                                           for d in pool.devices])
     speeds = hit[1]
-    clocks = [dev.clock_ratio or 1.0 for dev in view.devices]
+    if clocks is None:
+        clocks = clock_ratios(view)
     predicted, kind = view.predicted, view.table.kind
 
     def runtime(task: int, device: int) -> float:

@@ -40,7 +40,7 @@ from itertools import chain
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
-from rlsched.schedulers.base import Scheduler, expected_runtime, runtimes
+from rlsched.schedulers.base import Scheduler, clock_ratios, expected_runtime, runtimes
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
@@ -90,7 +90,8 @@ class ShareScheduler(Scheduler):
         count = [d.n_tasks for d in devices]
         # seconds until each device is next free (0: idle now); a task past its
         # estimate still holds its device, so it counts as about to end
-        runtime = runtimes(view)
+        clocks = clock_ratios(view)
+        runtime = runtimes(view, clocks)
         until_free = [0.0] * len(devices)
         now = view.time
         for r in view.running:
@@ -154,18 +155,18 @@ class ShareScheduler(Scheduler):
             break
         # the tasks left waiting, in order: those passed over, then the rest
         self._share(view, waiting, tail, jobs[at:], out, free, count, busy_for, runtime,
-                    reservation)
+                    clocks, reservation)
         return out
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                out: list[Placement], free: list[float], count: list[int],
                busy_for: list[float], runtime_of: Callable[[int, int], float],
-               reservation: Reservation | None) -> None:
+               clocks: list[float], reservation: Reservation | None) -> None:
         """The sharing pass: tasks left waiting onto busy devices, where short
         enough: those the first pass passed over (``waiting``), the rest of
         the run it stopped in (``tail``), then the runs of ``jobs`` it did not
         reach."""
-        memory, devices = view.table.memory, view.devices
+        memory = view.table.memory
         ruled = view.constrained
         max_share = self.max_share
         # a task shares only if its runtime on some device open to one more
@@ -179,7 +180,6 @@ class ShareScheduler(Scheduler):
         open_ = len(open_busy)
         ceiling = self.ratio * max(open_busy) * (1.0 + 1e-9)
         models = [d.model for d in view.pool.devices]
-        clocks = [dev.clock_ratio or 1.0 for dev in devices]
         fastest = [max([c * m.compute_speed for c, m in zip(clocks, models)]),
                    max([c * m.memory_speed for c, m in zip(clocks, models)])]
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
