@@ -364,6 +364,8 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
                     help="also write the JSON document here")
     bs.add_argument("--plot", type=Path, default=None, metavar="DIR",
                     help="write scale.png (wall time against tasks, log-log) here")
+    bs.add_argument("--markdown", action="store_true",
+                    help="print the table (thousands of decisions/s per cell), not JSON")
     bs.set_defaults(run=_bench_scale)
 
 
@@ -1031,7 +1033,7 @@ def _counts(text: str, flag: str) -> list[int]:
 
 
 def _bench_scale(args: argparse.Namespace) -> int:
-    from rlsched.evaluation.scale import DEFAULT_SCHEDULERS, bench_scale, plot_scale
+    from rlsched.evaluation.scale import DEFAULT_SCHEDULERS, bench_scale, markdown, plot_scale
 
     tasks, devices = _counts(args.tasks, "--tasks"), _counts(args.devices, "--devices")
     if args.limit <= 0:
@@ -1047,7 +1049,7 @@ def _bench_scale(args: argparse.Namespace) -> int:
         args.json.write_text(text + "\n")
     if args.plot is not None:
         print(f"plot: {plot_scale(doc, args.plot)}", file=sys.stderr)
-    print(text)
+    print(markdown(doc) if args.markdown else text)
     return 0
 
 

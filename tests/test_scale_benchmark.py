@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlsched.evaluation.scale import bench_scale, growth_exponent
+from rlsched.evaluation.scale import bench_scale, growth_exponent, markdown
 from tests.helpers import assert_one_line_error, rlsched
 
 
@@ -31,6 +31,8 @@ def test_every_cell_is_reported_and_a_cell_past_its_limit_says_so() -> None:
     first, second = tight["cells"]
     assert first["limit_hit"] and not first["finished"] and 0 < first["decisions"] < 1000
     assert second.get("skipped") and tight["growth_exponent"]["share"]["2"] is None
+    row = markdown(tight).splitlines()[2]
+    assert row.startswith("| share | limit (") and row.endswith("| - | - |")
 
 
 def test_the_command_prints_json_and_writes_the_plot(tmp_path) -> None:

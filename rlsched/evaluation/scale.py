@@ -227,3 +227,34 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The table of :func:`bench_scale`: a row per scheduler, thousands of
+    decisions per second per cell (``limit``: stopped at the time limit,
+    with the rate it had; ``-``: skipped or not run), then the growth
+    exponent at each pool size."""
+    cells = {(c["scheduler"], c["tasks"], c["devices"]): c for c in doc["cells"]}
+    names = list(dict.fromkeys(c["scheduler"] for c in doc["cells"]))
+    ns = sorted({c["tasks"] for c in doc["cells"]})
+    gs = sorted({c["devices"] for c in doc["cells"]})
+    head = [f"{g} GPUs, {n // 1000 if n >= 1000 else n}{'k' if n >= 1000 else ''}"
+            for g in gs for n in ns]
+    lines = ["| scheduler | " + " | ".join(head) + " | " +
+             " | ".join(f"exponent, {g} GPUs" for g in gs) + " |",
+             "| --- |" + " ---: |" * (len(head) + len(gs))]
+    for s in names:
+        row = []
+        for g in gs:
+            for n in ns:
+                c = cells.get((s, n, g))
+                if c is None or c.get("skipped") or "error" in c:
+                    row.append("-")
+                elif c["finished"]:
+                    row.append(f"{c['decisions_per_s'] / 1000:.1f}k")
+                else:
+                    row.append(f"limit ({c['decisions_per_s'] / 1000:.2f}k)")
+        exps = [doc["growth_exponent"][s].get(str(g)) for g in gs]
+        row += ["-" if e is None else f"{e:.2f}" for e in exps]
+        lines.append(f"| {label(s)} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
