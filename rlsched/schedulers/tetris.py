@@ -47,11 +47,25 @@ class TetrisScheduler(Scheduler):
         ruled = view.constrained
         out = []
         gangs = tb.has_gangs
+        # idle devices of one model, free memory, size and clock score alike for
+        # every task: each class is scored once, by its first member in index
+        # order, which is the one the scan of every device would have picked
+        # (a later equal score never displaces an earlier one); placement rules
+        # name devices, so with any, every device is scored
+        classes: dict[tuple, list[int]] = {}
+        class_of: dict[int, tuple] = {}
+        if not ruled:
+            for d, free in idle.items():
+                dev = view.devices[d]
+                key = class_of[d] = (view.pool.devices[d].model, free, dev.memory_total,
+                                     dev.clock_ratio)
+                classes.setdefault(key, []).append(d)
         while idle and ready:
+            firsts = sorted(m[0] for m in classes.values() if m) if classes else list(idle)
             best: tuple[float, int, int, tuple[int, ...]] | None = None
             for t in ready:
                 srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
-                fastest = min(expected_runtime(view, t, d) for d in idle) or 1.0
+                fastest = min(expected_runtime(view, t, d) for d in firsts) or 1.0
                 gang: tuple[int, ...] | None = None
                 if gangs and tb.gpus[t] > 1:  # a gang is scored on its slowest member
                     fitting = [d for d, free in idle.items() if fits_memory(tb.memory[t], free)
@@ -62,8 +76,7 @@ class TetrisScheduler(Scheduler):
                         continue
                     candidates = [max(gang, key=partial(expected_runtime, view, t))]
                 else:
-                    candidates = [d for d, free in idle.items()
-                                  if fits_memory(tb.memory[t], free)
+                    candidates = [d for d in firsts if fits_memory(tb.memory[t], idle[d])
                                   and (not ruled or view.may_use(t, d))]
                 for d in candidates:
                     free = idle[d]
@@ -79,5 +92,7 @@ class TetrisScheduler(Scheduler):
             out.append(Placement(t, members[0], members[1:]))
             for d in members:
                 del idle[d]
+                if classes:
+                    classes[class_of[d]].remove(d)
             ready.remove(t)
         return out
