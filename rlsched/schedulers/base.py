@@ -9,7 +9,7 @@ normal answer ("wait until something changes"), not an error.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
 from rlsched.gangs import pick_gang
@@ -76,21 +76,35 @@ class GreedyIdleScheduler(Scheduler):
         memory = view.table.memory
         ruled = view.constrained
         gpus = view.table.gpus if view.table.has_gangs else None
+        # idle devices of one model, free memory, size and clock are alike to
+        # every task: a 1-GPU task chooses among each class's first member (in
+        # index order), which is what choose() would pick of the whole class
+        # (its ties go to the lowest index); placement rules name devices, so
+        # with any, every device is offered
+        classes = None if ruled else device_classes(view, idle, free)
+        firsts = sorted(m[0] for m in classes.values()) if classes is not None else idle
         out: list[Placement] = []
         for t in self.order(view):
-            fitting = [d for d in idle if fits_memory(memory[t], free[d])
-                       and (not ruled or view.may_use(t, d))]
             if gpus is not None and gpus[t] > 1:
+                fitting = [d for d in idle if fits_memory(memory[t], free[d])
+                           and (not ruled or view.may_use(t, d))]
                 gang = pick_gang(view.pool, gpus[t], fitting,
                                  partial(expected_runtime, view, t))
-                if gang is None:  # hold what could take it, so that devices gather
-                    idle = [d for d in idle if d not in fitting]
-                else:
+                # a gang that cannot start holds what could take it, so that devices gather
+                taken = fitting if gang is None else gang
+                if gang is not None:
                     out.append(Placement(t, gang[0], gang[1:]))
-                    idle = [d for d in idle if d not in gang]
+                idle = [d for d in idle if d not in taken]
+                if classes is not None:
+                    classes = device_classes(view, idle, free)
+                    firsts = sorted(m[0] for m in classes.values())
+                else:
+                    firsts = idle
                 if not idle:
                     break
                 continue
+            fitting = [d for d in firsts if fits_memory(memory[t], free[d])
+                       and (not ruled or view.may_use(t, d))]
             if not fitting:
                 continue
             d = self.choose(view, t, fitting)
@@ -98,6 +112,12 @@ class GreedyIdleScheduler(Scheduler):
             idle.remove(d)
             if not idle:
                 break
+            if classes is not None:
+                members = classes[class_key(view, d, free[d])]
+                members.remove(d)  # its first: the next member, if any, takes its place
+                firsts = sorted(m[0] for m in classes.values() if m)
+            else:
+                firsts = idle
         return out
 
     def order(self, view: ClusterView) -> Iterable[int]:
@@ -111,6 +131,31 @@ class GreedyIdleScheduler(Scheduler):
         return min(devices, key=lambda d: expected_runtime(view, task, d))
 
 
+def class_key(view: ClusterView, d: int, free: float) -> tuple:
+    """The group of :func:`device_classes` that device ``d`` with ``free`` GiB is in."""
+    dev = view.devices[d]
+    return _models_of(view.pool)[d], free, dev.memory_total, dev.clock_ratio
+
+
+def device_classes(view: ClusterView, idle: Iterable[int],
+                   free: Mapping[int, float]) -> dict[tuple, list[int]]:
+    """Devices grouped by what a scheduler scores them on (model, free memory,
+    size, clock), each group in the order given: devices of one group are
+    interchangeable to a heuristic that reads only those (and no placement
+    rules, which name devices), as GPUs of one model in one state are."""
+    out: dict[tuple, list[int]] = {}
+    models, devices = _models_of(view.pool), view.devices
+    for d in idle:
+        dev = devices[d]
+        key = (models[d], free[d], dev.memory_total, dev.clock_ratio)
+        group = out.get(key)
+        if group is None:
+            out[key] = [d]
+        else:
+            group.append(d)
+    return out
+
+
 def expected_runtime(view: ClusterView, task: int, device: int) -> float:
     """Seconds ``task`` should take alone on ``device``: nominal speed scaled by
     the clock ratio telemetry reports (a throttled device is slower)."""
@@ -120,6 +165,32 @@ def expected_runtime(view: ClusterView, task: int, device: int) -> float:
 
 #: each pool's (compute, memory) speed per device, by the pool's identity
 _SPEEDS: dict[int, tuple[Pool, list[tuple[float, float]]]] = {}
+
+
+def _speeds_of(pool: Pool) -> list[tuple[float, float]]:
+    """Each device's (compute, memory) speed, computed once per pool."""
+    hit = _SPEEDS.get(id(pool))
+    if hit is None or hit[0] is not pool:
+        if len(_SPEEDS) > 16:
+            _SPEEDS.clear()
+        hit = _SPEEDS[id(pool)] = (pool, [(d.model.compute_speed, d.model.memory_speed)
+                                          for d in pool.devices])
+    return hit[1]
+
+
+#: each pool's model per device, as (name, compute speed, memory speed)
+_MODELS: dict[int, tuple[Pool, list[tuple[str, float, float]]]] = {}
+
+
+def _models_of(pool: Pool) -> list[tuple[str, float, float]]:
+    """Each device's model as a key that hashes fast, computed once per pool."""
+    hit = _MODELS.get(id(pool))
+    if hit is None or hit[0] is not pool:
+        if len(_MODELS) > 16:
+            _MODELS.clear()
+        hit = _MODELS[id(pool)] = (pool, [(d.model.name, d.model.compute_speed,
+                                           d.model.memory_speed) for d in pool.devices])
+    return hit[1]
 
 
 def clock_ratios(view: ClusterView) -> list[float]:
@@ -134,14 +205,7 @@ def runtimes(view: ClusterView, clocks: list[float] | None = None) -> Callable[[
     from the same operations, for a scheduler that asks for many."""
     if view.table.speeds is not None:  # each task's own measured speeds
         return partial(expected_runtime, view)
-    pool = view.pool
-    hit = _SPEEDS.get(id(pool))
-    if hit is None or hit[0] is not pool:
-        if len(_SPEEDS) > 16:
-            _SPEEDS.clear()
-        hit = _SPEEDS[id(pool)] = (pool, [(d.model.compute_speed, d.model.memory_speed)
-                                          for d in pool.devices])
-    speeds = hit[1]
+    speeds = _speeds_of(view.pool)
     if clocks is None:
         clocks = clock_ratios(view)
     predicted, kind = view.predicted, view.table.kind

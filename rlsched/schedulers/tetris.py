@@ -15,7 +15,7 @@ from itertools import chain, islice
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
-from rlsched.schedulers.base import Scheduler, expected_runtime
+from rlsched.schedulers.base import Scheduler, class_key, device_classes, expected_runtime
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
@@ -52,14 +52,7 @@ class TetrisScheduler(Scheduler):
         # order, which is the one the scan of every device would have picked
         # (a later equal score never displaces an earlier one); placement rules
         # name devices, so with any, every device is scored
-        classes: dict[tuple, list[int]] = {}
-        class_of: dict[int, tuple] = {}
-        if not ruled:
-            for d, free in idle.items():
-                dev = view.devices[d]
-                key = class_of[d] = (view.pool.devices[d].model, free, dev.memory_total,
-                                     dev.clock_ratio)
-                classes.setdefault(key, []).append(d)
+        classes = {} if ruled else device_classes(view, idle, idle)
         while idle and ready:
             firsts = sorted(m[0] for m in classes.values() if m) if classes else list(idle)
             best: tuple[float, int, int, tuple[int, ...]] | None = None
@@ -91,8 +84,8 @@ class TetrisScheduler(Scheduler):
             _, t, _, members = best
             out.append(Placement(t, members[0], members[1:]))
             for d in members:
-                del idle[d]
                 if classes:
-                    classes[class_of[d]].remove(d)
+                    classes[class_key(view, d, idle[d])].remove(d)
+                del idle[d]
             ready.remove(t)
         return out
