@@ -22,7 +22,8 @@ JobKey = Sequence[Any] | Mapping[int, Any]
 
 class ReadyByJob:
     """Ready tasks per job, each with its place in the ready order (the order
-    in which they became ready, as :attr:`ClusterView.ready` lists them)."""
+    in which they became ready, as :attr:`ClusterView.ready` lists them).
+    It keeps the sorted runs of one order: a scheduler keeps one per order."""
 
     def __init__(self) -> None:
         self._cursor = ReadyCursor()

@@ -1,0 +1,78 @@
+"""The ready set kept between decisions (``ReadyCursor``, ``ReadyByJob``)
+orders the queue exactly as sorting the whole of ``view.ready`` would, at
+every decision of an episode, whether it follows the view's log or rebuilds
+from a view without one (as the live daemon's are)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import chain
+
+import pytest
+
+from rlsched.arrivals import batch
+from rlsched.estimates import EstimateModel
+from rlsched.pool import identical_pool
+from rlsched.schedulers import make_scheduler
+from rlsched.schedulers.ready_set import ReadyByJob
+from rlsched.sim import Simulator
+from rlsched.sources.synthetic import generate
+from rlsched.view import ReadyCursor
+
+
+def _views(generator: str, params: dict[str, str], estimates: str):
+    """Every view of an episode of ``share`` (which places and shares, so the
+    queue grows and shrinks), each checked before the simulator moves on."""
+    instance = batch(generate(generator, params, 0, "test"))
+    sim = Simulator(instance, identical_pool(4), 0, estimates=EstimateModel.parse(estimates))
+    sched = make_scheduler("share")
+    view = sim.reset()
+    while view is not None:
+        yield view
+        view = sim.step(sched.decide(view))
+
+
+@pytest.mark.parametrize("generator, params, estimates", [
+    ("layered", {"jobs": "6", "tasks": "30"}, "default"),
+    # with no estimates every task of a kind is predicted alike: jobs tie on
+    # remaining work, and their runs must merge
+    ("sweep", {"jobs": "6", "points": "5"}, "none"),
+])
+def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
+    # one ReadyByJob per order (its cache holds one order's runs), each kept
+    # by the log or rebuilt from views without one
+    kept = {(order, log): ReadyByJob() for order in ("sjf", "share") for log in (True, False)}
+    checked = ties = 0
+    for view in _views(generator, params, estimates):
+        job_of, remaining, work = view.table.job_of, view.job_remaining, view.predicted
+        by_job = sorted(view.ready, key=lambda t: remaining[job_of[t]])
+        by_job_then_work = sorted(view.ready, key=lambda t: (remaining[job_of[t]], -work[t], t))
+        for log in (True, False):
+            v = view if log else replace(view, ready_log=None)
+            sjf, share = kept["sjf", log], kept["share", log]
+            sjf.sync(v)
+            share.sync(v)
+            assert list(chain.from_iterable(sjf.groups(remaining))) == by_job
+            assert list(chain.from_iterable(share.groups(
+                remaining, lambda t: (-work[t], t), v.open_knowledge))) == by_job_then_work
+        jobs = {job_of[t] for t in view.ready}
+        ties += len(jobs) > len({remaining[j] for j in jobs})
+        checked += 1
+    assert checked > 20
+    if generator == "sweep":
+        assert ties > 0  # the merging was exercised
+
+
+def test_a_cursor_replays_what_changed_and_starts_again_on_a_new_log() -> None:
+    views = _views("layered", {"jobs": "2", "tasks": "20"}, "default")
+    cursor, mine = ReadyCursor(), set()
+    for view in views:
+        changes = cursor.changes(view)
+        if changes is None:
+            mine = set(view.ready)
+        else:
+            for e in changes:
+                (mine.add if e >= 0 else mine.discard)(e if e >= 0 else ~e)
+        assert mine == set(view.ready)
+    other = next(_views("layered", {"jobs": "2", "tasks": "20"}, "default"))
+    assert cursor.changes(other) is None  # another episode's log
