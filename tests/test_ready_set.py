@@ -46,7 +46,11 @@ def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
     for view in _views(generator, params, estimates):
         job_of, remaining, work = view.table.job_of, view.job_remaining, view.predicted
         by_job = sorted(view.ready, key=lambda t: remaining[job_of[t]])
-        by_job_then_work = sorted(view.ready, key=lambda t: (remaining[job_of[t]], -work[t], t))
+        def longest_first(t: int, work=work) -> tuple[float, int]:
+            return -work[t], t
+
+        by_job_then_work = sorted(view.ready, key=lambda t: (remaining[job_of[t]],
+                                                             *longest_first(t)))
         for log in (True, False):
             v = view if log else replace(view, ready_log=None)
             sjf, share = kept["sjf", log], kept["share", log]
@@ -54,7 +58,7 @@ def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
             share.sync(v)
             assert list(chain.from_iterable(sjf.groups(remaining))) == by_job
             assert list(chain.from_iterable(share.groups(
-                remaining, lambda t: (-work[t], t), v.open_knowledge))) == by_job_then_work
+                remaining, longest_first, v.open_knowledge))) == by_job_then_work
         jobs = {job_of[t] for t in view.ready}
         ties += len(jobs) > len({remaining[j] for j in jobs})
         checked += 1
