@@ -200,9 +200,9 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
             hit = [(c["tasks"], c["wall_s"]) for c in mine if c.get("limit_hit")]
             if done:
                 ax.plot(*zip(*done), marker="o", color=cmap(i % 10), label=label(s))
-            if hit:
+            if hit:  # labelled here only if it has no finished cell to carry the name
                 ax.plot(*zip(*hit), marker="o", fillstyle="none", linestyle="none",
-                        color=cmap(i % 10))
+                        color=cmap(i % 10), label=None if done else label(s))
         walls = [c["wall_s"] for c in doc["cells"] if c["devices"] == g and c.get("finished")]
         ns = sorted({c["tasks"] for c in doc["cells"]})
         if walls and len(ns) > 1:  # a guide of slope 1: a decision's cost flat in the queue
