@@ -263,7 +263,7 @@ class EpisodeStatics:
         self._inv_mean_speed = np.array([
             np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
             np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
-        self._beliefs: tuple[Sequence[float], int] | None = None
+        self._beliefs: tuple[Sequence[float], int, int | None] | None = None
         self.kind = a["kind"]
         self.memory_rel = a["memory"] / pool.max_memory
         self.gpu = a["gpu"]
@@ -285,15 +285,22 @@ class EpisodeStatics:
         self.max_memory = pool.max_memory
         self.believe(predicted)
 
-    def believe(self, predicted: Sequence[float], knowledge: int = 0) -> None:
-        """Take the view's predicted runtimes (and its :attr:`ClusterView.knowledge`,
-        which changes with them): the work column and the upward ranks (at
-        the pool's mean speed) follow them."""
+    def believe(self, predicted: Sequence[float], knowledge: int = 0,
+                open_knowledge: int | None = None) -> None:
+        """Take the view's predicted runtimes (and its :attr:`ClusterView.knowledge`
+        and ``open_knowledge``, which change with them): the work column and
+        the upward ranks (at the pool's mean speed) follow them. The ranks
+        are read only for unfinished tasks (the window's), which read only
+        unfinished tasks, so a task's finishing alone leaves them."""
         beliefs = self._beliefs
         if beliefs is not None and beliefs[0] is predicted and beliefs[1] == knowledge:
             return
-        self._beliefs = (predicted, knowledge)
+        same_open = beliefs is not None and beliefs[0] is predicted and \
+            open_knowledge is not None and beliefs[2] == open_knowledge
+        self._beliefs = (predicted, knowledge, open_knowledge)
         self.work = np.asarray(predicted, dtype=np.float64)
+        if same_open:
+            return
         mean_cost = np.where(self.gpu, self.work * self._inv_mean_speed[self.kind], self.work)
         self.rank = np.array(upward_rank(mean_cost.tolist(), self.table.children))
 
@@ -352,7 +359,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     """Encode ``view`` into the observation of the module docstring;
     ``advice`` is :meth:`envs.advice.Advisors.advise` of the view (None: no
     advice, its columns stay 0)."""
-    statics.believe(view.predicted, view.knowledge)
+    statics.believe(view.predicted, view.knowledge, view.open_knowledge)
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")

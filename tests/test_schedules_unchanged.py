@@ -23,7 +23,7 @@ from rlsched.evaluation.scale import HEURISTICS, scale_instance
 from rlsched.perturbations import Perturbations
 from rlsched.pool import identical_pool
 from rlsched.sources.specs import resolve_pool
-from tests.helpers import WORKLOADS
+from tests.helpers import ROOT, WORKLOADS
 
 SETTINGS = {
     "demo": (f"wfcommons:{WORKLOADS / 'wfcommons'}", "preset:workstation-4", "poisson", "all"),
@@ -100,6 +100,17 @@ def trace_hash(setting: str, scheduler: str) -> str:
 @pytest.mark.parametrize("scheduler", HEURISTICS)
 def test_every_heuristic_schedules_as_it_did(setting: str, scheduler: str) -> None:
     assert trace_hash(setting, scheduler) == RECORDED[setting, scheduler]
+
+
+#: the shipped policy's traces, before the speed work (its encoder caches too)
+POLICY = {"demo": "10b697949ee5d433", "gavel": "a863951d5f3612d8"}
+
+
+@pytest.mark.parametrize("setting", list(POLICY))
+def test_the_shipped_policy_schedules_as_it_did(setting: str) -> None:
+    import agents  # noqa: F401  (registers rl:)
+
+    assert trace_hash(setting, f"rl:{ROOT / 'checkpoints' / 'default.zip'}") == POLICY[setting]
 
 
 if __name__ == "__main__":
