@@ -106,16 +106,26 @@ class CriticalPathScheduler(GreedyIdleScheduler):
     def __init__(self) -> None:
         self._beliefs: tuple[Sequence[float], int] | None = None
         self._rank: list[float] = []
+        self._ranked: set[int] = set()  # jobs whose ranks follow the beliefs
 
     def order(self, view: ClusterView) -> Sequence[int]:
-        # a ready task's rank reads only unfinished tasks (its descendants), so
-        # a task's finishing leaves every rank that is read (open_knowledge)
-        beliefs = self._beliefs
-        if beliefs is None or beliefs[0] is not view.predicted \
+        # a ready task's rank reads only unfinished tasks (its descendants, all
+        # in its job), so a task's finishing leaves every rank that is read
+        # (open_knowledge), and only the jobs with ready tasks need ranks
+        beliefs, predicted = self._beliefs, view.predicted
+        if beliefs is None or beliefs[0] is not predicted \
                 or beliefs[1] != view.open_knowledge:  # a new table, or new beliefs
-            self._beliefs = (view.predicted, view.open_knowledge)
-            self._rank = upward_rank(view.predicted, view.table.children)
-        rank = self._rank
+            if beliefs is None or beliefs[0] is not predicted:
+                self._rank = [0.0] * len(predicted)
+            self._beliefs = (predicted, view.open_knowledge)
+            self._ranked = set()
+        rank, ranked, table = self._rank, self._ranked, view.table
+        job_of = table.job_of
+        for t in view.ready:
+            j = job_of[t]
+            if j not in ranked:
+                rank_tasks(rank, predicted, table.children, table.tasks_of(j))
+                ranked.add(j)
         return sorted(view.ready, key=lambda t: -rank[t])
 
 
@@ -123,8 +133,16 @@ def upward_rank(cost: Sequence[float], children: Sequence[Sequence[int]]) -> lis
     """Length of the longest path from each task to an exit, itself included.
     Needs parents indexed before children (as in :class:`WorkloadTable`)."""
     rank = [0.0] * len(cost)
-    for t in range(len(cost) - 1, -1, -1):
+    rank_tasks(rank, cost, children, range(len(cost)))
+    return rank
+
+
+def rank_tasks(rank: list[float], cost: Sequence[float], children: Sequence[Sequence[int]],
+               tasks: range) -> None:
+    """:func:`upward_rank` of ``tasks`` into ``rank``: a range that holds its
+    tasks' children (a job's tasks, or all), each before its parents is
+    reached, so the numbers are those of the whole table's pass."""
+    for t in reversed(tasks):
         kids = children[t]
         # cost + 0.0 is cost: the same floats as max(..., default=0.0), faster
         rank[t] = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
-    return rank
