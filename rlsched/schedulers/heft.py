@@ -66,13 +66,23 @@ def heft_plan(view: ClusterView) -> Plan:
     cost: dict[int, dict[int, float]] = {}
     mean: list[float] = [0.0] * last
     ruled = view.constrained
+    # devices of one model at one clock cost a task alike: its cost is
+    # computed once per such class (by its first device), and every device
+    # still gets its entry, in device order, so sums and ties are as before
+    rep_of = {} if ruled else _representatives(view, devices)
     for t in live:
         if not tb.gpu[t]:
             mean[t] = view.predicted[t]
             continue
-        fits = {d: planned_cost(view, t, d) for d in devices
-                if fits_memory(tb.memory[t], view.devices[d].memory_total)
-                and (not ruled or view.may_use(t, d))}
+        if ruled:
+            fits = {d: planned_cost(view, t, d) for d in devices
+                    if fits_memory(tb.memory[t], view.devices[d].memory_total)
+                    and view.may_use(t, d)}
+        else:
+            need = tb.memory[t]
+            by_rep = {r: planned_cost(view, t, r) for r in dict.fromkeys(rep_of.values())
+                      if fits_memory(need, view.devices[r].memory_total)}
+            fits = {d: by_rep[r] for d, r in rep_of.items() if r in by_rep}
         cost[t] = fits
         mean[t] = sum(fits.values()) / len(fits) if fits else view.predicted[t]
     rank = upward_rank(mean, tb.children[:last])
@@ -84,6 +94,7 @@ def heft_plan(view: ClusterView) -> Plan:
         if d in starts:  # tasks sharing a device: one busy interval
             _insert(starts[d], ends[d], now, end)
 
+    spare = _Spare(rep_of, starts)
     plan = Plan(priority={t: rank[t] for t in live})
     todo = sorted((t for t in live if state[t] in _UNSTARTED), key=lambda t: (-rank[t], t))
     for t in todo:
@@ -94,20 +105,69 @@ def heft_plan(view: ClusterView) -> Plan:
             continue
         if tb.gpus[t] > 1:
             _plan_gang(view, plan, t, cost[t], starts, ends, ready, finish)
+            for d in plan.gang.get(t, ()):
+                spare.taken(d)
             continue
         best = None
         for d, c in cost[t].items():
-            s = _earliest_gap(starts[d], ends[d], ready, c)
+            st = starts[d]
+            if not st:  # nothing planned there: it starts at once
+                if not spare.first(d):
+                    continue  # a twin of an earlier empty device: the same start and cost
+                s = ready
+            else:
+                s = _earliest_gap(st, ends[d], ready, c)
             if best is None or s + c < best[0] - 1e-12:
                 best = (s + c, s, d, c)
         if best is None:  # fits no healthy device now: wait for one to return
             finish[t] = float("inf")
             continue
         end, s, d, c = best
+        spare.taken(d)
         _insert(starts[d], ends[d], s, end)
         finish[t] = end
         plan.device[t], plan.start[t], plan.duration[t] = d, s, c
     return plan
+
+
+class _Spare:
+    """The devices with nothing planned yet, per class of
+    :func:`_representatives`: of those, only the first in device order needs
+    looking at (a later one offers the same start at the same cost, and ties
+    go to the earlier)."""
+
+    def __init__(self, rep_of: dict[int, int], starts: dict[int, list[float]]) -> None:
+        self._rep_of = rep_of
+        self._empty: dict[int, list[int]] = {}
+        for d, r in rep_of.items():
+            if not starts[d]:
+                self._empty.setdefault(r, []).append(d)
+
+    def first(self, d: int) -> bool:
+        """Whether empty device ``d`` is the first empty one of its class (or
+        classes are not kept: every device is looked at)."""
+        if not self._rep_of:
+            return True
+        return self._empty[self._rep_of[d]][0] == d
+
+    def taken(self, d: int) -> None:
+        """Device ``d`` gets its first (or a further) planned task."""
+        if self._rep_of:
+            empty = self._empty.get(self._rep_of[d])
+            if empty and d in empty:
+                empty.remove(d)
+
+
+def _representatives(view: ClusterView, devices: list[int]) -> dict[int, int]:
+    """Each device's first device (in ``devices``' order) of its class: one
+    model, one clock, one memory size."""
+    first: dict[tuple, int] = {}
+    out: dict[int, int] = {}
+    for d in devices:
+        dev = view.devices[d]
+        key = (view.pool.devices[d].model, dev.clock_ratio, dev.memory_total)
+        out[d] = first.setdefault(key, d)
+    return out
 
 
 def _plan_gang(view: ClusterView, plan: Plan, t: int, cost: dict[int, float],
