@@ -338,8 +338,8 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
     bs = bsub.add_parser(
         "scale", help="how a decision's cost grows with the queue and the pool",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Decisions per second and wall time of every heuristic and of the learned\n"
-                    "policy, over batch workloads of TASKS layered tasks (100 per job) on\n"
+        description="Decisions (placements) per second and wall time of every heuristic and\n"
+                    "of the learned policy, over batch workloads of TASKS layered tasks (100 per job) on\n"
                     "identical:DEVICES pools, each cell under a time limit (a cell that hits\n"
                     "it is recorded as such, and the bigger cells of that scheduler and pool\n"
                     "are skipped). Prints one JSON document, with each scheduler's growth\n"
@@ -357,7 +357,8 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
                     help="pool sizes (default: %(default)s)")
     bs.add_argument("--limit", type=float, default=120.0, metavar="S",
                     help="seconds per cell before it is stopped (default: %(default)s)")
-    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--seed", type=int, default=0,
+                    help="seeds the workloads and the estimates (default: %(default)s)")
     bs.add_argument("--estimates", default="default", metavar="MODEL",
                     help="estimate model, as for evaluate (default: %(default)s)")
     bs.add_argument("--json", type=Path, default=None, metavar="FILE",
