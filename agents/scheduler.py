@@ -69,6 +69,22 @@ class RLScheduler(Scheduler):
         self.advisors = Advisors()
         self.reset(0)
 
+    def _act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> int:
+        """The policy's action for one observation: what ``model.predict``
+        returns, without its per-call walk over every module to set eval
+        mode (done once, here, only if something turned training back on)
+        and under ``torch.inference_mode``."""
+        import torch
+
+        policy = self.model.policy
+        if policy.training:
+            policy.set_training_mode(False)
+        with torch.inference_mode():
+            tensor, _ = policy.obs_to_tensor(obs)
+            action = policy.get_distribution(tensor, action_masks=mask).get_actions(
+                deterministic=self.deterministic)
+        return int(action.reshape(-1)[0])
+
     def reset(self, seed: int = 0) -> None:
         self._statics: EpisodeStatics | None = None
         self._last_time: float | None = None
@@ -86,9 +102,7 @@ class RLScheduler(Scheduler):
         self._last_time = view.time
         if not mask[:-1].any():
             return []
-        action, _ = self.model.predict(enc.obs, action_masks=mask,
-                                       deterministic=self.deterministic)
-        a = int(np.asarray(action).reshape(-1)[0])
+        a = self._act(enc.obs, mask)
         if a == self.maxima.n_actions - 1:
             return []
         return placement_of(view, enc, self.maxima, a)

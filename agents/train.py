@@ -678,6 +678,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                                     at=ppo_end + 2 + cfg.anchor_epochs)
         save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
     vec.close()
+    logger.close()  # flushes progress.csv and the event file, and closes them
     return {**final, "run_dir": str(run_dir)}
 
 
