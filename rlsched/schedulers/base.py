@@ -134,7 +134,7 @@ class GreedyIdleScheduler(Scheduler):
 def class_key(view: ClusterView, d: int, free: float) -> tuple:
     """The group of :func:`device_classes` that device ``d`` with ``free`` GiB is in."""
     dev = view.devices[d]
-    return _models_of(view.pool)[d], free, dev.memory_total, dev.clock_ratio
+    return _pool_columns(view.pool)[0][d], free, dev.memory_total, dev.clock_ratio
 
 
 def device_classes(view: ClusterView, idle: Iterable[int],
@@ -144,10 +144,8 @@ def device_classes(view: ClusterView, idle: Iterable[int],
     interchangeable to a heuristic that reads only those (and no placement
     rules, which name devices), as GPUs of one model in one state are."""
     out: dict[tuple, list[int]] = {}
-    models, devices = _models_of(view.pool), view.devices
     for d in idle:
-        dev = devices[d]
-        key = (models[d], free[d], dev.memory_total, dev.clock_ratio)
+        key = class_key(view, d, free[d])
         group = out.get(key)
         if group is None:
             out[key] = [d]
@@ -163,34 +161,21 @@ def expected_runtime(view: ClusterView, task: int, device: int) -> float:
     return view.nominal_runtime(task, device) / ratio
 
 
-#: each pool's (compute, memory) speed per device, by the pool's identity
-_SPEEDS: dict[int, tuple[Pool, list[tuple[float, float]]]] = {}
+#: each pool's devices, as model keys and (compute, memory) speeds, by the pool's identity
+_POOLS: dict[int, tuple[Pool, list[tuple[str, float, float]], list[tuple[float, float]]]] = {}
 
 
-def _speeds_of(pool: Pool) -> list[tuple[float, float]]:
-    """Each device's (compute, memory) speed, computed once per pool."""
-    hit = _SPEEDS.get(id(pool))
+def _pool_columns(pool: Pool) -> tuple[list[tuple[str, float, float]], list[tuple[float, float]]]:
+    """Each device's model as a key that hashes fast (name and speeds), and
+    its (compute, memory) speeds: computed once per pool."""
+    hit = _POOLS.get(id(pool))
     if hit is None or hit[0] is not pool:
-        if len(_SPEEDS) > 16:
-            _SPEEDS.clear()
-        hit = _SPEEDS[id(pool)] = (pool, [(d.model.compute_speed, d.model.memory_speed)
-                                          for d in pool.devices])
-    return hit[1]
-
-
-#: each pool's model per device, as (name, compute speed, memory speed)
-_MODELS: dict[int, tuple[Pool, list[tuple[str, float, float]]]] = {}
-
-
-def _models_of(pool: Pool) -> list[tuple[str, float, float]]:
-    """Each device's model as a key that hashes fast, computed once per pool."""
-    hit = _MODELS.get(id(pool))
-    if hit is None or hit[0] is not pool:
-        if len(_MODELS) > 16:
-            _MODELS.clear()
-        hit = _MODELS[id(pool)] = (pool, [(d.model.name, d.model.compute_speed,
-                                           d.model.memory_speed) for d in pool.devices])
-    return hit[1]
+        if len(_POOLS) > 16:
+            _POOLS.clear()
+        models = [(d.model.name, d.model.compute_speed, d.model.memory_speed)
+                  for d in pool.devices]
+        hit = _POOLS[id(pool)] = (pool, models, [(c, m) for _, c, m in models])
+    return hit[1], hit[2]
 
 
 def clock_ratios(view: ClusterView) -> list[float]:
@@ -205,7 +190,7 @@ def runtimes(view: ClusterView, clocks: list[float] | None = None) -> Callable[[
     from the same operations, for a scheduler that asks for many."""
     if view.table.speeds is not None:  # each task's own measured speeds
         return partial(expected_runtime, view)
-    speeds = _speeds_of(view.pool)
+    speeds = _pool_columns(view.pool)[1]
     if clocks is None:
         clocks = clock_ratios(view)
     predicted, kind = view.predicted, view.table.kind

@@ -72,17 +72,6 @@ class ShareScheduler(Scheduler):
         self.gang_patience = gang_patience
         self._ready = ReadyByJob()
 
-    def order(self, view: ClusterView) -> Iterator[list[int]]:
-        """Ready tasks, lazily, in runs, as ``sorted(view.ready, key=lambda t:
-        (job_remaining[job_of[t]], -predicted[t], t))`` orders them: a run is
-        one job's ready tasks (or those of jobs with equal remaining work),
-        longest first. A decision stops reading once no device is left, so
-        the queue behind is never sorted."""
-        self._ready.sync(view)
-        work = view.predicted
-        return self._ready.groups(view.job_remaining, lambda t: (-work[t], t),
-                                  view.open_knowledge)
-
     def _decide(self, view: ClusterView) -> list[Placement]:
         memory = view.table.memory
         devices = view.devices
@@ -112,7 +101,11 @@ class ShareScheduler(Scheduler):
         def longest_first(t: int) -> tuple[float, int]:
             return -work[t], t
 
-        jobs = ready.jobs(remaining)  # runs, in this order: see order()
+        # the ready tasks in runs (a job's, or those of jobs with equal remaining
+        # work), read lazily in the order sorted(view.ready, key=lambda t:
+        # (job_remaining[job_of[t]], -predicted[t], t)) gives: the decision
+        # stops reading once no device is left, so the queue behind is never sorted
+        jobs = ready.jobs(remaining)
         at, n_jobs = 0, len(jobs)
         reservation = None
         gangs = view.table.has_gangs
@@ -154,18 +147,19 @@ class ShareScheduler(Scheduler):
                 continue
             break
         # the tasks left waiting, in order: those passed over, then the rest
-        self._share(view, waiting, tail, jobs[at:], out, free, count, busy_for, runtime,
-                    clocks, reservation)
+        self._share(view, waiting, tail, jobs[at:], longest_first, out, free, count, busy_for,
+                    runtime, clocks, reservation)
         return out
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
-               out: list[Placement], free: list[float], count: list[int],
-               busy_for: list[float], runtime_of: Callable[[int, int], float],
-               clocks: list[float], reservation: Reservation | None) -> None:
+               run_order: Callable[[int], tuple[float, int]], out: list[Placement],
+               free: list[float], count: list[int], busy_for: list[float],
+               runtime_of: Callable[[int, int], float], clocks: list[float],
+               reservation: Reservation | None) -> None:
         """The sharing pass: tasks left waiting onto busy devices, where short
         enough: those the first pass passed over (``waiting``), the rest of
         the run it stopped in (``tail``), then the runs of ``jobs`` it did not
-        reach."""
+        reach, each run sorted by ``run_order``."""
         memory = view.table.memory
         ruled = view.constrained
         max_share = self.max_share
@@ -185,8 +179,8 @@ class ShareScheduler(Scheduler):
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
         # a run is sorted longest first: the tasks short enough anywhere are its tail
-        for t in chain(waiting, tail, self._short_enough(view, jobs, ceiling * max(fastest),
-                                                          pruned)):
+        for t in chain(waiting, tail, self._short_enough(view, jobs, run_order,
+                                                          ceiling * max(fastest), pruned)):
             if not open_:
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
@@ -211,7 +205,8 @@ class ShareScheduler(Scheduler):
                 if count[d] == max_share:
                     open_ -= 1
 
-    def _short_enough(self, view: ClusterView, jobs: list[int], bound: float,
+    def _short_enough(self, view: ClusterView, jobs: list[int],
+                      run_order: Callable[[int], tuple[float, int]], bound: float,
                       pruned: bool) -> Iterator[int]:
         """The ready tasks of ``jobs``' runs, in order, leaving out (where
         ``pruned``) those predicted above ``bound`` reference-seconds, which
@@ -221,9 +216,6 @@ class ShareScheduler(Scheduler):
         is cut to its tail by bisection."""
         ready, remaining, work = self._ready, view.job_remaining, view.predicted
 
-        def longest_first(t: int) -> tuple[float, int]:
-            return -work[t], t
-
         def minus_work(t: int) -> float:
             return -work[t]
 
@@ -232,7 +224,7 @@ class ShareScheduler(Scheduler):
             jobs = [j for j in jobs if least[j] <= bound]
         at, n = 0, len(jobs)
         while at < n:
-            run, at = ready.run(jobs, at, remaining, longest_first)
+            run, at = ready.run(jobs, at, remaining, run_order)
             yield from run[bisect_left(run, -bound, key=minus_work):] if pruned else run
 
     def _gangs_first(self, view: ClusterView, out: list[Placement], free: list[float],
