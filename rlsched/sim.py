@@ -391,6 +391,7 @@ class Simulator:
     def _decision_possible(self) -> bool:
         if not self._ready:
             return False
+        total, used, ext = self._mem_total, self._mem_used, self._ext_mem
         if self.idle_only:
             on = self._on_device
             open_ = [d for d, healthy in enumerate(self._healthy) if healthy and not on[d]]
@@ -398,8 +399,11 @@ class Simulator:
             open_ = [d for d, healthy in enumerate(self._healthy) if healthy]
         if not open_:
             return False
-        total, used, ext = self._mem_total, self._mem_used, self._ext_mem
-        best = max(total[d] - used[d] - ext[d] for d in open_)
+        if len(open_) == 1:
+            d = open_[0]
+            best = total[d] - used[d] - ext[d]
+        else:
+            best = max([total[d] - used[d] - ext[d] for d in open_])
         if best < 0:
             return False
         memory = self.table.memory
@@ -605,8 +609,9 @@ class Simulator:
             self._known = known = self.table.job_start[self._n_arrived]
             tb = self.table
             if self._model.version != self._first_version:  # else its beliefs are current
+                open_by_key = self._open_by_key
                 for key in {tb.history_key[t] for t in tb.tasks_of(j)}:
-                    self._repredict(self._tasks_by_key[key], known)
+                    self._repredict(open_by_key[key], key, known)
         for t in self.table.tasks_of(j):
             self.state[t] = BLOCKED
             if self._pending[t] == 0:
@@ -730,8 +735,11 @@ class Simulator:
         self._predicted = [0.0] * n
         self._spread = [0.0] * n
         self._job_remaining = [0.0] * self.table.n_jobs  # summed afresh by the caller
-        for tasks in self._tasks_by_key.values():
-            self._repredict(tasks, n)
+        #: each key's unfinished tasks, in table order (a key leaves when its
+        #: last one finishes): a re-prediction walks only these
+        self._open_by_key = {k: dict.fromkeys(ts) for k, ts in self._tasks_by_key.items()}
+        for key, tasks in self._open_by_key.items():
+            self._repredict(tasks, key, n)
         return self._predicted
 
     def _learn(self, t: int, devices: tuple[int, ...]) -> None:
@@ -739,38 +747,45 @@ class Simulator:
         arrived jobs whose belief that changed."""
         tb, model = self.table, self._model
         assert model is not None
-        speed = min(self._task_speed(t, d) for d in devices) * span_factor(self.pool, devices) \
-            if devices else 1.0
+        if len(devices) == 1:
+            speed = self._task_speed(t, devices[0])
+        else:
+            speed = min(self._task_speed(t, d) for d in devices) * span_factor(
+                self.pool, devices) if devices else 1.0
         key, estimate = tb.history_key[t], tb.estimate[t]
         measured = (self.now - self._start[t]) * speed
         # a finished task is known for what it took, as the daemon knows it from its store
         self._predicted[t], self._spread[t] = measured, 0.0
         self._knows += 1
         own, every = model.observe(key, estimate, measured)
+        open_by_key = self._open_by_key
+        mine = open_by_key[key]
+        del mine[t]
+        if not mine:
+            del open_by_key[key]
         known = self._known
-        if own:
-            self._repredict(self._tasks_by_key[key], known)
+        if own and mine:
+            self._repredict(mine, key, known)
         if every:
-            for k, tasks in self._tasks_by_key.items():
-                if (k != key or not own) and tasks[0] < known and model.uses_all(k):
-                    self._repredict(tasks, known)
+            for k, tasks in open_by_key.items():
+                if (k != key or not own) and next(iter(tasks)) < known and model.uses_all(k):
+                    self._repredict(tasks, k, known)
 
-    def _repredict(self, tasks: tuple[int, ...], known: int) -> None:
-        """The model's belief now about the unfinished ``tasks`` (all of one
-        key, in table order) below index ``known``; each moves its job's
+    def _repredict(self, tasks: dict[int, None], key: str, known: int) -> None:
+        """The model's belief now about the unfinished ``tasks`` of ``key``
+        (in table order) below index ``known``; each moves its job's
         remaining work."""
         assert self._model is not None
-        a, b, s_with, b_without, s_without = self._model.coefficients(
-            self.table.history_key[tasks[0]])
+        first = next(iter(tasks), known)
+        if first >= known:
+            return
+        a, b, s_with, b_without, s_without = self._model.coefficients(key)
         without = math.exp(b_without)
-        predicted, spread, log_est, state = self._predicted, self._spread, self._log_estimate, \
-            self.state
+        predicted, spread, log_est = self._predicted, self._spread, self._log_estimate
         remaining, job_of = self._job_remaining, self.table.job_of
         for t in tasks:
             if t >= known:
                 break
-            if state[t] == DONE:
-                continue
             le = log_est[t]
             seconds, sigma = (math.exp(a * le + b), s_with) if le == le else (without, s_without)
             old = predicted[t]

@@ -80,8 +80,8 @@ class GreedyIdleScheduler(Scheduler):
         # every task: a 1-GPU task chooses among each class's first member (in
         # index order), which is what choose() would pick of the whole class
         # (its ties go to the lowest index); placement rules name devices, so
-        # with any, every device is offered
-        classes = None if ruled else device_classes(view, idle, free)
+        # with any, every device is offered (as it is when only one is idle)
+        classes = None if ruled or len(idle) == 1 else device_classes(view, idle, free)
         firsts = sorted(m[0] for m in classes.values()) if classes is not None else idle
         out: list[Placement] = []
         for t in self.order(view):
