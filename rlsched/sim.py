@@ -39,6 +39,7 @@ import copy
 import heapq
 import math
 from dataclasses import dataclass, field, replace
+from itertools import takewhile
 from typing import cast
 
 import numpy as np
@@ -51,6 +52,7 @@ from rlsched.pool import Pool, fits_memory
 from rlsched.runtime_model import RuntimeModel, log_estimate
 from rlsched.table import WorkloadTable
 from rlsched.view import (
+    AttainedService,
     ClusterView,
     DeviceTelemetry,
     Placement,
@@ -236,6 +238,8 @@ class Simulator:
         self._last = [0.0] * g
         self._busy = [0.0] * g
         self._telemetry: list[DeviceTelemetry | None] = [None] * g
+        #: devices whose sample is out of date (may repeat): resampled at the next view
+        self._stale = list(range(g))
         predicted = self._start_knowledge()
         self._job_remaining = [sum(predicted[t] for t in tb.tasks_of(j)) for j in range(tb.n_jobs)]
         self._job_left = [len(tb.tasks_of(j)) for j in range(tb.n_jobs)]
@@ -522,6 +526,7 @@ class Simulator:
                         rem[t] -= rate[t] * dt
             self._last[d] = now
         self._telemetry[d] = None
+        self._stale.append(d)
 
     def _reschedule(self, d: int) -> None:
         """New rates (and completion events) for ``d``'s tasks after a change."""
@@ -780,41 +785,44 @@ class Simulator:
         if first >= known:
             return
         a, b, s_with, b_without, s_without = self._model.coefficients(key)
-        without = math.exp(b_without)
+        without, exp = math.exp(b_without), math.exp
         predicted, spread, log_est = self._predicted, self._spread, self._log_estimate
         remaining, job_of = self._job_remaining, self.table.job_of
-        for t in tasks:
-            if t >= known:
-                break
+        changed = 0
+        # all below ``known`` (every job arrived): no bound to check per task
+        for t in (tasks if next(reversed(tasks)) < known else
+                  takewhile(known.__gt__, tasks)):
             le = log_est[t]
-            seconds, sigma = (math.exp(a * le + b), s_with) if le == le else (without, s_without)
+            if le == le:
+                seconds, sigma = exp(a * le + b), s_with
+            else:
+                seconds, sigma = without, s_without
             old = predicted[t]
             if seconds != old or sigma != spread[t]:
                 remaining[job_of[t]] += seconds - old
                 predicted[t], spread[t] = seconds, sigma
-                self._knows = self._open_knows = self._knows + 1
+                changed += 1
+        if changed:
+            self._knows = self._open_knows = self._knows + changed
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> ClusterView:
         tele = self._telemetry
-        for d in range(len(tele)):
+        for d in self._stale:
             if tele[d] is None:
                 tele[d] = self._sample(d)
+        self._stale.clear()
         running = tuple(self._running.values())
         if self._gang_of:  # a gang appears once per device it holds
             running += tuple(RunningTask(t, m, self._start[t])
                              for t, members in self._gang_of.items() for m in members[1:])
-        attained = list(self._attained)
-        job_of, now = self.table.job_of, self.now
-        for r in running:
-            if r.device >= 0:
-                attained[job_of[r.task]] += now - r.start
         return ClusterView(
-            time=now, table=self.table, pool=self.pool, task_state=bytes(self.state),
+            time=self.now, table=self.table, pool=self.pool, task_state=self.state,
             ready=ReadyQueue(self._ready), running=running,
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
             job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
-            predicted=self._predicted, spread=self._spread, job_attained=tuple(attained),
+            predicted=self._predicted, spread=self._spread,
+            job_attained=AttainedService(self._attained, running, self.table.job_of, self.now),
             knowledge=self._knows, open_knowledge=self._open_knows,
             ready_log=self._ready_log, ready_mark=len(self._ready_log))
 

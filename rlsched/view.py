@@ -8,8 +8,9 @@ runtime stays in the simulator. It never changes during a decision: dynamic
 columns are copies, static ones (:class:`WorkloadTable`, :class:`Pool`) are
 immutable. A policy answers with :class:`Placement` s, or none to wait.
 
-The per-task columns (``predicted``, ``spread``) are the producer's own
-arrays, not copies: copying tens of thousands of numbers at every decision
+The per-task columns (``task_state``, ``predicted``, ``spread``) are the
+producer's own arrays, not copies, and ``job_attained`` is summed only when
+read: copying tens of thousands of numbers at every decision
 would make a decision's cost grow with the instance. They hold still for the
 decision; a policy that keeps something across decisions keys its cache on
 :attr:`ClusterView.knowledge` and copies what it keeps. For the same reason
@@ -103,7 +104,8 @@ class ClusterView(NamedTuple):
     :param table: every task and job (static)
     :param pool: the devices' nominal models (static); live drift shows only
         in ``devices``
-    :param task_state: one :class:`TaskState` code per task (bytes)
+    :param task_state: one :class:`TaskState` code per task (bytes; from the
+        simulator, its own bytearray, read in place)
     :param ready: GPU tasks that may start now, oldest first (CPU-only tasks
         start by themselves and never wait here); a tuple, or from the
         simulator a :class:`ReadyQueue` read where it is kept
@@ -136,7 +138,7 @@ class ClusterView(NamedTuple):
     time: float
     table: WorkloadTable
     pool: Pool
-    task_state: bytes
+    task_state: bytes | bytearray
     ready: Sequence[int]
     running: tuple[RunningTask, ...]
     devices: tuple[DeviceTelemetry, ...]
@@ -144,7 +146,7 @@ class ClusterView(NamedTuple):
     n_arrived: int
     predicted: Sequence[float]
     spread: Sequence[float]
-    job_attained: tuple[float, ...]
+    job_attained: Sequence[float]
     knowledge: int = 0
     open_knowledge: int = 0
     ready_log: list[int] | None = None
@@ -153,8 +155,10 @@ class ClusterView(NamedTuple):
     def snapshot(self) -> ClusterView:
         """This view with its own copies of what the producer keeps changing
         (the ready queue, the predictions): one to keep past the decision."""
-        return self._replace(ready=tuple(self.ready), predicted=tuple(self.predicted),
-                             spread=tuple(self.spread), ready_log=None, ready_mark=0)
+        return self._replace(task_state=bytes(self.task_state), ready=tuple(self.ready),
+                             predicted=tuple(self.predicted), spread=tuple(self.spread),
+                             job_attained=tuple(self.job_attained), ready_log=None,
+                             ready_mark=0)
 
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy, has memory free for ``task`` now, and
@@ -258,3 +262,52 @@ class ReadyQueue(Sequence[int]):
 
     def __repr__(self) -> str:
         return f"ReadyQueue({tuple(self)!r})"
+
+
+class AttainedService(Sequence[float]):
+    """Each job's attained GPU service at one moment, summed only when first
+    read: the device-seconds of its ended attempts (``ended``, the
+    producer's own list) plus what its ``running`` entries have run until
+    ``now``. Most schedulers never read it; those that do pay once per
+    view. Like the view's other columns it holds still for the decision only."""
+
+    __slots__ = ("_ended", "_running", "_job_of", "_now", "_values")
+
+    def __init__(self, ended: Sequence[float], running: Sequence[RunningTask],
+                 job_of: Sequence[int], now: float) -> None:
+        self._ended, self._running, self._job_of, self._now = ended, running, job_of, now
+        self._values: tuple[float, ...] | None = None
+
+    def _sum(self) -> tuple[float, ...]:
+        if self._values is None:
+            attained, job_of, now = list(self._ended), self._job_of, self._now
+            for r in self._running:
+                if r.device >= 0:
+                    attained[job_of[r.task]] += now - r.start
+            self._values = tuple(attained)
+        return self._values
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._sum())
+
+    @overload
+    def __getitem__(self, i: int) -> float: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[float, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> float | tuple[float, ...]:
+        return self._sum()[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (AttainedService, tuple, list)):
+            return self._sum() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._sum())
+
+    def __repr__(self) -> str:
+        return f"AttainedService({self._sum()!r})"
