@@ -181,6 +181,11 @@ class Daemon:
                 wakeup.wait(tick)
         finally:
             wakeup.close()
+            if isinstance(self.scheduler, WarmStart):
+                # a policy still loading (importing torch) in its thread when the
+                # interpreter exits can abort it ("terminate called without an
+                # active exception"): the load ends first
+                self.scheduler.wait(120)
 
     def tick(self) -> bool:
         """One round; whether any attempt is still open (a killed one until it
