@@ -66,6 +66,9 @@ class RLScheduler(Scheduler):
             raise InputError(str(checkpoint), "the card's maxima do not match the policy's "
                              "spaces: the card belongs to another checkpoint")
         self.deterministic = deterministic
+        import torch
+
+        self._huge_neg = torch.tensor(-1e8)  # the value SB3 gives a masked action's logit
         self.advisors = Advisors()
         self.reset(0)
 
@@ -73,17 +76,34 @@ class RLScheduler(Scheduler):
         """The policy's action for one observation: what ``model.predict``
         returns, without its per-call walk over every module to set eval
         mode (done once, here, only if something turned training back on)
-        and under ``torch.inference_mode``."""
+        and under ``torch.inference_mode``. The most likely action is taken
+        from the masked logits by the very operations SB3's masked
+        categorical performs, without building the distribution objects
+        (with their argument checks) at every call; sampling goes through SB3."""
         import torch
+        from stable_baselines3.common.policies import BaseModel
 
         policy = self.model.policy
         if policy.training:
             policy.set_training_mode(False)
         with torch.inference_mode():
-            tensor, _ = policy.obs_to_tensor(obs)
-            action = policy.get_distribution(tensor, action_masks=mask).get_actions(
-                deterministic=self.deterministic)
-        return int(action.reshape(-1)[0])
+            if not self.deterministic:
+                tensor, _ = policy.obs_to_tensor(obs)
+                return int(policy.get_distribution(tensor, action_masks=mask).get_actions(
+                    deterministic=False).reshape(-1)[0])
+            space = policy.observation_space
+            tensor = {k: torch.as_tensor(v.reshape((-1, *space[k].shape)))
+                      for k, v in obs.items()}
+            features = BaseModel.extract_features(policy, tensor, policy.pi_features_extractor)
+            latent = policy.mlp_extractor.forward_actor(features)
+            logits = policy.action_net(latent).view(-1, self.maxima.n_actions)
+            # MaskableCategorical: normalised logits, masked to -1e8, normalised
+            # again; its mode is the argmax of the softmax of those
+            logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+            allowed = torch.as_tensor(mask, dtype=torch.bool).reshape(logits.shape)
+            logits = torch.where(allowed, logits, self._huge_neg)
+            logits = logits - logits.logsumexp(dim=-1, keepdim=True)
+            return int(torch.softmax(logits, dim=-1).argmax(dim=1).reshape(-1)[0])
 
     def reset(self, seed: int = 0) -> None:
         self._statics: EpisodeStatics | None = None
