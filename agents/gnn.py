@@ -18,10 +18,30 @@ import torch
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.nn import functional as F
 
 
 def _mlp(i: int, h: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, h), nn.ReLU(), nn.Linear(h, o))
+
+
+# The forward passes call the layers' functions on their weights rather than
+# the modules: the same operations on the same tensors (so the same numbers),
+# without the module-call machinery, which costs more than the arithmetic at
+# these sizes (one decision's forward runs some forty layers on 64 rows).
+def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, layer.weight, layer.bias)
+
+
+def _run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """What ``mlp(x)`` computes, for a :func:`_mlp`."""
+    first, _, second = mlp
+    return F.linear(torch.relu(F.linear(x, first.weight, first.bias)), second.weight,
+                    second.bias)
+
+
+def _run_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class DagGnnExtractor(BaseFeaturesExtractor):
@@ -59,7 +79,7 @@ class DagGnnExtractor(BaseFeaturesExtractor):
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         b, n, h = obs["tasks"].shape[0], self.n_tasks, self.hidden
         task_mask = obs["task_mask"].unsqueeze(-1)
-        x = self.task_in(obs["tasks"]) * task_mask
+        x = _run_mlp(self.task_in, obs["tasks"]) * task_mask
         flat = x.reshape(b * n, h)
         edges = obs["edges"].long()
         offset = (torch.arange(b, device=edges.device) * n).view(b, 1)
@@ -67,19 +87,20 @@ class DagGnnExtractor(BaseFeaturesExtractor):
         dst = (edges[..., 1] + offset).reshape(-1)
         emask = obs["edge_mask"].reshape(-1, 1)
         for r in range(self.rounds):
-            down = torch.zeros_like(flat).index_add_(0, dst, self.down[r](flat[src]) * emask)
-            up = torch.zeros_like(flat).index_add_(0, src, self.up[r](flat[dst]) * emask)
-            flat = self.norm[r](flat + self.update[r](torch.cat([flat, down, up], dim=-1)))
+            down = torch.zeros_like(flat).index_add_(0, dst, _linear(self.down[r], flat[src]) * emask)
+            up = torch.zeros_like(flat).index_add_(0, src, _linear(self.up[r], flat[dst]) * emask)
+            flat = _run_norm(self.norm[r], flat + _run_mlp(self.update[r],
+                                                           torch.cat([flat, down, up], dim=-1)))
             flat = flat * task_mask.reshape(b * n, 1)
         # per-job sums, scattered back to each task of the job
         job = (obs["task_job"].long() + offset).reshape(-1)
         job_sum = torch.zeros_like(flat).index_add_(0, job, flat)
-        tasks = flat + self.job_mix(torch.cat([flat, job_sum[job]], dim=-1))
+        tasks = flat + _run_mlp(self.job_mix, torch.cat([flat, job_sum[job]], dim=-1))
         tasks = tasks.reshape(b, n, h) * task_mask
         device_mask = obs["device_mask"].unsqueeze(-1)
-        devices = self.device_in(obs["devices"]) * device_mask
-        glob = self.global_out(torch.cat([tasks.sum(1) / n, devices.sum(1) / self.n_devices,
-                                          obs["queue"]], dim=-1))
+        devices = _run_mlp(self.device_in, obs["devices"]) * device_mask
+        glob = _run_mlp(self.global_out, torch.cat([tasks.sum(1) / n, devices.sum(1) / self.n_devices,
+                                                   obs["queue"]], dim=-1))
         return torch.cat([tasks.reshape(b, -1), devices.reshape(b, -1), glob], dim=-1)
 
 
@@ -113,11 +134,11 @@ class PairScoringHead(nn.Module):
         ready = tasks[:, :r].unsqueeze(2).expand(b, r, g, h)
         devs = devices.unsqueeze(1).expand(b, r, g, h)
         globs = glob.view(b, 1, 1, h).expand(b, r, g, h)
-        pairs = self.pair(torch.cat([ready, devs, globs], dim=-1)).reshape(b, r * g)
-        return torch.cat([pairs, self.wait(glob)], dim=-1)
+        pairs = _run_mlp(self.pair, torch.cat([ready, devs, globs], dim=-1)).reshape(b, r * g)
+        return torch.cat([pairs, _run_mlp(self.wait, glob)], dim=-1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        return self.value(self._split(features)[2])
+        return _run_mlp(self.value, self._split(features)[2])
 
     def forward(self, features: torch.Tensor):
         return self.forward_actor(features), self.forward_critic(features)

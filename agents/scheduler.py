@@ -69,6 +69,11 @@ class RLScheduler(Scheduler):
         import torch
 
         self._huge_neg = torch.tensor(-1e8)  # the value SB3 gives a masked action's logit
+        from gymnasium.spaces import Box
+        from stable_baselines3.common.preprocessing import is_image_space
+
+        self._plain_boxes = all(isinstance(sp, Box) and not is_image_space(sp)
+                                for sp in self.model.observation_space.spaces.values())
         self.advisors = Advisors()
         self.reset(0)
 
@@ -94,7 +99,11 @@ class RLScheduler(Scheduler):
             space = policy.observation_space
             tensor = {k: torch.as_tensor(v.reshape((-1, *space[k].shape)))
                       for k, v in obs.items()}
-            features = BaseModel.extract_features(policy, tensor, policy.pi_features_extractor)
+            if self._plain_boxes:  # what SB3's preprocessing does to a Box: float32
+                features = policy.pi_features_extractor({k: v.float() for k, v in tensor.items()})
+            else:
+                features = BaseModel.extract_features(policy, tensor,
+                                                      policy.pi_features_extractor)
             latent = policy.mlp_extractor.forward_actor(features)
             logits = policy.action_net(latent).view(-1, self.maxima.n_actions)
             # MaskableCategorical: normalised logits, masked to -1e8, normalised

@@ -435,9 +435,16 @@ def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
 
 def add_bench_policy(bsub: argparse._SubParsersAction) -> None:
     """``rlsched bench policy``."""
-    bp = bsub.add_parser("policy", help="decision latency of a policy on a 100-task view")
-    bp.add_argument("--checkpoint", default="checkpoints/default.zip")
-    bp.add_argument("--decisions", type=int, default=300)
+    bp = bsub.add_parser(
+        "policy", help="decision latency of a policy driving a 100-task episode on 8 GPUs",
+        description="Milliseconds per decide() of a checkpoint as it schedules a 100-task "
+        "layered workload on the lab-8 pool (default estimates): median and p99 over the "
+        "first --decisions calls of the episodes it drives, and cold_median_ms, the first "
+        "decision of an episode, where nothing is cached yet.")
+    bp.add_argument("--checkpoint", default="checkpoints/default.zip",
+                    help="a checkpoint saved by rlsched train (default: %(default)s)")
+    bp.add_argument("--decisions", type=int, default=300,
+                    help="calls to time (default: %(default)s)")
     bp.set_defaults(run=_bench_policy)
 
 

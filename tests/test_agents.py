@@ -196,3 +196,24 @@ def test_the_lookahead_teacher_labels_share_unless_a_play_out_finds_better():
                 play_out(env.sim, [] if advice is None else [advice], share)
         env.step(label)
     assert departed > 0
+
+
+def test_the_most_likely_action_is_the_one_sb3_would_take(trained):
+    # the scheduler takes the argmax from the masked logits itself: the same
+    # action as SB3's masked distribution, at every decision of an episode
+    cfg, tmp, _ = trained
+    sched = RLScheduler(tmp / "checkpoints" / cfg.name / "final.zip")
+    policy = sched.model.policy
+    env = make_env(cfg)
+    obs, _ = env.reset(seed=5)
+    compared = 0
+    while env.view is not None and compared < 60:
+        mask = env.action_masks()
+        with torch.inference_mode():
+            tensor, _ = policy.obs_to_tensor(obs)
+            expected = int(policy.get_distribution(tensor, action_masks=mask)
+                           .get_actions(deterministic=True).reshape(-1)[0])
+        assert sched._act(obs, mask) == expected
+        compared += 1
+        obs, *_ = env.step(expected)
+    assert compared >= 10

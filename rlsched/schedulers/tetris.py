@@ -15,7 +15,13 @@ from itertools import chain, islice
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
-from rlsched.schedulers.base import Scheduler, class_key, device_classes, expected_runtime
+from rlsched.schedulers.base import (
+    Scheduler,
+    class_key,
+    device_classes,
+    expected_runtime,
+    runtimes,
+)
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
@@ -53,12 +59,13 @@ class TetrisScheduler(Scheduler):
         # (a later equal score never displaces an earlier one); placement rules
         # name devices, so with any, every device is scored
         classes = {} if ruled else device_classes(view, idle, idle)
+        runtime = runtimes(view)  # expected_runtime's numbers, looked up faster
         while idle and ready:
             firsts = sorted(m[0] for m in classes.values() if m) if classes else list(idle)
             best: tuple[float, int, int, tuple[int, ...]] | None = None
             for t in ready:
                 srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
-                fastest = min(expected_runtime(view, t, d) for d in firsts) or 1.0
+                fastest = min([runtime(t, d) for d in firsts]) or 1.0
                 gang: tuple[int, ...] | None = None
                 if gangs and tb.gpus[t] > 1:  # a gang is scored on its slowest member
                     fitting = [d for d, free in idle.items() if fits_memory(tb.memory[t], free)
@@ -75,7 +82,7 @@ class TetrisScheduler(Scheduler):
                     free = idle[d]
                     total = view.devices[d].memory_total
                     align = 1.0 + (tb.memory[t] / total) * (free / total)
-                    speed_fit = fastest / (expected_runtime(view, t, d) or 1.0)
+                    speed_fit = fastest / (runtime(t, d) or 1.0)
                     score = align + speed_fit - srpt
                     if best is None or score > best[0] + 1e-12:
                         best = (score, t, d, gang or (d,))
