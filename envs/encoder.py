@@ -60,6 +60,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from operator import attrgetter
 from typing import NamedTuple, overload
 
 import numpy as np
@@ -218,6 +219,10 @@ __doc__ = document_columns(__doc__)
 
 _READY, _RUNNING, _BLOCKED, _DONE = (int(TaskState.READY), int(TaskState.RUNNING),
                                      int(TaskState.BLOCKED), int(TaskState.DONE))
+#: the is-ready, is-blocked and is-running columns of a task in each state
+_STATE_COLUMNS = np.array([TaskColumn.IS_READY, TaskColumn.IS_BLOCKED, TaskColumn.IS_RUNNING])
+_STATE_ROWS = np.array([[s == _READY, s == _BLOCKED, s == _RUNNING] for s in range(len(TaskState))],
+                       dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,26 @@ class EpisodeStatics:
         self.inv_speed_by_device = 1.0 / np.array([[m.compute_speed, m.memory_speed]
                                                    for m in models])
         self.max_memory = pool.max_memory
+        T = TaskColumn
+        #: the task columns that never change, gathered in one indexing per encoding
+        self.static_columns = np.array([T.IS_MEMORY_BOUND, T.MEMORY, T.CHILDREN, T.IS_CPU_ONLY])
+        self.static_rows = np.stack([self.kind, self.memory_rel, self.log_children, ~self.gpu],
+                                    axis=1).astype(np.float32)
+        #: as Python numbers, for the per-running-task loop of the time left
+        self.kind_list = self.kind.tolist()
+        self.job_of_list = self.job_of.tolist()
+        self.inv_speed_rows = self.inv_speed_by_device.tolist()
+        self._known_edges: tuple[int, np.ndarray, np.ndarray] | None = None
         self.believe(predicted)
+
+    def known_edges(self, n_known: int) -> tuple[np.ndarray, np.ndarray]:
+        """The parent and child of every edge among the first ``n_known``
+        tasks (edges never cross jobs, so a known task's parents are known)."""
+        hit = self._known_edges
+        if hit is None or hit[0] != n_known:
+            known = self.edge_dst < n_known
+            hit = self._known_edges = (n_known, self.edge_src[known], self.edge_dst[known])
+        return hit[1], hit[2]
 
     def believe(self, predicted: Sequence[float], knowledge: int = 0,
                 open_knowledge: int | None = None) -> None:
@@ -302,7 +326,8 @@ class EpisodeStatics:
         if same_open:
             return
         mean_cost = np.where(self.gpu, self.work * self._inv_mean_speed[self.kind], self.work)
-        self.rank = np.array(upward_rank(mean_cost.tolist(), self.table.children))
+        self.rank_list = upward_rank(mean_cost.tolist(), self.table.children)
+        self.rank = np.array(self.rank_list)
 
 
 def _logd(x: np.ndarray | float, scale: float) -> np.ndarray | float:
@@ -348,7 +373,8 @@ class _Telemetry(NamedTuple):
     def of(cls, view: ClusterView) -> _Telemetry:
         # every field but the clock is the device view's attribute of that name
         names = cls._fields[:-1]
-        tele = np.array([tuple(getattr(x, f) for f in names) for x in view.devices])
+        get = attrgetter(*names)
+        tele = np.array([get(x) for x in view.devices])
         return cls(**dict(zip(names, tele.T)),
                    clock=np.array([x.clock_ratio or 1.0 for x in view.devices]))
 
@@ -385,8 +411,7 @@ def _unfinished_parents(st: EpisodeStatics, state: np.ndarray) -> np.ndarray:
     """Unfinished parents of every known task (edges never cross jobs, so a
     known task's parents are known)."""
     n_known = state.size
-    known = st.edge_dst < n_known
-    src, dst = st.edge_src[known], st.edge_dst[known]
+    src, dst = st.known_edges(n_known)
     return np.bincount(dst[state[src] != _DONE], minlength=n_known)
 
 
@@ -395,9 +420,11 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
                  ) -> tuple[np.ndarray, int]:
     """The window rows' global task indices, in the order of the module
     docstring, and how many of them are ready slots."""
-    ready = np.fromiter(view.ready, dtype=np.int64, count=len(view.ready))
-    job_left = np.asarray(view.job_remaining)[st.job_of[ready]]
-    ready = ready[np.lexsort((-st.rank[ready], job_left))]
+    # least job work left first, then longest critical path (a stable sort, as
+    # np.lexsort((-rank, job_left)) is), on Python numbers: the queue is short
+    remaining, job_of, rank = view.job_remaining, st.job_of_list, st.rank_list
+    ready = np.array(sorted(view.ready, key=lambda t: (remaining[job_of[t]], -rank[t])),
+                     dtype=np.int64)
     if advice is not None and ready.size > m.ready:
         ready = _advised_in_slots(ready, advice, m.ready)
     running_or_blocked = np.flatnonzero((state == _RUNNING) | (state == _BLOCKED))
@@ -415,17 +442,24 @@ def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clock:
     time_left: dict[int, float] = {}
     if not view.running:
         return time_left, busy_for
-    row_of = {int(t): i for i, t in enumerate(window)}
+    # the same float64 arithmetic as on the arrays, on Python floats
+    row_of = {t: i for i, t in enumerate(window.tolist())}
+    work, inv_speed, kind, clocks = view.predicted, st.inv_speed_rows, st.kind_list, \
+        clock.tolist()
+    busy = [0.0] * len(busy_for)
+    now = view.time
     for r in view.running:
-        if r.device >= 0:
-            runtime = st.work[r.task] * st.inv_speed_by_device[r.device, st.kind[r.task]]
-            left = max(r.start + runtime / clock[r.device] - view.time, 0.0)
-            busy_for[r.device] = max(busy_for[r.device], left)
+        t, d = r.task, r.device
+        if d >= 0:
+            runtime = work[t] * inv_speed[d][kind[t]]
+            left = max(r.start + runtime / clocks[d] - now, 0.0)
+            busy[d] = max(busy[d], left)
         else:
-            left = max(r.start + st.work[r.task] - view.time, 0.0)
-        i = row_of.get(r.task)
+            left = max(r.start + work[t] - now, 0.0)
+        i = row_of.get(t)
         if i is not None:
             time_left[i] = left
+    busy_for[:] = busy
     return time_left, busy_for
 
 
@@ -435,15 +469,10 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     """``tasks`` (but its advice columns), ``task_mask`` and ``task_job``."""
     T, f, n = TaskColumn, obs["tasks"], window.size
     scale, now = st.scale, view.time
-    ws = state[window]
-    f[:n, T.IS_READY] = ws == _READY
-    f[:n, T.IS_BLOCKED] = ws == _BLOCKED
-    f[:n, T.IS_RUNNING] = ws == _RUNNING
+    f[:n, _STATE_COLUMNS] = _STATE_ROWS[state[window]]
     f[:n, T.WORK] = _logd(st.work[window], scale)
-    f[:n, T.IS_MEMORY_BOUND] = st.kind[window]
-    f[:n, T.MEMORY] = st.memory_rel[window]
+    f[:n, st.static_columns] = st.static_rows[window]
     f[:n, T.CRITICAL_PATH] = _logd(st.rank[window], scale)
-    f[:n, T.CHILDREN] = st.log_children[window]
     jobs = st.job_of[window]
     f[:n, T.JOB_REMAINING] = _logd(np.asarray(view.job_remaining)[jobs], scale)
     f[:n, T.JOB_AGE] = _logd(now - st.job_arrival[jobs], scale)
@@ -456,12 +485,9 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     for i, left in time_left.items():
         f[i, T.TIME_LEFT] = math.log1p(left / scale)
     f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
-    f[:n, T.IS_CPU_ONLY] = ~st.gpu[window]
     obs["task_mask"][:n] = 1.0
-    if n:
-        _, first, inverse = np.unique(jobs, return_index=True, return_inverse=True)
-        slot_of = np.argsort(np.argsort(first))  # slots in order of first appearance
-        obs["task_job"][:n] = slot_of[inverse]
+    slot: dict[int, int] = {}  # job slots in order of first appearance
+    obs["task_job"][:n] = [slot.setdefault(j, len(slot)) for j in jobs.tolist()]
 
 
 def _encode_edges(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStatics,
@@ -505,14 +531,15 @@ def _encode_queue(q: np.ndarray, view: ClusterView, st: EpisodeStatics, m: Maxim
                   last_decision_time: float | None) -> None:
     """``queue`` but its advice columns."""
     Q, g = QueueColumn, len(view.devices)
-    job_finished = np.asarray(view.job_remaining[:view.n_arrived]) <= 0
-    q[Q.JOBS] = math.log1p(view.n_arrived - int(job_finished.sum()))
+    finished = sum(1 for left in view.job_remaining[:view.n_arrived] if left <= 0)
+    q[Q.JOBS] = math.log1p(view.n_arrived - finished)
     q[Q.READY_BEYOND_SLOTS] = math.log1p(max(len(view.ready) - m.ready, 0))
-    q[Q.BUSY_DEVICES] = float((t.n_tasks > 0).sum()) / g
+    q[Q.BUSY_DEVICES] = np.count_nonzero(t.n_tasks) / g
     q[Q.SINCE_LAST_DECISION] = (_logd(view.time - last_decision_time, st.scale)
                                 if last_decision_time is not None else 0.0)
-    q[Q.HEALTHY_DEVICES] = float(t.healthy.sum()) / g
-    q[Q.TASKS_BEYOND_WINDOW] = math.log1p(max(int((state != _DONE).sum()) - n_window, 0))
+    q[Q.HEALTHY_DEVICES] = np.count_nonzero(t.healthy) / g
+    unfinished = state.size - np.count_nonzero(state == _DONE)
+    q[Q.TASKS_BEYOND_WINDOW] = math.log1p(max(unfinished - n_window, 0))
 
 
 def _encode_advice(obs: dict[str, np.ndarray], slots: np.ndarray,
