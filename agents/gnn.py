@@ -82,18 +82,22 @@ class DagGnnExtractor(BaseFeaturesExtractor):
         x = _run_mlp(self.task_in, obs["tasks"]) * task_mask
         flat = x.reshape(b * n, h)
         edges = obs["edges"].long()
-        offset = (torch.arange(b, device=edges.device) * n).view(b, 1)
-        src = (edges[..., 0] + offset).reshape(-1)
-        dst = (edges[..., 1] + offset).reshape(-1)
+        job = obs["task_job"].long()
+        if b > 1:  # each observation's rows are numbered after the ones before it
+            offset = (torch.arange(b, device=edges.device) * n).view(b, 1)
+            edges, job = edges + offset.unsqueeze(-1), job + offset
+        src = edges[..., 0].reshape(-1)
+        dst = edges[..., 1].reshape(-1)
         emask = obs["edge_mask"].reshape(-1, 1)
+        row_mask = task_mask.reshape(b * n, 1)
         for r in range(self.rounds):
             down = torch.zeros_like(flat).index_add_(0, dst, _linear(self.down[r], flat[src]) * emask)
             up = torch.zeros_like(flat).index_add_(0, src, _linear(self.up[r], flat[dst]) * emask)
             flat = _run_norm(self.norm[r], flat + _run_mlp(self.update[r],
                                                            torch.cat([flat, down, up], dim=-1)))
-            flat = flat * task_mask.reshape(b * n, 1)
+            flat = flat * row_mask
         # per-job sums, scattered back to each task of the job
-        job = (obs["task_job"].long() + offset).reshape(-1)
+        job = job.reshape(-1)
         job_sum = torch.zeros_like(flat).index_add_(0, job, flat)
         tasks = flat + _run_mlp(self.job_mix, torch.cat([flat, job_sum[job]], dim=-1))
         tasks = tasks.reshape(b, n, h) * task_mask
