@@ -75,7 +75,8 @@ class ShareScheduler(Scheduler):
     def _decide(self, view: ClusterView) -> list[Placement]:
         memory = view.table.memory
         devices = view.devices
-        free = [d.memory_free if d.healthy else -1.0 for d in devices]
+        # memory_free, inline: a property call per device adds up on a wide pool
+        free = [d.memory_total - d.memory_used if d.healthy else -1.0 for d in devices]
         count = [d.n_tasks for d in devices]
         # seconds until each device is next free (0: idle now); a task past its
         # estimate still holds its device, so it counts as about to end
@@ -168,10 +169,10 @@ class ShareScheduler(Scheduler):
         # even on the fastest device at the longest such busy time is skipped
         # without a scan (with a margin, so rounding never skips one the scan
         # would take); devices only close as the pass goes, so the ceiling holds
-        open_busy = [busy_for[d] for d in range(len(count)) if 0 < count[d] < max_share]
-        if not open_busy:
+        open_devices = [d for d in range(len(count)) if 0 < count[d] < max_share]
+        if not open_devices:
             return  # no busy device takes one more task: nothing can share
-        open_ = len(open_busy)
+        open_busy = [busy_for[d] for d in open_devices]
         ceiling = self.ratio * max(open_busy) * (1.0 + 1e-9)
         models = [d.model for d in view.pool.devices]
         fastest = [max([c * m.compute_speed for c, m in zip(clocks, models)]),
@@ -181,16 +182,15 @@ class ShareScheduler(Scheduler):
         # a run is sorted longest first: the tasks short enough anywhere are its tail
         for t in chain(waiting, tail, self._short_enough(view, jobs, run_order,
                                                           ceiling * max(fastest), pruned)):
-            if not open_:
+            if not open_devices:
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
                 continue  # a gang takes idle devices only
             if pruned and predicted[t] / fastest[kind[t]] > ceiling:
                 continue
             best = None
-            for d in range(len(free)):
-                if count[d] == 0 or count[d] >= max_share or not fits_memory(memory[t], free[d]) \
-                        or (ruled and not view.may_use(t, d)):
+            for d in open_devices:  # in index order, as a scan of every device
+                if not fits_memory(memory[t], free[d]) or (ruled and not view.may_use(t, d)):
                     continue
                 if reservation is not None and not reservation.allows(view, t, d):
                     continue
@@ -203,7 +203,7 @@ class ShareScheduler(Scheduler):
                 free[d] -= memory[t]
                 count[d] += 1
                 if count[d] == max_share:
-                    open_ -= 1
+                    open_devices.remove(d)
 
     def _short_enough(self, view: ClusterView, jobs: list[int],
                       run_order: Callable[[int], tuple[float, int]], bound: float,
