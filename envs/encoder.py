@@ -60,15 +60,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from operator import attrgetter
-from typing import NamedTuple, overload
+from typing import overload
 
 import numpy as np
 
 from envs.advice import ADVISORS
 from rlsched.gangs import pick_gang
 from rlsched.pool import Pool, fits_memory
-from rlsched.schedulers.base import expected_runtime
+from rlsched.schedulers.base import clock_ratios, expected_runtime
 from rlsched.schedulers.simple import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
@@ -219,6 +218,15 @@ __doc__ = document_columns(__doc__)
 
 _READY, _RUNNING, _BLOCKED, _DONE = (int(TaskState.READY), int(TaskState.RUNNING),
                                      int(TaskState.BLOCKED), int(TaskState.DONE))
+#: the device columns _encode_devices computes per device, in its order
+_DEVICE_ARITHMETIC = np.array([
+    DeviceColumn.UTILISATION, DeviceColumn.MEMORY_USED, DeviceColumn.MEMORY_TOTAL,
+    DeviceColumn.MEMORY_FREE, DeviceColumn.TEMPERATURE, DeviceColumn.POWER, DeviceColumn.CLOCK,
+    DeviceColumn.HEALTHY])
+_SPEED_COLUMNS = np.array([DeviceColumn.COMPUTE_SPEED, DeviceColumn.MEMORY_SPEED])
+#: the task columns that are log-durations, in the order _encode_tasks stacks them
+_DURATION_COLUMNS = np.array([TaskColumn.WORK, TaskColumn.CRITICAL_PATH,
+                              TaskColumn.JOB_REMAINING, TaskColumn.JOB_AGE])
 #: the is-ready, is-blocked and is-running columns of a task in each state
 _STATE_COLUMNS = np.array([TaskColumn.IS_READY, TaskColumn.IS_BLOCKED, TaskColumn.IS_RUNNING])
 _STATE_ROWS = np.array([[s == _READY, s == _BLOCKED, s == _RUNNING] for s in range(len(TaskState))],
@@ -279,6 +287,7 @@ class EpisodeStatics:
         self.job_priority_log = np.log1p(np.array([j.priority for j in jobs]))
         self.job_deadline = np.array([j.arrival + j.deadline if j.deadline is not None
                                       else np.nan for j in jobs])
+        self.any_deadline = any(j.deadline is not None for j in jobs)
         src = [p for c, ps in enumerate(table.parents) for p in ps]
         dst = [c for c, ps in enumerate(table.parents) for _ in ps]
         self.edge_src = np.array(src, dtype=np.int64)
@@ -356,27 +365,13 @@ class Encoding:
     n_slots: int  # window rows 0..n_slots-1 are ready slots
 
 
-class _Telemetry(NamedTuple):
-    """The devices' telemetry as arrays, one entry per device of the view."""
-
-    utilization: np.ndarray
-    memory_used: np.ndarray
-    memory_total: np.ndarray
-    temperature_c: np.ndarray
-    power_w: np.ndarray
-    power_limit_w: np.ndarray
-    n_tasks: np.ndarray
-    healthy: np.ndarray
-    clock: np.ndarray  # clock ratio, 1 where the device reports none
-
-    @classmethod
-    def of(cls, view: ClusterView) -> _Telemetry:
-        # every field but the clock is the device view's attribute of that name
-        names = cls._fields[:-1]
-        get = attrgetter(*names)
-        tele = np.array([get(x) for x in view.devices])
-        return cls(**dict(zip(names, tele.T)),
-                   clock=np.array([x.clock_ratio or 1.0 for x in view.devices]))
+def _quotient(a: float, b: float) -> float:
+    """``a / b`` as numpy divides floats: a zero divisor gives inf or nan, not an error."""
+    if b:
+        return a / b
+    if a == 0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
@@ -393,15 +388,14 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     state = np.frombuffer(view.task_state, dtype=np.uint8)[:n_known]
     pending = _unfinished_parents(statics, state)
     window, n_slots = _task_window(view, statics, m, state, pending, advice)
-    telemetry = _Telemetry.of(view)
-    time_left, busy_for = _time_left(view, statics, window, telemetry.clock)
+    clocks = clock_ratios(view)
+    time_left, busy_for = _time_left(view, statics, window, clocks)
 
     obs = empty_observation(m)
     _encode_tasks(obs, view, statics, window, state, pending, time_left)
     _encode_edges(obs, view, statics, window)
-    _encode_devices(obs, statics, telemetry, busy_for)
-    _encode_queue(obs["queue"], view, statics, m, state, window.size, telemetry,
-                  last_decision_time)
+    _encode_devices(obs, view, statics, clocks, busy_for)
+    _encode_queue(obs["queue"], view, statics, m, state, window.size, last_decision_time)
     if advice is not None:
         _encode_advice(obs, window[:n_slots], advice)
     return Encoding(obs, window, n_slots)
@@ -434,7 +428,7 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
     return window, min(ready.size, m.ready)
 
 
-def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clock: np.ndarray
+def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks: list[float]
                ) -> tuple[dict[int, float], np.ndarray]:
     """Expected seconds left of each running window row (by row), and until
     each device frees (its longest expected time left)."""
@@ -444,8 +438,7 @@ def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clock:
         return time_left, busy_for
     # the same float64 arithmetic as on the arrays, on Python floats
     row_of = {t: i for i, t in enumerate(window.tolist())}
-    work, inv_speed, kind, clocks = view.predicted, st.inv_speed_rows, st.kind_list, \
-        clock.tolist()
+    work, inv_speed, kind = view.predicted, st.inv_speed_rows, st.kind_list
     busy = [0.0] * len(busy_for)
     now = view.time
     for r in view.running:
@@ -470,18 +463,24 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     T, f, n = TaskColumn, obs["tasks"], window.size
     scale, now = st.scale, view.time
     f[:n, _STATE_COLUMNS] = _STATE_ROWS[state[window]]
-    f[:n, T.WORK] = _logd(st.work[window], scale)
     f[:n, st.static_columns] = st.static_rows[window]
-    f[:n, T.CRITICAL_PATH] = _logd(st.rank[window], scale)
     jobs = st.job_of[window]
-    f[:n, T.JOB_REMAINING] = _logd(np.asarray(view.job_remaining)[jobs], scale)
-    f[:n, T.JOB_AGE] = _logd(now - st.job_arrival[jobs], scale)
+    # the four log-durations in one pass: each element as _logd computes it alone
+    rank = st.rank[window]
+    durations = np.empty((4, n))
+    np.take(st.work, window, out=durations[0])
+    durations[1] = rank
+    np.take(np.asarray(view.job_remaining), jobs, out=durations[2])
+    np.subtract(now, st.job_arrival[jobs], out=durations[3])
+    f[:n, _DURATION_COLUMNS] = _logd(durations, scale).T
     f[:n, T.JOB_PRIORITY] = st.job_priority_log[jobs]
-    deadline = st.job_deadline[jobs]
-    has_deadline = ~np.isnan(deadline)
-    slack = np.where(has_deadline, (deadline - now - st.rank[window]) / scale, 0.0)
-    f[:n, T.DEADLINE_SLACK] = np.sign(slack) * np.log1p(np.abs(slack))
-    f[:n, T.HAS_DEADLINE] = has_deadline
+    if st.any_deadline:
+        deadline = st.job_deadline[jobs]
+        has_deadline = ~np.isnan(deadline)
+        slack = np.where(has_deadline, (deadline - now - rank) / scale, 0.0)
+        f[:n, T.DEADLINE_SLACK] = np.sign(slack) * np.log1p(np.abs(slack))
+        f[:n, T.HAS_DEADLINE] = has_deadline
+    # (else both columns stay 0: no slack, no deadline)
     for i, left in time_left.items():
         f[i, T.TIME_LEFT] = math.log1p(left / scale)
     f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
@@ -507,37 +506,38 @@ def _encode_edges(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     obs["edge_mask"][:k] = 1.0
 
 
-def _encode_devices(obs: dict[str, np.ndarray], st: EpisodeStatics, t: _Telemetry,
-                    busy_for: np.ndarray) -> None:
-    """``devices`` (but its advice columns) and ``device_mask``."""
+def _encode_devices(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStatics,
+                    clocks: list[float], busy_for: np.ndarray) -> None:
+    """``devices`` (but its advice columns) and ``device_mask``. The columns
+    that are arithmetic on telemetry are computed per device on Python
+    floats (the same IEEE operations numpy would do on float64 columns) and
+    written in one assignment."""
     D, d, g = DeviceColumn, obs["devices"], busy_for.size
-    d[:g, D.UTILISATION] = t.utilization
-    d[:g, D.MEMORY_USED] = t.memory_used / t.memory_total
-    d[:g, D.MEMORY_TOTAL] = t.memory_total / st.max_memory
-    d[:g, D.MEMORY_FREE] = (t.memory_total - t.memory_used) / st.max_memory
-    d[:g, D.TEMPERATURE] = t.temperature_c / 100.0
-    d[:g, D.POWER] = t.power_w / t.power_limit_w
-    d[:g, D.CLOCK] = t.clock * t.healthy
-    d[:g, D.TASKS] = np.log1p(t.n_tasks)
+    max_memory = st.max_memory
+    rows = []
+    for x, clock in zip(view.devices, clocks):
+        used, total, healthy = x.memory_used, x.memory_total, 1.0 if x.healthy else 0.0
+        rows.append((x.utilization, _quotient(used, total), total / max_memory,
+                     (total - used) / max_memory, x.temperature_c / 100.0,
+                     _quotient(x.power_w, x.power_limit_w), clock * healthy, healthy))
+    d[:g, _DEVICE_ARITHMETIC] = rows
+    d[:g, D.TASKS] = np.log1p([float(x.n_tasks) for x in view.devices])
     d[:g, D.TIME_TO_FREE] = _logd(busy_for, st.scale)
-    d[:g, D.HEALTHY] = t.healthy
-    d[:g, D.COMPUTE_SPEED] = st.log_speed[:, 0]
-    d[:g, D.MEMORY_SPEED] = st.log_speed[:, 1]
+    d[:g, _SPEED_COLUMNS] = st.log_speed
     obs["device_mask"][:g] = 1.0
 
 
 def _encode_queue(q: np.ndarray, view: ClusterView, st: EpisodeStatics, m: Maxima,
-                  state: np.ndarray, n_window: int, t: _Telemetry,
-                  last_decision_time: float | None) -> None:
+                  state: np.ndarray, n_window: int, last_decision_time: float | None) -> None:
     """``queue`` but its advice columns."""
     Q, g = QueueColumn, len(view.devices)
     finished = sum(1 for left in view.job_remaining[:view.n_arrived] if left <= 0)
     q[Q.JOBS] = math.log1p(view.n_arrived - finished)
     q[Q.READY_BEYOND_SLOTS] = math.log1p(max(len(view.ready) - m.ready, 0))
-    q[Q.BUSY_DEVICES] = np.count_nonzero(t.n_tasks) / g
+    q[Q.BUSY_DEVICES] = sum(1 for x in view.devices if x.n_tasks) / g
     q[Q.SINCE_LAST_DECISION] = (_logd(view.time - last_decision_time, st.scale)
                                 if last_decision_time is not None else 0.0)
-    q[Q.HEALTHY_DEVICES] = np.count_nonzero(t.healthy) / g
+    q[Q.HEALTHY_DEVICES] = sum(1 for x in view.devices if x.healthy) / g
     unfinished = state.size - np.count_nonzero(state == _DONE)
     q[Q.TASKS_BEYOND_WINDOW] = math.log1p(max(unfinished - n_window, 0))
 
