@@ -218,6 +218,8 @@ __doc__ = document_columns(__doc__)
 
 _READY, _RUNNING, _BLOCKED, _DONE = (int(TaskState.READY), int(TaskState.RUNNING),
                                      int(TaskState.BLOCKED), int(TaskState.DONE))
+#: which states are running or blocked
+_RUNNING_OR_BLOCKED = np.array([s in (_RUNNING, _BLOCKED) for s in range(len(TaskState))])
 #: the device columns _encode_devices computes per device, in its order
 _DEVICE_ARITHMETIC = np.array([
     DeviceColumn.UTILISATION, DeviceColumn.MEMORY_USED, DeviceColumn.MEMORY_TOTAL,
@@ -421,9 +423,9 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
                      dtype=np.int64)
     if advice is not None and ready.size > m.ready:
         ready = _advised_in_slots(ready, advice, m.ready)
-    running_or_blocked = np.flatnonzero((state == _RUNNING) | (state == _BLOCKED))
-    group = np.where(state[running_or_blocked] == _RUNNING, 0, 1)
-    order = np.lexsort((-st.rank[running_or_blocked], pending[running_or_blocked], group))
+    running_or_blocked = np.flatnonzero(_RUNNING_OR_BLOCKED[state])
+    blocked = state[running_or_blocked] != _RUNNING  # running first (False sorts first)
+    order = np.lexsort((-st.rank[running_or_blocked], pending[running_or_blocked], blocked))
     window = np.concatenate([ready, running_or_blocked[order]])[:m.tasks]
     return window, min(ready.size, m.ready)
 
@@ -496,9 +498,13 @@ def _encode_edges(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     n = window.size
     if not n or not st.edge_src.size:
         return
-    pos = np.full(view.table.n_tasks, -1, dtype=np.int64)
+    # window rows are tasks of arrived jobs, so only the edges among those,
+    # in table order, can join two of them
+    n_known = view.table.job_start[view.n_arrived]
+    src, dst = st.known_edges(n_known)
+    pos = np.full(n_known, -1, dtype=np.int64)
     pos[window] = np.arange(n)
-    parent, child = pos[st.edge_src], pos[st.edge_dst]
+    parent, child = pos[src], pos[dst]
     keep = np.flatnonzero((parent >= 0) & (child >= 0))[:obs["edges"].shape[0]]
     k = keep.size
     obs["edges"][:k, EdgeColumn.PARENT] = parent[keep]
