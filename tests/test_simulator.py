@@ -107,13 +107,34 @@ def test_jobs_arrive_at_their_time_and_not_before():
     assert m.makespan == pytest.approx(105.0)
 
 
-def test_the_view_is_a_snapshot_that_later_steps_do_not_change():
+def test_a_view_holds_for_its_decision_and_its_snapshot_for_good():
+    # the simulator hands out its own ready queue, task states and predictions
+    # (copying them at every decision would cost O(tasks)); snapshot() copies
     inst = one_job(Task("a", 1.0), Task("b", 2.0))
     sim = Simulator(inst, identical_pool(2))
     view = sim.reset()
-    before = (view.time, view.ready, view.task_state, view.devices)
+    kept = view.snapshot()
+    before = (kept.time, tuple(kept.ready), bytes(kept.task_state), kept.devices,
+              tuple(kept.predicted), tuple(kept.job_attained))
     sim.step([Placement(0, 0)])
-    assert (view.time, view.ready, view.task_state, view.devices) == before
+    assert (kept.time, tuple(kept.ready), bytes(kept.task_state), kept.devices,
+            tuple(kept.predicted), tuple(kept.job_attained)) == before
+    assert kept.task_state[0] == TaskState.READY
+    assert view.task_state[0] == TaskState.RUNNING  # the live one moved on
+
+
+def test_attained_service_counts_ended_and_running_attempts_when_read():
+    jobs = (Job("a", (Task("x", 4.0),)), Job("b", (Task("y", 10.0),)),
+            Job("c", (Task("z", 1.0),)))
+    sim = Simulator(Instance("three", jobs), identical_pool(2))
+    view = sim.reset()
+    view = sim.step([Placement(0, 0), Placement(1, 1)])  # z could share: asked again at 0
+    assert view is not None and view.time == 0.0
+    view = sim.step([])  # wait: x ends at 4
+    assert view is not None and view.time == pytest.approx(4.0)
+    # a: x's ended attempt; b: y running for 4 s; c: nothing yet
+    assert tuple(view.job_attained) == pytest.approx((4.0, 4.0, 0.0))
+    assert len(view.job_attained) == 3 and view.job_attained[1] == pytest.approx(4.0)
 
 
 def test_throttling_shows_in_telemetry_and_slows_the_device():
