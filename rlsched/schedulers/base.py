@@ -72,7 +72,8 @@ class GreedyIdleScheduler(Scheduler):
         idle = [d.index for d in view.devices if d.healthy and d.n_tasks == 0]
         if not idle:
             return []
-        free = {d: view.devices[d].memory_free for d in idle}
+        devices = view.devices  # memory_free, inline: a property call per device adds up
+        free = {d: devices[d].memory_total - devices[d].memory_used for d in idle}
         memory = view.table.memory
         ruled = view.constrained
         gpus = view.table.gpus if view.table.has_gangs else None
@@ -144,8 +145,11 @@ def device_classes(view: ClusterView, idle: Iterable[int],
     interchangeable to a heuristic that reads only those (and no placement
     rules, which name devices), as GPUs of one model in one state are."""
     out: dict[tuple, list[int]] = {}
+    models, devices = _pool_columns(view.pool)[0], view.devices
     for d in idle:
-        key = class_key(view, d, free[d])
+        dev = devices[d]  # class_key, inline (clock_ratio's expression): called per idle device
+        key = (models[d], free[d], dev.memory_total,
+               dev.sm_clock_mhz / dev.max_sm_clock_mhz if dev.max_sm_clock_mhz else 0.0)
         group = out.get(key)
         if group is None:
             out[key] = [d]
