@@ -403,11 +403,7 @@ class Simulator:
             open_ = [d for d, healthy in enumerate(self._healthy) if healthy]
         if not open_:
             return False
-        if len(open_) == 1:
-            d = open_[0]
-            best = total[d] - used[d] - ext[d]
-        else:
-            best = max([total[d] - used[d] - ext[d] for d in open_])
+        best = max([total[d] - used[d] - ext[d] for d in open_])
         if best < 0:
             return False
         memory = self.table.memory
@@ -752,11 +748,12 @@ class Simulator:
         arrived jobs whose belief that changed."""
         tb, model = self.table, self._model
         assert model is not None
-        if len(devices) == 1:
+        if len(devices) == 1:  # span_factor is 1 on one device
             speed = self._task_speed(t, devices[0])
-        else:
-            speed = min(self._task_speed(t, d) for d in devices) * span_factor(
-                self.pool, devices) if devices else 1.0
+        elif devices:
+            speed = min(self._task_speed(t, d) for d in devices) * span_factor(self.pool, devices)
+        else:  # CPU-only: the host runs it at reference speed
+            speed = 1.0
         key, estimate = tb.history_key[t], tb.estimate[t]
         measured = (self.now - self._start[t]) * speed
         # a finished task is known for what it took, as the daemon knows it from its store
