@@ -5,11 +5,13 @@ itself, minutes long, is `rlsched bench peers`, not a test.)"""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from rlsched.live.peer_benchmark import POOLS, make_stream, read_log, run_cell, summarise, write_stub
+from rlsched.live.peer_benchmark import (POOLS, StubJob, StubTask, make_stream, read_log, run_cell,
+                                         run_task_spooler, summarise, write_stub)
 
 
 @pytest.mark.parametrize("stream", ["independent", "pipelines", "repeats"])
@@ -58,3 +60,18 @@ def test_rlsched_runs_a_small_stream_live_and_every_task_is_counted():
     assert run["system"] == "rlsched fifo" and "error" not in run, run
     assert run["tasks"] == cell["tasks"] == 48
     assert 0 < run["first_start_s"] < run["avg_jct_s"] <= run["makespan_s"]
+
+
+@pytest.mark.skipif(shutil.which("tsp") is None, reason="task-spooler is not installed")
+def test_task_spooler_runs_a_pipelines_stages_in_order(tmp_path):
+    # task-spooler prints no job id under -n, and -D "" then means job 0: every
+    # stage would wait for the queue's first job instead of its own parent
+    jobs = [StubJob(f"p-{i}", (StubTask("a", 0.2, 0.2), StubTask("b", 0.1, 0.1, ("a",)),
+                               StubTask("c", 0.1, 0.1, ("b",)))) for i in range(3)]
+    stub = write_stub(tmp_path, POOLS["fake:4"])
+    run_task_spooler(tmp_path, stub, jobs, 4)
+    rows = {name: (start, end) for name, _, start, end in read_log(tmp_path)}
+    assert len(rows) == 9
+    for i in range(3):
+        assert rows[f"p-{i}/b"][0] >= rows[f"p-{i}/a"][1]
+        assert rows[f"p-{i}/c"][0] >= rows[f"p-{i}/b"][1]

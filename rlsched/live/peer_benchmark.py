@@ -140,14 +140,16 @@ def write_stub(directory: Path, speeds: tuple[float, ...]) -> Path:
     stub = directory / "stub.sh"
     stub.write_text(f"""#!/bin/sh
 # a stand-in task: sleeps WORK seconds of a speed-1 GPU on the GPU it was given
-# (no CUDA_VISIBLE_DEVICES: a spooler's slot, speed 1, device -1 in the log)
+# (no CUDA_VISIBLE_DEVICES: a spooler's slot, speed 1, device -1 in the log);
+# stubs on one GPU take turns through its lock, and a slot's stub takes a lock
+# of its own, so every system's stubs cost the same processes
 name=$1; work=$2
 dev=${{CUDA_VISIBLE_DEVICES:--1}}; dev=${{dev%%,*}}
 case "$dev" in {cases} *) speed=1;; esac
 seconds=$(awk -v w="$work" -v s="$speed" 'BEGIN {{printf "%.4f", w / s}}')
+if [ "$dev" = -1 ]; then lock=slot-$$; else lock=gpu-$dev; fi
 start=$(date +%s.%N)
-if [ "$dev" = -1 ]; then sleep "$seconds"
-else flock {shlex.quote(str(directory))}/gpu-"$dev".lock sleep "$seconds"; fi
+flock {shlex.quote(str(directory))}/"$lock".lock sleep "$seconds"
 end=$(date +%s.%N)
 echo "$name $dev $start $end" >> {shlex.quote(str(directory / 'stubs.log'))}
 """)
@@ -212,13 +214,25 @@ def run_task_spooler(directory: Path, stub: Path, jobs: list[StubJob], slots: in
             ids: dict[str, str] = {}
             for task in job.tasks:
                 dep = ["-D", ids[task.after[0]]] if task.after else []
-                out = subprocess.run(["tsp", "-n", *dep, "sh", "-c", _command(stub, job, task)],
-                                     env=env, capture_output=True, text=True, check=True)
-                ids[task.id] = out.stdout.strip()
+                ids[task.id] = _tsp_submit(env, [*dep, "sh", "-c", _command(stub, job, task)])
         _wait_for(directory, n_tasks, began + RUN_LIMIT_S)
     finally:
         subprocess.run(["tsp", "-K"], env=env, capture_output=True)
     return began
+
+
+def _tsp_submit(env: dict[str, str], args: list[str]) -> str:
+    """Queue one command on task-spooler; its job id.
+
+    Not with ``-n``: task-spooler 1.0.1 prints no job id under it, and
+    ``-D ""`` then reads as ``-D 0``, so every dependent task would wait for
+    the queue's first job instead of its parent. The stub writes nothing, so
+    the stored output files stay empty."""
+    out = subprocess.run(["tsp", *args], env=env, capture_output=True, text=True, check=True)
+    job_id = out.stdout.strip()
+    if not job_id.isdigit():
+        raise subprocess.SubprocessError(f"tsp printed no job id ({out.stdout!r})")
+    return job_id
 
 
 def run_simple_gpu_scheduler(directory: Path, stub: Path, jobs: list[StubJob], gpus: int
