@@ -10,8 +10,17 @@ import subprocess
 
 import pytest
 
-from rlsched.live.peer_benchmark import (POOLS, StubJob, StubTask, make_stream, read_log, run_cell,
-                                         run_task_spooler, summarise, write_stub)
+from rlsched.live.peer_benchmark import (
+    POOLS,
+    StubJob,
+    StubTask,
+    make_stream,
+    read_log,
+    run_cell,
+    run_task_spooler,
+    summarise,
+    write_stub,
+)
 
 
 @pytest.mark.parametrize("stream", ["independent", "pipelines", "repeats"])
