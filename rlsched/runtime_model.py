@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import NamedTuple
 
 #: prior observations that pull a key's statistics toward the priors
@@ -192,6 +192,12 @@ class RuntimeModel:
     @property
     def observations(self) -> int:
         return self._all.runtime.n
+
+    @property
+    def known_keys(self) -> Container[str]:
+        """The keys with at least one finished run, as a live set-like view
+        (it grows as the model observes; copy it to keep it)."""
+        return self._scopes.keys()
 
     def observe(self, key: str, estimate: float | None, actual: float) -> tuple[bool, bool]:
         """Record a finished task: ``actual`` reference-seconds, the

@@ -52,6 +52,7 @@ from rlsched.pool import Pool, fits_memory
 from rlsched.runtime_model import RuntimeModel, log_estimate
 from rlsched.table import WorkloadTable
 from rlsched.view import (
+    EVERY_KIND,
     AttainedService,
     ClusterView,
     DeviceTelemetry,
@@ -821,7 +822,8 @@ class Simulator:
             predicted=self._predicted, spread=self._spread,
             job_attained=AttainedService(self._attained, running, self.table.job_of, self.now),
             knowledge=self._knows, open_knowledge=self._open_knows,
-            ready_log=self._ready_log, ready_mark=len(self._ready_log))
+            ready_log=self._ready_log, ready_mark=len(self._ready_log),
+            known_kinds=EVERY_KIND if self._model is None else self._model.known_keys)
 
     def _sample(self, d: int) -> DeviceTelemetry:
         model = self.pool.devices[d].model

@@ -21,12 +21,29 @@ sorting the whole queue again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from enum import IntEnum
-from typing import NamedTuple, overload
+from typing import NamedTuple, cast, overload
 
 from rlsched.pool import Pool, fits_memory
 from rlsched.table import WorkloadTable
+
+
+class _EveryKind:
+    """A container that holds every history key: what a producer that knows
+    every runtime (exact estimates) offers as :attr:`ClusterView.known_kinds`."""
+
+    __slots__ = ()
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "EVERY_KIND"
+
+
+#: every kind known: exact estimates, or a producer that keeps no history
+EVERY_KIND: Container[str] = _EveryKind()
 
 
 class TaskState(IntEnum):
@@ -133,6 +150,10 @@ class ClusterView(NamedTuple):
         set this episode, in order: ``t`` when task ``t`` became ready, ``~t``
         when it left (placed); one list per episode (see :class:`ReadyCursor`)
     :param ready_mark: how much of ``ready_log`` this view has seen
+    :param known_kinds: the history keys (:attr:`WorkloadTable.history_key`)
+        with at least one finished run in the runtime model's history; a
+        task of any other kind is predicted from its estimate and every
+        kind's runs alone (:data:`EVERY_KIND`: every runtime is known)
     """
 
     time: float
@@ -151,6 +172,7 @@ class ClusterView(NamedTuple):
     open_knowledge: int = 0
     ready_log: list[int] | None = None
     ready_mark: int = 0
+    known_kinds: Container[str] = EVERY_KIND
 
     def snapshot(self) -> ClusterView:
         """This view with its own copies of what the producer keeps changing
@@ -158,7 +180,9 @@ class ClusterView(NamedTuple):
         return self._replace(task_state=bytes(self.task_state), ready=tuple(self.ready),
                              predicted=tuple(self.predicted), spread=tuple(self.spread),
                              job_attained=tuple(self.job_attained), ready_log=None,
-                             ready_mark=0)
+                             ready_mark=0, known_kinds=self.known_kinds
+                             if self.known_kinds is EVERY_KIND
+                             else frozenset(cast("Iterable[str]", self.known_kinds)))
 
     def fits(self, task: int, device: int) -> bool:
         """Whether ``device`` is healthy, has memory free for ``task`` now, and

@@ -326,7 +326,7 @@ class Daemon:
                               for j in range(tb.n_jobs))
         view = ClusterView(view_time, tb, self.pool, bytes(state), tuple(ready),
                            tuple(running), devices, job_remaining, tb.n_jobs, predicted, spread,
-                           tuple(attained))
+                           tuple(attained), known_kinds=self.beliefs.model.known_keys)
         return view, _Round(by_index, tasks, tuple(cpu_ready), predicted)
 
     def _workload_table(self, active: list[Job]) -> WorkloadTable:

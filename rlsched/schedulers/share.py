@@ -20,6 +20,14 @@ of DAG jobs, each one rule here:
   most ``max_share`` tasks) when it would take under ``ratio`` of the time that
   GPU's current work still needs.
 
+* *First runs.* A kind of task that has never finished (a new script, or
+  the first of a sweep) is predicted from its estimate and from what every
+  kind takes, which can be wrong by a factor. Its first run tells: so while
+  one runs, the same kind's tasks in other jobs wait behind every task whose
+  kind is known (``probe``), and take only devices nothing else wants. The
+  second bet on an unknown kind waits for the first to be settled. A job's own
+  tasks of that kind are not held back (its order already counts them).
+
 Gangs (tasks of several GPUs) would starve under SRPT behind a stream of
 small tasks, so the oldest ready gang that cannot start, once its job has
 waited about as long as the gang is predicted to run (``gang_patience``),
@@ -42,7 +50,7 @@ from rlsched.pool import fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
 from rlsched.schedulers.base import Scheduler, clock_ratios, expected_runtime, runtimes
 from rlsched.schedulers.ready_set import ReadyByJob
-from rlsched.view import ClusterView, Placement
+from rlsched.view import EVERY_KIND, ClusterView, Placement
 
 _EPS = 1e-9
 
@@ -61,19 +69,22 @@ class ShareScheduler(Scheduler):
         there sooner even with its runtime there stretched by this factor
         (1.0: wait for any sooner finish; 1.1 asks for a clear gain, so that
         a noisy estimate does not leave an idle device idle)
+    :param probe: while a task of a kind with no finished run is running,
+        hold back that kind's tasks in other jobs until it ends (they still
+        take devices no other task wants)
     """
 
     name = "share"
     gang_fair = True
 
     def __init__(self, ratio: float = 0.1, max_share: int = 3, patience: float = 1.1,
-                 gang_patience: float = 1.0) -> None:
+                 gang_patience: float = 1.0, probe: bool = True) -> None:
         self.ratio, self.max_share, self.patience = ratio, max_share, patience
+        self.probe = probe
         self.gang_patience = gang_patience
         self._ready = ReadyByJob()
 
     def _decide(self, view: ClusterView) -> list[Placement]:
-        memory = view.table.memory
         devices = view.devices
         # memory_free, inline: a property call per device adds up on a wide pool
         free = [d.memory_total - d.memory_used if d.healthy else -1.0 for d in devices]
@@ -114,6 +125,9 @@ class ShareScheduler(Scheduler):
         if gangs:
             reservation = self._gangs_first(view, out, free, count, until_free)
             started = {p.task for p in out}
+        # kind -> the jobs running a first run of it (unknown kinds only)
+        probing = self._first_runs(view, out) if self.probe else None
+        deferred: list[int] = []  # tasks held back behind a first run
         # devices idle (nothing on them, nothing planned): a device is idle
         # exactly when its count is 0 and its until_free 0.0
         idle = sum(1 for c, u in zip(count, until_free) if c == 0 and u == 0.0)
@@ -128,39 +142,95 @@ class ShareScheduler(Scheduler):
                     break
                 if t in started:
                     continue
-                if gangs and view.table.gpus[t] > 1:
-                    if self._start_gang(view, t, out, free, count, until_free, reservation):
-                        idle -= view.table.gpus[t]  # every member was idle
+                if probing is not None and self._behind_first_run(view, t, probing):
+                    deferred.append(t)
                     continue
-                d = self._earliest_finish(view, t, until_free, count, free, runtime, reservation)
-                if d is None:
-                    waiting.append(t)
-                elif count[d] == 0 and until_free[d] == 0.0:
-                    out.append(Placement(t, d))
-                    free[d] -= memory[t]
-                    count[d] += 1
-                    until_free[d] = max(runtime(t, d), _EPS)
-                    idle -= 1
-                else:  # a busy device finishes it sooner: hold that device for it
-                    until_free[d] += runtime(t, d)
-                    waiting.append(t)
+                idle -= self._place(view, t, out, waiting, free, count, until_free, runtime,
+                                    reservation, probing)
             else:
                 continue
             break
-        # the tasks left waiting, in order: those passed over, then the rest
+        # the tasks held back behind a first run take what devices are left
+        held: list[int] = []
+        for t in deferred:
+            if idle:
+                idle -= self._place(view, t, out, held, free, count, until_free, runtime,
+                                    reservation, None)
+            else:
+                held.append(t)
+        # the tasks left waiting, in order: those passed over, then the rest,
+        # then those held back
         self._share(view, waiting, tail, jobs[at:], longest_first, out, free, count, busy_for,
-                    runtime, clocks, reservation)
+                    runtime, clocks, reservation, held)
         return out
+
+    def _place(self, view: ClusterView, t: int, out: list[Placement], waiting: list[int],
+               free: list[float], count: list[int], until_free: list[float],
+               runtime: Callable[[int, int], float], reservation: Reservation | None,
+               probing: dict[str, set[int]] | None) -> int:
+        """Start ``t`` where it finishes first, or hold the busy device that
+        finishes it sooner (``t`` waits); how many idle devices it took."""
+        gpus = view.table.gpus[t]
+        if gpus > 1:
+            if not self._start_gang(view, t, out, free, count, until_free, reservation):
+                return 0
+            self._started_first_run(view, t, probing)
+            return gpus  # every member was idle
+        d = self._earliest_finish(view, t, until_free, count, free, runtime, reservation)
+        if d is None:
+            waiting.append(t)
+            return 0
+        if count[d] == 0 and until_free[d] == 0.0:
+            out.append(Placement(t, d))
+            free[d] -= view.table.memory[t]
+            count[d] += 1
+            until_free[d] = max(runtime(t, d), _EPS)
+            self._started_first_run(view, t, probing)
+            return 1
+        # a busy device finishes it sooner: hold that device for it
+        until_free[d] += runtime(t, d)
+        waiting.append(t)
+        return 0
+
+    @staticmethod
+    def _first_runs(view: ClusterView, out: list[Placement]) -> dict[str, set[int]] | None:
+        """Each kind with no finished run that is running (or starting in
+        ``out``), with the jobs it runs in; None where every kind is known."""
+        known = view.known_kinds
+        if known is EVERY_KIND:
+            return None
+        keys, job_of = view.table.history_key, view.table.job_of
+        probing: dict[str, set[int]] = {}
+        for t in chain((r.task for r in view.running), (p.task for p in out)):
+            k = keys[t]
+            if k not in known:
+                probing.setdefault(k, set()).add(job_of[t])
+        return probing
+
+    @staticmethod
+    def _behind_first_run(view: ClusterView, t: int, probing: dict[str, set[int]]) -> bool:
+        """Whether ``t``'s kind has no finished run and is running in another job."""
+        jobs = probing.get(view.table.history_key[t]) if probing else None
+        return jobs is not None and (len(jobs) > 1 or view.table.job_of[t] not in jobs)
+
+    @staticmethod
+    def _started_first_run(view: ClusterView, t: int, probing: dict[str, set[int]] | None
+                           ) -> None:
+        if probing is not None:
+            k = view.table.history_key[t]
+            if k not in view.known_kinds:
+                probing.setdefault(k, set()).add(view.table.job_of[t])
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                run_order: Callable[[int], tuple[float, int]], out: list[Placement],
                free: list[float], count: list[int], busy_for: list[float],
                runtime_of: Callable[[int, int], float], clocks: list[float],
-               reservation: Reservation | None) -> None:
+               reservation: Reservation | None, held: list[int]) -> None:
         """The sharing pass: tasks left waiting onto busy devices, where short
         enough: those the first pass passed over (``waiting``), the rest of
         the run it stopped in (``tail``), then the runs of ``jobs`` it did not
-        reach, each run sorted by ``run_order``."""
+        reach, each run sorted by ``run_order``, then those ``held`` back
+        behind a first run."""
         memory = view.table.memory
         ruled = view.constrained
         max_share = self.max_share
@@ -181,7 +251,7 @@ class ShareScheduler(Scheduler):
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
         # a run is sorted longest first: the tasks short enough anywhere are its tail
         for t in chain(waiting, tail, self._short_enough(view, jobs, run_order,
-                                                          ceiling * max(fastest), pruned)):
+                                                          ceiling * max(fastest), pruned), held):
             if not open_devices:
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
