@@ -1,7 +1,7 @@
 """``share`` bets once on a kind it knows nothing about: while the first run
 of a kind with no finished run goes on, that kind's tasks in other jobs wait
-behind every task of a known kind, and take only the devices nothing else
-wants. Cases on identical GPUs, every task queued at once, no estimates."""
+behind the jobs that do not hang on that run, and take only the devices
+nothing else wants. Cases on identical GPUs, every task queued at once, no estimates."""
 
 from __future__ import annotations
 
@@ -64,6 +64,16 @@ def test_a_jobs_own_tasks_of_one_unknown_kind_are_not_held_back():
     sim = Simulator(fan, identical_pool(2), estimates=NONE)
     placements = ShareScheduler().decide(sim.reset())
     assert sorted(sim.table.task_ids[p.task] for p in placements) == [("fan", "a"), ("fan", "b")]
+
+
+def test_a_held_back_task_does_not_wait_behind_jobs_that_ride_on_the_same_bet():
+    # pipe-0 and pipe-1 are one train each; pipe-2's prepare comes next in
+    # the order, but its own train hangs on the first run as much as pipe-1's:
+    # holding pipe-1 back for it would only break shortest-first between them
+    pipes = queue(("pipe-0", (("train", 300.0, "train"),)),
+                  ("pipe-1", (("train", 300.0, "train"),)),
+                  ("pipe-2", (("prepare", 30.0, "prepare"), ("train", 300.0, "train"))))
+    assert first_starts(pipes, 2, ShareScheduler()) == {"pipe-0", "pipe-1"}
 
 
 def test_with_exact_runtimes_every_kind_is_known_and_nothing_is_held_back():

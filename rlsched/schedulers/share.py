@@ -23,10 +23,13 @@ of DAG jobs, each one rule here:
 * *First runs.* A kind of task that has never finished (a new script, or
   the first of a sweep) is predicted from its estimate and from what every
   kind takes, which can be wrong by a factor. Its first run tells: so while
-  one runs, the same kind's tasks in other jobs wait behind every task whose
-  kind is known (``probe``), and take only devices nothing else wants. The
-  second bet on an unknown kind waits for the first to be settled. A job's own
-  tasks of that kind are not held back (its order already counts them).
+  one runs, the same kind's tasks in other jobs wait (``probe``) behind the
+  jobs that have no work of that kind, and take only devices nothing else
+  wants: the second bet on an unknown kind waits for the first to be
+  settled. A job that has work of that kind itself is no surer than the
+  tasks held back, so they do not wait behind it (a pipeline's train does not
+  wait behind the next pipeline's prepare), and a job's own tasks of that
+  kind are not held back at all (its order already counts them).
 
 Gangs (tasks of several GPUs) would starve under SRPT behind a stream of
 small tasks, so the oldest ready gang that cannot start, once its job has
@@ -70,8 +73,9 @@ class ShareScheduler(Scheduler):
         (1.0: wait for any sooner finish; 1.1 asks for a clear gain, so that
         a noisy estimate does not leave an idle device idle)
     :param probe: while a task of a kind with no finished run is running,
-        hold back that kind's tasks in other jobs until it ends (they still
-        take devices no other task wants)
+        hold back that kind's tasks in other jobs behind the jobs with no work
+        of that kind, until it ends (they still take devices no other task
+        wants)
     """
 
     name = "share"
@@ -128,6 +132,7 @@ class ShareScheduler(Scheduler):
         # kind -> the jobs running a first run of it (unknown kinds only)
         probing = self._first_runs(view, out) if self.probe else None
         deferred: list[int] = []  # tasks held back behind a first run
+        riding: dict[int, bool] = {}  # job -> whether it has work of a kind on trial
         # devices idle (nothing on them, nothing planned): a device is idle
         # exactly when its count is 0 and its until_free 0.0
         idle = sum(1 for c, u in zip(count, until_free) if c == 0 and u == 0.0)
@@ -145,6 +150,14 @@ class ShareScheduler(Scheduler):
                 if probing is not None and self._behind_first_run(view, t, probing):
                     deferred.append(t)
                     continue
+                if deferred and self._rides_on_bet(view, view.table.job_of[t], probing, riding):
+                    # a job with work of a kind on trial is no surer than the
+                    # tasks held back: they go first, in their order
+                    idle = self._release(view, deferred, idle, out, waiting, free, count,
+                                         until_free, runtime, reservation, probing)
+                    if not idle:
+                        tail = run[i:]
+                        break
                 idle -= self._place(view, t, out, waiting, free, count, until_free, runtime,
                                     reservation, probing)
             else:
@@ -152,12 +165,8 @@ class ShareScheduler(Scheduler):
             break
         # the tasks held back behind a first run take what devices are left
         held: list[int] = []
-        for t in deferred:
-            if idle:
-                idle -= self._place(view, t, out, held, free, count, until_free, runtime,
-                                    reservation, None)
-            else:
-                held.append(t)
+        self._release(view, deferred, idle, out, held, free, count, until_free, runtime,
+                      reservation, None)
         # the tasks left waiting, in order: those passed over, then the rest,
         # then those held back
         self._share(view, waiting, tail, jobs[at:], longest_first, out, free, count, busy_for,
@@ -192,6 +201,21 @@ class ShareScheduler(Scheduler):
         waiting.append(t)
         return 0
 
+    def _release(self, view: ClusterView, deferred: list[int], idle: int,
+                 out: list[Placement], waiting: list[int], free: list[float], count: list[int],
+                 until_free: list[float], runtime: Callable[[int, int], float],
+                 reservation: Reservation | None, probing: dict[str, set[int]] | None) -> int:
+        """Place the tasks held back, in order, while a device is idle (those
+        left join ``waiting``), emptying ``deferred``; the idle devices left."""
+        for t in deferred:
+            if idle:
+                idle -= self._place(view, t, out, waiting, free, count, until_free, runtime,
+                                    reservation, probing)
+            else:
+                waiting.append(t)
+        deferred.clear()
+        return idle
+
     @staticmethod
     def _first_runs(view: ClusterView, out: list[Placement]) -> dict[str, set[int]] | None:
         """Each kind with no finished run that is running (or starting in
@@ -212,6 +236,18 @@ class ShareScheduler(Scheduler):
         """Whether ``t``'s kind has no finished run and is running in another job."""
         jobs = probing.get(view.table.history_key[t]) if probing else None
         return jobs is not None and (len(jobs) > 1 or view.table.job_of[t] not in jobs)
+
+    @staticmethod
+    def _rides_on_bet(view: ClusterView, job: int, probing: dict[str, set[int]] | None,
+                      memo: dict[int, bool]) -> bool:
+        """Whether ``job`` has a task of a kind whose first run is going on
+        (memoised in ``memo`` for one decision)."""
+        rides = memo.get(job)
+        if rides is None:
+            keys = view.table.history_key
+            rides = memo[job] = probing is not None and any(
+                keys[t] in probing for t in view.table.tasks_of(job))
+        return rides
 
     @staticmethod
     def _started_first_run(view: ClusterView, t: int, probing: dict[str, set[int]] | None
