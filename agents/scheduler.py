@@ -51,6 +51,8 @@ class RLScheduler(Scheduler):
     :param deterministic: take the most likely action (else sample)
     """
 
+    costly = True
+
     def __init__(self, checkpoint: str | Path, deterministic: bool = True) -> None:
         from sb3_contrib import MaskablePPO
 

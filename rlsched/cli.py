@@ -56,7 +56,7 @@ examples:
       --scheduler fifo,cp,heft --json stg.json
   rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \\
       --scheduler fifo,sjf,heft --arrivals poisson --load 0.85 --perturb all \\
-      --seeds 5 --seed-offset 1000 --plot results/
+      --seeds 5 --seed-offset 1000 --workers 0 --plot results/
   rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \\
       --scheduler sjf,share,las,oracle:share --arrivals poisson --estimates none
 """
@@ -139,6 +139,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--search-evaluations", type=int, metavar="N",
                     help="schedules evaluated per plan by ga and sa instead of a time budget: "
                          "deterministic under a seed")
+    ev.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="run episodes in N processes (0: one per CPU); each episode is its "
+                         "own, so the results are the same with any N (default: %(default)s)")
     ev.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
     ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here "
                     "(and convergence.png for ga and sa)")
@@ -857,7 +860,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                       load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
                       perturb=args.perturb, estimates=args.estimates,
                       search_budget=args.search_budget,
-                      search_evaluations=args.search_evaluations, progress=progress)
+                      search_evaluations=args.search_evaluations, progress=progress,
+                      workers=args.workers)
     _print_table(ev)
     if args.json:
         path = Path(args.json)

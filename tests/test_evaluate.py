@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from rlsched.errors import InputError
 from rlsched.evaluation.evaluate import evaluate
 from tests.helpers import STG, WFCOMMONS
 
@@ -57,6 +58,24 @@ def test_every_scheduler_sees_the_same_episode_for_a_seed():
     a, b = ev.samples["fifo"], ev.samples["heft"]
     assert a.job_arrival == b.job_arrival
     assert a.table.task_ids == b.table.task_ids
+
+
+def test_episodes_run_in_worker_processes_give_the_results_of_one_process():
+    # every episode is its own: the schedulers, reused across episodes in one
+    # process and built afresh in each worker, must schedule alike
+    args = (["synthetic:mixed?jobs=8"], "preset:workstation-4",
+            ["fifo", "share", "cp", "heft", "tetris", "las"])
+    kw = dict(arrivals="poisson", seeds=2, perturb="all")
+    one, two = evaluate(*args, **kw), evaluate(*args, **kw, workers=2)
+    assert [(r.scheduler, r.seed, r.metrics, r.decisions) for r in two.results] == \
+        [(r.scheduler, r.seed, r.metrics, r.decisions) for r in one.results]
+    assert two.samples.keys() == one.samples.keys()
+    assert two.samples["share"].trace == one.samples["share"].trace
+
+
+def test_a_negative_worker_count_is_refused_naming_the_flag():
+    with pytest.raises(InputError, match="--workers"):
+        evaluate(["synthetic:mixed?jobs=2"], "identical:2", ["fifo"], workers=-1)
 
 
 def test_bench_sim_prints_json_with_decision_rates():

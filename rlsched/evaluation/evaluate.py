@@ -9,10 +9,11 @@ measured in one run are fair.
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -200,7 +201,8 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
              seed_offset: int = 0, perturb: str = "none", estimates: str = "default",
              search_budget: float = 2.0,
              search_evaluations: int | None = None,
-             progress: Callable[[int, int, str], None] | None = None) -> Evaluation:
+             progress: Callable[[int, int, str], None] | None = None,
+             workers: int = 1) -> Evaluation:
     """Run every scheduler on every episode; see :class:`Evaluation`.
 
     :param estimates: what schedulers are told of runtimes (see
@@ -208,6 +210,8 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     :param search_budget: seconds per plan of the search schedulers (ga, sa)
     :param search_evaluations: schedules per plan instead (deterministic)
     :param progress: called as ``progress(done, total, label)`` after each episode
+    :param workers: processes to run episodes in (0: one per CPU); every
+        episode is its own, so the results are the same whatever the number
     """
     if arrivals not in ARRIVALS:
         raise InputError("--arrivals", f"'{arrivals}' is not one of {', '.join(ARRIVALS)}")
@@ -215,6 +219,9 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
         raise InputError("--load", f"{load} is not a load in (0, 10]")
     if seeds < 1:
         raise InputError("--seeds", f"needs at least one seed, not {seeds}")
+    if workers < 0:
+        raise InputError("--workers", f"needs 0 (one per CPU) or more, not {workers}")
+    workers = workers or os.cpu_count() or 1
     pool = resolve_pool(pool_spec)
     perturbations = Perturbations.parse(perturb)
     knowledge = EstimateModel.parse(estimates)
@@ -235,24 +242,90 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     if any(s.startswith("wfcommons:") for s in workload_specs):
         ev.notes.append("WfCommons runtimes are measured; their GPU attributes (kind, GPU "
                         "memory) are synthetic.")
-    total = len(plan) * len(schedulers)
-    done = 0
-    for spec, inst, seed in plan:
-        optimum = optimum_for(dict(inst.optimum), pool)
-        for name, sched in zip(scheduler_specs, schedulers):
-            t0 = time.perf_counter()
-            result = run_episode(inst, pool, sched, seed, perturbations, knowledge)
-            wall = time.perf_counter() - t0
-            m = measure(result)
-            ev.results.append(EpisodeResult(
-                scheduler=name, workload=spec, instance=inst.name, seed=seed, metrics=m,
-                optimum=optimum, decisions=result.decisions, wall_s=wall))
-            if name not in ev.samples:
-                ev.samples[name] = result
-                history = getattr(sched, "history", None)
-                if history:
-                    ev.search_history[name] = [list(h) for h in history]
-            done += 1
-            if progress:
-                progress(done, total, f"{name} on {inst.name} (seed {seed})")
+    # (plan index, scheduler index) in the order results are reported; a
+    # scheduler's first episode keeps its whole result, for the plots
+    cells = [(e, k) for e in range(len(plan)) for k in range(len(schedulers))]
+    total = len(cells)
+    outcomes: dict[tuple[int, int], _Outcome] = {}
+
+    def label(cell: tuple[int, int]) -> str:
+        _, inst, seed = plan[cell[0]]
+        return f"{scheduler_specs[cell[1]]} on {inst.name} (seed {seed})"
+
+    if workers == 1 or total == 1:
+        ran: Iterable[tuple[tuple[int, int], _Outcome]] = (
+            (cell, _episode(plan[cell[0]][1], pool, schedulers[cell[1]], plan[cell[0]][2],
+                            perturbations, knowledge, keep=cell[0] == 0)) for cell in cells)
+    else:
+        # the longest first (a rough size: the instance's tasks, then whether
+        # the scheduler is costly), so a big episode started last does not
+        # leave the other workers idle at the end
+        ran = _in_workers(workers, sorted(cells, key=lambda c: (
+            -plan[c[0]][1].n_tasks, not schedulers[c[1]].costly)), plan, pool,
+            scheduler_specs, search_budget, search_evaluations, perturbations, knowledge)
+    for cell, outcome in ran:
+        outcomes[cell] = outcome
+        if progress:
+            progress(len(outcomes), total, label(cell))
+    for cell in cells:
+        spec, inst, seed = plan[cell[0]]
+        name = scheduler_specs[cell[1]]
+        m, decisions, wall, sample, history = outcomes[cell]
+        ev.results.append(EpisodeResult(
+            scheduler=name, workload=spec, instance=inst.name, seed=seed, metrics=m,
+            optimum=optimum_for(dict(inst.optimum), pool), decisions=decisions, wall_s=wall))
+        if sample is not None and name not in ev.samples:
+            ev.samples[name] = sample
+            if history:
+                ev.search_history[name] = history
     return ev
+
+
+#: what one episode gives back: its metrics, decisions, wall seconds, and
+#: (for a scheduler's first episode) the whole result and a search's history
+_Outcome = tuple[Metrics, int, float, SimResult | None, list[list[tuple[int, float]]] | None]
+
+
+def _episode(inst: Instance, pool: Pool, sched: Scheduler, seed: int,
+             perturbations: Perturbations, knowledge: EstimateModel, keep: bool) -> _Outcome:
+    """One episode, timed and measured; ``keep``: return its result whole."""
+    t0 = time.perf_counter()
+    result = run_episode(inst, pool, sched, seed, perturbations, knowledge)
+    wall = time.perf_counter() - t0
+    history = getattr(sched, "history", None) if keep else None
+    return (measure(result), result.decisions, wall, result if keep else None,
+            [list(h) for h in history] if history else None)
+
+
+#: a worker's schedulers, built once per process from their specs
+_WORKER_SCHEDULERS: dict[tuple[str, float, int | None], Scheduler] = {}
+
+
+def _worker_episode(inst: Instance, pool: Pool, spec: str, search_budget: float,
+                    search_evaluations: int | None, seed: int, perturbations: Perturbations,
+                    knowledge: EstimateModel, keep: bool) -> _Outcome:
+    key = (spec, search_budget, search_evaluations)
+    sched = _WORKER_SCHEDULERS.get(key)
+    if sched is None:
+        sched = _WORKER_SCHEDULERS[key] = make_scheduler(spec, search_budget, search_evaluations)
+    return _episode(inst, pool, sched, seed, perturbations, knowledge, keep)
+
+
+def _in_workers(workers: int, cells: list[tuple[int, int]],
+                plan: list[tuple[str, Instance, int]], pool: Pool, specs: list[str],
+                search_budget: float, search_evaluations: int | None,
+                perturbations: Perturbations, knowledge: EstimateModel
+                ) -> Iterator[tuple[tuple[int, int], _Outcome]]:
+    """Each cell's outcome, run in ``workers`` processes in the order of
+    ``cells``, as they finish. Spawned, not forked: a parent that has loaded
+    a policy has torch's threads, which a fork does not carry over."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(cells)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool_ex:
+        futures = {pool_ex.submit(_worker_episode, plan[e][1], pool, specs[k], search_budget,
+                                  search_evaluations, plan[e][2], perturbations, knowledge,
+                                  e == 0): (e, k) for e, k in cells}
+        for future in as_completed(futures):
+            yield futures[future], future.result()

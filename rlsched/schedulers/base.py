@@ -36,6 +36,10 @@ class Scheduler(ABC):
     #: whether a gang (a task of several GPUs) waiting behind a stream of
     #: 1-GPU tasks is sure to start (tested for every scheduler that says so)
     gang_fair: bool = False
+    #: whether a decision costs far more than a greedy rule's (a plan, a
+    #: search, a network): ``evaluate --workers`` starts its episodes first,
+    #: so the longest ones do not start last and leave the other workers idle
+    costly: bool = False
 
     def reset(self, seed: int = 0) -> None:
         """Forget the last episode; ``seed`` seeds any randomness of the policy."""

@@ -70,6 +70,8 @@ class Plan:
 class PlanScheduler(Scheduler):
     """Draw a plan with :meth:`make_plan`, follow it, redraw it on change."""
 
+    costly = True
+
     def __init__(self) -> None:
         self.reset(0)
 
