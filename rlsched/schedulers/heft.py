@@ -18,12 +18,13 @@ when the last of them is, for the runtime of its slowest member.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.plan import Plan, PlanScheduler, expected_end, planned_cost
-from rlsched.schedulers.simple import upward_rank
+from rlsched.schedulers.simple import rank_tasks
 from rlsched.view import ClusterView, TaskState
 
 _UNSTARTED = (int(TaskState.BLOCKED), int(TaskState.READY))
@@ -36,34 +37,53 @@ class HeftScheduler(PlanScheduler):
 
     def reset(self, seed: int = 0) -> None:
         super().reset(seed)
-        self._costs = TaskCosts()
+        self._memo = HeftMemo()
 
     def make_plan(self, view: ClusterView) -> Plan:
-        return heft_plan(view, self._costs)
+        return heft_plan(view, self._memo)
 
 
-class TaskCosts:
-    """Each live task's cost on each device and its mean, kept from one plan
-    to the next: a plan is drawn at every arrival, and most tasks' beliefs
-    have not moved since the last one (on 256 GPUs, building them again was
-    a third of a plan). An entry is used only while its task's prediction,
-    and the devices' classes (which devices are healthy, each one's model,
-    clock and memory), are what they were when it was made, so a plan is
-    the same with or without it."""
+class HeftMemo:
+    """What one plan of an episode leaves the next. A plan is drawn at every
+    arrival; on a long stream most jobs that ever arrived have finished and
+    most tasks' beliefs have not moved since the last plan, so both are kept:
+
+    * the jobs with work left (arrived jobs, less those found finished), so a
+      plan reads those jobs' tasks, not every task that ever arrived;
+    * each task's cost on each device and its mean, used only while its
+      prediction, and the devices' classes (which devices are healthy, each
+      one's model, clock and memory), are what they were when it was made.
+
+    A plan is the same with or without it."""
 
     def __init__(self) -> None:
         self._table: object = None
+        self._arrived = 0
+        self._open: list[int] = []
         self._classes: tuple = ()
         #: task -> (its prediction, {device: cost}, mean cost)
         self._entries: dict[int, tuple[float, dict[int, float], float]] = {}
 
-    def valid_for(self, view: ClusterView, classes: tuple, live: int) -> dict[
+    def open_jobs(self, view: ClusterView) -> list[int]:
+        """The arrived jobs of ``view`` with a task not done, in order."""
+        tb, state = view.table, view.task_state
+        if self._table is not tb:
+            self._table, self._arrived, self._open = tb, 0, []
+            self._classes, self._entries = (), {}
+        self._open.extend(range(self._arrived, view.n_arrived))
+        self._arrived = view.n_arrived
+        done = TaskState.DONE
+        self._open = [j for j in self._open
+                      if any(state[t] != done for t in tb.tasks_of(j))]
+        return self._open
+
+    def costs(self, view: ClusterView, classes: tuple, live: int) -> dict[
             int, tuple[float, dict[int, float], float]]:
-        """The entries that may be read in a plan of ``view`` whose device
-        classes are ``classes`` (all dropped where either changed, and those
-        of finished tasks once they outnumber the ``live`` tasks)."""
-        if self._table is not view.table or self._classes != classes:
-            self._table, self._classes, self._entries = view.table, classes, {}
+        """The cost entries that may be read in a plan of ``view`` whose
+        device classes are ``classes`` (all dropped where they changed, and
+        those of finished tasks once they outnumber the ``live`` tasks)."""
+        if self._classes != classes:
+            self._classes, self._entries = classes, {}
         elif len(self._entries) > 2 * live + 64:
             state = view.task_state
             self._entries = {t: e for t, e in self._entries.items()
@@ -89,27 +109,36 @@ def expected_finish_of_running(view: ClusterView) -> tuple[dict[int, float], dic
     return finish, busy_until
 
 
-def heft_plan(view: ClusterView, costs: TaskCosts | None = None) -> Plan:
+def heft_plan(view: ClusterView, memo: HeftMemo | None = None) -> Plan:
     """The HEFT plan of every unstarted task of the arrived jobs of ``view``
-    (``costs``: what the last plan of this episode computed, to reuse)."""
+    (``memo``: what the last plan of this episode left, to reuse)."""
     tb, now, state = view.table, view.time, view.task_state
     devices = [d.index for d in view.devices if d.healthy]
     last = tb.job_start[view.n_arrived]
-    live = [t for t in range(last) if state[t] != TaskState.DONE]
+    jobs = memo.open_jobs(view) if memo is not None else range(view.n_arrived)
+    done = TaskState.DONE
+    live = [t for j in jobs for t in tb.tasks_of(j) if state[t] != done]
 
     # devices of one model at one clock cost a task alike: its cost is
     # computed once per such class (by its first device), and every device
     # still gets its entry, in device order, so sums and ties are as before
     rep_of = {} if view.constrained else _representatives(view, devices)
-    cost, mean = _costs(view, live, last, devices, rep_of, costs)
-    rank = upward_rank(mean, tb.children[:last])
+    cost, mean = _costs(view, live, last, devices, rep_of, memo)
+    # a job's tasks are one run of indices that holds their children: ranked
+    # job by job, only the jobs with work left, the numbers are the whole pass's
+    rank = [0.0] * last
+    for j in jobs:
+        rank_tasks(rank, mean, tb.children, tb.tasks_of(j))
 
     finish, busy_until = expected_finish_of_running(view)
     starts: dict[int, list[float]] = {d: [] for d in devices}
     ends: dict[int, list[float]] = {d: [] for d in devices}
+    # at least the widest gap between two intervals planned on each device
+    # (it only grows: a gap filled is not taken off), see _earliest_start
+    widest: dict[int, float] = {d: -math.inf for d in devices}
     for d, end in busy_until.items():
         if d in starts:  # tasks sharing a device: one busy interval
-            _insert(starts[d], ends[d], now, end)
+            _insert(starts[d], ends[d], now, end, widest, d)
 
     spare = _Spare(rep_of, starts)
     plan = Plan(priority={t: rank[t] for t in live})
@@ -121,34 +150,17 @@ def heft_plan(view: ClusterView, costs: TaskCosts | None = None) -> Plan:
             finish[t] = ready + view.predicted[t]
             continue
         if tb.gpus[t] > 1:
-            _plan_gang(view, plan, t, cost[t], starts, ends, ready, finish)
+            _plan_gang(view, plan, t, cost[t], starts, ends, widest, ready, finish)
             for d in plan.gang.get(t, ()):
                 spare.taken(d)
             continue
-        best = None
-        bound = 0.0  # best[0] - 1e-12: what a device must finish under to replace it
-        for d, c in cost[t].items():
-            # it starts no sooner than ready there, so finishes no sooner than
-            # ready + c: where that cannot replace the best, skip the gap search
-            # (floating-point addition is monotone, so the skip is exact)
-            if best is not None and ready + c >= bound:
-                continue
-            st = starts[d]
-            if not st:  # nothing planned there: it starts at once
-                if not spare.first(d):
-                    continue  # a twin of an earlier empty device: the same start and cost
-                s = ready
-            else:
-                s = _earliest_gap(st, ends[d], ready, c)
-            if best is None or s + c < bound:
-                best = (s + c, s, d, c)
-                bound = best[0] - 1e-12
+        best = _earliest_finish(cost[t], starts, ends, widest, spare, ready)
         if best is None:  # fits no healthy device now: wait for one to return
             finish[t] = float("inf")
             continue
         end, s, d, c = best
         spare.taken(d)
-        _insert(starts[d], ends[d], s, end)
+        _insert(starts[d], ends[d], s, end, widest, d)
         finish[t] = end
         plan.device[t], plan.start[t], plan.duration[t] = d, s, c
     return plan
@@ -183,7 +195,7 @@ class _Spare:
 
 
 def _costs(view: ClusterView, live: list[int], last: int, devices: list[int],
-           rep_of: dict[int, int], costs: TaskCosts | None
+           rep_of: dict[int, int], memo: HeftMemo | None
            ) -> tuple[dict[int, dict[int, float]], list[float]]:
     """Each live GPU task's cost on each device it fits (in device order),
     and every task's mean cost (a CPU task's: its prediction)."""
@@ -192,8 +204,8 @@ def _costs(view: ClusterView, live: list[int], last: int, devices: list[int],
     mean: list[float] = [0.0] * last
     ruled = view.constrained
     reps = list(dict.fromkeys(rep_of.values()))
-    kept = costs.valid_for(view, _classes(view, rep_of), len(live)) \
-        if costs is not None and not ruled else None
+    kept = memo.costs(view, _classes(view, rep_of), len(live)) \
+        if memo is not None and not ruled else None
     for t in live:
         if not tb.gpu[t]:
             mean[t] = predicted[t]
@@ -241,8 +253,8 @@ def _representatives(view: ClusterView, devices: list[int]) -> dict[int, int]:
 
 
 def _plan_gang(view: ClusterView, plan: Plan, t: int, cost: dict[int, float],
-               starts: dict[int, list[float]], ends: dict[int, list[float]], ready: float,
-               finish: dict[int, float]) -> None:
+               starts: dict[int, list[float]], ends: dict[int, list[float]],
+               widest: dict[int, float], ready: float, finish: dict[int, float]) -> None:
     """Plan gang ``t`` after the last interval of its devices (see module)."""
     free = {d: max(ready, ends[d][-1] if ends[d] else ready) for d in cost}
     gang = pick_gang(view.pool, view.table.gpus[t], list(cost), lambda d: (free[d], cost[d]))
@@ -252,10 +264,49 @@ def _plan_gang(view: ClusterView, plan: Plan, t: int, cost: dict[int, float],
     s = max(free[d] for d in gang)
     c = max(cost[d] for d in gang)
     for d in gang:
-        _insert(starts[d], ends[d], s, s + c)
+        _insert(starts[d], ends[d], s, s + c, widest, d)
     finish[t] = s + c
     plan.device[t], plan.start[t], plan.duration[t] = gang[0], s, c
     plan.gang[t] = gang
+
+
+def _earliest_finish(cost: dict[int, float], starts: dict[int, list[float]],
+                     ends: dict[int, list[float]], widest: dict[int, float], spare: _Spare,
+                     ready: float) -> tuple[float, float, int, float] | None:
+    """``(end, start, device, cost)`` of the device, of those in ``cost``,
+    where a task ready at ``ready`` finishes first with insertion (ties, to
+    1e-12, to the earlier device); None where ``cost`` is empty."""
+    best = None
+    bound = 0.0  # best[0] - 1e-12: what a device must finish under to replace it
+    for d, c in cost.items():
+        # it starts no sooner than ready there, so finishes no sooner than
+        # ready + c: where that cannot replace the best, skip the gap search
+        # (floating-point addition is monotone, so the skip is exact)
+        if best is not None and ready + c >= bound:
+            continue
+        st = starts[d]
+        if not st:  # nothing planned there: it starts at once
+            if not spare.first(d):
+                continue  # a twin of an earlier empty device: the same start and cost
+            s = ready
+        else:
+            # _earliest_gap, without the search where its answer is known:
+            # nothing planned ends after ready (it is ready), or no gap between
+            # intervals is as wide as c and ready is not before the first
+            # interval (it is the end of the last: the search would find every
+            # gap, or its part after ready, too narrow, as x - t only shrinks
+            # as t grows, in floating point too)
+            last = ends[d][-1]
+            if last <= ready:
+                s = ready
+            elif st[0] <= ready and widest[d] < c - 1e-12 and c > 2e-12:
+                s = last
+            else:
+                s = _earliest_gap(st, ends[d], ready, c)
+        if best is None or s + c < bound:
+            best = (s + c, s, d, c)
+            bound = best[0] - 1e-12
+    return best
 
 
 def _earliest_gap(starts: list[float], ends: list[float], ready: float, length: float) -> float:
@@ -272,7 +323,16 @@ def _earliest_gap(starts: list[float], ends: list[float], ready: float, length: 
     return t
 
 
-def _insert(starts: list[float], ends: list[float], s: float, e: float) -> None:
+def _insert(starts: list[float], ends: list[float], s: float, e: float,
+            widest: dict[int, float], d: int) -> None:
+    """Plan ``[s, e)`` on device ``d``, whose intervals are ``starts`` and
+    ``ends``; ``widest[d]`` takes in the gaps it leaves on either side."""
     i = bisect_right(starts, s)
+    gap = widest[d]
+    if i:
+        gap = max(gap, s - ends[i - 1])
+    if i < len(starts):
+        gap = max(gap, starts[i] - e)
+    widest[d] = gap
     starts.insert(i, s)
     ends.insert(i, e)
