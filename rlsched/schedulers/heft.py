@@ -141,6 +141,7 @@ def heft_plan(view: ClusterView, memo: HeftMemo | None = None) -> Plan:
             _insert(starts[d], ends[d], now, end, widest, d)
 
     spare = _Spare(rep_of, starts)
+    uniform = len(set(rep_of.values())) == 1  # one class of devices: one cost
     plan = Plan(priority={t: rank[t] for t in live})
     todo = sorted((t for t in live if state[t] in _UNSTARTED), key=lambda t: (-rank[t], t))
     for t in todo:
@@ -154,7 +155,7 @@ def heft_plan(view: ClusterView, memo: HeftMemo | None = None) -> Plan:
             for d in plan.gang.get(t, ()):
                 spare.taken(d)
             continue
-        best = _earliest_finish(cost[t], starts, ends, widest, spare, ready)
+        best = _earliest_finish(cost[t], starts, ends, widest, spare, ready, uniform)
         if best is None:  # fits no healthy device now: wait for one to return
             finish[t] = float("inf")
             continue
@@ -272,10 +273,12 @@ def _plan_gang(view: ClusterView, plan: Plan, t: int, cost: dict[int, float],
 
 def _earliest_finish(cost: dict[int, float], starts: dict[int, list[float]],
                      ends: dict[int, list[float]], widest: dict[int, float], spare: _Spare,
-                     ready: float) -> tuple[float, float, int, float] | None:
+                     ready: float, uniform: bool = False
+                     ) -> tuple[float, float, int, float] | None:
     """``(end, start, device, cost)`` of the device, of those in ``cost``,
     where a task ready at ``ready`` finishes first with insertion (ties, to
-    1e-12, to the earlier device); None where ``cost`` is empty."""
+    1e-12, to the earlier device); None where ``cost`` is empty.
+    ``uniform``: every device costs the task alike."""
     best = None
     bound = 0.0  # best[0] - 1e-12: what a device must finish under to replace it
     for d, c in cost.items():
@@ -306,6 +309,8 @@ def _earliest_finish(cost: dict[int, float], starts: dict[int, list[float]],
         if best is None or s + c < bound:
             best = (s + c, s, d, c)
             bound = best[0] - 1e-12
+            if uniform and s == ready:
+                break  # the least finish there is: no later device replaces it
     return best
 
 
