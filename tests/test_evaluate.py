@@ -73,6 +73,17 @@ def test_episodes_run_in_worker_processes_give_the_results_of_one_process():
     assert two.samples["share"].trace == one.samples["share"].trace
 
 
+def test_a_learned_scheduler_runs_in_worker_processes_too():
+    # rl: is registered by importing agents: a spawned worker must import it as well
+    import agents  # noqa: F401
+
+    args = (["synthetic:mixed?jobs=3"], "preset:workstation-4", ["share", "rl:default"])
+    one = evaluate(*args, arrivals="poisson", seeds=2)
+    two = evaluate(*args, arrivals="poisson", seeds=2, workers=2)
+    assert [(r.scheduler, r.metrics) for r in two.results] == \
+        [(r.scheduler, r.metrics) for r in one.results]
+
+
 def test_a_negative_worker_count_is_refused_naming_the_flag():
     with pytest.raises(InputError, match="--workers"):
         evaluate(["synthetic:mixed?jobs=2"], "identical:2", ["fifo"], workers=-1)

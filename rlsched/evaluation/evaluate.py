@@ -311,6 +311,25 @@ def _worker_episode(inst: Instance, pool: Pool, spec: str, search_budget: float,
     return _episode(inst, pool, sched, seed, perturbations, knowledge, keep)
 
 
+def _registering_modules() -> tuple[str, ...]:
+    """The modules outside the core whose import registered a scheduler
+    here (``agents``, for ``rl:``): a spawned worker imports them too, or it
+    would not know those names."""
+    from rlsched.schedulers import SCHEDULER_PREFIXES, SCHEDULERS
+
+    modules = {getattr(f, "__module__", None)
+               for f in (*SCHEDULERS.values(), *SCHEDULER_PREFIXES.values())}
+    return tuple(sorted(m for m in modules if m and m != "__main__"
+                        and not m.startswith("rlsched.")))
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+
+
 def _in_workers(workers: int, cells: list[tuple[int, int]],
                 plan: list[tuple[str, Instance, int]], pool: Pool, specs: list[str],
                 search_budget: float, search_evaluations: int | None,
@@ -323,7 +342,9 @@ def _in_workers(workers: int, cells: list[tuple[int, int]],
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=min(workers, len(cells)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool_ex:
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_import_all, initargs=(_registering_modules(),)
+                             ) as pool_ex:
         futures = {pool_ex.submit(_worker_episode, plan[e][1], pool, specs[k], search_budget,
                                   search_evaluations, plan[e][2], perturbations, knowledge,
                                   e == 0): (e, k) for e, k in cells}
