@@ -861,7 +861,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                       perturb=args.perturb, estimates=args.estimates,
                       search_budget=args.search_budget,
                       search_evaluations=args.search_evaluations, progress=progress,
-                      workers=args.workers)
+                      workers=args.workers, samples=bool(args.plot))
     _print_table(ev)
     if args.json:
         path = Path(args.json)

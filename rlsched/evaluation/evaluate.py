@@ -202,7 +202,7 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
              search_budget: float = 2.0,
              search_evaluations: int | None = None,
              progress: Callable[[int, int, str], None] | None = None,
-             workers: int = 1) -> Evaluation:
+             workers: int = 1, samples: bool = True) -> Evaluation:
     """Run every scheduler on every episode; see :class:`Evaluation`.
 
     :param estimates: what schedulers are told of runtimes (see
@@ -212,6 +212,8 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     :param progress: called as ``progress(done, total, label)`` after each episode
     :param workers: processes to run episodes in (0: one per CPU); every
         episode is its own, so the results are the same whatever the number
+    :param samples: keep each scheduler's first episode whole, for plots
+        (``Evaluation.samples``); a worker then sends it back, trace and all
     """
     if arrivals not in ARRIVALS:
         raise InputError("--arrivals", f"'{arrivals}' is not one of {', '.join(ARRIVALS)}")
@@ -255,14 +257,16 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     if workers == 1 or total == 1:
         ran: Iterable[tuple[tuple[int, int], _Outcome]] = (
             (cell, _episode(plan[cell[0]][1], pool, schedulers[cell[1]], plan[cell[0]][2],
-                            perturbations, knowledge, keep=cell[0] == 0)) for cell in cells)
+                            perturbations, knowledge, keep=samples and cell[0] == 0))
+            for cell in cells)
     else:
         # the longest first (a rough size: the instance's tasks, then whether
         # the scheduler is costly), so a big episode started last does not
         # leave the other workers idle at the end
         ran = _in_workers(workers, sorted(cells, key=lambda c: (
             -plan[c[0]][1].n_tasks, not schedulers[c[1]].costly)), plan, pool,
-            scheduler_specs, search_budget, search_evaluations, perturbations, knowledge)
+            scheduler_specs, search_budget, search_evaluations, perturbations, knowledge,
+            samples)
     for cell, outcome in ran:
         outcomes[cell] = outcome
         if progress:
@@ -333,7 +337,7 @@ def _import_all(modules: tuple[str, ...]) -> None:
 def _in_workers(workers: int, cells: list[tuple[int, int]],
                 plan: list[tuple[str, Instance, int]], pool: Pool, specs: list[str],
                 search_budget: float, search_evaluations: int | None,
-                perturbations: Perturbations, knowledge: EstimateModel
+                perturbations: Perturbations, knowledge: EstimateModel, samples: bool
                 ) -> Iterator[tuple[tuple[int, int], _Outcome]]:
     """Each cell's outcome, run in ``workers`` processes in the order of
     ``cells``, as they finish. Spawned, not forked: a parent that has loaded
@@ -347,6 +351,6 @@ def _in_workers(workers: int, cells: list[tuple[int, int]],
                              ) as pool_ex:
         futures = {pool_ex.submit(_worker_episode, plan[e][1], pool, specs[k], search_budget,
                                   search_evaluations, plan[e][2], perturbations, knowledge,
-                                  e == 0): (e, k) for e, k in cells}
+                                  samples and e == 0): (e, k) for e, k in cells}
         for future in as_completed(futures):
             yield futures[future], future.result()
