@@ -7,15 +7,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlsched.arrivals import online
+from rlsched.arrivals import batch, online
 from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import run_episode
+from rlsched.lookahead import play_out
 from rlsched.perturbations import Perturbations
 from rlsched.pool import identical_pool, preset_pool
+from rlsched.schedulers import heft
 from rlsched.schedulers.heft import HeftScheduler, _earliest_finish, _earliest_gap, _insert, _Spare, heft_plan
 from rlsched.schedulers.plan import Plan
+from rlsched.sim import Simulator
 from rlsched.sources.specs import resolve_workload
+from rlsched.sources.wfcommons import load_wfcommons
 from rlsched.view import ClusterView
+from tests.helpers import WFCOMMONS
 
 
 def random_device(rng: np.random.Generator) -> tuple[list[float], list[float], dict[int, float]]:
@@ -49,6 +54,52 @@ class PlainHeft(HeftScheduler):
 
     def make_plan(self, view: ClusterView) -> Plan:
         return heft_plan(view)
+
+
+def plain_earliest_finish(cost, starts, ends, widest, spare, ready, uniform=False):
+    """The scan as the algorithm states it: every device searched, in order."""
+    best = None
+    for d, c in cost.items():
+        if not starts[d]:
+            if not spare.first(d):
+                continue
+            s = ready
+        else:
+            s = _earliest_gap(starts[d], ends[d], ready, c)
+        if best is None or s + c < best[0] - 1e-12:
+            best = (s + c, s, d, c)
+    return best
+
+
+def test_heft_plans_as_the_plain_algorithm_with_tasks_of_no_length(monkeypatch):
+    # methylseq has GPU tasks of zero runtime: one placed at another's start
+    # goes after it, and the intervals of its device are out of order
+    inst = batch(load_wfcommons(WFCOMMONS / "methylseq-dirt02-001.json")[0])
+    assert any(t.work == 0 for j in inst.jobs for t in j.tasks if t.gpus)
+    pool = identical_pool(4)
+    fast = run_episode(inst, pool, HeftScheduler(), 0, estimates=EstimateModel("exact")).trace
+    monkeypatch.setattr(heft, "_earliest_finish", plain_earliest_finish)
+    plain = run_episode(inst, pool, PlainHeft(), 0, estimates=EstimateModel("exact")).trace
+    assert fast == plain
+
+
+def test_what_a_plan_keeps_is_dropped_when_asked_about_an_earlier_time():
+    # the lookahead asks its base about a fork played to the end, then about
+    # the simulator again: heft must answer as if it had kept nothing
+    source = resolve_workload("synthetic:mixed?jobs=8")
+    inst = online(source.instances(0), preset_pool("workstation-4"), 0.85,
+                  np.random.default_rng([0, 17]), source="t")
+    sim = Simulator(inst, preset_pool("workstation-4"), 0,
+                    estimates=EstimateModel.parse("default"))
+    view = sim.reset()
+    for _ in range(6):
+        view = sim.step(HeftScheduler().decide(view))
+    answers = []
+    for sched in (HeftScheduler(), PlainHeft()):
+        sched.decide(view)
+        play_out(sim, [], sched)
+        answers.append(sched.decide(view))
+    assert answers[0] == answers[1]
 
 
 @pytest.mark.parametrize("pool", [identical_pool(16), preset_pool("lab-8")])

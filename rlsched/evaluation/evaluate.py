@@ -215,20 +215,11 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     :param samples: keep each scheduler's first episode whole, for plots
         (``Evaluation.samples``); a worker then sends it back, trace and all
     """
-    if arrivals not in ARRIVALS:
-        raise InputError("--arrivals", f"'{arrivals}' is not one of {', '.join(ARRIVALS)}")
-    if not 0 < load <= 10:
-        raise InputError("--load", f"{load} is not a load in (0, 10]")
-    if seeds < 1:
-        raise InputError("--seeds", f"needs at least one seed, not {seeds}")
-    if workers < 0:
-        raise InputError("--workers", f"needs 0 (one per CPU) or more, not {workers}")
+    _check(arrivals, load, seeds, workers, search_budget, search_evaluations)
     workers = workers or os.cpu_count() or 1
     pool = resolve_pool(pool_spec)
     perturbations = Perturbations.parse(perturb)
     knowledge = EstimateModel.parse(estimates)
-    if search_budget <= 0 or (search_evaluations is not None and search_evaluations < 1):
-        raise InputError("--search-budget", "the search budget must be positive")
     schedulers = [make_scheduler(s, search_budget, search_evaluations) for s in scheduler_specs]
     seed_list = list(range(seed_offset, seed_offset + seeds))
     plan = episodes(workload_specs, pool, arrivals, load, seed_list)
@@ -267,10 +258,15 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
             -plan[c[0]][1].n_tasks, not schedulers[c[1]].costly)), plan, pool,
             scheduler_specs, search_budget, search_evaluations, perturbations, knowledge,
             samples)
-    for cell, outcome in ran:
-        outcomes[cell] = outcome
-        if progress:
-            progress(len(outcomes), total, label(cell))
+    try:
+        for cell, outcome in ran:
+            outcomes[cell] = outcome
+            if progress:
+                progress(len(outcomes), total, label(cell))
+    finally:
+        close = getattr(ran, "close", None)
+        if close is not None:  # workers: stopped, where an error leaves the loop early
+            close()
     for cell in cells:
         spec, inst, seed = plan[cell[0]]
         name = scheduler_specs[cell[1]]
@@ -283,6 +279,21 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
             if history:
                 ev.search_history[name] = history
     return ev
+
+
+def _check(arrivals: str, load: float, seeds: int, workers: int, search_budget: float,
+           search_evaluations: int | None) -> None:
+    """:class:`InputError` naming the first argument of :func:`evaluate` out of range."""
+    if arrivals not in ARRIVALS:
+        raise InputError("--arrivals", f"'{arrivals}' is not one of {', '.join(ARRIVALS)}")
+    if not 0 < load <= 10:
+        raise InputError("--load", f"{load} is not a load in (0, 10]")
+    if seeds < 1:
+        raise InputError("--seeds", f"needs at least one seed, not {seeds}")
+    if workers < 0:
+        raise InputError("--workers", f"needs 0 (one per CPU) or more, not {workers}")
+    if search_budget <= 0 or (search_evaluations is not None and search_evaluations < 1):
+        raise InputError("--search-budget", "the search budget must be positive")
 
 
 #: what one episode gives back: its metrics, decisions, wall seconds, and
@@ -345,12 +356,16 @@ def _in_workers(workers: int, cells: list[tuple[int, int]],
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(cells)),
-                             mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_import_all, initargs=(_registering_modules(),)
-                             ) as pool_ex:
+    pool_ex = ProcessPoolExecutor(max_workers=min(workers, len(cells)),
+                                  mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_import_all, initargs=(_registering_modules(),))
+    try:
         futures = {pool_ex.submit(_worker_episode, plan[e][1], pool, specs[k], search_budget,
                                   search_evaluations, plan[e][2], perturbations, knowledge,
                                   samples and e == 0): (e, k) for e, k in cells}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    except BaseException:  # an episode failed, Ctrl-C, or the caller stopped reading
+        pool_ex.shutdown(wait=False, cancel_futures=True)  # the rest is not waited for
+        raise
+    pool_ex.shutdown()

@@ -58,6 +58,7 @@ class HeftMemo:
 
     def __init__(self) -> None:
         self._table: object = None
+        self._time = -math.inf
         self._arrived = 0
         self._open: list[int] = []
         self._classes: tuple = ()
@@ -65,11 +66,15 @@ class HeftMemo:
         self._entries: dict[int, tuple[float, dict[int, float], float]] = {}
 
     def open_jobs(self, view: ClusterView) -> list[int]:
-        """The arrived jobs of ``view`` with a task not done, in order."""
+        """The arrived jobs of ``view`` with a task not done, in order
+        (everything kept is dropped where the table changed, or where time
+        went back: a scheduler asked about a simulator's fork, then about the
+        simulator again, as the lookahead does)."""
         tb, state = view.table, view.task_state
-        if self._table is not tb:
+        if self._table is not tb or view.time < self._time or view.n_arrived < self._arrived:
             self._table, self._arrived, self._open = tb, 0, []
             self._classes, self._entries = (), {}
+        self._time = view.time
         self._open.extend(range(self._arrived, view.n_arrived))
         self._arrived = view.n_arrived
         done = TaskState.DONE
@@ -292,6 +297,8 @@ def _earliest_finish(cost: dict[int, float], starts: dict[int, list[float]],
             if not spare.first(d):
                 continue  # a twin of an earlier empty device: the same start and cost
             s = ready
+        elif widest[d] == math.inf:  # intervals out of order: only the search knows
+            s = _earliest_gap(st, ends[d], ready, c)
         else:
             # _earliest_gap, without the search where its answer is known:
             # nothing planned ends after ready (it is ready), or no gap between
@@ -331,13 +338,23 @@ def _earliest_gap(starts: list[float], ends: list[float], ready: float, length: 
 def _insert(starts: list[float], ends: list[float], s: float, e: float,
             widest: dict[int, float], d: int) -> None:
     """Plan ``[s, e)`` on device ``d``, whose intervals are ``starts`` and
-    ``ends``; ``widest[d]`` takes in the gaps it leaves on either side."""
+    ``ends``; ``widest[d]`` takes in the gaps it leaves on either side, and
+    becomes inf for good where the intervals stop being in order, each
+    ending before the next starts (a task of no length placed at another's
+    start goes after it): the shortcuts of :func:`_earliest_finish` rest on
+    that order, the search does not."""
     i = bisect_right(starts, s)
     gap = widest[d]
     if i:
         gap = max(gap, s - ends[i - 1])
+        if s < ends[i - 1]:
+            gap = math.inf
     if i < len(starts):
         gap = max(gap, starts[i] - e)
+        if starts[i] < e:
+            gap = math.inf
+    if e < s:
+        gap = math.inf
     widest[d] = gap
     starts.insert(i, s)
     ends.insert(i, e)

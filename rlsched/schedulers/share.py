@@ -132,7 +132,7 @@ class ShareScheduler(Scheduler):
         # kind -> the jobs running a first run of it (unknown kinds only)
         probing = self._first_runs(view, out) if self.probe else None
         deferred: list[int] = []  # tasks held back behind a first run
-        riding: dict[int, bool] = {}  # job -> whether it has work of a kind on trial
+        riding: dict[int, tuple[int, bool]] = {}  # job -> (kinds on trial, has work of one)
         # devices idle (nothing on them, nothing planned): a device is idle
         # exactly when its count is 0 and its until_free 0.0
         idle = sum(1 for c, u in zip(count, until_free) if c == 0 and u == 0.0)
@@ -239,15 +239,17 @@ class ShareScheduler(Scheduler):
 
     @staticmethod
     def _rides_on_bet(view: ClusterView, job: int, probing: dict[str, set[int]] | None,
-                      memo: dict[int, bool]) -> bool:
+                      memo: dict[int, tuple[int, bool]]) -> bool:
         """Whether ``job`` has a task of a kind whose first run is going on
-        (memoised in ``memo`` for one decision)."""
-        rides = memo.get(job)
-        if rides is None:
+        (memoised in ``memo`` for one decision, while no kind joins those on
+        trial: a first run started in this decision adds one)."""
+        kinds = len(probing) if probing is not None else 0
+        seen = memo.get(job)
+        if seen is None or seen[0] != kinds:
             keys = view.table.history_key
-            rides = memo[job] = probing is not None and any(
+            seen = memo[job] = kinds, probing is not None and any(
                 keys[t] in probing for t in view.table.tasks_of(job))
-        return rides
+        return seen[1]
 
     @staticmethod
     def _started_first_run(view: ClusterView, t: int, probing: dict[str, set[int]] | None
