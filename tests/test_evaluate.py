@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from rlsched.errors import InputError
+from rlsched.errors import InputError, SchedulerError
 from rlsched.evaluation.evaluate import evaluate
+from rlsched.schedulers import SCHEDULERS
 from tests.helpers import STG, WFCOMMONS
 
 RESULT_KEYS = {"scheduler", "workload", "instance", "seed", "makespan", "avg_jct",
@@ -82,6 +83,17 @@ def test_a_learned_scheduler_runs_in_worker_processes_too():
     two = evaluate(*args, arrivals="poisson", seeds=2, workers=2)
     assert [(r.scheduler, r.metrics) for r in two.results] == \
         [(r.scheduler, r.metrics) for r in one.results]
+
+
+def test_an_episode_failing_in_a_worker_fails_the_run_with_its_error():
+    import tests.failing_scheduler  # noqa: F401  (registers it; workers import it too)
+
+    try:
+        with pytest.raises(SchedulerError, match="refuses to decide"):
+            evaluate(["synthetic:mixed?jobs=3"], "identical:2", ["fifo", "failing"],
+                     arrivals="poisson", seeds=3, workers=2)
+    finally:
+        SCHEDULERS.pop("failing")
 
 
 def test_a_negative_worker_count_is_refused_naming_the_flag():
