@@ -250,12 +250,10 @@ def world_key(view: ClusterView) -> tuple:
     for r in view.running:
         if r.device >= 0:
             ours[r.device] += memory[r.task]
-    # (a device's index is its position; clock_ratio, inline: this runs at
-    # every decision, over every device)
+    # (a device's index is its position)
     return (view.n_arrived,
-            tuple([(d.healthy, round(d.sm_clock_mhz / d.max_sm_clock_mhz
-                                      if d.max_sm_clock_mhz else 0.0, 2),
-                    round(d.memory_used - o, 1)) for d, o in zip(view.devices, ours)]))
+            tuple([(d.healthy, round(d.clock_ratio, 2), round(d.memory_used - o, 1))
+                   for d, o in zip(view.devices, ours)]))
 
 
 def planned_cost(view: ClusterView, task: int, device: int) -> float:
