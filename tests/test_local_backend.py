@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from rlsched.live import executor
@@ -36,3 +37,62 @@ def test_a_running_attempt_has_no_code_yet(monkeypatch):
     backend = LocalBackend("fake:1")
     ref = AttemptRef(1, 4242, 0, Path("a.log"), Path("a.exit"), 1.0)
     assert backend.exit_code(ref) is None
+
+
+def test_the_wrapper_makes_its_files_private_and_the_command_keeps_the_daemons_umask(tmp_path):
+    """The daemon creates only the log; the attempt's shell writes its pid
+    and exit files itself, readable by the owner alone, while the command
+    runs under the umask the daemon had (files it makes are the user's to
+    share)."""
+    import os
+
+    from tests.helpers import wait_for
+
+    old = os.umask(0o022)
+    try:
+        launched = executor.launch("umask; touch made", None, tmp_path / "a.log",
+                                   tmp_path / "a.exit", workdir=str(tmp_path))
+    finally:
+        os.umask(old)
+    assert wait_for(lambda: executor.exit_code(launched.exit_file) is not None)
+    assert executor.exit_code(launched.exit_file) == 0
+    assert executor.recorded_pid(launched.exit_file) == launched.pid
+    assert (tmp_path / "a.log").read_text().strip() == "0022"
+    assert stat.S_IMODE((tmp_path / "made").stat().st_mode) == 0o644
+    for private in ("a.log", "a.exit", "a.exit.pid"):
+        assert stat.S_IMODE((tmp_path / private).stat().st_mode) == 0o600
+
+
+def test_a_round_of_starts_records_when_each_process_was_launched(tmp_path, monkeypatch):
+    """A round commits all its attempts before it launches any, so the time
+    an attempt is stored with is the time its own process was launched, not
+    the round's commit: with each launch taking 50 ms, four tasks started in
+    one round are recorded 50 ms apart, and each with its pid."""
+    import time
+
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    store = Store(tmp_path / "state")
+    store.submit([Instance("four", (Job("four", tuple(
+        Task(f"t{i}", 1.0, gpu_memory=20.0, command="sleep 5") for i in range(4))),),
+        source="test")])
+    daemon = Daemon(store, "fake:4", "fifo")
+    real_launch = executor.launch
+
+    def slow_launch(*args, **kwargs):
+        time.sleep(0.05)
+        return real_launch(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "launch", slow_launch)
+    try:
+        daemon.tick()
+        rows = store.db.execute("SELECT started, pid FROM attempts ORDER BY started").fetchall()
+    finally:
+        for (pid,) in store.db.execute("SELECT pid FROM attempts").fetchall():
+            executor.kill(pid)
+        daemon.close()
+    assert len(rows) == 4 and all(pid for _, pid in rows)
+    gaps = [b[0] - a[0] for a, b in zip(rows, rows[1:])]
+    assert all(gap >= 0.04 for gap in gaps), gaps

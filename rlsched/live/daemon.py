@@ -32,7 +32,7 @@ from rlsched.live.backends import Backend, LiveDevice, open_backend
 from rlsched.live.history import LiveBeliefs, wall_seconds
 from rlsched.live.lifecycle import LAUNCH_FAILED, LOST, TIMED_OUT, AttemptSpec, TaskStatus, outcome
 from rlsched.live.serve_lock import ServeLock
-from rlsched.live.store import ALL_GPUS, OpenAttempt, Store, StoredTask
+from rlsched.live.store import ALL_GPUS, NewAttempt, OpenAttempt, Store, StoredTask
 from rlsched.live.wakeup import Wakeup
 from rlsched.live.warm_start import WarmStart
 from rlsched.pool import Device, GpuModel, Pool, fits_memory
@@ -252,8 +252,8 @@ class Daemon:
             if built is None:
                 return
             view, round_ = built
-            for i in round_.cpu_ready:  # CPU-only tasks start as soon as they are ready
-                self._start(round_, i, None)
+            # CPU-only tasks start as soon as they are ready
+            self._start(round_, [(i, None) for i in round_.cpu_ready])
             placements = self.scheduler.decide(view) if view.ready else []
             taken = _Taken()
             checked = [p for p in placements if self._shield(view, p, taken)]
@@ -265,6 +265,7 @@ class Daemon:
                             if self._shield(view, p, taken)][:1]
             if not checked:
                 return
+            starts: list[tuple[int, list[int] | None]] = []
             for p in checked:
                 keys = [self.live[d].key for d in p.devices]
                 # counted first: the metrics thread, reading between the two, must
@@ -272,7 +273,8 @@ class Daemon:
                 self.decisions += 1
                 for key in keys:
                     self.placements[key] = self.placements.get(key, 0) + 1
-                self._start(round_, p.task, keys)
+                starts.append((p.task, keys))
+            self._start(round_, starts)
 
     def _shield(self, view: ClusterView, p: Placement, taken: _Taken) -> bool:
         """Whether ``p`` may start now: its task ready and not yet placed by
@@ -473,27 +475,42 @@ class Daemon:
                     self.store.record_misplaced(attempt, device, pid)
 
     # ------------------------------------------------------------------ starting attempts
-    def _start(self, round_: _Round, index: int, keys: list[int] | None) -> None:
-        """Start task ``index`` on the devices of ``keys`` (None: a CPU task).
-        A gang's first device, the one stored as the attempt's, is its
-        slowest member, which paces it: the speed its runtime is learnt at."""
-        task, spec = round_.stored[index], round_.tasks[index]
+    def _start(self, round_: _Round, starts: list[tuple[int, list[int] | None]]) -> None:
+        """Start each ``(task index, device keys)`` of ``starts`` (keys None:
+        a CPU task). Their attempts are committed together before any process
+        starts (a crash in between leaves attempts the next daemon retries),
+        then launched one after another, then recorded together, each with
+        the time its process was launched: a round that starts 64 tasks pays
+        for two commits, not 128. A gang's first device, the one stored as
+        the attempt's, is its slowest member, which paces it: the speed its
+        runtime is learnt at."""
+        if not starts:
+            return
         tb = self._table
         assert tb is not None  # the round's view was built from it
-        kind = "memory" if tb.kind[index] == 1 else "compute"
-        members = sorted(keys, key=lambda k: (self._speed(k, kind), k)) if keys else []
-        device, gang = (members[0], tuple(members[1:])) if members else (None, ())
-        predicted = wall_seconds(round_.predicted[index], tb.kind[index], self._model_of(device))
-        attempt, log, exit_file = self.store.start_attempt(
-            task, device, predicted, self.attempt_files, gang, self.beliefs.source(tb, index))
-        try:
-            pid = self.backend.start(AttemptSpec(
-                attempt, spec.command or "true", device, log, exit_file, dict(spec.env),
-                spec.workdir, spec.gpu_memory, gang))
-        except Exception as e:  # any launch error is this attempt's alone
-            self._launch_failed(attempt, e)
-            return
-        self.store.attempt_started(attempt, task, device, pid)
+        new, specs = [], []
+        for index, keys in starts:
+            kind = "memory" if tb.kind[index] == 1 else "compute"
+            members = sorted(keys, key=lambda k: (self._speed(k, kind), k)) if keys else []
+            device, gang = (members[0], tuple(members[1:])) if members else (None, ())
+            predicted = wall_seconds(round_.predicted[index], tb.kind[index],
+                                     self._model_of(device))
+            new.append(NewAttempt(round_.stored[index], device, predicted, gang,
+                                  self.beliefs.source(tb, index)))
+            specs.append(round_.tasks[index])
+        launched = []
+        for a, spec, (attempt, log, exit_file) in zip(
+                new, specs, self.store.start_attempts(new, self.attempt_files)):
+            at = time.time()
+            try:
+                pid = self.backend.start(AttemptSpec(
+                    attempt, spec.command or "true", a.device, log, exit_file, dict(spec.env),
+                    spec.workdir, spec.gpu_memory, a.gang))
+            except Exception as e:  # any launch error is this attempt's alone
+                self._launch_failed(attempt, e)
+                continue
+            launched.append((attempt, a.task, a.device, pid, at))
+        self.store.attempts_started(launched)
 
     def attempt_files(self, attempt_id: int) -> tuple[Path, Path]:
         """An attempt's log and exit-code file: named by its id, never by job

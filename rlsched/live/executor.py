@@ -41,19 +41,20 @@ def launch(command: str, devices: int | tuple[int, ...] | None, log: Path, exit_
     p = shlex.quote(str(pid_file(exit_file)))
     # the command is an argument of the wrapper, never spliced into its text:
     # whatever it holds (an unbalanced quote, a ')'), it is the command's own
-    # error (exit 2 from eval), recorded like any other exit. The pid and
-    # exit files are made here, private, so the wrapper writes into them
-    # with no umask of its own (which the command would inherit) and no
-    # process but the command's subshell: an empty exit file reads as no
-    # code yet, and the code is one short write, done before the wrapper exits
-    wrapped = f"echo $$ > {p} ; ( eval \"$1\" ) ; code=$? ; echo $code > {q} ; exit $code"
+    # error (exit 2 from eval), recorded like any other exit. The wrapper
+    # makes the pid and exit files itself, private (umask is a builtin: no
+    # process but the command's subshell), and gives the command the
+    # daemon's umask back: the daemon creates only the log, so a round that
+    # starts many tasks does not wait on two file creations each. An empty
+    # or missing exit file reads as no code yet, and the code is one short
+    # write, done before the wrapper exits
     old = os.umask(0o077)
     try:
         out = open(log, "ab")
-        for path in (pid_file(exit_file), exit_file):
-            path.touch()
     finally:
         os.umask(old)
+    wrapped = (f"umask 077 ; echo $$ > {p} ; umask {old:04o} ; ( eval \"$1\" ) ; code=$? ; "
+               f"umask 077 ; echo $code > {q} ; exit $code")
     cwd = os.path.expanduser(workdir) if workdir else None
     try:
         proc = subprocess.Popen(["sh", "-c", wrapped, "rlsched-attempt", command], stdout=out,

@@ -19,7 +19,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -77,6 +77,18 @@ class StoredTask:
     attempts: int
     not_before: float
     gang: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewAttempt:
+    """An attempt about to start: ``task`` on ``device`` (a gang's other
+    devices in ``gang``), its runtime ``predicted`` from ``predicted_from``."""
+
+    task: StoredTask
+    device: int | None
+    predicted: float | None
+    gang: tuple[int, ...] = ()
+    predicted_from: str | None = None
 
 #: The database's layout (``PRAGMA user_version``). 1: the first release (it
 #: left user_version at 0); 2: ``attempts.error``, why an attempt failed the
@@ -668,27 +680,55 @@ class Store:
         crash in between leaves an attempt the next daemon retries.
         ``files(attempt_id)`` names its log and exit file. Returns the
         attempt's id, log and exit file."""
-        mates = ",".join(map(str, gang)) or None
+        (started,) = self.start_attempts([NewAttempt(task, device, predicted, gang,
+                                                     predicted_from)], files)
+        return started
+
+    def start_attempts(self, new: list[NewAttempt], files: Any) -> list[tuple[int, Path, Path]]:
+        """:meth:`start_attempt` for each of ``new``, in one transaction: a
+        round's starts cost one commit, not one each. Their processes start
+        after it, and :meth:`attempts_started` records them, again together."""
+        out = []
         with self.transaction(rows_kept=True) as db:
-            db.execute("UPDATE tasks SET state='running', device=?, gang=?, attempts=? WHERE id=?",
-                       (device, mates, task.attempts + 1, task.id))
-            attempt = int(db.execute(
-                "INSERT INTO attempts (task, device, gang, started, predicted, predicted_from) "
-                "VALUES (?,?,?,?,?,?)",
-                (task.id, device, mates, time.time(), predicted, predicted_from)).lastrowid or 0)
-            log, exit_file = files(attempt)
-            db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
-                       (str(log), str(exit_file), attempt))
-        self._patch_row(task.id, status=TaskStatus.RUNNING, device=device, gang=tuple(gang),
-                        attempts=task.attempts + 1)
-        return attempt, log, exit_file
+            now = time.time()
+            for a in new:
+                mates = ",".join(map(str, a.gang)) or None
+                db.execute("UPDATE tasks SET state='running', device=?, gang=?, attempts=? "
+                           "WHERE id=?", (a.device, mates, a.task.attempts + 1, a.task.id))
+                attempt = int(db.execute(
+                    "INSERT INTO attempts (task, device, gang, started, predicted, "
+                    "predicted_from) VALUES (?,?,?,?,?,?)",
+                    (a.task.id, a.device, mates, now, a.predicted, a.predicted_from)
+                ).lastrowid or 0)
+                log, exit_file = files(attempt)
+                db.execute("UPDATE attempts SET log=?, exit_file=? WHERE id=?",
+                           (str(log), str(exit_file), attempt))
+                out.append((attempt, log, exit_file))
+        for a in new:
+            self._patch_row(a.task.id, status=TaskStatus.RUNNING, device=a.device,
+                            gang=tuple(a.gang), attempts=a.task.attempts + 1)
+        return out
 
     def attempt_started(self, attempt: int, task: StoredTask, device: int | None,
-                        pid: int | None) -> None:
-        """Record the process of a started attempt."""
+                        pid: int | None, started: float | None = None) -> None:
+        """Record the process of a started attempt (and when it started, if
+        later than the attempt was committed)."""
+        self.attempts_started([(attempt, task, device, pid, started)])
+
+    def attempts_started(self, launched: Sequence[tuple[int, StoredTask, int | None,
+                                                        int | None, float | None]]) -> None:
+        """Record each ``(attempt, task, device, pid, started)`` in one
+        transaction; ``started`` (None: keep the commit's time) is when its
+        process was launched, which a round of many starts puts later than
+        the commit."""
         with self.transaction(rows_kept=True) as db:
-            db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt))
-            self.event("started", task.job, task.id, json.dumps({"device": device, "pid": pid}))
+            for attempt, task, device, pid, started in launched:
+                if started is None:
+                    db.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt))
+                else:
+                    db.execute("UPDATE attempts SET pid=?, started=? WHERE id=?",
+                               (pid, started, attempt))
+                self.event("started", task.job, task.id, json.dumps({"device": device, "pid": pid}))
 
     def task_spec(self, task: int) -> dict[str, Any]:
         """A task's stored specification (its :class:`Task` fields)."""
