@@ -186,6 +186,12 @@ def _pool_columns(pool: Pool) -> tuple[list[tuple[str, float, float]], list[tupl
     return hit[1], hit[2]
 
 
+def pool_speeds(pool: Pool) -> list[tuple[float, float]]:
+    """Each device's nominal (compute, memory) speed, indexed by a task's
+    kind (0 compute, 1 memory): computed once per pool."""
+    return _pool_columns(pool)[1]
+
+
 def clock_ratios(view: ClusterView) -> list[float]:
     """Each device's clock ratio as :func:`expected_runtime` reads it (1 where unknown)."""
     # clock_ratio, inline: a property call per device adds up on a wide pool

@@ -51,7 +51,13 @@ from itertools import chain
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
-from rlsched.schedulers.base import Scheduler, clock_ratios, expected_runtime, runtimes
+from rlsched.schedulers.base import (
+    Scheduler,
+    clock_ratios,
+    expected_runtime,
+    pool_speeds,
+    runtimes,
+)
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import EVERY_KIND, ClusterView, Placement
 
@@ -87,6 +93,9 @@ class ShareScheduler(Scheduler):
         self.probe = probe
         self.gang_patience = gang_patience
         self._ready = ReadyByJob()
+        self._fastest_pool: object = None
+        self._fastest_clocks: tuple[float, ...] = ()
+        self._fastest_speeds: list[float] = []
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         devices = view.devices
@@ -97,16 +106,7 @@ class ShareScheduler(Scheduler):
         # estimate still holds its device, so it counts as about to end
         clocks = clock_ratios(view)
         runtime = runtimes(view, clocks)
-        until_free = [0.0] * len(devices)
-        now = view.time
-        for r in view.running:
-            on = r.device
-            if on >= 0:  # max(until_free, left, 1.0), without the call
-                left = r.start + runtime(r.task, on) - now
-                u = until_free[on]
-                if left > u:
-                    u = left
-                until_free[on] = u if u > 1.0 else 1.0
+        until_free = _until_free(view, clocks, runtime)
         busy_for = list(until_free)
         out: list[Placement] = []
         waiting: list[int] = []
@@ -117,6 +117,15 @@ class ShareScheduler(Scheduler):
         def longest_first(t: int) -> tuple[float, int]:
             return -work[t], t
 
+        gangs = view.table.has_gangs
+        if not gangs and (0 not in count or  # (a device with a task is never idle)
+                          not any(c == 0 and u == 0.0 for c, u in zip(count, until_free))):
+            # no device is idle: the first pass would stop at its first task,
+            # and only the sharing pass can place, in the same order; its
+            # jobs are sorted once the ones with no task short enough are out
+            self._share(view, [], [], list(ready.job_ids()), longest_first, out, free, count,
+                        busy_for, runtime, clocks, None, [])
+            return out
         # the ready tasks in runs (a job's, or those of jobs with equal remaining
         # work), read lazily in the order sorted(view.ready, key=lambda t:
         # (job_remaining[job_of[t]], -predicted[t], t)) gives: the decision
@@ -124,7 +133,6 @@ class ShareScheduler(Scheduler):
         jobs = ready.jobs(remaining)
         at, n_jobs = 0, len(jobs)
         reservation = None
-        gangs = view.table.has_gangs
         started: set[int] = set()
         if gangs:
             reservation = self._gangs_first(view, out, free, count, until_free)
@@ -280,11 +288,8 @@ class ShareScheduler(Scheduler):
         open_devices = [d for d in range(len(count)) if 0 < count[d] < max_share]
         if not open_devices:
             return  # no busy device takes one more task: nothing can share
-        open_busy = [busy_for[d] for d in open_devices]
-        ceiling = self.ratio * max(open_busy) * (1.0 + 1e-9)
-        models = [d.model for d in view.pool.devices]
-        fastest = [max([c * m.compute_speed for c, m in zip(clocks, models)]),
-                   max([c * m.memory_speed for c, m in zip(clocks, models)])]
+        ceiling = self.ratio * max([busy_for[d] for d in open_devices]) * (1.0 + 1e-9)
+        fastest = self._fastest(view, clocks)
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
         # a run is sorted longest first: the tasks short enough anywhere are its tail
@@ -313,15 +318,29 @@ class ShareScheduler(Scheduler):
                 if count[d] == max_share:
                     open_devices.remove(d)
 
+    def _fastest(self, view: ClusterView, clocks: list[float]) -> list[float]:
+        """The fastest device's compute and memory speed, clocks included:
+        kept while the pool and its clocks stay the same."""
+        key = tuple(clocks)
+        if view.pool is not self._fastest_pool or key != self._fastest_clocks:
+            models = [d.model for d in view.pool.devices]
+            self._fastest_pool, self._fastest_clocks = view.pool, key
+            self._fastest_speeds = [max([c * m.compute_speed for c, m in zip(clocks, models)]),
+                                    max([c * m.memory_speed for c, m in zip(clocks, models)])]
+        return self._fastest_speeds
+
     def _short_enough(self, view: ClusterView, jobs: list[int],
                       run_order: Callable[[int], tuple[float, int]], bound: float,
                       pruned: bool) -> Iterator[int]:
-        """The ready tasks of ``jobs``' runs, in order, leaving out (where
-        ``pruned``) those predicted above ``bound`` reference-seconds, which
-        no device would take: a job whose shortest ready task is longer is
-        left out whole (its tasks would only be dropped from a run it shared
-        with a job of equal remaining work), and a run, sorted longest first,
-        is cut to its tail by bisection."""
+        """The ready tasks of ``jobs``' runs, in order of their jobs'
+        remaining work (``jobs`` in the ready set's order where ties are
+        left), leaving out (where ``pruned``) those predicted above ``bound``
+        reference-seconds, which no device would take: a job whose shortest
+        ready task is longer is left out whole (its tasks would only be
+        dropped from a run it shared with a job of equal remaining work), and
+        a run, sorted longest first, is cut to its tail by bisection. The
+        jobs are sorted after that cut (a stable sort: the order the cut
+        leaves of a sorted list), so a decision that places nothing sorts none."""
         ready, remaining, work = self._ready, view.job_remaining, view.predicted
 
         def minus_work(t: int) -> float:
@@ -330,6 +349,7 @@ class ShareScheduler(Scheduler):
         if pruned:
             least = ready.least(work)
             jobs = [j for j in jobs if least[j] <= bound]
+        jobs.sort(key=remaining.__getitem__)
         at, n = 0, len(jobs)
         while at < n:
             run, at = ready.run(jobs, at, remaining, run_order)
@@ -396,3 +416,33 @@ class ShareScheduler(Scheduler):
             if best is None or finish < best_finish:
                 best, best_finish = d, finish
         return best
+
+
+def _until_free(view: ClusterView, clocks: list[float],
+                runtime: Callable[[int, int], float]) -> list[float]:
+    """Seconds until each device is next free by what runs there (0: nothing
+    does; at least 1 where something does: a task past its estimate still
+    holds its device, so it counts as about to end)."""
+    until_free = [0.0] * len(view.devices)
+    now = view.time
+    if view.table.speeds is None:  # runtime(task, device)'s operations, without the call
+        speeds, predicted, kinds = pool_speeds(view.pool), view.predicted, view.table.kind
+        for r in view.running:
+            on = r.device
+            if on >= 0:  # max(until_free, left, 1.0), without the call
+                t = r.task
+                left = r.start + predicted[t] / speeds[on][kinds[t]] / clocks[on] - now
+                u = until_free[on]
+                if left > u:
+                    u = left
+                until_free[on] = u if u > 1.0 else 1.0
+        return until_free
+    for r in view.running:
+        on = r.device
+        if on >= 0:
+            left = r.start + runtime(r.task, on) - now
+            u = until_free[on]
+            if left > u:
+                u = left
+            until_free[on] = u if u > 1.0 else 1.0
+    return until_free
