@@ -416,6 +416,9 @@ def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
                     "GPU it was given (CUDA_VISIBLE_DEVICES), so placement matters as on real\n"
                     "cards. Peers run plain and fed in estimate order; peers not installed are\n"
                     "left out (apt-get install task-spooler; pip install 'rlsched[peers]').\n"
+                    "Each cell also gets the ideal: a schedule with the true runtimes and no\n"
+                    "dispatch cost (least remaining work first, each task where it finishes\n"
+                    "first), the floor no scheduler, learned or not, gets below.\n"
                     "Prints a table, and JSON to --json; --plot DIR draws average JCT per cell.\n"
                     "pools: fake:4, mixed; streams: independent, pipelines, repeats;\n"
                     "estimates: noisy, none",
@@ -1019,7 +1022,9 @@ def _bench_peers(args: argparse.Namespace) -> int:
     for cell in doc["cells"]:
         print(f"{cell['pool']} {cell['stream']} ({cell['estimates']}): rlsched {doc['default']} / "
               f"best peer {cell['default_over_best_peer']}, / task-spooler sorted "
-              f"{cell['default_over_task_spooler_sorted']}")
+              f"{cell['default_over_task_spooler_sorted']} (ideal / best peer "
+              f"{cell['ideal_over_best_peer']}, / task-spooler sorted "
+              f"{cell['ideal_over_task_spooler_sorted']})")
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1))
     if args.plot:

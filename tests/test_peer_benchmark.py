@@ -14,6 +14,7 @@ from rlsched.live.peer_benchmark import (
     POOLS,
     StubJob,
     StubTask,
+    ideal_avg_jct,
     make_stream,
     read_log,
     run_cell,
@@ -60,6 +61,25 @@ def test_the_figures_of_a_run():
     assert doc["first_start_s"] == pytest.approx(0.5)
     assert doc["median_gap_ms"] == pytest.approx(10.0)  # a's end to b's start
     assert "error" in summarise(rows[:2], began=9.5, n_tasks=3)
+
+
+def _job(name, *works):
+    return StubJob(name, tuple(StubTask(f"s{i}", w, None, (f"s{i - 1}",) if i else ())
+                               for i, w in enumerate(works)))
+
+
+def test_the_ideal_runs_the_least_remaining_work_first_and_waits_for_a_gpu_that_finishes_sooner():
+    # two GPUs of one speed: the two short jobs first, the long one after
+    assert ideal_avg_jct([_job("a", 3.0), _job("b", 1.0), _job("c", 1.0)], (1.0, 1.0)) == \
+        pytest.approx((1.0 + 1.0 + 4.0) / 3)
+    # a slow GPU three times slower: the second job waits for the fast one (2 s, not 3 s)
+    assert ideal_avg_jct([_job("a", 1.0), _job("b", 1.0)], (1.0, 1 / 3)) == pytest.approx(1.5)
+    # a pipeline's stages run one after the other, however many GPUs are free
+    assert ideal_avg_jct([_job("p", 1.0, 1.0)], (1.0, 1.0)) == pytest.approx(2.0)
+    # a job's order is all its remaining work, not its next stage's: the 1.6 s job
+    # goes before a pipeline of two 1 s stages
+    assert ideal_avg_jct([_job("p", 1.0, 1.0), _job("q", 1.6)], (1.0,)) == \
+        pytest.approx((1.6 + 3.6) / 2)
 
 
 def test_rlsched_runs_a_small_stream_live_and_every_task_is_counted():

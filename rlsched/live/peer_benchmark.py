@@ -197,6 +197,46 @@ def summarise(rows: list[tuple[str, int, float, float]], began: float, n_tasks: 
             "median_gap_ms": round(float(np.median(gaps)) * 1000, 2) if gaps else None}
 
 
+def ideal_avg_jct(jobs: list[StubJob], speeds: tuple[float, ...]) -> float:
+    """Average JCT of a schedule that knows every true runtime and pays
+    nothing to dispatch: what each system is read against, and the floor of
+    any target set for one. Not a proven optimum, but a strong schedule:
+    whenever a stub ends (and at the start), the ready tasks are taken in
+    order of their job's true remaining work, least first, and each goes to
+    the GPU where it would finish first; where that GPU is busy, the task
+    waits for it, and the GPU is held for it while the next tasks choose.
+    Every job is queued at time 0, as in the benchmark."""
+    import heapq
+
+    stage = [0] * len(jobs)
+    left = [sum(t.work for t in j.tasks) for j in jobs]
+    ready = set(range(len(jobs)))  # a job's next stage is ready (a stream's jobs are chains)
+    free_at = [0.0] * len(speeds)
+    ends: list[tuple[float, int, int]] = []  # (end, device, job)
+    jct = [0.0] * len(jobs)
+    now = 0.0
+    while ready or ends:
+        holds = list(free_at)
+        for j in sorted(ready, key=lambda j: (left[j], j)):
+            work = jobs[j].tasks[stage[j]].work
+            d = min(range(len(speeds)),
+                    key=lambda d: (max(holds[d], now) + work / speeds[d], d))
+            finish = max(holds[d], now) + work / speeds[d]
+            holds[d] = finish
+            if free_at[d] <= now:  # idle: it starts
+                free_at[d] = finish
+                ready.discard(j)
+                heapq.heappush(ends, (finish, d, j))
+        now, _, j = heapq.heappop(ends)
+        left[j] -= jobs[j].tasks[stage[j]].work
+        stage[j] += 1
+        if stage[j] < len(jobs[j].tasks):
+            ready.add(j)
+        else:
+            jct[j] = now
+    return sum(jct) / len(jct)
+
+
 # ------------------------------------------------------------------ systems
 def _wait_for(directory: Path, n_tasks: int, deadline: float) -> None:
     while len(read_log(directory)) < n_tasks and time.time() < deadline:
@@ -331,19 +371,26 @@ def run_cell(pool: str, stream: str, estimates: str, seed: int, schedulers: tupl
                 figures = {"error": f"{type(e).__name__}: {e}"}
         runs.append({"system": system, "variant": variant, **figures})
     return {"pool": pool, "stream": stream, "estimates": estimates, "seed": seed,
-            "tasks": n_tasks, "runs": runs}
+            "tasks": n_tasks, "ideal_avg_jct_s": round(ideal_avg_jct(jobs, speeds), 3),
+            "runs": runs}
 
 
 def ratios(cell: dict[str, Any], default: str) -> dict[str, float | None]:
     """rlsched's ``default`` scheduler against the best peer variant, and
-    against task-spooler fed in estimate order, on average JCT."""
+    against task-spooler fed in estimate order, on average JCT; and the
+    ideal schedule (:func:`ideal_avg_jct`) against the same two."""
     jct = {(r["system"], r["variant"]): r.get("avg_jct_s") for r in cell["runs"]}
     ours = jct.get((f"rlsched {default}", ""))
     peers = [v for (s, _), v in jct.items() if not s.startswith("rlsched") and v]
     sorted_ts = jct.get(("task-spooler", "sorted"))
+    ideal = cell.get("ideal_avg_jct_s")
     return {"default_over_best_peer": round(ours / min(peers), 3) if ours and peers else None,
             "default_over_task_spooler_sorted":
-                round(ours / sorted_ts, 3) if ours and sorted_ts else None}
+                round(ours / sorted_ts, 3) if ours and sorted_ts else None,
+            # the least any scheduler could reach against them: a target below is out of reach
+            "ideal_over_best_peer": round(ideal / min(peers), 3) if ideal and peers else None,
+            "ideal_over_task_spooler_sorted":
+                round(ideal / sorted_ts, 3) if ideal and sorted_ts else None}
 
 
 def compile_rlsched() -> None:
@@ -379,6 +426,9 @@ def rows(doc: dict[str, Any]) -> Iterator[tuple[str, ...]]:
         for r in cell["runs"]:
             yield (label, r["system"], r["variant"], _fmt(r, "avg_jct_s"), _fmt(r, "makespan_s"),
                    _fmt(r, "first_start_s", 3), _fmt(r, "median_gap_ms", 1), r.get("error", ""))
+        if cell.get("ideal_avg_jct_s") is not None:
+            yield (label, "ideal", "exact runtimes, no dispatch cost",
+                   _fmt(cell, "ideal_avg_jct_s"), "", "", "", "")
 
 
 def _fmt(run: dict[str, Any], key: str, digits: int = 2) -> str:
@@ -401,6 +451,10 @@ def plot(doc: dict[str, Any], directory: Path) -> Path:
         colours = ["#888888" if not r["system"].startswith("rlsched") else "#1f77b4" for r in runs]
         ax.barh(labels, [r["avg_jct_s"] for r in runs], color=colours)
         ax.invert_yaxis()
+        if cell.get("ideal_avg_jct_s") is not None:
+            ax.axvline(cell["ideal_avg_jct_s"], color="black", linestyle="--", linewidth=1,
+                       label="ideal (exact runtimes,\nno dispatch cost)")
+            ax.legend(fontsize=7, loc="lower right")
         ax.set_title(f"{cell['pool']}, {cell['stream']}\n({cell['estimates']} estimates, "
                      f"seed {cell['seed']})", fontsize=9)
         ax.set_xlabel("average JCT (s)")
