@@ -28,6 +28,26 @@ def checkpoint_path(spec: str) -> Path:
                      f"{'' if '/' in spec else f' and {shipped}'}; rl:default is the shipped one)")
 
 
+def trained_workloads(spec: str) -> list[str]:
+    """The workload SPECs the checkpoint ``rl:SPEC`` trained on, from its
+    card: every kind's (its config's top-level workload where it has no
+    kinds)."""
+    import json
+
+    path = checkpoint_path(spec)
+    card = path.with_suffix(".json")
+    try:
+        doc = json.loads(card.read_text())
+        config = doc["config"]
+        kinds = config.get("kinds") or [{}]
+        return sorted({k.get("workload", config["workload"]) for k in kinds})
+    except OSError:
+        raise InputError(str(path), f"has no card {card.name} beside it") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(str(card), f"corrupt checkpoint card: no training workloads ({e})"
+                         ) from None
+
+
 def _load(spec: str):
     from agents.scheduler import RLScheduler
 

@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 EVALUATE_EPILOG = """\
 workload SPECs:
-  wfcommons:PATH            WfCommons WfFormat JSON file or directory (measured runtimes)
+  wfcommons:PATH            WfCommons WfFormat JSON file or directory (measured runtimes);
+                            PATH?family=montage,blast keeps those families, ?exclude=... the rest
   stg:PATH                  Standard Task Graph Set .stg file or directory (with optima)
   jobs:PATH                 job-file YAML or directory (see the README)
   synthetic:NAME[?k=v&...]  generator: layered (tasks, width, regularity, density, jump),
@@ -59,6 +60,10 @@ examples:
       --seeds 5 --seed-offset 1000 --workers 0 --plot results/
   rlsched evaluate --workload wfcommons:workloads/wfcommons --pool preset:workstation-4 \\
       --scheduler sjf,share,las,oracle:share --arrivals poisson --estimates none
+  rlsched evaluate --workload wfcommons:workloads/wfcommons --workload synthetic:pipeline \\
+      --pool preset:workstation-4 --arrivals poisson --perturb all --seeds 5 \\
+      --seed-offset 2000 --scheduler fifo,sjf,tetris,heft,share,rl:default,oracle:share \\
+      --holdout-report    # family by family: the policy on what it never trained on
 """
 
 
@@ -145,6 +150,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", metavar="PATH", help="write every result and the summary as JSON")
     ev.add_argument("--plot", metavar="DIR", help="write gantt.png and comparison.png here "
                     "(and convergence.png for ga and sa)")
+    ev.add_argument("--holdout-report", action="store_true",
+                    help="the leave-family-out table: each family of the workloads (each "
+                         "WfCommons family, each generator, STG, Gavel) evaluated on its own, "
+                         "the one rl:PATH of --scheduler against the best other scheduler "
+                         "there, with the paired interval; families its card says it trained "
+                         "on are marked and left out of the mean (an oracle:NAME among the "
+                         "schedulers adds the share of the gap to it the policy closes)")
     ev.set_defaults(run=_evaluate)
 
 
@@ -858,6 +870,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     schedulers = [s.strip() for s in args.scheduler.split(",") if s.strip()]
     _uses_rl(schedulers)
+    if args.holdout_report:
+        return _holdout_report(args, schedulers, err)
     with _episode_bar(err, "evaluating") as progress:
         ev = evaluate(args.workload, args.pool, schedulers, arrivals=args.arrivals,
                       load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
@@ -876,6 +890,65 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         for p in write_plots(ev, args.plot):
             err.print(f"wrote {p}")
+    return 0
+
+
+def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int:
+    """``evaluate --holdout-report``: see :mod:`rlsched.evaluation.holdout`."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rlsched.evaluation.evaluate import evaluate
+    from rlsched.evaluation.holdout import holdout_report
+
+    policies = [s for s in schedulers if s.startswith("rl:")]
+    if len(policies) != 1 or len(schedulers) < 2:
+        raise InputError("--holdout-report", "give one learned policy (rl:PATH) and the "
+                         "schedulers to compare it with in --scheduler")
+    if args.plot:
+        raise InputError("--holdout-report", "draws no plots (use --json)")
+    from agents import trained_workloads
+
+    trained = trained_workloads(policies[0].removeprefix("rl:"))
+    with _episode_bar(err, "families") as progress:
+        def run(spec: str):
+            return evaluate([spec], args.pool, schedulers, arrivals=args.arrivals,
+                            load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
+                            perturb=args.perturb, estimates=args.estimates,
+                            search_budget=args.search_budget,
+                            search_evaluations=args.search_evaluations, progress=progress,
+                            workers=args.workers)
+        doc = holdout_report(args.workload, policies[0], trained, run)
+    doc["config"] = {"pool": args.pool, "arrivals": args.arrivals, "load": args.load,
+                     "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
+                     "perturb": args.perturb, "estimates": args.estimates,
+                     "schedulers": schedulers}
+    table = Table(title=f"{policies[0]} family by family on {args.pool} ({args.arrivals}"
+                        f"{' at load ' + str(args.load) if args.arrivals == 'poisson' else ''}, "
+                        f"seeds {args.seed_offset}..{args.seed_offset + args.seeds - 1}, "
+                        f"perturb={args.perturb}, estimates={args.estimates})",
+                  title_justify="left")
+    for col in ("family", "", "episodes", "policy avg JCT", "best other", "its avg JCT",
+                "policy / best (95% CI)", "gap to bound closed"):
+        table.add_column(col, justify="left" if col in ("family", "", "best other") else "right")
+    for r in doc["families"]:
+        ratio = "—" if r.get("ratio") is None else \
+            f"{r['ratio']:.3f} ({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})"
+        closed = "" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}"
+        table.add_row(r["family"], "held out" if r["held_out"] else "trained on",
+                      str(r["episodes"]), f"{r['policy_avg_jct']:,.1f}", r.get("best", ""),
+                      f"{r['best_avg_jct']:,.1f}" if "best_avg_jct" in r else "", ratio, closed)
+    Console(width=max(Console().width, 120)).print(table)
+    mean = doc["mean_ratio_held_out"]
+    print(f"held-out families: {doc['held_out_families']}; mean policy / best: "
+          + ("—" if mean is None else f"{mean:.3f}")
+          + ("" if doc["mean_gap_closed_held_out"] is None else
+             f"; mean gap to the bound closed: {doc['mean_gap_closed_held_out']:.0%}"))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1))
+        err.print(f"wrote {path}")
     return 0
 
 

@@ -10,7 +10,9 @@ total size of the files the parent writes and the child reads. GPU attributes
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from rlsched.errors import InputError
 from rlsched.sources._io import files_in, read_json
@@ -21,10 +23,49 @@ from rlsched.workload import Instance, Job, Task, validate_job
 _INSTANCE_NUMBER = re.compile(r"_(ID)?[0-9]+$")
 
 
-def load_wfcommons(path: str | Path) -> list[Instance]:
-    """One instance (one job) per WfFormat JSON file under ``path``."""
+def family_of(path: str | Path) -> str:
+    """The workflow family a WfCommons instance file belongs to, the first
+    word of its name as WfInstances names them (``montage`` for
+    ``montage-chameleon-2mass-01d-001.json``, ``bacass`` for an nf-core
+    ``bacass-dirt02-001.json``): what a leave-family-out evaluation holds out."""
+    return Path(path).name.split("-", 1)[0].lower()
+
+
+def families(path: str | Path) -> list[str]:
+    """The families of the WfFormat files under ``path``, sorted."""
     source = f"wfcommons:{path}"
-    return [_load_file(p) for p in files_in(Path(path), (".json",), source)]
+    return sorted({family_of(p) for p in files_in(Path(path), (".json",), source)})
+
+
+def load_wfcommons(spec: str | Path) -> list[Instance]:
+    """One instance (one job) per WfFormat JSON file under ``PATH``, where
+    ``spec`` is ``PATH``, ``PATH?family=A,B`` (only those families) or
+    ``PATH?exclude=A,B`` (all but those): see :func:`family_of`."""
+    path, keep = _family_filter(str(spec))
+    source = f"wfcommons:{spec}"
+    found = [p for p in files_in(Path(path), (".json",), source) if keep(family_of(p))]
+    if not found:
+        raise InputError(source, f"no WfFormat file of those families in {path} (its families: "
+                         f"{', '.join(families(path))})")
+    return [_load_file(p) for p in found]
+
+
+def _family_filter(spec: str) -> tuple[str, Callable[[str], bool]]:
+    """``PATH`` and which families it keeps, from ``PATH[?family=..|?exclude=..]``."""
+    path, _, query = spec.partition("?")
+    if not query:
+        return path, lambda family: True
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = set(params) - {"family", "exclude"}
+    if unknown or len(params) != 1:
+        raise InputError(f"wfcommons:{spec}", "filter by family=A,B or by exclude=A,B (one of them)")
+    (key, value), = params.items()
+    names = {n.strip().lower() for n in value.split(",") if n.strip()}
+    if not names:
+        raise InputError(f"wfcommons:{spec}", f"{key}= names no family")
+    if key == "family":
+        return path, names.__contains__
+    return path, lambda family: family not in names
 
 
 def _load_file(path: Path) -> Instance:

@@ -1,0 +1,136 @@
+"""The leave-family-out table: a learned policy against the best heuristic,
+family by family, on the families it never trained on.
+
+A policy that is only good on the workflows it trained on has learnt those
+workflows, not scheduling. So a workload is split into *families*: each
+WfCommons workflow family (``montage``, ``epigenomics``, ... — see
+:func:`rlsched.sources.wfcommons.family_of`), each synthetic generator, the
+STG set, Gavel's traces, a job file. Each family is evaluated on its own
+(its instances alone, in the run's arrivals and seeds), and the policy's
+average JCT is read against the best non-learned scheduler's there, with the
+paired interval :meth:`Evaluation.versus_best_non_learned` gives. The
+families the policy trained on (its checkpoint's card names them) are shown
+but kept out of the mean: a result that holds only there is not a result.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from rlsched.evaluation.evaluate import Evaluation
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family of a workload: its ``name`` (``montage``,
+    ``synthetic:pipeline``, ``stg``, ``gavel``) and the workload SPEC of its
+    instances alone."""
+
+    name: str
+    spec: str
+
+
+def split_families(spec: str) -> list[Family]:
+    """The families of workload ``spec``: one per WfCommons family found
+    under its path (those its filter keeps), else the SPEC as one family."""
+    prefix, _, rest = spec.partition(":")
+    if prefix == "wfcommons":
+        from rlsched.sources.wfcommons import families
+
+        path, _, query = rest.partition("?")
+        keep = _keeps(query)
+        return [Family(f, f"wfcommons:{path}?family={f}") for f in families(path) if keep(f)]
+    return [Family(family_name(spec), spec)]
+
+
+def family_name(spec: str) -> str:
+    """The family a non-WfCommons workload SPEC is: its generator
+    (``synthetic:NAME``), ``stg``, ``gavel``, or the SPEC itself."""
+    prefix, _, rest = spec.partition(":")
+    if prefix == "synthetic":
+        return f"synthetic:{rest.partition('?')[0]}"
+    if prefix == "stg":
+        return "stg"
+    if prefix == "trace":
+        return rest.partition(":")[0]
+    return spec
+
+
+def trained_on(family: Family, trained: Iterable[str]) -> bool:
+    """Whether any workload SPEC of ``trained`` (a checkpoint's training
+    workloads) holds instances of ``family``: a WfCommons SPEC whose filter
+    keeps that family (wherever its files lie: a family is a kind of
+    workflow, not a folder), or the same generator, STG, trace format or
+    job file."""
+    for spec in trained:
+        prefix, _, rest = spec.partition(":")
+        if family.spec.startswith("wfcommons:"):
+            if prefix == "wfcommons" and _keeps(rest.partition("?")[2])(family.name):
+                return True
+        elif prefix != "wfcommons" and family_name(spec) == family.name:
+            return True
+    return False
+
+
+def _keeps(query: str) -> Callable[[str], bool]:
+    """Which families a WfCommons SPEC's query (``family=A,B``,
+    ``exclude=A,B`` or none) keeps (the loader checks its form)."""
+    params = dict(parse_qsl(query))
+    if "family" in params:
+        return {n.strip().lower() for n in params["family"].split(",")}.__contains__
+    if "exclude" in params:
+        out = {n.strip().lower() for n in params["exclude"].split(",")}
+        return lambda family: family not in out
+    return lambda family: True
+
+
+def family_row(family: Family, held_out: bool, ev: Evaluation, policy: str) -> dict[str, Any]:
+    """One row of the table from the evaluation of one family: the policy's
+    average JCT, the best non-learned scheduler's, their ratio and its paired
+    95% interval, and where the run has a bound (``oracle:NAME``), the bound
+    and the fraction of the gap from the best heuristic to it that the
+    policy closes (1: all of it; negative: it widened the gap)."""
+    summary = ev.summary()
+    versus = ev.versus_best_non_learned().get(policy, {}).get("avg_jct")
+    bounds = [name for name, s in summary.items() if s["bound"]]
+    row: dict[str, Any] = {"family": family.name, "workload": family.spec, "held_out": held_out,
+                           "episodes": summary[policy]["episodes"],
+                           "policy_avg_jct": summary[policy]["avg_jct"]}
+    if versus is not None:
+        best = float(summary[versus["against"]]["avg_jct"] or 0.0)
+        row.update(best=versus["against"], best_avg_jct=best, ratio=versus["ratio"],
+                   ci95=versus["ci95"])
+        if bounds:
+            bound = min(bounds, key=lambda n: float(summary[n]["avg_jct"] or 0.0))
+            floor = float(summary[bound]["avg_jct"] or 0.0)
+            row.update(bound=bound, bound_avg_jct=floor,
+                       gap_closed=(best - row["policy_avg_jct"]) / (best - floor)
+                       if best > floor else None)
+    return row
+
+
+def holdout_report(workload_specs: list[str], policy: str, trained: list[str],
+                   run: Callable[[str], Evaluation],
+                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The table over every family of ``workload_specs``: ``run(spec)``
+    evaluates one family's SPEC with the run's schedulers (``policy``, the
+    ``rl:`` one, among them); ``trained`` are the workloads the policy
+    trained on. The mean ratio (and gap closed) is over the held-out
+    families only."""
+    rows = []
+    for spec in workload_specs:
+        for family in split_families(spec):
+            held_out = not trained_on(family, trained)
+            if progress:
+                progress(f"{family.name} ({'held out' if held_out else 'trained on'})")
+            rows.append(family_row(family, held_out, run(family.spec), policy))
+    held = [r for r in rows if r["held_out"] and r.get("ratio") is not None]
+    closed = [r["gap_closed"] for r in held if r.get("gap_closed") is not None]
+    return {"policy": policy, "trained_on": trained, "families": rows,
+            "held_out_families": len(held),
+            "mean_ratio_held_out": statistics.fmean(r["ratio"] for r in held) if held else None,
+            "mean_gap_closed_held_out": statistics.fmean(closed) if closed else None}
