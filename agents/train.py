@@ -42,6 +42,7 @@ step goes back). What a step means depends on the phase:
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -121,6 +122,11 @@ class TrainConfig:
     #: load, perturb, teacher (missing keys: the settings above); empty: one
     #: kind, the settings above
     kinds: list[dict[str, Any]] = field(default_factory=list)
+    #: the kinds validation (and so ``best.zip``) is measured on, as ``kinds``;
+    #: empty: the kinds trained on. Name families the training kinds leave
+    #: out (``wfcommons:DIR?exclude=montage`` to train, ``?family=montage``
+    #: to validate): a policy is chosen by what it never saw
+    validation_kinds: list[dict[str, Any]] = field(default_factory=list)
     validation_seeds: list[int] = field(default_factory=lambda: [500, 501])
     #: at most this many validation episodes per kind and seed (batch kinds
     #: have one per instance)
@@ -152,12 +158,13 @@ class TrainConfig:
                 make_scheduler(cfg.reward_baseline)
             except InputError as e:
                 raise InputError(str(path), f"reward_baseline: {e.problem}") from None
-        for k in cfg.kinds:
-            bad = set(k) - set(KIND_KEYS) if isinstance(k, dict) else {"(not a mapping)"}
-            if bad:
-                raise InputError(str(path), f"kinds: unknown key(s) {', '.join(sorted(bad))} "
-                                 f"(known: {', '.join(KIND_KEYS)})")
-        for kind in cfg.episode_kinds():
+        for setting, listed in (("kinds", cfg.kinds), ("validation_kinds", cfg.validation_kinds)):
+            for k in listed:
+                bad = set(k) - set(KIND_KEYS) if isinstance(k, dict) else {"(not a mapping)"}
+                if bad:
+                    raise InputError(str(path), f"{setting}: unknown key(s) "
+                                     f"{', '.join(sorted(bad))} (known: {', '.join(KIND_KEYS)})")
+        for kind in cfg.episode_kinds() + cfg.validation_episode_kinds():
             EstimateModel.parse(kind.estimates, f"{path}: estimates")
             names = [kind.teacher.removeprefix("lookahead:"), *cfg.heuristics, cfg.reward_baseline]
             if any(n.startswith(ORACLE) for n in names):
@@ -171,6 +178,14 @@ class TrainConfig:
         where ``kinds`` is empty)."""
         base = {k: getattr(self, k) for k in KIND_KEYS if k not in ("repeat", "anchor")}
         return [Kind(**{**base, **k}) for k in (self.kinds or [{}])]
+
+    def validation_episode_kinds(self) -> list[Kind]:
+        """The kinds validated on: ``validation_kinds`` (missing keys: the
+        settings above), else the kinds trained on."""
+        if not self.validation_kinds:
+            return self.episode_kinds()
+        base = {k: getattr(self, k) for k in KIND_KEYS if k not in ("repeat", "anchor")}
+        return [Kind(**{**base, **k}) for k in self.validation_kinds]
 
 
 KIND_KEYS = ("workload", "pool", "arrivals", "load", "perturb", "estimates", "teacher", "repeat",
@@ -197,6 +212,12 @@ class Kind:
     @property
     def label(self) -> str:
         return f"{self.workload} on {self.pool} ({self.arrivals})"
+
+    @property
+    def tag(self) -> str:
+        """The label as a TensorBoard tag's last part (``wfcommons_workloads_wfcommons_family_
+        montage_on_identical_8_poisson``): letters, digits and underscores."""
+        return re.sub(r"[^A-Za-z0-9]+", "_", self.label).strip("_")
 
 
 def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None,
@@ -478,7 +499,7 @@ class Validator:
     against the heuristics: per kind, the ratio to the best heuristic there."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.kinds = cfg.episode_kinds()
+        self.kinds = cfg.validation_episode_kinds()
         self.plans = []
         for kind in self.kinds:
             pool = resolve_pool(kind.pool)
@@ -520,8 +541,11 @@ def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
         "encoder_version": ENCODER_VERSION,
         "maxima": {"tasks": cfg.max_tasks, "ready": cfg.max_ready, "devices": cfg.max_devices,
                    "edges": cfg.max_edges},
-        "policy": cfg.policy, "config": asdict(cfg), "pools": [cfg.pool],
-        "workloads": [cfg.workload], "steps": steps, "evaluation": evaluation,
+        "policy": cfg.policy, "config": asdict(cfg),
+        "pools": sorted({k.pool for k in cfg.episode_kinds()}),
+        "workloads": sorted({k.workload for k in cfg.episode_kinds()}),
+        "validation_workloads": sorted({k.workload for k in cfg.validation_episode_kinds()}),
+        "steps": steps, "evaluation": evaluation,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     card_path(path).write_text(json.dumps(card, indent=1))
@@ -604,6 +628,10 @@ class ValidationCallback(BaseCallback):
               "kinds": result["kinds"], "validation_seeds": self.cfg.validation_seeds}
         model.logger.record("charts/val_avg_jct", result["avg_jct"])
         model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
+        for kind, scored in zip(self.validator.kinds, result["kinds"]):
+            # one curve per validation kind (per held-out family, where they are)
+            model.logger.record(f"charts/val_ratio_to_best_heuristic/{kind.tag}",
+                                scored["ratio"])
         model.logger.dump(at)
         if result["ratio"] < self.best_ratio:
             self.best_ratio = result["ratio"]

@@ -38,13 +38,22 @@ def test_the_quick_config_trains_logs_and_saves(trained):
     scalars = set(events.Tags()["scalars"])
     assert {"charts/val_avg_jct", "charts/val_ratio_to_best_heuristic",
             "charts/bc_loss", "charts/dagger_ratio", "charts/episode_jct_over_baseline"} <= scalars
-    # validated on every kind of episode it trained on
-    assert [k["kind"] for k in final["kinds"]] == [k.label for k in cfg.episode_kinds()]
+    # validated on the kinds its config names: those it trained on and one held out,
+    # each with a curve of its own
+    validated = cfg.validation_episode_kinds()
+    assert [k["kind"] for k in final["kinds"]] == [k.label for k in validated]
+    assert "synthetic:pipeline?jobs=3" not in {k.workload for k in cfg.episode_kinds()}
+    assert {f"charts/val_ratio_to_best_heuristic/{k.tag}" for k in validated} <= scalars
+    assert "charts/val_ratio_to_best_heuristic/synthetic_pipeline_jobs_3_on_preset_" \
+        "workstation_4_poisson" in scalars
     assert any(t.startswith("train/") for t in scalars)
     for name in ("best", "final", "latest", "anchored"):
         card = json.loads((tmp / "checkpoints" / cfg.name / f"{name}.json").read_text())
         assert card["maxima"] == {"tasks": 64, "ready": 16, "devices": 8, "edges": 256}
         assert card["config"]["name"] == "quick" and card["encoder_version"] >= 1
+        assert card["workloads"] == ["stg:workloads/stg/50/rand0000.stg",
+                                     "synthetic:mixed?jobs=4"]
+        assert "synthetic:pipeline?jobs=3" in card["validation_workloads"]
 
 
 def test_best_zip_holds_the_lowest_ratio_validated(trained):
@@ -145,14 +154,16 @@ def test_the_scheduler_only_proposes_valid_placements(trained):
     assert np.isfinite(env.sim.now)
 
 
-def test_a_config_with_an_unknown_kind_key_is_one_line(tmp_path):
+@pytest.mark.parametrize("setting", ["kinds", "validation_kinds"])
+def test_a_config_with_an_unknown_kind_key_is_one_line(tmp_path, setting):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nkinds:\n  - {workload: 'synthetic:sweep', pol: 'identical:2'}\n")
+    bad.write_text(f"name: bad\n{setting}:\n  - {{workload: 'synthetic:sweep', pol: 'identical:2'}}\n")
     proc = subprocess.run([sys.executable, "-m", "rlsched", "train", "--config", str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "pol" in lines[0]
+    assert f"{setting}:" in lines[0]
     assert not (tmp_path / "runs").exists()
 
 
