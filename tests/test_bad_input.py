@@ -150,3 +150,29 @@ def test_an_unknown_pool_for_serve_names_every_kind_serve_takes(tmp_path):
     proc = rlsched("serve", "--pool", "bogus", "--exit-when-idle", state=tmp_path / "state")
     assert_one_line_error(proc, "bogus", "local", "fake:N", "identical:N", "preset:NAME",
                           "file:PATH")
+
+
+def test_a_sub_command_parsed_alone_reads_its_arguments_as_the_whole_parser_does():
+    """main builds only the parser of the sub-command it is given (every
+    command starts faster): each one's help, and so its options, must be
+    what the whole parser has."""
+    import contextlib
+    import io
+
+    import pytest
+
+    from rlsched.cli import _commands, build_parser
+
+    def help_of(parser, name):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        return out.getvalue()
+
+    whole = build_parser()
+    for name in _commands():
+        alone = build_parser(name)
+        assert help_of(alone, name) == help_of(whole, name), name
+        assert alone._subparsers._group_actions[0].choices.keys() == {name}
+    assert build_parser("no-such-command")._subparsers._group_actions[0].choices.keys() == \
+        _commands().keys()
