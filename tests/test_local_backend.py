@@ -96,3 +96,33 @@ def test_a_round_of_starts_records_when_each_process_was_launched(tmp_path, monk
     assert len(rows) == 4 and all(pid for _, pid in rows)
     gaps = [b[0] - a[0] for a, b in zip(rows, rows[1:])]
     assert all(gap >= 0.04 for gap in gaps), gaps
+
+
+def test_each_task_runs_its_own_command_when_a_job_lists_children_first(tmp_path):
+    """A job file may list a task before its parents; the view orders tasks
+    by job arrival and dependencies, so the command started for each view
+    index must be looked up by the task, not by the file's order. Here the
+    child's command fails unless its parent's ran first."""
+    import time
+
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    def job(name, *tasks):
+        return Instance(name, (Job(name, tasks),), source="test")
+
+    store = Store(tmp_path / "state")
+    store.submit([
+        job("late", Task("last", 1.0, gpu_memory=1.0, parents=("first",),
+                         command=f"test -f {tmp_path}/late.first && touch {tmp_path}/late.last"),
+            Task("first", 1.0, gpu_memory=1.0, command=f"touch {tmp_path}/late.first")),
+        job("early", Task("only", 1.0, gpu_memory=1.0, command=f"touch {tmp_path}/early.only"))])
+    daemon = Daemon(store, "fake:2", "fifo")
+    try:
+        deadline = time.time() + 60
+        while daemon.tick() and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        daemon.close()
+    assert {p.name for p in tmp_path.glob("*.*")} >= {"late.first", "late.last", "early.only"}

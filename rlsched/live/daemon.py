@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -48,7 +48,7 @@ class _Round:
     each view index, its workload task, and the CPU-only tasks ready to start."""
 
     stored: dict[int, StoredTask]
-    tasks: dict[int, Task]
+    tasks: Sequence[Task]
     cpu_ready: tuple[int, ...]
     predicted: tuple[float, ...]  # the view's
 
@@ -106,6 +106,7 @@ class Daemon:
         self.misplaced: set[tuple[int, int]] = set()
         self._table_key: tuple = ()
         self._table: WorkloadTable | None = None
+        self._table_tasks: list[Task] = []  # the workload task of each table index
         #: the runtime model of the store's history: every view's predictions
         self.beliefs = LiveBeliefs()
         #: the store's ended attempts of the active jobs, read once a round
@@ -305,8 +306,6 @@ class Daemon:
         tb = self._workload_table(active)
         now = time.time()
         by_index = {i: stored[key] for i, key in enumerate(tb.task_ids)}
-        specs = {(j.name, t.id): t for j in active for t in j.tasks}
-        tasks = {i: specs[key] for i, key in enumerate(tb.task_ids)}
         view_time = now - self.epoch
         state = self._states(tb, by_index)
         running, reserved, count = self._reservations(tb, by_index, now)
@@ -329,7 +328,7 @@ class Daemon:
         view = ClusterView(view_time, tb, self.pool, bytes(state), tuple(ready),
                            tuple(running), devices, job_remaining, tb.n_jobs, predicted, spread,
                            tuple(attained), known_kinds=self.beliefs.model.known_keys)
-        return view, _Round(by_index, tasks, tuple(cpu_ready), predicted)
+        return view, _Round(by_index, self._table_tasks, tuple(cpu_ready), predicted)
 
     def _workload_table(self, active: list[Job]) -> WorkloadTable:
         """The table of the active jobs, rebuilt only when they change."""
@@ -339,6 +338,9 @@ class Daemon:
             # arrivals in the view's time, seconds since this daemon's epoch
             self._table = WorkloadTable.from_jobs(
                 [replace(j, arrival=j.arrival - self.epoch) for j in active])
+            # each index's workload task, kept with the table it indexes
+            specs = {(j.name, t.id): t for j in active for t in j.tasks}
+            self._table_tasks = [specs[key] for key in self._table.task_ids]
         return self._table
 
     def _model_of(self, device: int | None) -> GpuModel | None:
