@@ -389,13 +389,21 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
 
 def add_bench_sim(bsub: argparse._SubParsersAction) -> None:
     """``rlsched bench sim``."""
-    bs = bsub.add_parser("sim", help="simulator decisions per second with fifo and heft")
-    bs.add_argument("--tasks", type=int, default=1000)
-    bs.add_argument("--devices", type=int, default=8)
-    bs.add_argument("--seed", type=int, default=0)
+    bs = bsub.add_parser(
+        "sim", help="simulator decisions per second with fifo and heft",
+        description="Placements per second (wall clock and CPU time) of the simulator driven "
+                    "by fifo and by heft: one batch of layered jobs, the best of --repeats "
+                    "runs. Prints one JSON object.")
+    bs.add_argument("--tasks", type=int, default=1000,
+                    help="tasks, in 10 layered jobs (default: %(default)s)")
+    bs.add_argument("--devices", type=int, default=8,
+                    help="GPUs: the mixed lab-8 preset for 8, identical ones otherwise "
+                         "(default: %(default)s)")
+    bs.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     bs.add_argument("--estimates", default="default", metavar="MODEL",
                     help="estimate model, as for evaluate (default: %(default)s)")
-    bs.add_argument("--repeats", type=int, default=3)
+    bs.add_argument("--repeats", type=int, default=3,
+                    help="runs per scheduler; the best counts (default: %(default)s)")
     bs.set_defaults(run=_bench_sim)
 
 
@@ -409,10 +417,18 @@ def add_bench_search(bsub: argparse._SubParsersAction) -> None:
 
 def add_bench_serve(bsub: argparse._SubParsersAction) -> None:
     """``rlsched bench serve``."""
-    bv = bsub.add_parser("serve", help="live daemon: ready-to-start latency, tasks per second")
-    bv.add_argument("--tasks", type=int, default=500)
-    bv.add_argument("--devices", type=int, default=4)
-    bv.add_argument("--scheduler", default="heft")
+    bv = bsub.add_parser(
+        "serve", help="live daemon: ready-to-start latency, tasks per second",
+        description="Run the live daemon on a fake pool over tiny tasks (true) in chains of "
+                    "five, all queued at its start, with a 2 ms tick; print the median and "
+                    "p99 time from a task being able to start (its parent done, a GPU free) "
+                    "to its process starting, and tasks per second, as one JSON object.")
+    bv.add_argument("--tasks", type=int, default=500, help="(default: %(default)s)")
+    bv.add_argument("--devices", type=int, default=4,
+                    help="GPUs of the fake pool (default: %(default)s)")
+    bv.add_argument("--scheduler", default="heft",
+                    help="any scheduler serve takes (default: %(default)s, as every figure "
+                         "of this benchmark so far)")
     bv.add_argument("--history", type=int, default=0, metavar="N",
                     help="finished jobs already in the store (a long-running daemon's past)")
     bv.set_defaults(run=_bench_serve)
