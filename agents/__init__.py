@@ -28,10 +28,11 @@ def checkpoint_path(spec: str) -> Path:
                      f"{'' if '/' in spec else f' and {shipped}'}; rl:default is the shipped one)")
 
 
-def trained_workloads(spec: str) -> list[str]:
-    """The workload SPECs the checkpoint ``rl:SPEC`` trained on, from its
-    card: every kind's (its config's top-level workload where it has no
-    kinds)."""
+def trained_workloads(spec: str) -> tuple[list[str], list[str]]:
+    """The workload SPECs the checkpoint ``rl:SPEC`` trained on, and those
+    it was validated (chosen) on, from its card: every kind's (its config's
+    top-level workload where it has no kinds); validated on its training
+    kinds where the config names no ``validation_kinds``."""
     import json
 
     path = checkpoint_path(spec)
@@ -39,8 +40,12 @@ def trained_workloads(spec: str) -> list[str]:
     try:
         doc = json.loads(card.read_text())
         config = doc["config"]
-        kinds = config.get("kinds") or [{}]
-        return sorted({k.get("workload", config["workload"]) for k in kinds})
+
+        def workloads(kinds: list[dict]) -> list[str]:
+            return sorted({k.get("workload", config["workload"]) for k in kinds or [{}]})
+        trained = workloads(config.get("kinds"))
+        validation = config.get("validation_kinds")
+        return trained, workloads(validation) if validation else trained
     except OSError:
         raise InputError(str(path), f"has no card {card.name} beside it") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -628,9 +628,10 @@ class ValidationCallback(BaseCallback):
               "kinds": result["kinds"], "validation_seeds": self.cfg.validation_seeds}
         model.logger.record("charts/val_avg_jct", result["avg_jct"])
         model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
-        for kind, scored in zip(self.validator.kinds, result["kinds"]):
-            # one curve per validation kind (per held-out family, where they are)
-            model.logger.record(f"charts/val_ratio_to_best_heuristic/{kind.tag}",
+        for i, (kind, scored) in enumerate(zip(self.validator.kinds, result["kinds"])):
+            # one curve per validation kind (per held-out family, where they are),
+            # numbered: two kinds may differ only in load, perturbations or estimates
+            model.logger.record(f"charts/val_ratio_to_best_heuristic/{i}_{kind.tag}",
                                 scored["ratio"])
         model.logger.dump(at)
         if result["ratio"] < self.best_ratio:

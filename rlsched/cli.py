@@ -157,8 +157,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                          "WfCommons family, each generator, STG, Gavel) evaluated on its own, "
                          "the one rl:PATH of --scheduler against the best other scheduler "
                          "there, with the paired interval; families its card says it trained "
-                         "on are marked and left out of the mean (an oracle:NAME among the "
-                         "schedulers adds the share of the gap to it the policy closes)")
+                         "or was validated on are marked and left out of the mean (an "
+                         "oracle:NAME among the schedulers adds the share of the gap to it the "
+                         "policy closes)")
     ev.set_defaults(run=_evaluate)
 
 
@@ -448,7 +449,7 @@ def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
                     "left out (apt-get install task-spooler; pip install 'rlsched[peers]').\n"
                     "Each cell also gets the ideal: a schedule with the true runtimes and no\n"
                     "dispatch cost (least remaining work first, each task where it finishes\n"
-                    "first), the floor no scheduler, learned or not, gets below.\n"
+                    "first): a clairvoyant reference, not a proven optimum.\n"
                     "Prints a table, and JSON to --json; --plot DIR draws average JCT per cell.\n"
                     "pools: fake:4, mixed; streams: independent, pipelines, repeats;\n"
                     "estimates: noisy, none",
@@ -940,7 +941,7 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
         raise InputError("--holdout-report", "draws no plots (use --json)")
     from agents import trained_workloads
 
-    trained = trained_workloads(policies[0].removeprefix("rl:"))
+    trained, validated = trained_workloads(policies[0].removeprefix("rl:"))
     with _episode_bar(err, "families") as progress:
         def run(spec: str):
             return evaluate([spec], args.pool, schedulers, arrivals=args.arrivals,
@@ -949,7 +950,7 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
                             search_budget=args.search_budget,
                             search_evaluations=args.search_evaluations, progress=progress,
                             workers=args.workers)
-        doc = holdout_report(args.workload, policies[0], trained, run)
+        doc = holdout_report(args.workload, policies[0], trained, run, validated)
     doc["config"] = {"pool": args.pool, "arrivals": args.arrivals, "load": args.load,
                      "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
                      "perturb": args.perturb, "estimates": args.estimates,
@@ -966,7 +967,7 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
         ratio = "—" if r.get("ratio") is None else \
             f"{r['ratio']:.3f} ({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})"
         closed = "" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}"
-        table.add_row(r["family"], "held out" if r["held_out"] else "trained on",
+        table.add_row(r["family"], r["seen"] or "held out",
                       str(r["episodes"]), f"{r['policy_avg_jct']:,.1f}", r.get("best", ""),
                       f"{r['best_avg_jct']:,.1f}" if "best_avg_jct" in r else "", ratio, closed)
     Console(width=max(Console().width, 120)).print(table)

@@ -43,8 +43,9 @@ def test_the_quick_config_trains_logs_and_saves(trained):
     validated = cfg.validation_episode_kinds()
     assert [k["kind"] for k in final["kinds"]] == [k.label for k in validated]
     assert "synthetic:pipeline?jobs=3" not in {k.workload for k in cfg.episode_kinds()}
-    assert {f"charts/val_ratio_to_best_heuristic/{k.tag}" for k in validated} <= scalars
-    assert "charts/val_ratio_to_best_heuristic/synthetic_pipeline_jobs_3_on_preset_" \
+    assert {f"charts/val_ratio_to_best_heuristic/{i}_{k.tag}"
+            for i, k in enumerate(validated)} <= scalars
+    assert "charts/val_ratio_to_best_heuristic/2_synthetic_pipeline_jobs_3_on_preset_" \
         "workstation_4_poisson" in scalars
     assert any(t.startswith("train/") for t in scalars)
     for name in ("best", "final", "latest", "anchored"):

@@ -30,6 +30,7 @@ def test_a_wfcommons_spec_keeps_or_leaves_out_families():
 
 @pytest.mark.parametrize("query, problem", [("family=nope", "its families: 1000genome"),
                                             ("famly=montage", "family=A,B or by exclude=A,B"),
+                                            ("family=blast&family=hic", "once"),
                                             ("family=", "names no family")])
 def test_a_bad_family_filter_is_one_clear_error(query, problem):
     with pytest.raises(InputError, match=problem):
@@ -56,7 +57,9 @@ def test_a_family_counts_as_trained_on_wherever_its_files_lay():
     assert not trained_on(montage, ["stg:workloads/stg", "synthetic:mixed"])
     pipeline = Family("synthetic:pipeline", "synthetic:pipeline?jobs=3")
     assert trained_on(pipeline, ["synthetic:pipeline?trainings=2"])
-    assert not trained_on(pipeline, ["synthetic:mixed", "wfcommons:workloads/wfcommons"])
+    assert trained_on(pipeline, ["synthetic:mixed?jobs=4"])  # mixed jobs are pipelines too
+    assert not trained_on(pipeline, ["synthetic:sweep", "wfcommons:workloads/wfcommons"])
+    assert not trained_on(Family("synthetic:mixed", "synthetic:mixed"), ["synthetic:pipeline"])
 
 
 def test_the_holdout_report_marks_the_shipped_policys_training_families(tmp_path):
@@ -85,3 +88,23 @@ def test_the_holdout_report_needs_one_learned_policy():
     proc = rlsched("evaluate", "--workload", "synthetic:pipeline?jobs=3", "--pool",
                    "identical:2", "--scheduler", "fifo,sjf", "--holdout-report")
     assert_one_line_error(proc, "--holdout-report", "rl:PATH")
+
+
+def test_a_family_the_checkpoint_was_chosen_on_is_not_held_out():
+    """A family in a config's validation_kinds picked best.zip: the table
+    marks it, and its ratio stays out of the held-out mean."""
+    from rlsched.evaluation.evaluate import evaluate
+    from rlsched.evaluation.holdout import holdout_report
+
+    def run(spec):
+        return evaluate([spec], "identical:2", ["fifo", "rl:default"], arrivals="poisson")
+
+    import agents  # noqa: F401  (registers rl:)
+
+    doc = holdout_report(["synthetic:pipeline?jobs=3", "synthetic:sweep?jobs=3"], "rl:default",
+                         ["stg:workloads/stg"], run, validated=["synthetic:pipeline"])
+    rows = {r["family"]: r for r in doc["families"]}
+    assert rows["synthetic:pipeline"]["seen"] == "validated on"
+    assert rows["synthetic:sweep"]["held_out"] and rows["synthetic:sweep"]["seen"] is None
+    assert doc["held_out_families"] == 1
+    assert doc["mean_ratio_held_out"] == rows["synthetic:sweep"]["ratio"]

@@ -126,3 +126,31 @@ def test_each_task_runs_its_own_command_when_a_job_lists_children_first(tmp_path
     finally:
         daemon.close()
     assert {p.name for p in tmp_path.glob("*.*")} >= {"late.first", "late.last", "early.only"}
+
+
+def test_a_relative_state_directory_and_a_workdir_run_a_task_once(tmp_path, monkeypatch):
+    """The attempt's shell runs in the task's workdir and writes its pid and
+    exit files itself: with --state given as a relative path, they must
+    still land where the daemon reads them, or a finished task is taken for
+    a lost one and run again."""
+    import time
+
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    store = Store("state")
+    store.submit([Instance("one", (Job("one", (Task(
+        "t", 1.0, gpu_memory=1.0, command="echo ran >> runs", workdir=str(tmp_path / "work")),)),),
+        source="test")])
+    daemon = Daemon(store, "fake:1", "fifo")
+    try:
+        deadline = time.time() + 60
+        while daemon.tick() and time.time() < deadline:
+            time.sleep(0.02)
+    finally:
+        daemon.close()
+    assert (tmp_path / "work" / "runs").read_text() == "ran\n"
+    assert store.db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 1

@@ -60,18 +60,23 @@ def family_name(spec: str) -> str:
     return spec
 
 
+#: generators whose jobs are drawn from other generators' families
+_MIXES = {"synthetic:mixed": {"synthetic:layered", "synthetic:pipeline", "synthetic:sweep"}}
+
+
 def trained_on(family: Family, trained: Iterable[str]) -> bool:
-    """Whether any workload SPEC of ``trained`` (a checkpoint's training
-    workloads) holds instances of ``family``: a WfCommons SPEC whose filter
-    keeps that family (wherever its files lie: a family is a kind of
-    workflow, not a folder), or the same generator, STG, trace format or
-    job file."""
+    """Whether any workload SPEC of ``trained`` (workloads a checkpoint saw)
+    holds instances of ``family``: a WfCommons SPEC whose filter keeps that
+    family (wherever its files lie: a family is a kind of workflow, not a
+    folder), or the same generator (``synthetic:mixed`` holds layered DAGs,
+    pipelines and sweeps too), STG, trace format or job file."""
     for spec in trained:
         prefix, _, rest = spec.partition(":")
         if family.spec.startswith("wfcommons:"):
             if prefix == "wfcommons" and _keeps(rest.partition("?")[2])(family.name):
                 return True
-        elif prefix != "wfcommons" and family_name(spec) == family.name:
+        elif prefix != "wfcommons" and (family_name(spec) == family.name or family.name in
+                                        _MIXES.get(family_name(spec), ())):
             return True
     return False
 
@@ -88,7 +93,7 @@ def _keeps(query: str) -> Callable[[str], bool]:
     return lambda family: True
 
 
-def family_row(family: Family, held_out: bool, ev: Evaluation, policy: str) -> dict[str, Any]:
+def family_row(family: Family, seen: str | None, ev: Evaluation, policy: str) -> dict[str, Any]:
     """One row of the table from the evaluation of one family: the policy's
     average JCT, the best non-learned scheduler's, their ratio and its paired
     95% interval, and where the run has a bound (``oracle:NAME``), the bound
@@ -97,7 +102,8 @@ def family_row(family: Family, held_out: bool, ev: Evaluation, policy: str) -> d
     summary = ev.summary()
     versus = ev.versus_best_non_learned().get(policy, {}).get("avg_jct")
     bounds = [name for name, s in summary.items() if s["bound"]]
-    row: dict[str, Any] = {"family": family.name, "workload": family.spec, "held_out": held_out,
+    row: dict[str, Any] = {"family": family.name, "workload": family.spec,
+                           "held_out": seen is None, "seen": seen,
                            "episodes": summary[policy]["episodes"],
                            "policy_avg_jct": summary[policy]["avg_jct"]}
     if versus is not None:
@@ -114,23 +120,26 @@ def family_row(family: Family, held_out: bool, ev: Evaluation, policy: str) -> d
 
 
 def holdout_report(workload_specs: list[str], policy: str, trained: list[str],
-                   run: Callable[[str], Evaluation],
+                   run: Callable[[str], Evaluation], validated: list[str] | None = None,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The table over every family of ``workload_specs``: ``run(spec)``
     evaluates one family's SPEC with the run's schedulers (``policy``, the
     ``rl:`` one, among them); ``trained`` are the workloads the policy
-    trained on. The mean ratio (and gap closed) is over the held-out
-    families only."""
+    trained on, ``validated`` those its checkpoint was chosen on. The mean
+    ratio (and gap closed) is over the families in neither only: a family
+    that picked the checkpoint is no more held out than one it trained on."""
     rows = []
     for spec in workload_specs:
         for family in split_families(spec):
-            held_out = not trained_on(family, trained)
+            seen = "trained on" if trained_on(family, trained) else \
+                "validated on" if trained_on(family, validated or ()) else None
             if progress:
-                progress(f"{family.name} ({'held out' if held_out else 'trained on'})")
-            rows.append(family_row(family, held_out, run(family.spec), policy))
+                progress(f"{family.name} ({seen or 'held out'})")
+            rows.append(family_row(family, seen, run(family.spec), policy))
     held = [r for r in rows if r["held_out"] and r.get("ratio") is not None]
     closed = [r["gap_closed"] for r in held if r.get("gap_closed") is not None]
-    return {"policy": policy, "trained_on": trained, "families": rows,
+    return {"policy": policy, "trained_on": trained, "validated_on": validated or [],
+            "families": rows,
             "held_out_families": len(held),
             "mean_ratio_held_out": statistics.fmean(r["ratio"] for r in held) if held else None,
             "mean_gap_closed_held_out": statistics.fmean(closed) if closed else None}

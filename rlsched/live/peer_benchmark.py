@@ -199,8 +199,10 @@ def summarise(rows: list[tuple[str, int, float, float]], began: float, n_tasks: 
 
 def ideal_avg_jct(jobs: list[StubJob], speeds: tuple[float, ...]) -> float:
     """Average JCT of a schedule that knows every true runtime and pays
-    nothing to dispatch: what each system is read against, and the floor of
-    any target set for one. Not a proven optimum, but a strong schedule:
+    nothing to dispatch: a clairvoyant reference to read each system, and
+    any target set for one, against. Not an optimum (a greedy rule; other
+    schedules can beat it by a little), and not a lower bound, but a strong
+    schedule:
     whenever a stub ends (and at the start), the ready tasks are taken in
     order of their job's true remaining work, least first, and each goes to
     the GPU where it would finish first; where that GPU is busy, the task
@@ -387,7 +389,7 @@ def ratios(cell: dict[str, Any], default: str) -> dict[str, float | None]:
     return {"default_over_best_peer": round(ours / min(peers), 3) if ours and peers else None,
             "default_over_task_spooler_sorted":
                 round(ours / sorted_ts, 3) if ours and sorted_ts else None,
-            # the least any scheduler could reach against them: a target below is out of reach
+            # what knowing every runtime gives against them (a reference, not a bound)
             "ideal_over_best_peer": round(ideal / min(peers), 3) if ideal and peers else None,
             "ideal_over_task_spooler_sorted":
                 round(ideal / sorted_ts, 3) if ideal and sorted_ts else None}

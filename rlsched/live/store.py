@@ -120,6 +120,7 @@ CREATE TABLE IF NOT EXISTS devices (
     memory_total REAL, temperature_c REAL, power_w REAL, healthy INTEGER, tasks INTEGER,
     updated REAL, model TEXT);
 CREATE INDEX IF NOT EXISTS tasks_by_state_job ON tasks (state, job);
+DROP INDEX IF EXISTS tasks_by_state;
 CREATE INDEX IF NOT EXISTS open_attempts ON attempts (ended);
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task);
 CREATE TABLE IF NOT EXISTS events (
@@ -169,7 +170,9 @@ class Store:
     """
 
     def __init__(self, directory: str | Path | None = None, create: bool = True) -> None:
-        self.dir = Path(directory) if directory else default_state_dir()
+        # absolute: an attempt's shell runs in its task's workdir, and must
+        # write its pid and exit files where the daemon looks for them
+        self.dir = (Path(directory) if directory else default_state_dir()).absolute()
         if self.dir.exists() and not self.dir.is_dir():
             raise InputError(str(self.dir), "the state directory is a file, not a directory "
                              "(give --state a directory, or remove the file)")
@@ -546,6 +549,8 @@ class Store:
             job = self._parsed.get(key)
             if job is None:
                 row = self.db.execute("SELECT * FROM jobs WHERE id=?", (key[0],)).fetchone()
+                if row is None or (row["id"], row["name"], row["submitted"]) != key:
+                    continue  # purged (and its id perhaps taken) since the keys were read
                 job = self._parsed[key] = self._parse_job(row)
             out.append(job)
         return out

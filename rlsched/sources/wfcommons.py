@@ -55,10 +55,12 @@ def _family_filter(spec: str) -> tuple[str, Callable[[str], bool]]:
     path, _, query = spec.partition("?")
     if not query:
         return path, lambda family: True
-    params = dict(parse_qsl(query, keep_blank_values=True))
+    pairs = parse_qsl(query, keep_blank_values=True)
+    params = dict(pairs)
     unknown = set(params) - {"family", "exclude"}
-    if unknown or len(params) != 1:
-        raise InputError(f"wfcommons:{spec}", "filter by family=A,B or by exclude=A,B (one of them)")
+    if unknown or len(pairs) != 1:
+        raise InputError(f"wfcommons:{spec}", "filter by family=A,B or by exclude=A,B (one of "
+                         "them, once)")
     (key, value), = params.items()
     names = {n.strip().lower() for n in value.split(",") if n.strip()}
     if not names:
