@@ -22,10 +22,11 @@ def checkpoint_path(spec: str) -> Path:
     if path.is_file():
         return path
     shipped = SHIPPED / f"{spec}.zip"
-    if "/" not in spec and not spec.endswith(".zip") and shipped.is_file():
+    by_name = "/" not in spec and not spec.endswith(".zip")
+    if by_name and shipped.is_file():
         return shipped
     raise InputError(f"rl:{spec}", f"no such checkpoint (looked for {path.resolve()}"
-                     f"{'' if '/' in spec else f' and {shipped}'}; rl:default is the shipped one)")
+                     f"{f' and {shipped}' if by_name else ''}; rl:default is the shipped one)")
 
 
 def trained_workloads(spec: str) -> tuple[list[str], list[str]]:

@@ -122,7 +122,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--pool", required=True, metavar="SPEC", help="pool SPEC")
     ev.add_argument("--scheduler", default="fifo,sjf,cp,tetris,heft", metavar="NAME[,NAME...]",
                     help="schedulers to compare: random, fifo, sjf, cp, tetris, heft, share, "
-                         "las (needs no runtimes), the searches ga and sa, rl:PATH for a "
+                         "las (needs no runtimes), backfill, the searches ga and sa, rl:PATH for a "
                          "trained policy's checkpoint, and oracle:NAME, a bound: heuristic "
                          "NAME told the true runtimes (default: %(default)s)")
     ev.add_argument("--arrivals", choices=("batch", "poisson", "trace"), default="batch",
@@ -297,8 +297,9 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                     help="with --backend ray: auto, or HOST:PORT of the cluster's head "
                          "(default: start Ray on this machine with its GPUs, or fake:N)")
     sv.add_argument("--scheduler", default="share", metavar="NAME",
-                    help="random, fifo, sjf, cp, tetris, heft, share, ga, sa, or rl:PATH (a "
-                         "trained policy; rl:default is the shipped one). The default, share, "
+                    help="random, fifo, sjf, cp, tetris, heft, share, las, backfill, ga, sa, "
+                         "or rl:PATH (a trained policy; rl:default is the shipped one). The "
+                         "default, share, "
                          "finishes jobs soonest on average of the heuristics (see the README)")
     sv.add_argument("--state", metavar="DIR", help=STATE_HELP)
     sv.add_argument("--metrics-port", type=int, metavar="P",
@@ -461,8 +462,10 @@ def add_bench_peers(bsub: argparse._SubParsersAction) -> None:
     bp.add_argument("--schedulers", metavar="NAME[,NAME...]",
                     help="rlsched schedulers; the first is the one compared (default: share, "
                          "serve's default, then sjf, fifo, heft, tetris)")
-    bp.add_argument("--seeds", type=int, default=1)
-    bp.add_argument("--seed-offset", type=int, default=1)
+    bp.add_argument("--seeds", type=int, default=1,
+                    help="streams per cell, each from its own seed (default: %(default)s)")
+    bp.add_argument("--seed-offset", type=int, default=1,
+                    help="the first seed (default: %(default)s)")
     bp.add_argument("--scale", type=float, default=1.0,
                     help="multiply every stub's work by this (default: %(default)s)")
     bp.add_argument("--json", type=Path, metavar="PATH", help="write the JSON document here")
@@ -864,11 +867,13 @@ def _print_status(status: dict) -> None:
 
 def _duration(seconds: float) -> str:
     """``42.0 s``, ``3m 05s``, ``2h 07m``: as precise as a person reads it."""
-    if seconds < 60:
+    if seconds < 59.95:
         return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+    whole = round(seconds)  # 299.99999999999994 s is 5m 00s, not 4m 59s
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 def _uses_rl(specs: list[str]) -> None:
@@ -932,11 +937,16 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
 
     from rlsched.evaluation.evaluate import evaluate
     from rlsched.evaluation.holdout import holdout_report
+    from rlsched.schedulers import make_scheduler
 
+    for name in schedulers:  # an unknown name is named, as without the flag
+        if not name.startswith("rl:"):
+            make_scheduler(name)
     policies = [s for s in schedulers if s.startswith("rl:")]
     if len(policies) != 1 or len(schedulers) < 2:
+        given = f" ({len(policies)} given: {', '.join(policies)})" if len(policies) > 1 else ""
         raise InputError("--holdout-report", "give one learned policy (rl:PATH) and the "
-                         "schedulers to compare it with in --scheduler")
+                         f"schedulers to compare it with in --scheduler{given}")
     if args.plot:
         raise InputError("--holdout-report", "draws no plots (use --json)")
     from agents import trained_workloads
@@ -955,21 +965,29 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
                      "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
                      "perturb": args.perturb, "estimates": args.estimates,
                      "schedulers": schedulers}
+    from rlsched.estimates import EstimateModel
+
+    estimates = EstimateModel.parse(args.estimates).spec
     table = Table(title=f"{policies[0]} family by family on {args.pool} ({args.arrivals}"
                         f"{' at load ' + str(args.load) if args.arrivals == 'poisson' else ''}, "
                         f"seeds {args.seed_offset}..{args.seed_offset + args.seeds - 1}, "
-                        f"perturb={args.perturb}, estimates={args.estimates})",
+                        f"perturb={args.perturb}, estimates={estimates})",
                   title_justify="left")
-    for col in ("family", "", "episodes", "policy avg JCT", "best other", "its avg JCT",
-                "policy / best (95% CI)", "gap to bound closed"):
-        table.add_column(col, justify="left" if col in ("family", "", "best other") else "right")
+    bound = any("bound" in r for r in doc["families"])
+    for col in ("family", "policy has", "episodes", "policy avg JCT", "best other",
+                "its avg JCT", "policy / best (95% CI)") + (("gap to bound closed",) if bound
+                                                            else ()):
+        table.add_column(col, justify="left" if col in ("family", "policy has", "best other")
+                         else "right", no_wrap=col == "family")
     for r in doc["families"]:
         ratio = "—" if r.get("ratio") is None else \
             f"{r['ratio']:.3f} ({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})"
-        closed = "" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}"
-        table.add_row(r["family"], r["seen"] or "held out",
-                      str(r["episodes"]), f"{r['policy_avg_jct']:,.1f}", r.get("best", ""),
-                      f"{r['best_avg_jct']:,.1f}" if "best_avg_jct" in r else "", ratio, closed)
+        row = [r["family"], r["seen"] or "held out", str(r["episodes"]),
+               f"{r['policy_avg_jct']:,.1f}", r.get("best", ""),
+               f"{r['best_avg_jct']:,.1f}" if "best_avg_jct" in r else "", ratio]
+        if bound:
+            row.append("" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}")
+        table.add_row(*row)
     Console(width=max(Console().width, 120)).print(table)
     mean = doc["mean_ratio_held_out"]
     print(f"held-out families: {doc['held_out_families']}; mean policy / best: "

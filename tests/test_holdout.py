@@ -108,3 +108,18 @@ def test_a_family_the_checkpoint_was_chosen_on_is_not_held_out():
     assert rows["synthetic:sweep"]["held_out"] and rows["synthetic:sweep"]["seen"] is None
     assert doc["held_out_families"] == 1
     assert doc["mean_ratio_held_out"] == rows["synthetic:sweep"]["ratio"]
+
+
+@pytest.mark.parametrize("query, problem", [("family=blast,nosuch", "no family nosuch"),
+                                            ("exclude=nosuch", "no family nosuch")])
+def test_a_family_that_is_not_there_is_an_error_not_an_empty_table(query, problem):
+    with pytest.raises(InputError, match=problem):
+        resolve_workload(f"wfcommons:{WFCOMMONS}?{query}").instances(0)
+    with pytest.raises(InputError, match=problem):
+        split_families(f"wfcommons:{WFCOMMONS}?{query}")
+
+
+def test_the_holdout_report_names_an_unknown_scheduler():
+    proc = rlsched("evaluate", "--workload", "synthetic:pipeline?jobs=3", "--pool",
+                   "identical:2", "--scheduler", "fifo,nosuch,rl:default", "--holdout-report")
+    assert_one_line_error(proc, "nosuch")

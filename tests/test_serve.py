@@ -326,3 +326,11 @@ def test_the_readme_live_example_runs_as_written_on_a_fake_pool(tmp_path):
     logs = rlsched("logs", "train-eval/train-large", state=state)
     assert logs.returncode == 0 and "epoch 3" in logs.stdout
     assert (tmp_path / "data" / "model-large.txt").exists()
+
+
+def test_status_durations_round_to_what_a_person_reads():
+    from rlsched.cli import _duration
+
+    assert _duration(299.99999999999994) == "5m 00s"  # a prediction of a 5-minute estimate
+    assert _duration(42.04) == "42.0 s" and _duration(59.97) == "1m 00s"
+    assert _duration(3599.6) == "1h 00m" and _duration(7325) == "2h 02m"

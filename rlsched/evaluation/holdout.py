@@ -39,11 +39,10 @@ def split_families(spec: str) -> list[Family]:
     under its path (those its filter keeps), else the SPEC as one family."""
     prefix, _, rest = spec.partition(":")
     if prefix == "wfcommons":
-        from rlsched.sources.wfcommons import families
+        from rlsched.sources.wfcommons import select_families
 
-        path, _, query = rest.partition("?")
-        keep = _keeps(query)
-        return [Family(f, f"wfcommons:{path}?family={f}") for f in families(path) if keep(f)]
+        path, kept = select_families(rest)
+        return [Family(f, f"wfcommons:{path}?family={f}") for f in kept]
     return [Family(family_name(spec), spec)]
 
 

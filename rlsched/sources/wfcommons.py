@@ -10,7 +10,6 @@ total size of the files the parent writes and the child reads. GPU attributes
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -41,33 +40,36 @@ def load_wfcommons(spec: str | Path) -> list[Instance]:
     """One instance (one job) per WfFormat JSON file under ``PATH``, where
     ``spec`` is ``PATH``, ``PATH?family=A,B`` (only those families) or
     ``PATH?exclude=A,B`` (all but those): see :func:`family_of`."""
-    path, keep = _family_filter(str(spec))
+    path, kept = select_families(str(spec))
     source = f"wfcommons:{spec}"
-    found = [p for p in files_in(Path(path), (".json",), source) if keep(family_of(p))]
-    if not found:
-        raise InputError(source, f"no WfFormat file of those families in {path} (its families: "
-                         f"{', '.join(families(path))})")
-    return [_load_file(p) for p in found]
+    return [_load_file(p) for p in files_in(Path(path), (".json",), source)
+            if family_of(p) in kept]
 
 
-def _family_filter(spec: str) -> tuple[str, Callable[[str], bool]]:
-    """``PATH`` and which families it keeps, from ``PATH[?family=..|?exclude=..]``."""
+def select_families(spec: str) -> tuple[str, list[str]]:
+    """``PATH`` and the families under it that ``PATH[?family=A,B|?exclude=A,B]``
+    keeps, sorted; a family named that is not there, or a filter that keeps
+    nothing, is an :class:`InputError` (a typo must not run on nothing)."""
     path, _, query = spec.partition("?")
+    present = families(path)
     if not query:
-        return path, lambda family: True
+        return path, present
     pairs = parse_qsl(query, keep_blank_values=True)
-    params = dict(pairs)
-    unknown = set(params) - {"family", "exclude"}
-    if unknown or len(pairs) != 1:
+    if len(pairs) != 1 or pairs[0][0] not in ("family", "exclude"):
         raise InputError(f"wfcommons:{spec}", "filter by family=A,B or by exclude=A,B (one of "
                          "them, once)")
-    (key, value), = params.items()
+    ((key, value),) = pairs
     names = {n.strip().lower() for n in value.split(",") if n.strip()}
     if not names:
         raise InputError(f"wfcommons:{spec}", f"{key}= names no family")
-    if key == "family":
-        return path, names.__contains__
-    return path, lambda family: family not in names
+    missing = sorted(names - set(present))
+    if missing:
+        raise InputError(f"wfcommons:{spec}", f"no family {', '.join(missing)} in {path} "
+                         f"(its families: {', '.join(present)})")
+    kept = [f for f in present if (f in names) == (key == "family")]
+    if not kept:
+        raise InputError(f"wfcommons:{spec}", f"the filter leaves no family of {path}")
+    return path, kept
 
 
 def _load_file(path: Path) -> Instance:
