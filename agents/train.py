@@ -626,6 +626,9 @@ class ValidationCallback(BaseCallback):
         result = self.validator.evaluate(RLScheduler(path))
         ev = {"val_avg_jct": result["avg_jct"], "val_ratio_to_best_heuristic": result["ratio"],
               "kinds": result["kinds"], "validation_seeds": self.cfg.validation_seeds}
+        # latest.zip's card says what latest.zip scored (it was saved to be validated)
+        card_path(path).write_text(json.dumps({**json.loads(card_path(path).read_text()),
+                                               "evaluation": ev}, indent=1))
         model.logger.record("charts/val_avg_jct", result["avg_jct"])
         model.logger.record("charts/val_ratio_to_best_heuristic", result["ratio"])
         for i, (kind, scored) in enumerate(zip(self.validator.kinds, result["kinds"])):
@@ -708,7 +711,11 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
     vec.close()
     logger.close()  # flushes progress.csv and the event file, and closes them
-    return {**final, "run_dir": str(run_dir)}
+    # the last validation is the last policy's (anchored.zip, else final.zip);
+    # best.zip's is beside it, as the one to use
+    return {**final, "of": "anchored.zip" if cfg.anchor_episodes > 0 and any(
+                k.anchor for k in kinds) else "final.zip",
+            "best_val_ratio_to_best_heuristic": validation.best_ratio, "run_dir": str(run_dir)}
 
 
 def new_run_dir(cfg: TrainConfig) -> Path:

@@ -73,6 +73,12 @@ def test_best_zip_holds_the_lowest_ratio_validated(trained):
     others = [c["evaluation"]["val_ratio_to_best_heuristic"] for c in cards.values()
               if c["evaluation"]]
     assert all(best <= r for r in others)
+    # the run's summary names whose validation it is, and gives best.zip's beside it
+    assert final["of"] == "anchored.zip" and final["best_val_ratio_to_best_heuristic"] == best
+    # latest.zip is the last policy validated, and its card carries that validation
+    last = final["val_ratio_to_best_heuristic"]
+    assert cards["latest"]["evaluation"]["val_ratio_to_best_heuristic"] == last
+    assert cards["anchored"]["evaluation"]["val_ratio_to_best_heuristic"] == last
     assert all(best <= r * (1 + 1e-6) for r in logged)  # TensorBoard keeps float32
 
 
