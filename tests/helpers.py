@@ -97,3 +97,9 @@ def wait_for(predicate: Callable[[], object], seconds: float = 60) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def tick_until_idle(daemon, seconds: float = 60) -> bool:
+    """Run the daemon's rounds until nothing is left to run (True), or
+    ``seconds`` pass (False); the caller closes it."""
+    return wait_for(lambda: not daemon.tick(), seconds)

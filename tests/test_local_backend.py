@@ -8,6 +8,7 @@ from pathlib import Path
 from rlsched.live import executor
 from rlsched.live.backends.local import LocalBackend
 from rlsched.live.lifecycle import LOST, AttemptRef
+from tests.helpers import tick_until_idle
 
 
 def test_an_attempt_that_ends_between_the_two_looks_is_finished_not_lost(monkeypatch):
@@ -103,7 +104,6 @@ def test_each_task_runs_its_own_command_when_a_job_lists_children_first(tmp_path
     by job arrival and dependencies, so the command started for each view
     index must be looked up by the task, not by the file's order. Here the
     child's command fails unless its parent's ran first."""
-    import time
 
     from rlsched.live.daemon import Daemon
     from rlsched.live.store import Store
@@ -120,9 +120,7 @@ def test_each_task_runs_its_own_command_when_a_job_lists_children_first(tmp_path
         job("early", Task("only", 1.0, gpu_memory=1.0, command=f"touch {tmp_path}/early.only"))])
     daemon = Daemon(store, "fake:2", "fifo")
     try:
-        deadline = time.time() + 60
-        while daemon.tick() and time.time() < deadline:
-            time.sleep(0.02)
+        tick_until_idle(daemon)
     finally:
         daemon.close()
     assert {p.name for p in tmp_path.glob("*.*")} >= {"late.first", "late.last", "early.only"}
@@ -133,7 +131,6 @@ def test_a_relative_state_directory_and_a_workdir_run_a_task_once(tmp_path, monk
     exit files itself: with --state given as a relative path, they must
     still land where the daemon reads them, or a finished task is taken for
     a lost one and run again."""
-    import time
 
     from rlsched.live.daemon import Daemon
     from rlsched.live.store import Store
@@ -147,9 +144,7 @@ def test_a_relative_state_directory_and_a_workdir_run_a_task_once(tmp_path, monk
         source="test")])
     daemon = Daemon(store, "fake:1", "fifo")
     try:
-        deadline = time.time() + 60
-        while daemon.tick() and time.time() < deadline:
-            time.sleep(0.02)
+        tick_until_idle(daemon)
     finally:
         daemon.close()
     assert (tmp_path / "work" / "runs").read_text() == "ran\n"

@@ -7,7 +7,7 @@ import sqlite3
 
 import yaml
 
-from tests.helpers import assert_one_line_error, rlsched
+from tests.helpers import assert_one_line_error, rlsched, tick_until_idle
 
 
 def parallel_job(tmp_path, name, n=4):
@@ -99,7 +99,6 @@ def test_a_task_no_gpu_fits_is_flagged_and_once_the_pool_is_known_refused(tmp_pa
 
 
 def test_queue_waits_count_from_when_a_task_could_start(tmp_path):
-    import time
 
     from rlsched.live.daemon import Daemon
     from rlsched.live.prometheus import render
@@ -114,9 +113,7 @@ def test_queue_waits_count_from_when_a_task_could_start(tmp_path):
     store = Store(state)
     daemon = Daemon(store, "fake:1", "fifo")
     try:
-        deadline = time.time() + 60
-        while daemon.tick() and time.time() < deadline:
-            time.sleep(0.02)
+        tick_until_idle(daemon)
         waits = store.queue_waits()
         body = render(daemon)
     finally:

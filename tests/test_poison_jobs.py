@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from rlsched.live.store import Store
-from tests.helpers import RLSCHED, assert_one_line_error, rlsched, store_rows
+from tests.helpers import RLSCHED, assert_one_line_error, rlsched, store_rows, tick_until_idle
 
 
 def write_job(tmp_path, name, tasks):
@@ -133,9 +133,7 @@ def test_any_launch_error_of_the_backend_ends_only_that_attempt(tmp_path):
                   _instance("good", [{"id": "t", "command": "true"}])])
     daemon = Daemon(store, "fake:1", "fifo", Flaky("fake:1"))
     try:
-        deadline = time.time() + 60
-        while daemon.tick() and time.time() < deadline:
-            time.sleep(0.05)
+        tick_until_idle(daemon)
     finally:
         daemon.close()
     jobs = {j["name"]: j for j in store.status()["jobs"]}
