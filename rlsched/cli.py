@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rlsched.errors import InputError
 
@@ -910,18 +911,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.holdout_report:
         return _holdout_report(args, schedulers, err)
     with _episode_bar(err, "evaluating") as progress:
-        ev = evaluate(args.workload, args.pool, schedulers, arrivals=args.arrivals,
-                      load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
-                      perturb=args.perturb, estimates=args.estimates,
-                      search_budget=args.search_budget,
-                      search_evaluations=args.search_evaluations, progress=progress,
-                      workers=args.workers, samples=bool(args.plot))
+        ev = evaluate(args.workload, args.pool, schedulers, progress=progress,
+                      samples=bool(args.plot), **_run_settings(args))
     _print_table(ev)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(ev.to_json(), indent=1))
-        err.print(f"wrote {path}")
+        _write_json(args.json, ev.to_json(), err)
     if args.plot:
         from rlsched.evaluation.plots import write_plots
 
@@ -954,12 +948,8 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
     trained, validated = trained_workloads(policies[0].removeprefix("rl:"))
     with _episode_bar(err, "families") as progress:
         def run(spec: str):
-            return evaluate([spec], args.pool, schedulers, arrivals=args.arrivals,
-                            load=args.load, seeds=args.seeds, seed_offset=args.seed_offset,
-                            perturb=args.perturb, estimates=args.estimates,
-                            search_budget=args.search_budget,
-                            search_evaluations=args.search_evaluations, progress=progress,
-                            workers=args.workers)
+            return evaluate([spec], args.pool, schedulers, progress=progress,
+                            **_run_settings(args))
         doc = holdout_report(args.workload, policies[0], trained, run, validated)
     doc["config"] = {"pool": args.pool, "arrivals": args.arrivals, "load": args.load,
                      "seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)),
@@ -995,11 +985,24 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
           + ("" if doc["mean_gap_closed_held_out"] is None else
              f"; mean gap to the bound closed: {doc['mean_gap_closed_held_out']:.0%}"))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1))
-        err.print(f"wrote {path}")
+        _write_json(args.json, doc, err)
     return 0
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate``'s settings of one run from its command line."""
+    return {"arrivals": args.arrivals, "load": args.load, "seeds": args.seeds,
+            "seed_offset": args.seed_offset, "perturb": args.perturb,
+            "estimates": args.estimates, "search_budget": args.search_budget,
+            "search_evaluations": args.search_evaluations, "workers": args.workers}
+
+
+def _write_json(path: str, doc: Any, err) -> None:
+    """Write ``--json`` (its folder made if missing) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    err.print(f"wrote {out}")
 
 
 @contextmanager

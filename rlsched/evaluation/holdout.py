@@ -19,7 +19,6 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from rlsched.evaluation.evaluate import Evaluation
 
@@ -82,14 +81,13 @@ def trained_on(family: Family, trained: Iterable[str]) -> bool:
 
 def _keeps(query: str) -> Callable[[str], bool]:
     """Which families a WfCommons SPEC's query (``family=A,B``,
-    ``exclude=A,B`` or none) keeps (the loader checks its form)."""
-    params = dict(parse_qsl(query))
-    if "family" in params:
-        return {n.strip().lower() for n in params["family"].split(",")}.__contains__
-    if "exclude" in params:
-        out = {n.strip().lower() for n in params["exclude"].split(",")}
-        return lambda family: family not in out
-    return lambda family: True
+    ``exclude=A,B`` or none) keeps."""
+    if not query:
+        return lambda family: True
+    from rlsched.sources.wfcommons import family_query
+
+    key, names = family_query(query, f"?{query}")
+    return lambda family: (family in names) == (key == "family")
 
 
 def family_row(family: Family, seen: str | None, ev: Evaluation, policy: str) -> dict[str, Any]:

@@ -721,12 +721,6 @@ class Store:
                             gang=tuple(a.gang), attempts=a.task.attempts + 1)
         return out
 
-    def attempt_started(self, attempt: int, task: StoredTask, device: int | None,
-                        pid: int | None, started: float | None = None) -> None:
-        """Record the process of a started attempt (and when it started, if
-        later than the attempt was committed)."""
-        self.attempts_started([(attempt, task, device, pid, started)])
-
     def attempts_started(self, launched: Sequence[tuple[int, StoredTask, int | None,
                                                         int | None, float | None]]) -> None:
         """Record each ``(attempt, task, device, pid, started)`` in one

@@ -54,14 +54,7 @@ def select_families(spec: str) -> tuple[str, list[str]]:
     present = families(path)
     if not query:
         return path, present
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if len(pairs) != 1 or pairs[0][0] not in ("family", "exclude"):
-        raise InputError(f"wfcommons:{spec}", "filter by family=A,B or by exclude=A,B (one of "
-                         "them, once)")
-    ((key, value),) = pairs
-    names = {n.strip().lower() for n in value.split(",") if n.strip()}
-    if not names:
-        raise InputError(f"wfcommons:{spec}", f"{key}= names no family")
+    key, names = family_query(query, f"wfcommons:{spec}")
     missing = sorted(names - set(present))
     if missing:
         raise InputError(f"wfcommons:{spec}", f"no family {', '.join(missing)} in {path} "
@@ -70,6 +63,20 @@ def select_families(spec: str) -> tuple[str, list[str]]:
     if not kept:
         raise InputError(f"wfcommons:{spec}", f"the filter leaves no family of {path}")
     return path, kept
+
+
+def family_query(query: str, source: str) -> tuple[str, set[str]]:
+    """``("family" or "exclude", the family names)`` of a query
+    ``family=A,B`` or ``exclude=A,B``; :class:`InputError` (naming
+    ``source``) for anything else."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if len(pairs) != 1 or pairs[0][0] not in ("family", "exclude"):
+        raise InputError(source, "filter by family=A,B or by exclude=A,B (one of them, once)")
+    ((key, value),) = pairs
+    names = {n.strip().lower() for n in value.split(",") if n.strip()}
+    if not names:
+        raise InputError(source, f"{key}= names no family")
+    return key, names
 
 
 def _load_file(path: Path) -> Instance:
