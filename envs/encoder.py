@@ -68,7 +68,7 @@ from envs.advice import ADVISORS
 from rlsched.gangs import pick_gang
 from rlsched.pool import Pool, fits_memory
 from rlsched.schedulers.base import clock_ratios, expected_runtime
-from rlsched.schedulers.simple import upward_rank
+from rlsched.schedulers.upward_ranks import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 

@@ -221,6 +221,9 @@ class Simulator:
         #: every change of the ready set, for schedulers that keep their own
         #: order of it (:class:`rlsched.view.ReadyCursor`): t in, ~t out
         self._ready_log: list[int] = []
+        #: every history key whose unfinished tasks were re-predicted, in order
+        #: (:attr:`rlsched.view.ClusterView.belief_log`)
+        self._belief_log: list[str] = []
         #: how many ready tasks need each amount of memory: whether any fits
         #: anywhere is then one comparison, not a pass over the queue
         self._ready_memory: dict[float, int] = {}
@@ -802,6 +805,7 @@ class Simulator:
                 changed += 1
         if changed:
             self._knows = self._open_knows = self._knows + changed
+            self._belief_log.append(key)
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> ClusterView:
@@ -823,6 +827,7 @@ class Simulator:
             job_attained=AttainedService(self._attained, running, self.table.job_of, self.now),
             knowledge=self._knows, open_knowledge=self._open_knows,
             ready_log=self._ready_log, ready_mark=len(self._ready_log),
+            belief_log=self._belief_log, belief_mark=len(self._belief_log),
             known_kinds=EVERY_KIND if self._model is None else self._model.known_keys)
 
     def _sample(self, d: int) -> DeviceTelemetry:

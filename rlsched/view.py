@@ -150,6 +150,11 @@ class ClusterView(NamedTuple):
         set this episode, in order: ``t`` when task ``t`` became ready, ``~t``
         when it left (placed); one list per episode (see :class:`ReadyCursor`)
     :param ready_mark: how much of ``ready_log`` this view has seen
+    :param belief_log: where the producer keeps one, each re-prediction of
+        unfinished tasks this episode, in order: the history key whose open
+        tasks' predictions changed (a scheduler that derives numbers from
+        predictions updates those of that key's tasks, not all of them)
+    :param belief_mark: how much of ``belief_log`` this view has seen
     :param known_kinds: the history keys (:attr:`WorkloadTable.history_key`)
         with at least one finished run in the runtime model's history; a
         task of any other kind is predicted from its estimate and every
@@ -173,6 +178,8 @@ class ClusterView(NamedTuple):
     ready_log: list[int] | None = None
     ready_mark: int = 0
     known_kinds: Container[str] = EVERY_KIND
+    belief_log: list[str] | None = None
+    belief_mark: int = 0
 
     def snapshot(self) -> ClusterView:
         """This view with its own copies of what the producer keeps changing
@@ -180,7 +187,8 @@ class ClusterView(NamedTuple):
         return self._replace(task_state=bytes(self.task_state), ready=tuple(self.ready),
                              predicted=tuple(self.predicted), spread=tuple(self.spread),
                              job_attained=tuple(self.job_attained), ready_log=None,
-                             ready_mark=0, known_kinds=self.known_kinds
+                             ready_mark=0, belief_log=None, belief_mark=0,
+                             known_kinds=self.known_kinds
                              if self.known_kinds is EVERY_KIND
                              else frozenset(cast("Iterable[str]", self.known_kinds)))
 

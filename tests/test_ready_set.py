@@ -1,5 +1,6 @@
-"""The ready set kept between decisions (``ReadyCursor``, ``ReadyByJob``)
-orders the queue exactly as sorting the whole of ``view.ready`` would, at
+"""The ready set kept between decisions (``ReadyCursor``, ``ReadyByJob``,
+``RankedReady``) orders the queue exactly as sorting the whole of
+``view.ready`` would, at
 every decision of an episode, whether it follows the view's log or rebuilds
 from a view without one (as the live daemon's are)."""
 
@@ -14,6 +15,7 @@ from rlsched.estimates import EstimateModel
 from rlsched.pool import identical_pool
 from rlsched.schedulers import make_scheduler
 from rlsched.schedulers.ready_set import ReadyByJob
+from rlsched.schedulers.upward_ranks import RankedReady, upward_rank
 from rlsched.sim import Simulator
 from rlsched.sources.synthetic import generate
 from rlsched.view import ReadyCursor
@@ -79,3 +81,20 @@ def test_a_cursor_replays_what_changed_and_starts_again_on_a_new_log() -> None:
         assert mine == set(view.ready)
     other = next(_views("layered", {"jobs": "2", "tasks": "20"}, "default"))
     assert cursor.changes(other) is None  # another episode's log
+
+
+@pytest.mark.parametrize("estimates", ["default", "noisy:1", "none"])
+def test_ranks_kept_by_the_logs_are_the_full_pass_over_the_current_beliefs(estimates) -> None:
+    # the runtime model re-predicts kinds of task as they finish: each view's
+    # order must be that of upward ranks computed afresh from its predictions
+    kept, rebuilt = RankedReady(), RankedReady()
+    checked = moved = 0
+    for view in _views("layered", {"jobs": "6", "tasks": "30"}, estimates):
+        rank = upward_rank(view.predicted, view.table.children)
+        assert list(kept.order(view)) == sorted(view.ready, key=lambda t: -rank[t])
+        assert list(rebuilt.order(view._replace(belief_log=None))) == \
+            sorted(view.ready, key=lambda t: -rank[t])
+        checked += 1
+        moved += view.belief_mark > 0
+    assert checked > 20
+    assert moved > 10  # beliefs changed under the kept ranks

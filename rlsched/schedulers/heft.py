@@ -24,7 +24,7 @@ from bisect import bisect_right
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.plan import Plan, PlanScheduler, expected_end, planned_cost
-from rlsched.schedulers.simple import rank_tasks
+from rlsched.schedulers.upward_ranks import rank_tasks
 from rlsched.view import ClusterView, TaskState
 
 _UNSTARTED = (int(TaskState.BLOCKED), int(TaskState.READY))

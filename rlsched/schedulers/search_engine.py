@@ -31,7 +31,7 @@ import numpy as np
 from rlsched.pool import fits_memory
 from rlsched.schedulers.heft import expected_finish_of_running, heft_plan
 from rlsched.schedulers.plan import Plan, planned_cost
-from rlsched.schedulers.simple import upward_rank
+from rlsched.schedulers.upward_ranks import upward_rank
 from rlsched.view import ClusterView, TaskState
 
 _UNSTARTED = (int(TaskState.BLOCKED), int(TaskState.READY))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from itertools import chain
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.schedulers.ready_set import ReadyByJob
+from rlsched.schedulers.upward_ranks import RankedReady
 from rlsched.view import ClusterView, Placement
 
 
@@ -98,51 +99,12 @@ class SjfScheduler(GreedyIdleScheduler):
 class CriticalPathScheduler(GreedyIdleScheduler):
     """Critical path first: the ready task with the longest chain of work
     still behind it (its upward rank of predicted runtimes at reference speed)
-    goes first, to the
-    fastest idle device."""
+    goes first, to the fastest idle device."""
 
     name = "cp"
 
     def __init__(self) -> None:
-        self._beliefs: tuple[Sequence[float], int] | None = None
-        self._rank: list[float] = []
-        self._ranked: set[int] = set()  # jobs whose ranks follow the beliefs
+        self._ready = RankedReady()
 
-    def order(self, view: ClusterView) -> Sequence[int]:
-        # a ready task's rank reads only unfinished tasks (its descendants, all
-        # in its job), so a task's finishing leaves every rank that is read
-        # (open_knowledge), and only the jobs with ready tasks need ranks
-        beliefs, predicted = self._beliefs, view.predicted
-        if beliefs is None or beliefs[0] is not predicted \
-                or beliefs[1] != view.open_knowledge:  # a new table, or new beliefs
-            if beliefs is None or beliefs[0] is not predicted:
-                self._rank = [0.0] * len(predicted)
-            self._beliefs = (predicted, view.open_knowledge)
-            self._ranked = set()
-        rank, ranked, table = self._rank, self._ranked, view.table
-        job_of = table.job_of
-        for t in view.ready:
-            j = job_of[t]
-            if j not in ranked:
-                rank_tasks(rank, predicted, table.children, table.tasks_of(j))
-                ranked.add(j)
-        return sorted(view.ready, key=lambda t: -rank[t])
-
-
-def upward_rank(cost: Sequence[float], children: Sequence[Sequence[int]]) -> list[float]:
-    """Length of the longest path from each task to an exit, itself included.
-    Needs parents indexed before children (as in :class:`WorkloadTable`)."""
-    rank = [0.0] * len(cost)
-    rank_tasks(rank, cost, children, range(len(cost)))
-    return rank
-
-
-def rank_tasks(rank: list[float], cost: Sequence[float], children: Sequence[Sequence[int]],
-               tasks: range) -> None:
-    """:func:`upward_rank` of ``tasks`` into ``rank``: a range that holds its
-    tasks' children (a job's tasks, or all), each before its parents is
-    reached, so the numbers are those of the whole table's pass."""
-    for t in reversed(tasks):
-        kids = children[t]
-        # cost + 0.0 is cost: the same floats as max(..., default=0.0), faster
-        rank[t] = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
+    def order(self, view: ClusterView) -> Iterable[int]:
+        return self._ready.order(view)
