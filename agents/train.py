@@ -45,6 +45,7 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -57,7 +58,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler, card_path
-from envs.advice import ADVISORS
+from envs.advice import ADVISORS, Advisors
 from envs.dag_env import DagSchedulingEnv
 from envs.encoder import ENCODER_VERSION
 from rlsched.errors import InputError
@@ -68,7 +69,7 @@ from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations
 from rlsched.schedulers import ORACLE, make_scheduler
 from rlsched.sources.specs import resolve_pool
-from rlsched.view import Placement
+from rlsched.view import EVERY_KIND, ClusterView, Placement, TaskState
 
 
 @dataclass
@@ -167,10 +168,14 @@ class TrainConfig:
         for kind in cfg.episode_kinds() + cfg.validation_episode_kinds():
             EstimateModel.parse(kind.estimates, f"{path}: estimates")
             names = [kind.teacher.removeprefix("lookahead:"), *cfg.heuristics, cfg.reward_baseline]
-            if any(n.startswith(ORACLE) for n in names):
-                raise InputError(str(path), "an oracle (oracle:NAME) is a bound for evaluate; "
-                                 "a teacher, a reference heuristic or a baseline is told what "
-                                 "the policy is told")
+            if any(n.startswith(ORACLE) for n in names[1:]):
+                raise InputError(str(path), "an oracle (oracle:NAME) is a bound for evaluate, "
+                                 "or a teacher; a reference heuristic or a baseline is told "
+                                 "what the policy is told")
+            try:
+                make_scheduler(names[0])
+            except InputError as e:
+                raise InputError(str(path), f"teacher: {e.problem}") from None
         return cfg
 
     def episode_kinds(self) -> list[Kind]:
@@ -239,8 +244,9 @@ def reward_baseline(cfg: TrainConfig, kind: Kind) -> str | None:
 
 
 def base_heuristic(teacher: str) -> str:
-    """The heuristic behind a teacher: itself, or the base of ``lookahead:BASE``."""
-    return teacher.partition(":")[2] if teacher.startswith("lookahead:") else teacher
+    """The heuristic behind a teacher: itself, or the base of ``lookahead:BASE``
+    or ``oracle:BASE`` (a baseline is told what the policy is told)."""
+    return teacher.partition(":")[2] if teacher.startswith(("lookahead:", ORACLE)) else teacher
 
 
 def _monitored_env(cfg: TrainConfig, kind: Kind, seed: int):
@@ -350,9 +356,53 @@ class LookaheadTeacher:
         return env.action_for(best)
 
 
+class PrivilegedTeacher:
+    """``oracle:NAME``: heuristic NAME told the true runtimes, as a teacher.
+
+    The policy sees predictions; its teacher sees, in the same state, what
+    the simulator knows: every task's true work, and each job's true
+    remaining work. What the policy learns from it is its best guess, from
+    what it is told, of what NAME would do if it knew (learning from a
+    privileged expert). Only labels come from the truth; the policy's
+    observation never holds it. NAME answers a batch at a time, kept as
+    the environment's advisors keep theirs (:class:`envs.advice.Advisors`).
+
+    :param name: ``oracle:NAME``
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.advisors = Advisors((name.removeprefix(ORACLE),))
+
+    def reset(self, seed: int) -> None:
+        self.advisors.reset(seed)
+
+    def action(self, env: DagSchedulingEnv, mask: np.ndarray) -> int | None:
+        (placement,) = self.advisors.advise(truth_view(env.view, env.sim.work))
+        try:
+            action = env.action_for(placement)
+        except ValueError:
+            return None
+        return action if mask[action] else None
+
+
+def truth_view(view: ClusterView, work: Sequence[float]) -> ClusterView:
+    """``view`` with the true runtimes in place of the predictions: what an
+    exact-estimate simulator would show in the same state."""
+    table = view.table
+    unfinished = np.frombuffer(view.task_state, dtype=np.uint8) != TaskState.DONE
+    true_work = np.asarray(work, dtype=float)
+    remaining = np.bincount(np.asarray(table.job_of), weights=true_work * unfinished,
+                            minlength=table.n_jobs)
+    return view._replace(predicted=work, spread=[0.0] * len(work),
+                         job_remaining=tuple(remaining.tolist()), knowledge=0,
+                         open_knowledge=0, known_kinds=EVERY_KIND)
+
+
 def make_teacher(name: str, margin: float = 0.0) -> Teacher:
-    return LookaheadTeacher(name, margin) if name.startswith("lookahead:") \
-        else HeuristicTeacher(name)
+    if name.startswith("lookahead:"):
+        return LookaheadTeacher(name, margin)
+    return PrivilegedTeacher(name) if name.startswith(ORACLE) else HeuristicTeacher(name)
 
 
 def collect(cfg: TrainConfig, kind: Kind, episodes: int, seed: int, model=None,

@@ -235,3 +235,41 @@ def test_the_most_likely_action_is_the_one_sb3_would_take(trained):
         compared += 1
         obs, *_ = env.step(expected)
     assert compared >= 10
+
+
+def test_a_privileged_teacher_driving_the_environment_is_its_heuristic_told_the_truth():
+    """``oracle:share`` as a teacher labels each state with what share would
+    do there if it knew every true runtime: followed step by step, it makes
+    exactly the schedule of ``oracle:share`` (share on an exact-estimate
+    simulator), while the observation keeps holding the predictions."""
+    from agents.train import PrivilegedTeacher
+    from rlsched.evaluation.evaluate import run_episode
+    from rlsched.schedulers import make_scheduler
+
+    cfg = TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml")
+    kind = replace(cfg.episode_kinds()[0], teacher="oracle:share")
+    env = make_env(cfg, kind=kind)
+    env.reset(seed=3)
+    teacher = PrivilegedTeacher("oracle:share")
+    teacher.reset(env.sim.seed)
+    told_estimates = 0
+    while env.view is not None:
+        told_estimates += list(env.view.predicted) != list(env.sim.work)
+        label = teacher.action(env, env.action_masks())
+        assert label is not None
+        env.step(label)
+    assert told_estimates > 0
+    oracle = run_episode(env.instance, env.pool, make_scheduler("oracle:share"), env.sim.seed,
+                         env.perturbations, env.estimates)
+    assert env.sim.result().trace == oracle.trace
+
+
+def test_a_teacher_that_is_no_scheduler_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nkinds:\n  - {workload: 'synthetic:sweep', pool: 'identical:2', "
+                   "teacher: 'oracle:fifo'}\n")
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "train", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "teacher" in lines[0]
