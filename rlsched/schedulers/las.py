@@ -28,6 +28,7 @@ It reads no runtime: neither estimates nor predictions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from itertools import chain
 
@@ -55,6 +56,12 @@ class LasScheduler(GreedyIdleScheduler):
             raise ValueError("las needs base > 0, growth > 1 and at least one queue")
         self.bounds = tuple(base * growth ** k for k in range(queues - 1))
         self._ready = ReadyByJob()
+        #: each job's key and the attained service at which its queue ends,
+        #: kept while the view's log is one episode's (attained service only
+        #: grows there, so a job below its bound is in the same queue)
+        self._keys: dict[int, tuple[int, float, int]] = {}
+        self._until: dict[int, float] = {}
+        self._log: list[int] | None = None
 
     def queue(self, attained: float) -> int:
         """The queue of a job that has received ``attained`` device-seconds."""
@@ -67,12 +74,20 @@ class LasScheduler(GreedyIdleScheduler):
         """As ``sorted(view.ready, key=lambda t: (queue(job_attained[job]),
         arrival[job], t))`` orders them, lazily: the decision stops once the
         idle devices are taken, so the queue behind is never sorted."""
-        attained, jobs, ready = view.job_attained, view.table.jobs, self._ready
+        jobs, ready = view.table.jobs, self._ready
+        attained = tuple(view.job_attained)  # summed once
         ready.sync(view)
-        # a job's tasks are one run of indices, in job order: the job's own
-        # index orders ties as t does, so runs never merge
-        key = {j: (self.queue(attained[j]), jobs[j].arrival, j) for j in ready.job_ids()}
-        return chain.from_iterable(ready.groups(key, int))
+        if view.ready_log is None or view.ready_log is not self._log:
+            self._keys, self._until, self._log = {}, {}, view.ready_log
+        keys, until, bounds = self._keys, self._until, self.bounds
+        for j in ready.job_ids():
+            if attained[j] >= until.get(j, -1.0):  # a new job, or one past its queue's bound
+                k = self.queue(attained[j])
+                # a job's tasks are one run of indices, in job order: the job's
+                # own index orders ties as t does, so runs never merge
+                keys[j] = (k, jobs[j].arrival, j)
+                until[j] = bounds[k] if k < len(bounds) else math.inf
+        return chain.from_iterable(ready.groups(keys, int))
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
         table = view.table
