@@ -65,7 +65,8 @@ class TetrisScheduler(Scheduler):
             best: tuple[float, int, int, tuple[int, ...]] | None = None
             for t in ready:
                 srpt = SRPT_WEIGHT * remaining[tb.job_of[t]] / worst
-                fastest = min([runtime(t, d) for d in firsts]) or 1.0
+                times = [runtime(t, d) for d in firsts]
+                fastest = min(times) or 1.0
                 gang: tuple[int, ...] | None = None
                 if gangs and tb.gpus[t] > 1:  # a gang is scored on its slowest member
                     fitting = [d for d, free in idle.items() if fits_memory(tb.memory[t], free)
@@ -74,15 +75,17 @@ class TetrisScheduler(Scheduler):
                                      partial(expected_runtime, view, t))
                     if gang is None:
                         continue
-                    candidates = [max(gang, key=partial(expected_runtime, view, t))]
+                    slowest = max(gang, key=partial(expected_runtime, view, t))
+                    candidates = [(slowest, runtime(t, slowest))]
                 else:
-                    candidates = [d for d in firsts if fits_memory(tb.memory[t], idle[d])
+                    candidates = [(d, rt) for d, rt in zip(firsts, times)
+                                  if fits_memory(tb.memory[t], idle[d])
                                   and (not ruled or view.may_use(t, d))]
-                for d in candidates:
+                for d, rt in candidates:
                     free = idle[d]
                     total = view.devices[d].memory_total
                     align = 1.0 + (tb.memory[t] / total) * (free / total)
-                    speed_fit = fastest / (runtime(t, d) or 1.0)
+                    speed_fit = fastest / (rt or 1.0)
                     score = align + speed_fit - srpt
                     if best is None or score > best[0] + 1e-12:
                         best = (score, t, d, gang or (d,))
