@@ -104,6 +104,10 @@ class TrainConfig:
     gae_lambda: float = 0.95
     ent_coef: float = 0.003
     clip_range: float = 0.2
+    #: the critic gets a graph network of its own: PPO's value loss, large
+    #: while the critic is new, then never moves the features the cloned
+    #: actor reads (by default they share one, as SB3's actor-critics do)
+    separate_critic: bool = False
     teacher: str = "tetris"
     bc_episodes: int = 20
     bc_epochs: int = 8
@@ -262,7 +266,8 @@ def build_model(cfg: TrainConfig, env, tensorboard_log: str | None):
 
     if cfg.policy == "gnn":
         policy, kwargs = GnnMaskablePolicy, {"hidden": cfg.hidden, "rounds": cfg.rounds,
-                                             "n_ready": cfg.max_ready}
+                                             "n_ready": cfg.max_ready,
+                                             "share_features_extractor": not cfg.separate_critic}
     elif cfg.policy == "mlp":
         policy, kwargs = "MultiInputPolicy", {}
     else:
