@@ -273,3 +273,20 @@ def test_a_teacher_that_is_no_scheduler_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "teacher" in lines[0]
+
+
+def test_a_separate_critic_leaves_the_actors_features_to_the_actor():
+    """With ``separate_critic``, the value loss reaches only the critic's own
+    graph network: the features the cloned actor reads do not move with it."""
+    from agents.train import build_model
+
+    cfg = replace(TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml"), separate_critic=True)
+    env = make_env(cfg)
+    obs, _ = env.reset(seed=0)
+    policy = build_model(cfg, env, None).policy
+    batch = {k: torch.as_tensor(v).unsqueeze(0) for k, v in obs.items()}
+    policy.predict_values(batch).sum().backward()
+    actor = list(policy.pi_features_extractor.parameters())
+    critic = list(policy.vf_features_extractor.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in actor)
+    assert any(p.grad is not None and p.grad.any() for p in critic)
