@@ -65,14 +65,13 @@ class RankedReady:
         self._queue: list[tuple[float, int, int]] = []
         self._entry: dict[int, tuple[float, int, int]] = {}
         self._seq = 0
-        self._by_key: dict[str, list[int]] | None = None
 
     def order(self, view: ClusterView) -> Iterator[int]:
         """The ready tasks of ``view``, highest rank first (read lazily)."""
         predicted = view.predicted
         if predicted is not self._predicted:  # a new episode, or a fork
             self._predicted, self._rank = predicted, [0.0] * len(predicted)
-            self._ranked, self._by_key = set(), None
+            self._ranked = set()
             self._beliefs, self._open_knowledge = (None, 0), -1
             self._ready = ReadyCursor()
         if view.belief_log is None or view.ready_log is None:
@@ -123,12 +122,8 @@ class RankedReady:
         then of each ancestor whose child's rank moved, highest index first
         (children come after their parents), each exactly as the full pass."""
         table, state, ranked = view.table, view.task_state, self._ranked
-        if self._by_key is None:
-            self._by_key = {}
-            for t, key in enumerate(table.history_key):
-                self._by_key.setdefault(key, []).append(t)
-        job_of = table.job_of
-        todo = [-t for key in keys for t in self._by_key.get(key, ())
+        by_key, job_of = table.tasks_by_key, table.job_of
+        todo = [-t for key in keys for t in by_key.get(key, ())
                 if state[t] != _DONE and job_of[t] in ranked]
         if not todo:
             return
