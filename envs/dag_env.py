@@ -91,8 +91,12 @@ class DagSchedulingEnv(gym.Env):
     device changes). :meth:`action_masks` gives the valid actions: a ready
     task in the slot, a device that exists, is healthy and has the task's
     memory free (devices may be shared while memory allows, each task then
-    slowed), and waiting only while something runs. An invalid action raises
-    :class:`InvalidActionError`. ``action_space.sample()`` draws a valid one.
+    slowed), and waiting only while something runs. A task of N GPUs (a
+    gang) is placed by naming its first device ``j``; its N - 1 mates are
+    those :func:`envs.encoder.gang_of` picks on ``j``'s host (idle devices
+    first, then the fastest for it), and the action is valid only where there
+    are enough. An invalid action raises :class:`InvalidActionError`.
+    ``action_space.sample()`` draws a valid one.
 
     ## Observation Space
 

@@ -613,11 +613,16 @@ def action_mask(view: ClusterView, enc: Encoding, m: Maxima) -> np.ndarray:
 def gang_of(view: ClusterView, task: int, first: int) -> tuple[int, ...] | None:
     """The devices an action starting gang ``task`` on ``first`` gives it:
     ``first`` and, among the devices that take it now, the mates that
-    :func:`rlsched.gangs.pick_gang` picks (its host, fastest for it, ties to
-    the lower index); None if there are not enough."""
+    :func:`rlsched.gangs.pick_gang` picks (its host; idle devices before busy
+    ones, then the fastest for it, ties to the lower index); None if there
+    are not enough. Idle first: a gang runs at its slowest member's pace, and
+    a member that shares its device slows the whole gang and the task it
+    shares with, as the heuristics' gangs (which take idle devices) never do."""
     takers = [d.index for d in view.devices if view.fits(task, d.index)]
+    devices = view.devices
     return pick_gang(view.pool, view.gpus(task), takers,
-                     lambda d: expected_runtime(view, task, d), first=first)
+                     lambda d: (devices[d].n_tasks > 0, expected_runtime(view, task, d)),
+                     first=first)
 
 
 def placement_of(view: ClusterView, enc: Encoding, m: Maxima, action: int) -> list[Placement]:
