@@ -72,7 +72,7 @@ from rlsched.schedulers.upward_ranks import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 7  # 7: share waits for a clearly faster busy GPU, so its advice changed
+ENCODER_VERSION = 8  # 8: a task's GPUs (gangs) in a column of their own
 
 
 class Column(IntEnum):
@@ -110,6 +110,8 @@ class TaskColumn(Column):
                  "0 if not running")
     UNFINISHED_PARENTS = "log1p(unfinished parents)"
     IS_CPU_ONLY = "is a CPU-only task (0/1)"
+    GPUS = ("GPUs it needs at once over the pool's GPUs (0: CPU-only; above one GPU's share: "
+            "a gang)")
     SHARE_ADVICE = "share would place this task next (0/1; see :mod:`envs.advice`)"
     HEFT_ADVICE = "heft would place this task next (0/1)"
     CP_ADVICE = "cp would place this task next (0/1)"
@@ -301,8 +303,10 @@ class EpisodeStatics:
         self.max_memory = pool.max_memory
         T = TaskColumn
         #: the task columns that never change, gathered in one indexing per encoding
-        self.static_columns = np.array([T.IS_MEMORY_BOUND, T.MEMORY, T.CHILDREN, T.IS_CPU_ONLY])
-        self.static_rows = np.stack([self.kind, self.memory_rel, self.log_children, ~self.gpu],
+        self.static_columns = np.array([T.IS_MEMORY_BOUND, T.MEMORY, T.CHILDREN, T.IS_CPU_ONLY,
+                                        T.GPUS])
+        self.static_rows = np.stack([self.kind, self.memory_rel, self.log_children, ~self.gpu,
+                                     np.asarray(table.gpus) / len(pool)],
                                     axis=1).astype(np.float32)
         #: as Python numbers, for the per-running-task loop of the time left
         self.kind_list = self.kind.tolist()

@@ -98,3 +98,22 @@ def test_columns_documented_as_flags_hold_flags_and_durations_are_not_negative()
         obs, _, done, _, _ = env.step(env.action_space.sample())
         if done:
             break
+
+
+def test_the_gpus_column_tells_a_gang_from_a_one_gpu_task_and_a_cpu_task():
+    """A policy cannot place a gang well without seeing its size: the column
+    is each window row's GPUs over the pool's (0 for a CPU-only task)."""
+    env = DagSchedulingEnv("synthetic:gangs?jobs=12", "identical:8", arrivals="poisson")
+    obs, _ = env.reset(seed=1)
+    env.action_space.seed(1)
+    seen: set[int] = set()
+    for _ in range(60):
+        rows = int(obs["task_mask"].sum())
+        window = env._enc.window[:rows]
+        gpus = np.array([env.sim.table.gpus[t] for t in window])
+        assert np.allclose(obs["tasks"][:rows, TaskColumn.GPUS], gpus / 8)
+        seen |= set(gpus.tolist())
+        obs, _, done, _, _ = env.step(env.action_space.sample())
+        if done:
+            break
+    assert {1, 2, 4} <= seen
