@@ -5,8 +5,9 @@ already knows. So the observation carries, for each of a few advisors, the
 placement it would make next in this view (its task, its device, or that it
 would wait). The policy learns when to follow which advisor, and where to
 deviate: ``share`` and ``tetris`` are the strongest here on average JCT with
-jobs arriving online, ``cp`` and ``heft`` on the makespan of a batch of one
-DAG. All are cheap (heft plans once per change of the world and then follows
+jobs arriving online (``sjf`` on pools of identical GPUs, where placing by
+speed buys nothing and ``share``'s sharing costs), ``cp`` and ``heft`` on
+the makespan of a batch of one DAG. All are cheap (heft plans once per change of the world and then follows
 its plan), and all are deterministic, so a policy sees the same advice in
 training, evaluation and live serving.
 """
@@ -17,7 +18,7 @@ from rlsched.schedulers import Scheduler, make_scheduler
 from rlsched.view import ClusterView, Placement
 
 #: the advisors, in the order of their feature columns
-ADVISORS = ("share", "heft", "cp", "tetris")
+ADVISORS = ("share", "heft", "cp", "tetris", "sjf")
 
 
 class Advisors:

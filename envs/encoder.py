@@ -72,7 +72,7 @@ from rlsched.schedulers.upward_ranks import upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 8  # 8: a task's GPUs (gangs) in a column of their own
+ENCODER_VERSION = 9  # 9: sjf's advice; 8: a task's GPUs (gangs) in a column of their own
 
 
 class Column(IntEnum):
@@ -116,6 +116,7 @@ class TaskColumn(Column):
     HEFT_ADVICE = "heft would place this task next (0/1)"
     CP_ADVICE = "cp would place this task next (0/1)"
     TETRIS_ADVICE = "tetris would place this task next (0/1)"
+    SJF_ADVICE = "sjf would place this task next (0/1)"
 
 
 class EdgeColumn(Column):
@@ -144,6 +145,7 @@ class DeviceColumn(Column):
     HEFT_ADVICE = "heft would place its next task here (0/1)"
     CP_ADVICE = "cp would place its next task here (0/1)"
     TETRIS_ADVICE = "tetris would place its next task here (0/1)"
+    SJF_ADVICE = "sjf would place its next task here (0/1)"
 
 
 class QueueColumn(Column):
@@ -159,6 +161,7 @@ class QueueColumn(Column):
     HEFT_WAITS = "heft would wait (0/1)"
     CP_WAITS = "cp would wait (0/1)"
     TETRIS_WAITS = "tetris would wait (0/1)"
+    SJF_WAITS = "sjf would wait (0/1)"
 
 
 def _per_advisor(columns: type[Column], suffix: str) -> tuple[Column, ...]:

@@ -272,7 +272,7 @@ def test_a_throttled_device_shows_in_telemetry_before_its_task_finishes_late(tmp
     assert long_run.end - long_run.start > 20000
 
 
-@pytest.mark.parametrize("advisor", ["share", "heft", "cp", "tetris"])
+@pytest.mark.parametrize("advisor", ["share", "heft", "cp", "tetris", "sjf"])
 def test_following_an_advisor_step_by_step_is_that_advisor(advisor):
     """Online, perturbed, several jobs: an agent that always takes advisor
     k's advice (one placement per step) makes exactly the advisor's schedule,
@@ -304,7 +304,7 @@ def test_following_an_advisor_step_by_step_is_that_advisor(advisor):
         [(a.task, a.device, a.start) for a in direct.trace]
 
 
-@pytest.mark.parametrize("advisor", ["share", "cp", "tetris"])
+@pytest.mark.parametrize("advisor", ["share", "cp", "tetris", "sjf"])
 def test_following_an_advisor_that_places_gangs_is_that_advisor(advisor):
     """An action names a gang's first device and :func:`gang_of` picks its
     mates: idle devices first, as the heuristics' gangs take them. So an
