@@ -7,9 +7,9 @@ would wait). The policy learns when to follow which advisor, and where to
 deviate: ``share`` and ``tetris`` are the strongest here on average JCT with
 jobs arriving online (``sjf`` on pools of identical GPUs, where placing by
 speed buys nothing and ``share``'s sharing costs), ``cp`` and ``heft`` on
-the makespan of a batch of one DAG. All are cheap (heft plans once per change of the world and then follows
-its plan), and all are deterministic, so a policy sees the same advice in
-training, evaluation and live serving.
+the makespan of a batch of one DAG. All are cheap (heft plans once per
+change of the world and then follows its plan), and all are deterministic,
+so a policy sees the same advice in training, evaluation and live serving.
 """
 
 from __future__ import annotations

@@ -308,7 +308,7 @@ def test_following_an_advisor_step_by_step_is_that_advisor(advisor):
 def test_following_an_advisor_that_places_gangs_is_that_advisor(advisor):
     """An action names a gang's first device and :func:`gang_of` picks its
     mates: idle devices first, as the heuristics' gangs take them. So an
-    agent that follows share, cp or tetris on a stream of 1- to 8-GPU jobs
+    agent that follows share, cp, tetris or sjf on a stream of 1- to 8-GPU jobs
     makes exactly that advisor's schedule, every gang on the same devices.
     (heft places a gang's mates by its plan, which no rule of the moment can
     reproduce.)"""
