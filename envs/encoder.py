@@ -68,7 +68,7 @@ from envs.advice import ADVISORS
 from rlsched.gangs import pick_gang
 from rlsched.pool import Pool, fits_memory
 from rlsched.schedulers.base import clock_ratios, expected_runtime
-from rlsched.schedulers.upward_ranks import upward_rank
+from rlsched.schedulers.upward_ranks import rerank, upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
@@ -316,6 +316,8 @@ class EpisodeStatics:
         self.job_of_list = self.job_of.tolist()
         self.inv_speed_rows = self.inv_speed_by_device.tolist()
         self._known_edges: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.rank_list: list[float] = []
+        self.rank = self._mean_cost = np.zeros(0)
         self.believe(predicted)
 
     def known_edges(self, n_known: int) -> tuple[np.ndarray, np.ndarray]:
@@ -328,24 +330,39 @@ class EpisodeStatics:
         return hit[1], hit[2]
 
     def believe(self, predicted: Sequence[float], knowledge: int = 0,
-                open_knowledge: int | None = None) -> None:
+                open_knowledge: int | None = None,
+                task_state: Sequence[int] | None = None) -> None:
         """Take the view's predicted runtimes (and its :attr:`ClusterView.knowledge`
         and ``open_knowledge``, which change with them): the work column and
         the upward ranks (at the pool's mean speed) follow them. The ranks
         are read only for unfinished tasks (the window's), which read only
-        unfinished tasks, so a task's finishing alone leaves them."""
+        unfinished tasks, so a task's finishing alone leaves them. Given the
+        view's ``task_state``, a change of the same predictions re-ranks only
+        the unfinished tasks whose cost moved and their ancestors
+        (:func:`rerank`): the same floats for every unfinished task as a
+        full pass, at the cost of what changed."""
         beliefs = self._beliefs
         if beliefs is not None and beliefs[0] is predicted and beliefs[1] == knowledge:
             return
-        same_open = beliefs is not None and beliefs[0] is predicted and \
-            open_knowledge is not None and beliefs[2] == open_knowledge
+        same = beliefs is not None and beliefs[0] is predicted
+        same_open = same and open_knowledge is not None and \
+            beliefs is not None and beliefs[2] == open_knowledge
         self._beliefs = (predicted, knowledge, open_knowledge)
         self.work = np.asarray(predicted, dtype=np.float64)
         if same_open:
             return
         mean_cost = np.where(self.gpu, self.work * self._inv_mean_speed[self.kind], self.work)
-        self.rank_list = upward_rank(mean_cost.tolist(), self.table.children)
-        self.rank = np.array(self.rank_list)
+        if same and task_state is not None:
+            moved = np.flatnonzero(mean_cost != self._mean_cost).tolist()
+            table = self.table
+            ranked = rerank(self.rank_list, mean_cost.tolist(), table.children, table.parents,
+                            [t for t in moved if task_state[t] != _DONE], task_state)
+            if ranked:
+                self.rank[ranked] = [self.rank_list[t] for t in ranked]
+        else:
+            self.rank_list = upward_rank(mean_cost.tolist(), self.table.children)
+            self.rank = np.array(self.rank_list)
+        self._mean_cost = mean_cost
 
 
 def _logd(x: np.ndarray | float, scale: float) -> np.ndarray | float:
@@ -389,7 +406,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     """Encode ``view`` into the observation of the module docstring;
     ``advice`` is :meth:`envs.advice.Advisors.advise` of the view (None: no
     advice, its columns stay 0)."""
-    statics.believe(view.predicted, view.knowledge, view.open_knowledge)
+    statics.believe(view.predicted, view.knowledge, view.open_knowledge, view.task_state)
     if len(view.devices) > m.devices:
         raise ValueError(f"the pool has {len(view.devices)} devices but the encoder's maximum is "
                          f"{m.devices}; build it with larger Maxima(devices=...)")

@@ -27,7 +27,8 @@ from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
 from rlsched.perturbations import THROTTLE
 from rlsched.schedulers import make_scheduler
-from rlsched.view import Placement
+from rlsched.schedulers.upward_ranks import upward_rank
+from rlsched.view import Placement, TaskState
 from tests.helpers import ROOT, STG, WFCOMMONS, check_schedule
 
 SOURCES = {
@@ -357,3 +358,28 @@ def test_an_agent_that_always_takes_heft_advice_is_heft():
         direct = measure(run_episode(env.instance, env.pool, make_scheduler("heft"), env.sim.seed,
                                  estimates=env.estimates))
         assert info["makespan"] == pytest.approx(direct.makespan, rel=1e-12)
+
+
+@pytest.mark.parametrize("workload", ["synthetic:layered?jobs=4&tasks=30", SOURCES["wfcommons"]])
+def test_the_encoders_ranks_kept_between_beliefs_are_the_full_pass(workload):
+    # as the runtime model re-predicts, the encoder re-ranks only the tasks
+    # whose cost moved and their ancestors: every unfinished task's rank must
+    # be the float a full pass over the current beliefs gives
+    env = DagSchedulingEnv(workload, "preset:workstation-4", arrivals="poisson", load=0.9)
+    env.action_space.seed(0)
+    env.reset(seed=3)
+    checked = reranked = 0
+    done = False
+    while not done:
+        statics, view = env.statics, env.view
+        work = np.asarray(view.predicted)
+        cost = np.where(statics.gpu, work * statics._inv_mean_speed[statics.kind], work)
+        full = upward_rank(cost.tolist(), view.table.children)
+        open_ = [t for t, s in enumerate(view.task_state) if s != TaskState.DONE]
+        assert [statics.rank_list[t] for t in open_] == [full[t] for t in open_]
+        assert statics.rank[open_].tolist() == [full[t] for t in open_]
+        checked += 1
+        reranked += statics.rank_list != full  # finished tasks' ranks left behind
+        _, _, done, _, _ = env.step(env.action_space.sample())
+    assert checked > 50
+    assert reranked > 0  # the kept ranks were in use, not rebuilt each time

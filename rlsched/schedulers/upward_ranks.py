@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from rlsched.view import ClusterView, ReadyCursor, TaskState
 
@@ -42,6 +42,36 @@ def rank_tasks(rank: list[float], cost: Sequence[float], children: Sequence[Sequ
         kids = children[t]
         # cost + 0.0 is cost: the same floats as max(..., default=0.0), faster
         rank[t] = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
+
+
+def rerank(rank: list[float], cost: Sequence[float], children: Sequence[Sequence[int]],
+           parents: Sequence[Sequence[int]], seeds: Iterable[int],
+           state: Sequence[int]) -> list[int]:
+    """Bring ``rank`` up to date after the ``cost`` of the unfinished tasks
+    ``seeds`` changed: recompute theirs, then each unfinished ancestor's
+    whose child's rank moved, highest index first (children come after
+    their parents), each from its children as :func:`rank_tasks` does, so
+    every unfinished task's rank is the float the full pass gives. (An
+    unfinished task's descendants are all unfinished, so finished tasks,
+    whose ranks nobody reads, are left as they were.) Returns the tasks
+    whose rank moved."""
+    todo = [-t for t in seeds]
+    heapq.heapify(todo)
+    seen = set(todo)
+    moved: list[int] = []
+    while todo:
+        t = -heapq.heappop(todo)
+        kids = children[t]
+        new = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
+        if new == rank[t]:
+            continue
+        rank[t] = new
+        moved.append(t)
+        for p in parents[t]:
+            if -p not in seen and state[p] != _DONE:
+                seen.add(-p)
+                heapq.heappush(todo, -p)
+    return moved
 
 
 class RankedReady:
@@ -118,32 +148,17 @@ class RankedReady:
         insort(self._queue, entry)
 
     def _rerank(self, view: ClusterView, keys: set[str]) -> None:
-        """Recompute the ranks of the open tasks of ``keys`` in ranked jobs,
-        then of each ancestor whose child's rank moved, highest index first
-        (children come after their parents), each exactly as the full pass."""
+        """Recompute the ranks of the open tasks of ``keys`` in ranked jobs
+        (and of their ancestors, :func:`rerank`); move the ready ones whose
+        rank moved in the queue."""
         table, state, ranked = view.table, view.task_state, self._ranked
         by_key, job_of = table.tasks_by_key, table.job_of
-        todo = [-t for key in keys for t in by_key.get(key, ())
-                if state[t] != _DONE and job_of[t] in ranked]
-        if not todo:
-            return
-        heapq.heapify(todo)
-        seen = set(todo)
-        rank, cost, children, parents = self._rank, view.predicted, table.children, table.parents
+        seeds = [t for key in keys for t in by_key.get(key, ())
+                 if state[t] != _DONE and job_of[t] in ranked]
         entry_of, queue = self._entry, self._queue
-        while todo:
-            t = -heapq.heappop(todo)
-            kids = children[t]
-            new = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
-            if new == rank[t]:
-                continue
-            rank[t] = new
+        for t in rerank(self._rank, view.predicted, table.children, table.parents, seeds, state):
             entry = entry_of.get(t)
             if entry is not None:  # ready: move it in the queue
                 del queue[bisect_left(queue, entry)]
-                entry_of[t] = entry = (-new, entry[1], t)
+                entry_of[t] = entry = (-self._rank[t], entry[1], t)
                 insort(queue, entry)
-            for p in parents[t]:
-                if -p not in seen and state[p] != _DONE:
-                    seen.add(-p)
-                    heapq.heappush(todo, -p)
