@@ -65,9 +65,9 @@ class MaskedDiscrete(spaces.Discrete):
         if mask is None and probability is None and self._mask_source is not None:
             method = self._mask_source()
             if method is not None:
-                current = method()
-                if current.any():
-                    mask = current.astype(np.int8)
+                valid = np.flatnonzero(method())
+                if valid.size:  # Discrete.sample(mask)'s draw, less its checks of the mask
+                    return self.start + self.dtype.type(self.np_random.choice(valid))
         return super().sample(mask=mask, probability=probability)
 
     def __getstate__(self) -> dict:
