@@ -120,9 +120,10 @@ class TrainConfig:
     dagger_episodes: int = 4
     target_kl: float | None = None
     #: PPO's reward is the gain over this heuristic run on the same episode
-    #: (``teacher``: each kind's teacher; ``none``: the plain reward); see
+    #: (``teacher``: each kind's teacher; ``none``: the plain reward), or over
+    #: the best on each episode of a list of them (``[teacher, sjf]``); see
     #: :class:`envs.DagSchedulingEnv`
-    reward_baseline: str = "none"
+    reward_baseline: str | list[str] = "none"
     #: several kinds of episode, each a mapping of workload, pool, arrivals,
     #: load, perturb, teacher (missing keys: the settings above); empty: one
     #: kind, the settings above
@@ -158,11 +159,12 @@ class TrainConfig:
         if unknown:
             raise InputError(str(path), f"unknown setting(s) {', '.join(sorted(unknown))}")
         cfg = cls(**doc)
-        if cfg.reward_baseline not in ("none", "teacher"):
-            try:
-                make_scheduler(cfg.reward_baseline)
-            except InputError as e:
-                raise InputError(str(path), f"reward_baseline: {e.problem}") from None
+        for name in cfg.baseline_names():
+            if name not in ("none", "teacher"):
+                try:
+                    make_scheduler(name)
+                except InputError as e:
+                    raise InputError(str(path), f"reward_baseline: {e.problem}") from None
         for setting, listed in (("kinds", cfg.kinds), ("validation_kinds", cfg.validation_kinds)):
             for k in listed:
                 bad = set(k) - set(KIND_KEYS) if isinstance(k, dict) else {"(not a mapping)"}
@@ -171,7 +173,8 @@ class TrainConfig:
                                      f"{', '.join(sorted(bad))} (known: {', '.join(KIND_KEYS)})")
         for kind in cfg.episode_kinds() + cfg.validation_episode_kinds():
             EstimateModel.parse(kind.estimates, f"{path}: estimates")
-            names = [kind.teacher.removeprefix("lookahead:"), *cfg.heuristics, cfg.reward_baseline]
+            names = [kind.teacher.removeprefix("lookahead:"), *cfg.heuristics,
+                     *cfg.baseline_names()]
             if any(n.startswith(ORACLE) for n in names[1:]):
                 raise InputError(str(path), "an oracle (oracle:NAME) is a bound for evaluate, "
                                  "or a teacher; a reference heuristic or a baseline is told "
@@ -181,6 +184,11 @@ class TrainConfig:
             except InputError as e:
                 raise InputError(str(path), f"teacher: {e.problem}") from None
         return cfg
+
+    def baseline_names(self) -> list[str]:
+        """``reward_baseline`` as a list of names."""
+        listed = self.reward_baseline
+        return [listed] if isinstance(listed, str) else list(listed)
 
     def episode_kinds(self) -> list[Kind]:
         """The kinds of episode trained on (one, from the top-level settings,
@@ -230,7 +238,7 @@ class Kind:
 
 
 def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None,
-             baseline: str | None = None) -> DagSchedulingEnv:
+             baseline: str | list[str] | None = None) -> DagSchedulingEnv:
     k = kind or cfg.episode_kinds()[0]
     return DagSchedulingEnv(k.workload, k.pool, arrivals=k.arrivals, load=k.load,
                             reward=cfg.reward, perturb=k.perturb, max_tasks=cfg.max_tasks,
@@ -239,12 +247,12 @@ def make_env(cfg: TrainConfig, seed: int | None = None, kind: Kind | None = None
                             estimates=k.estimates)
 
 
-def reward_baseline(cfg: TrainConfig, kind: Kind) -> str | None:
-    """The heuristic PPO's reward is measured against on episodes of ``kind``."""
-    if cfg.reward_baseline == "none":
-        return None
-    return base_heuristic(kind.teacher) if cfg.reward_baseline == "teacher" \
-        else cfg.reward_baseline
+def reward_baseline(cfg: TrainConfig, kind: Kind) -> list[str] | None:
+    """The heuristics PPO's reward is measured against on episodes of
+    ``kind`` (the best of them on each episode), or None."""
+    names = [base_heuristic(kind.teacher) if n == "teacher" else n
+             for n in cfg.baseline_names() if n != "none"]
+    return list(dict.fromkeys(names)) or None
 
 
 def base_heuristic(teacher: str) -> str:

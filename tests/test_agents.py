@@ -290,3 +290,20 @@ def test_a_separate_critic_leaves_the_actors_features_to_the_actor():
     critic = list(policy.vf_features_extractor.parameters())
     assert all(p.grad is None or not p.grad.any() for p in actor)
     assert any(p.grad is not None and p.grad.any() for p in critic)
+
+
+def test_a_list_of_reward_baselines_names_each_kinds_teacher_and_the_others_once(tmp_path):
+    from agents.train import reward_baseline
+
+    cfg = TrainConfig(reward_baseline=["teacher", "sjf"],
+                      kinds=[{"teacher": "share"}, {"teacher": "sjf"}, {"teacher": "oracle:cp"}])
+    assert [reward_baseline(cfg, k) for k in cfg.episode_kinds()] == \
+        [["share", "sjf"], ["sjf"], ["cp", "sjf"]]
+    assert reward_baseline(replace(cfg, reward_baseline="none"), cfg.episode_kinds()[0]) is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nreward_baseline: [teacher, shrae]\n")
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "train", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "reward_baseline" in lines[0]

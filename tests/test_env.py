@@ -153,6 +153,28 @@ def test_with_a_baseline_the_return_is_the_gain_over_the_baseline_heuristic(rewa
     assert info["baseline_avg_jct"] == direct.avg_jct
 
 
+@pytest.mark.parametrize("reward, measured", [("jct", "avg_jct"), ("makespan", "makespan")])
+def test_with_several_baselines_the_return_is_the_gain_over_the_best_of_them_on_the_episode(
+        reward, measured):
+    env = DagSchedulingEnv(SOURCES["wfcommons"], "preset:workstation-4", arrivals="poisson",
+                           perturb="all", reward=reward, baseline=["fifo", "share", "sjf"])
+    picked = set()
+    for seed in range(3):
+        _, rewards, info = play_random(env, seed)
+        runs = {name: measure(run_episode(env.instance, env.pool, make_scheduler(name),
+                                          env.sim.seed, env.perturbations, env.estimates))
+                for name in ("fifo", "share", "sjf")}
+        best = min(runs, key=lambda name: getattr(runs[name], measured))
+        assert info["baseline_avg_jct"] == runs[best].avg_jct
+        assert info["baseline_makespan"] == runs[best].makespan
+        bound = info["jct_lower_bound"] if reward == "jct" else info["lower_bound"]
+        assert sum(rewards) == pytest.approx(
+            (getattr(runs[best], measured) - info[measured]) / bound, rel=1e-9)
+        picked.add(best)
+    if reward == "jct":
+        assert "fifo" not in picked  # the weakest on JCT is never the one measured against
+
+
 def test_a_policy_that_is_its_baseline_gets_zero_reward_at_every_step():
     """The baseline is subtracted interval by interval, not only at the end:
     the reward says at each step whether the policy is ahead of it so far."""
