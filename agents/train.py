@@ -42,10 +42,12 @@ step goes back). What a step means depends on the phase:
 from __future__ import annotations
 
 import json
+import random
 import re
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -635,6 +637,18 @@ class EpisodeMetricsCallback(BaseCallback):
         return True
 
 
+@contextmanager
+def rng_kept() -> Iterator[None]:
+    """Run the block without moving the global random generators training
+    draws from (torch's, NumPy's, Python's): what is validated, and how
+    often, then never changes what training does next."""
+    state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        yield
+    random.setstate(state[0])
+    np.random.set_state(state[1])
+
+
 class ValidationCallback(BaseCallback):
     """Validates the policy as training starts, every ``eval_every`` steps
     and as it ends, logs ``charts/val_avg_jct`` and
@@ -686,7 +700,8 @@ class ValidationCallback(BaseCallback):
         """
         path = self.out_dir / "latest.zip"
         save_checkpoint(model, self.cfg, path, steps, self.evaluation)
-        result = self.validator.evaluate(RLScheduler(path))
+        with rng_kept():  # loading a policy draws its initial weights: not from training's RNG
+            result = self.validator.evaluate(RLScheduler(path))
         ev = {"val_avg_jct": result["avg_jct"], "val_ratio_to_best_heuristic": result["ratio"],
               "kinds": result["kinds"], "validation_seeds": self.cfg.validation_seeds}
         # latest.zip's card says what latest.zip scored (it was saved to be validated)

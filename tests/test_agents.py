@@ -307,3 +307,20 @@ def test_a_list_of_reward_baselines_names_each_kinds_teacher_and_the_others_once
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "reward_baseline" in lines[0]
+
+
+def test_how_often_training_validates_never_changes_what_it_trains(tmp_path):
+    # validating loads the policy, and building a policy draws initial weights
+    # from torch's RNG: unguarded, each validation moved PPO's sampling after it
+    from agents.train import train
+
+    base = TrainConfig.from_yaml(ROOT / "configs" / "quick.yaml")
+    weights = []
+    for eval_every in (0, 256):
+        cfg = replace(base, eval_every=eval_every, runs_dir=str(tmp_path / f"runs{eval_every}"),
+                      checkpoints_dir=str(tmp_path / f"ck{eval_every}"))
+        train(cfg, progress=False)
+        weights.append(MaskablePPO.load(tmp_path / f"ck{eval_every}" / cfg.name / "final.zip",
+                                        device="cpu").policy.state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
