@@ -4,6 +4,7 @@ slow RTX 3090 (device 1)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rlsched.estimates import EstimateModel
@@ -71,3 +72,48 @@ def test_las_decides_the_same_whatever_the_estimates_say():
             view = sim.step(las.decide(view))
         traces.append(sim.result().trace)
     assert traces[0] == traces[1] == traces[2]
+
+
+@pytest.mark.parametrize("workload, pool, seed", [
+    ("synthetic:mixed?jobs=30", "preset:lab-8", 3),
+    # a sweep's task ends past its job's bound while its siblings wait, ready
+    # and untouched, and nothing else of the job runs: only the jobs that ran
+    # at the last decision find it
+    ("synthetic:sweep?jobs=20", "identical:2", 0),
+])
+def test_the_order_kept_between_decisions_is_the_full_sort_at_every_decision(workload, pool, seed):
+    # the queue of jobs is kept sorted across decisions and only the jobs
+    # that ran, or whose ready tasks changed, are looked at again: at every
+    # decision that reads it (not every decision does: with no idle device
+    # none does), it must be the sort of the whole ready set
+    from rlsched.arrivals import online
+    from rlsched.perturbations import Perturbations
+    from rlsched.sources.specs import resolve_pool, resolve_workload
+
+    pool = resolve_pool(pool)
+    instances = resolve_workload(workload).instances(seed)
+    inst = online(instances, pool, 0.9, np.random.default_rng(seed))
+    sim = Simulator(inst, pool, seed=seed, perturbations=Perturbations.parse("all"))
+    las = LasScheduler(base=60.0)
+    kept_order = las.order
+    checked, queues = 0, set()
+
+    def order(view):
+        nonlocal checked
+        attained, jobs = view.job_attained, view.table.jobs
+        key = {j: (las.queue(attained[j]), jobs[j].arrival) for j in range(view.table.n_jobs)}
+        job_of = view.table.job_of
+        full = sorted(view.ready, key=lambda t: (*key[job_of[t]], t))
+        kept = list(kept_order(view))
+        assert kept == full
+        checked += 1
+        queues.update(k for k, _ in key.values())
+        return iter(kept)
+
+    las.order = order
+    view, decisions = sim.reset(), 0
+    while view is not None:
+        view = sim.step(las.decide(view))
+        decisions += 1
+    assert checked > 100 and decisions > checked  # some decisions never read the order
+    assert len(queues) >= 3  # jobs crossed queue bounds while queued

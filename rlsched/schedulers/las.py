@@ -29,7 +29,8 @@ It reads no runtime: neither estimates nor predictions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
 from itertools import chain
 
 from rlsched.schedulers.base import GreedyIdleScheduler
@@ -62,6 +63,11 @@ class LasScheduler(GreedyIdleScheduler):
         self._keys: dict[int, tuple[int, float, int]] = {}
         self._until: dict[int, float] = {}
         self._log: list[int] | None = None
+        #: the keys of the jobs with a ready task, sorted (each key ends with
+        #: its job, so no two tie), and the jobs that ran at the last decision
+        self._queue: list[tuple[int, float, int]] = []
+        self._queued: dict[int, tuple[int, float, int]] = {}
+        self._ran: set[int] = set()
 
     def queue(self, attained: float) -> int:
         """The queue of a job that has received ``attained`` device-seconds."""
@@ -73,21 +79,50 @@ class LasScheduler(GreedyIdleScheduler):
     def order(self, view: ClusterView) -> Iterable[int]:
         """As ``sorted(view.ready, key=lambda t: (queue(job_attained[job]),
         arrival[job], t))`` orders them, lazily: the decision stops once the
-        idle devices are taken, so the queue behind is never sorted."""
-        jobs, ready = view.table.jobs, self._ready
-        attained = tuple(view.job_attained)  # summed once
+        idle devices are taken, so the queue behind is never read.
+
+        The jobs stay sorted between decisions of one episode. A job's
+        attained service moves only while it runs, or when an attempt of it
+        ends, so only the jobs that run now or ran when the order was last
+        read, and those whose ready tasks changed since, are looked at again."""
+        ready, attained = self._ready, view.job_attained
         ready.sync(view)
-        if view.ready_log is None or view.ready_log is not self._log:
+        job_of = view.table.job_of
+        running = {job_of[r.task] for r in view.running}
+        if view.ready_log is None or view.ready_log is not self._log or ready.touched is None:
             self._keys, self._until, self._log = {}, {}, view.ready_log
-        keys, until, bounds = self._keys, self._until, self.bounds
-        for j in ready.job_ids():
+            self._queue, self._queued = [], {}
+            self._requeue(view, ready.job_ids(), attained)
+        else:
+            self._requeue(view, ready.touched | running | self._ran, attained)
+        self._ran = running
+        return chain.from_iterable(ready.tasks(key[2], int) for key in self._queue)
+
+    def _requeue(self, view: ClusterView, jobs: Iterable[int], attained: Sequence[float]) -> None:
+        """Key ``jobs`` afresh where one is new or past its queue's bound,
+        and put each with a ready task in its place in the queue (out of it
+        if it has none)."""
+        keys, until, bounds, arrival = self._keys, self._until, self.bounds, view.table.jobs
+        queue, queued, has_ready = self._queue, self._queued, self._ready.job_ids()
+        for j in jobs:
+            old = queued.get(j)
+            if j not in has_ready:
+                if old is not None:
+                    del queue[bisect_left(queue, old)]
+                    del queued[j]
+                continue
             if attained[j] >= until.get(j, -1.0):  # a new job, or one past its queue's bound
                 k = self.queue(attained[j])
                 # a job's tasks are one run of indices, in job order: the job's
-                # own index orders ties as t does, so runs never merge
-                keys[j] = (k, jobs[j].arrival, j)
+                # own index orders ties as t does
+                keys[j] = (k, arrival[j].arrival, j)
                 until[j] = bounds[k] if k < len(bounds) else math.inf
-        return chain.from_iterable(ready.groups(keys, int))
+            key = keys[j]
+            if key != old:
+                if old is not None:
+                    del queue[bisect_left(queue, old)]
+                insort(queue, key)
+                queued[j] = key
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
         table = view.table

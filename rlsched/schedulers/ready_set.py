@@ -33,6 +33,9 @@ class ReadyByJob:
         self._sorted: dict[int, list[int]] = {}  # job -> its ready tasks, sorted
         self._least: dict[int, float] = {}  # job -> the least value of its ready tasks
         self._stale: set[int] = set()  # jobs whose ready tasks changed since least()
+        #: the jobs whose ready tasks the last :meth:`sync` changed (None: it
+        #: rebuilt every group, as on a view without a log)
+        self.touched: set[int] | None = None
 
     def sync(self, view: ClusterView) -> None:
         """Bring the groups up to ``view``."""
@@ -48,11 +51,14 @@ class ReadyByJob:
                 else:
                     group[t] = i
             self._seq = len(view.ready)
+            self.touched = None
             return
         of, cache, least = self._of, self._sorted, self._least
+        self.touched = touched = set()
         for e in changes:
             t = e if e >= 0 else ~e
             j = job_of[t]
+            touched.add(j)
             cache.pop(j, None)
             least.pop(j, None)
             self._stale.add(j)
@@ -98,17 +104,22 @@ class ReadyByJob:
             k += 1
         of = self._of
         if k == i + 1:
-            tasks = self._sorted.get(j)
-            if tasks is None:
-                tasks = list(of[j])  # a dict keeps the ready order
-                if task_key is not None:
-                    tasks.sort(key=task_key)
-                self._sorted[j] = tasks
-            return tasks, k
+            return self.tasks(j, task_key), k
         merged = {t: s for g in jobs[i:k] for t, s in of[g].items()}
         tasks = list(merged)
         tasks.sort(key=merged.__getitem__ if task_key is None else task_key)
         return tasks, k
+
+    def tasks(self, j: int, task_key: Callable[[int], Any] | None) -> list[int]:
+        """The ready tasks of job ``j`` sorted by ``task_key`` (None: the
+        ready order), kept as :meth:`run` keeps runs: read it, never change it."""
+        tasks = self._sorted.get(j)
+        if tasks is None:
+            tasks = list(self._of[j])  # a dict keeps the ready order
+            if task_key is not None:
+                tasks.sort(key=task_key)
+            self._sorted[j] = tasks
+        return tasks
 
     def least(self, value: Sequence[float]) -> dict[int, float]:
         """The least ``value`` among each job's ready tasks, ``{job: least}``,
