@@ -598,6 +598,24 @@ class Validator:
                 "avg_jct": statistics.fmean(k["avg_jct"] for k in out), "kinds": out}
 
 
+def validate_schedulers(cfg: TrainConfig, names: Sequence[str]) -> list[dict[str, Any]]:
+    """Each scheduler of ``names`` (``rl:PATH`` or a heuristic) validated
+    as training validates (:class:`Validator`, the config's validation kinds
+    and seeds): its mean ratio to the best heuristic and each kind's."""
+    schedulers = [make_scheduler(n) for n in names]  # a bad name stops before the episodes
+    validator = Validator(cfg)
+    out = []
+    for name, scheduler in zip(names, schedulers):
+        result = validator.evaluate(scheduler)
+        out.append({"scheduler": name, "ratio": result["ratio"],
+                    "validation_seeds": cfg.validation_seeds,
+                    "kinds": [{"kind": k["kind"], "ratio": k["ratio"], "avg_jct": k["avg_jct"],
+                               "best_heuristic": min(k["heuristics_avg_jct"],
+                                                     key=k["heuristics_avg_jct"].__getitem__)}
+                              for k in result["kinds"]]})
+    return out
+
+
 def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
                     evaluation: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

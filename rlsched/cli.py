@@ -176,12 +176,23 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  rlsched train --config configs/quick.yaml\n"
                "  rlsched train --config configs/default.yaml\n"
                "  rlsched train --config configs/default.yaml --resume "
-               "checkpoints/default/latest.zip --steps 100000")
+               "checkpoints/default/latest.zip --steps 100000\n"
+               "  rlsched train --config configs/default.yaml --validate "
+               "rl:default,rl:checkpoints/default/best.zip,share --validation-seeds 600-607")
     tr.add_argument("--config", required=True, metavar="PATH", help="YAML training config")
     tr.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
     tr.add_argument("--steps", type=int, help="override total_steps")
     tr.add_argument("--seed", type=int, help="override the seed")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--validate", metavar="LIST",
+                    help="train nothing: validate these schedulers (rl:PATH checkpoints, "
+                         "heuristics) as training validates, on the config's validation kinds, "
+                         "and print each one's ratio to the best heuristic, kind by kind, as "
+                         "JSON. Use --validation-seeds to compare checkpoints on seeds that "
+                         "did not choose them")
+    tr.add_argument("--validation-seeds", metavar="LIST",
+                    help="with --validate: seeds instead of the config's validation_seeds, "
+                         "as 600,601 or 600-607")
     tr.set_defaults(run=_train)
 
 
@@ -889,6 +900,26 @@ def _train(args: argparse.Namespace) -> int:
     from agents.train import TrainConfig, train
 
     cfg = TrainConfig.from_yaml(args.config)
+    if args.validation_seeds is not None:
+        if args.validate is None:
+            raise InputError("--validation-seeds", "is for --validate (training validates on "
+                             "the config's validation_seeds)")
+        cfg = replace(cfg, validation_seeds=_seed_list(args.validation_seeds))
+    if args.validate is not None:
+        from agents.train import validate_schedulers
+
+        names = [s.strip() for s in args.validate.split(",") if s.strip()]
+        if not names:
+            raise InputError("--validate", "name at least one scheduler or rl:PATH checkpoint")
+        _uses_rl(names)
+        try:
+            validated = validate_schedulers(cfg, names)
+        except InputError as e:
+            if e.source != "--scheduler":
+                raise
+            raise InputError("--validate", e.problem) from None
+        print(json.dumps(validated, indent=1))
+        return 0
     if args.steps is not None:
         cfg = replace(cfg, total_steps=args.steps)
     if args.seed is not None:
@@ -898,6 +929,21 @@ def _train(args: argparse.Namespace) -> int:
     print(json.dumps({"name": cfg.name, "checkpoints": f"{cfg.checkpoints_dir}/{cfg.name}/",
                       "runs": f"{runs}/", **final}))
     return 0
+
+
+def _seed_list(text: str) -> list[int]:
+    """``600,601`` or ``600-607`` (both ends included) as a list of seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            seeds += list(range(int(first), int(last) + 1)) if dash else [int(first)]
+        except ValueError:
+            raise InputError("--validation-seeds", f"'{part.strip()}' is not a seed or a range "
+                             "of seeds (600,601 or 600-607)") from None
+    if not seeds:
+        raise InputError("--validation-seeds", f"'{text}' names no seed")
+    return seeds
 
 
 def _evaluate(args: argparse.Namespace) -> int:

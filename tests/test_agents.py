@@ -324,3 +324,38 @@ def test_how_often_training_validates_never_changes_what_it_trains(tmp_path):
                                         device="cpu").policy.state_dict())
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_validate_compares_checkpoints_and_heuristics_on_seeds_of_ones_choosing(trained):
+    cfg, tmp, _ = trained
+    final = tmp / "checkpoints" / cfg.name / "final.zip"
+    runs = sorted((ROOT / "runs").glob("*/*"))
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "train", "--config",
+                           str(ROOT / "configs" / "quick.yaml"), "--validate",
+                           f"rl:{final},sjf,fifo", "--validation-seeds", "600-601"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [r["scheduler"] for r in out] == [f"rl:{final}", "sjf", "fifo"]
+    n_kinds = len(cfg.validation_episode_kinds())
+    for r in out:
+        assert r["validation_seeds"] == [600, 601] and len(r["kinds"]) == n_kinds
+        assert r["ratio"] == pytest.approx(sum(k["ratio"] for k in r["kinds"]) / n_kinds)
+    # the heuristics are the config's: the better of them is the best, kind by kind
+    sjf, fifo = out[1]["kinds"], out[2]["kinds"]
+    assert all(min(a["ratio"], b["ratio"]) == pytest.approx(1.0) for a, b in zip(sjf, fifo))
+    assert sorted((ROOT / "runs").glob("*/*")) == runs  # validating trains nothing
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--validate", "sjf", "--validation-seeds", "6o0"], "--validation-seeds: '6o0' is not a seed"),
+    (["--validation-seeds", "600"], "--validation-seeds: is for --validate"),
+    (["--validate", "shrae"], "--validate: unknown scheduler 'shrae'"),
+])
+def test_validate_refuses_bad_seeds_and_names_in_one_line(args, says):
+    proc = subprocess.run([sys.executable, "-m", "rlsched", "train", "--config",
+                           str(ROOT / "configs" / "quick.yaml"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
