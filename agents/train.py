@@ -46,7 +46,7 @@ import random
 import re
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
@@ -69,7 +69,7 @@ from rlsched.evaluation.evaluate import episodes, run_episode
 from rlsched.lookahead import best_candidate
 from rlsched.metrics import measure
 from rlsched.perturbations import Perturbations
-from rlsched.schedulers import ORACLE, make_scheduler
+from rlsched.schedulers import ORACLE, Scheduler, make_scheduler
 from rlsched.sources.specs import resolve_pool
 from rlsched.view import EVERY_KIND, ClusterView, Placement, TaskState
 
@@ -598,14 +598,16 @@ class Validator:
                 "avg_jct": statistics.fmean(k["avg_jct"] for k in out), "kinds": out}
 
 
-def validate_schedulers(cfg: TrainConfig, names: Sequence[str]) -> list[dict[str, Any]]:
-    """Each scheduler of ``names`` (``rl:PATH`` or a heuristic) validated
+def validate_schedulers(cfg: TrainConfig, schedulers: dict[str, Scheduler],
+                        done: Callable[[dict[str, Any]], None] | None = None
+                        ) -> list[dict[str, Any]]:
+    """Each of ``schedulers`` (by name: ``rl:PATH`` or a heuristic) validated
     as training validates (:class:`Validator`, the config's validation kinds
-    and seeds): its mean ratio to the best heuristic and each kind's."""
-    schedulers = [make_scheduler(n) for n in names]  # a bad name stops before the episodes
+    and seeds): its mean ratio to the best heuristic and each kind's
+    (``done`` is called with each as it is ready: they take minutes)."""
     validator = Validator(cfg)
-    out = []
-    for name, scheduler in zip(names, schedulers):
+    out: list[dict[str, Any]] = []
+    for name, scheduler in schedulers.items():
         result = validator.evaluate(scheduler)
         out.append({"scheduler": name, "ratio": result["ratio"],
                     "validation_seeds": cfg.validation_seeds,
@@ -613,6 +615,8 @@ def validate_schedulers(cfg: TrainConfig, names: Sequence[str]) -> list[dict[str
                                "best_heuristic": min(k["heuristics_avg_jct"],
                                                      key=k["heuristics_avg_jct"].__getitem__)}
                               for k in result["kinds"]]})
+        if done is not None:
+            done(out[-1])
     return out
 
 

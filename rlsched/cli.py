@@ -907,17 +907,26 @@ def _train(args: argparse.Namespace) -> int:
         cfg = replace(cfg, validation_seeds=_seed_list(args.validation_seeds))
     if args.validate is not None:
         from agents.train import validate_schedulers
+        from rlsched.schedulers import make_scheduler
 
         names = [s.strip() for s in args.validate.split(",") if s.strip()]
         if not names:
             raise InputError("--validate", "name at least one scheduler or rl:PATH checkpoint")
         _uses_rl(names)
-        try:
-            validated = validate_schedulers(cfg, names)
+        try:  # every name checked (and every checkpoint loaded) before the episodes
+            schedulers = {n: make_scheduler(n) for n in names}
         except InputError as e:
             if e.source != "--scheduler":
                 raise
             raise InputError("--validate", e.problem) from None
+        seeds = ", ".join(map(str, cfg.validation_seeds))
+        print(f"validating {len(names)} scheduler(s) on {len(cfg.validation_episode_kinds())} "
+              f"kind(s), seeds {seeds} (the heuristics first)", file=sys.stderr)
+
+        def done(r: dict) -> None:
+            print(f"{r['scheduler']}: {r['ratio']:.4f} x the best heuristic", file=sys.stderr)
+
+        validated = validate_schedulers(cfg, schedulers, done)
         print(json.dumps(validated, indent=1))
         return 0
     if args.steps is not None:
