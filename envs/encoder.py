@@ -342,11 +342,12 @@ class EpisodeStatics:
         (:func:`rerank`): the same floats for every unfinished task as a
         full pass, at the cost of what changed."""
         beliefs = self._beliefs
-        if beliefs is not None and beliefs[0] is predicted and beliefs[1] == knowledge:
-            return
-        same = beliefs is not None and beliefs[0] is predicted
-        same_open = same and open_knowledge is not None and \
-            beliefs is not None and beliefs[2] == open_knowledge
+        same = same_open = False  # the same predictions list; and its open tasks' beliefs
+        if beliefs is not None and beliefs[0] is predicted:
+            if beliefs[1] == knowledge:
+                return
+            same = True
+            same_open = open_knowledge is not None and beliefs[2] == open_knowledge
         self._beliefs = (predicted, knowledge, open_knowledge)
         self.work = np.asarray(predicted, dtype=np.float64)
         if same_open:
