@@ -38,8 +38,10 @@ from __future__ import annotations
 import copy
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import takewhile
+from itertools import compress, takewhile
+from operator import and_, not_, sub
 from typing import cast
 
 import numpy as np
@@ -399,15 +401,23 @@ class Simulator:
     def _decision_possible(self) -> bool:
         if not self._ready:
             return False
-        total, used, ext = self._mem_total, self._mem_used, self._ext_mem
+        total, used, ext, healthy = self._mem_total, self._mem_used, self._ext_mem, self._healthy
+        # the devices open to a task, and the most memory free among them; in
+        # C-level passes (compress, map), as this runs before every decision
+        open_: Sequence[int]
         if self.idle_only:
-            on = self._on_device
-            open_ = [d for d, healthy in enumerate(self._healthy) if healthy and not on[d]]
+            open_ = list(compress(range(len(healthy)),
+                                  map(and_, healthy, map(not_, self._on_device))))
+        elif all(healthy):
+            open_ = range(len(healthy))
         else:
-            open_ = [d for d, healthy in enumerate(self._healthy) if healthy]
+            open_ = list(compress(range(len(healthy)), healthy))
         if not open_:
             return False
-        best = max([total[d] - used[d] - ext[d] for d in open_])
+        if len(open_) == len(healthy):
+            best = max(map(sub, map(sub, total, used), ext))
+        else:
+            best = max([total[d] - used[d] - ext[d] for d in open_])
         if best < 0:
             return False
         memory = self.table.memory
@@ -420,7 +430,7 @@ class Simulator:
         return any(fits_memory(memory[t], self._free(d)) and self._may_use(t, d)
                    for t in self._ready for d in open_)
 
-    def _gang_fits(self, t: int, devices: list[int]) -> bool:
+    def _gang_fits(self, t: int, devices: Sequence[int]) -> bool:
         """Whether enough of ``devices`` take gang ``t`` now, on one host or on linked hosts."""
         per_host = [0] * (max(self._host) + 1)
         for d in devices:
