@@ -53,11 +53,10 @@ from rlsched.pool import fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
 from rlsched.schedulers.base import (
     Scheduler,
-    clock_ratios,
     expected_runtime,
-    pool_speeds,
     runtimes,
 )
+from rlsched.schedulers.device_columns import DeviceColumns
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import EVERY_KIND, ClusterView, Placement
 
@@ -93,20 +92,17 @@ class ShareScheduler(Scheduler):
         self.probe = probe
         self.gang_patience = gang_patience
         self._ready = ReadyByJob()
+        self._columns = DeviceColumns()
         self._fastest_pool: object = None
         self._fastest_clocks: tuple[float, ...] = ()
         self._fastest_speeds: list[float] = []
 
     def _decide(self, view: ClusterView) -> list[Placement]:
-        devices = view.devices
-        # memory_free, inline: a property call per device adds up on a wide pool
-        free = [d.memory_total - d.memory_used if d.healthy else -1.0 for d in devices]
-        count = [d.n_tasks for d in devices]
-        # seconds until each device is next free (0: idle now); a task past its
-        # estimate still holds its device, so it counts as about to end
-        clocks = clock_ratios(view)
+        # memory free, tasks, clock ratio and seconds until next free (0: idle
+        # now; a task past its estimate still holds its device, so it counts
+        # as about to end), per device, read again only where they changed
+        free, count, clocks, until_free = self._columns.read(view)
         runtime = runtimes(view, clocks)
-        until_free = _until_free(view, clocks, runtime)
         busy_for = list(until_free)
         out: list[Placement] = []
         waiting: list[int] = []
@@ -417,32 +413,3 @@ class ShareScheduler(Scheduler):
                 best, best_finish = d, finish
         return best
 
-
-def _until_free(view: ClusterView, clocks: list[float],
-                runtime: Callable[[int, int], float]) -> list[float]:
-    """Seconds until each device is next free by what runs there (0: nothing
-    does; at least 1 where something does: a task past its estimate still
-    holds its device, so it counts as about to end)."""
-    until_free = [0.0] * len(view.devices)
-    now = view.time
-    if view.table.speeds is None:  # runtime(task, device)'s operations, without the call
-        speeds, predicted, kinds = pool_speeds(view.pool), view.predicted, view.table.kind
-        for r in view.running:
-            on = r.device
-            if on >= 0:  # max(until_free, left, 1.0), without the call
-                t = r.task
-                left = r.start + predicted[t] / speeds[on][kinds[t]] / clocks[on] - now
-                u = until_free[on]
-                if left > u:
-                    u = left
-                until_free[on] = u if u > 1.0 else 1.0
-        return until_free
-    for r in view.running:
-        on = r.device
-        if on >= 0:
-            left = r.start + runtime(r.task, on) - now
-            u = until_free[on]
-            if left > u:
-                u = left
-            until_free[on] = u if u > 1.0 else 1.0
-    return until_free
