@@ -127,7 +127,11 @@ class ClusterView(NamedTuple):
         start by themselves and never wait here); a tuple, or from the
         simulator a :class:`ReadyQueue` read where it is kept
     :param running: what runs where, since when
-    :param devices: one telemetry sample per device
+    :param devices: one telemetry sample per device. A producer may hand one
+        sample (the same object) to several views of an episode only while
+        nothing on its device changed (tasks, memory, clock, health): what a
+        scheduler derives from a sample it keeps until the sample is replaced
+        (:mod:`rlsched.schedulers.device_columns`)
     :param job_remaining: predicted reference-seconds of unfinished work per job
     :param n_arrived: jobs ``0..n_arrived-1`` have arrived
     :param predicted: each task's predicted runtime on the reference device
