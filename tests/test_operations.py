@@ -243,3 +243,28 @@ def test_after_serve_ends_status_shows_every_gpu_idle(tmp_path):
     devices = json.loads(rlsched("status", "--json", state=state).stdout)["devices"]
     assert len(devices) == 4
     assert [(d["tasks"], d["utilization"], d["memory_used"]) for d in devices] == [(0, 0, 0)] * 4
+
+
+def test_serve_exit_when_idle_stops_on_a_task_no_gpu_will_ever_take(tmp_path):
+    # a script's serve --exit-when-idle must end: the rest runs, then one line
+    # names the task that can never start, exit 2
+    state = tmp_path / "state"
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(yaml.safe_dump({"jobs": [
+        {"name": "big", "tasks": [{"id": "prep", "command": "true"},
+                                  {"id": "train", "command": "true", "gpu_memory": "200GiB",
+                                   "after": ["prep"]},
+                                  {"id": "eval", "command": "true", "after": ["train"]}]},
+        {"name": "small", "tasks": [{"id": "run", "command": "true"}]}]}))
+    assert rlsched("submit", jobs, state=state).returncode == 0  # no serve yet: pool unknown
+    proc = rlsched("serve", "--pool", "fake:4", "--tick", "0.05", "--exit-when-idle",
+                   state=state, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "task big/train can never start on this pool" in last
+    assert "needs 200 GiB of GPU memory" in last
+    states = {(j["name"], t["id"]): t["state"] for j in json.loads(
+        rlsched("status", "--json", state=state).stdout)["jobs"] for t in j["tasks"]}
+    assert states == {("big", "prep"): "done", ("big", "train"): "queued",
+                      ("big", "eval"): "queued", ("small", "run"): "done"}

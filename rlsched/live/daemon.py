@@ -175,10 +175,10 @@ class Daemon:
         try:
             while True:
                 busy = self.tick()
-                if exit_when_idle and not busy:
-                    return
+                if exit_when_idle and (not busy or self._stranded()):
+                    break
                 if max_seconds is not None and time.time() - start > max_seconds:
-                    return
+                    break
                 wakeup.wait(tick)
         finally:
             wakeup.close()
@@ -187,6 +187,21 @@ class Daemon:
                 # interpreter exits can abort it ("terminate called without an
                 # active exception"): the load ends first
                 self.scheduler.wait(120)
+        if isinstance(self.scheduler, WarmStart):
+            self.scheduler.poll()  # a load that failed is an error even if the fallback did all
+
+    def _stranded(self) -> bool:
+        """Whether nothing runs and every task that could start never can on
+        this pool (``--exit-when-idle`` would otherwise wait for ever):
+        raises :class:`InputError` naming them."""
+        stranded = self.store.stranded(self.pool) if self.pool.devices else []
+        if not stranded:
+            return False
+        name, why = stranded[0]
+        more = f" (and {len(stranded) - 1} more)" if len(stranded) > 1 else ""
+        raise InputError(str(self.store.dir), f"task {name}{more} can never start on this pool, "
+                         f"and nothing else can run: {why.removeprefix('unschedulable: ')}; "
+                         "cancel its job, or serve a pool that has room for it")
 
     def tick(self) -> bool:
         """One round; whether any attempt is still open (a killed one until it

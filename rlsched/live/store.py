@@ -579,6 +579,30 @@ class Store:
             ).fetchone()
         return bool(row[0])
 
+    def stranded(self, pool: Pool) -> list[tuple[str, str]]:
+        """``(job/task, why)`` of each queued task that could start (its
+        parents done) but that no GPU of ``pool`` can ever take, when nothing
+        runs and no other queued task could start: a queue that will never
+        move on this pool. Empty otherwise."""
+        if self.db.execute("SELECT 1 FROM attempts WHERE ended IS NULL LIMIT 1").fetchone():
+            return []
+        rows = self.db.execute(
+            "SELECT t.job, j.name, t.task_id, t.state, t.spec FROM tasks t JOIN jobs j "
+            f"ON t.job=j.id WHERE {CAN_FINISH} AND EXISTS (SELECT 1 FROM tasks q "
+            "WHERE q.job=j.id AND q.state='queued')").fetchall()
+        done = {(r["job"], r["task_id"]) for r in rows if r["state"] == TaskStatus.DONE.value}
+        out = []
+        for r in rows:
+            if r["state"] != TaskStatus.QUEUED.value:
+                continue
+            spec = json.loads(r["spec"])
+            if all((r["job"], p) in done for p in spec["parents"]):
+                why = _unschedulable(spec, pool)
+                if why is None:
+                    return []  # this one can start
+                out.append((f"{r['name']}/{r['task_id']}", why))
+        return out
+
     def open_attempts(self, attempt: int | None = None) -> list[OpenAttempt]:
         """Every attempt not yet ended (or only ``attempt``), oldest first."""
         query = _OPEN_ATTEMPTS + (" AND a.id=?" if attempt is not None else "") + " ORDER BY a.id"
