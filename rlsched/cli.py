@@ -630,12 +630,26 @@ def _serve(args: argparse.Namespace) -> int:
               f"{len(hosts)} machine(s) ({where}), scheduler "
               f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
         daemon.run(args.tick, args.exit_when_idle)
+        _say_who_decided(daemon.scheduler)
     except KeyboardInterrupt:
         pass
     finally:
         backend.close()
         lock.release()
     return 0
+
+
+def _say_who_decided(scheduler: object) -> None:
+    """At the end of ``serve``: how many decisions a slow-to-load scheduler
+    left to its fallback, so a short run is not taken for the policy's."""
+    from rlsched.live.warm_start import WarmStart
+
+    if isinstance(scheduler, WarmStart) and scheduler.fallback_decisions:
+        loaded = f"loaded in {scheduler.load_s:.1f} s" if scheduler.load_s is not None \
+            else "had not loaded"
+        print(f"rlsched serve: {scheduler.name} {loaded}; {scheduler.fallback.name} made "
+              f"{scheduler.fallback_decisions} of the {scheduler.decisions} decisions",
+              file=sys.stderr)
 
 
 def _ray_flags(args: argparse.Namespace) -> int:

@@ -58,6 +58,8 @@ def test_the_fallback_decides_until_the_load_returns_then_the_loaded_one_does():
     assert warm.decide(view) == [] and loaded.calls == 1
     assert loaded.seed == 7  # reset as the episode was
     assert ready == [(loaded, 1)]
+    assert (warm.decisions, warm.fallback_decisions) == (2, 1)
+    assert warm.load_s is not None and warm.load_s >= 0
 
 
 def test_a_load_that_fails_is_raised_from_the_next_decision():
@@ -124,3 +126,40 @@ def test_serve_stops_with_one_line_when_the_policy_cannot_load(tmp_path):
                    state=tmp_path / "state", timeout=300)  # an empty queue: it polls the load
     assert proc.returncode == 2
     assert "encoder version" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_exit_when_idle_fails_when_the_policy_never_loaded_even_if_share_did_all(tmp_path):
+    # the queue empties under share before the load fails: the run still
+    # used a policy that cannot load, and a script must hear it
+    from tests.helpers import rlsched
+
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    broken.with_suffix(".json").write_text(json.dumps({"encoder_version": 0, "maxima": {}}))
+    job = tmp_path / "job.yaml"
+    job.write_text("name: quick\ntasks:\n  - {id: run, command: 'true'}\n")
+    state = tmp_path / "state"
+    assert rlsched("submit", job, state=state).returncode == 0
+    proc = rlsched("serve", "--pool", "fake:2", "--scheduler", f"rl:{broken}", "--tick", "0.05",
+                   "--exit-when-idle", state=state, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "encoder version" in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_serve_says_at_its_end_how_many_decisions_the_fallback_made(capsys):
+    from rlsched.cli import _say_who_decided
+
+    gate = threading.Event()
+    warm = WarmStart("rl:slow.zip", lambda: gate.wait(60) and Recording(), make_scheduler("fifo"))
+    warm.decide(a_view())
+    _say_who_decided(warm)
+    assert capsys.readouterr().err == (
+        "rlsched serve: rl:slow.zip had not loaded; fifo made 1 of the 1 decisions\n")
+    gate.set()
+    assert warm.wait(60)
+    warm.decide(a_view())
+    _say_who_decided(warm)
+    err = capsys.readouterr().err
+    assert err.startswith("rlsched serve: rl:slow.zip loaded in ")
+    assert err.endswith(" s; fifo made 1 of the 2 decisions\n")

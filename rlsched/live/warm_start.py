@@ -35,7 +35,10 @@ class WarmStart(Scheduler):
         self.name = name
         self.fallback = fallback
         self.loaded: Scheduler | None = None
-        self.fallback_decisions = 0
+        #: decisions (on a view with a ready task) in all, and the fallback's
+        self.decisions = self.fallback_decisions = 0
+        #: seconds the load took, once it has ended well
+        self.load_s: float | None = None
         self._seed = 0
         self._on_ready = on_ready
         self._result: list[Scheduler | BaseException] = []
@@ -74,14 +77,17 @@ class WarmStart(Scheduler):
                 raise result
             result.reset(self._seed)
             self.loaded = result
+            self.load_s = time.monotonic() - self._began
             if self._on_ready is not None:
-                self._on_ready(result, time.monotonic() - self._began, self.fallback_decisions)
+                self._on_ready(result, self.load_s, self.fallback_decisions)
         return self.loaded or self.fallback
 
     def decide(self, view: ClusterView) -> list[Placement]:
         current = self._current()
-        if current is self.fallback and view.ready:
-            self.fallback_decisions += 1
+        if view.ready:
+            self.decisions += 1
+            if current is self.fallback:
+                self.fallback_decisions += 1
         return current.decide(view)
 
     def _decide(self, view: ClusterView) -> list[Placement]:  # decide is the entry point
