@@ -14,9 +14,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlsched.errors import InputError
+
+if TYPE_CHECKING:
+    from rlsched.workload import Instance
 
 EXIT_INPUT = 2
 
@@ -679,6 +682,7 @@ def _submit(args: argparse.Namespace) -> int:
 
     # validate every file before the store is touched: all or nothing
     instances = [load_jobfile(f, require_work=False) for f in args.files]
+    _check_runnable(args.files, instances)
     store = Store(args.state)
     pool = store.known_pool()
     if pool is not None:  # serve has run here: a task no GPU of its pool takes waits forever
@@ -690,6 +694,27 @@ def _submit(args: argparse.Namespace) -> int:
         print(f"submitted {name}")
     notify(store.dir)
     return 0
+
+
+def _check_runnable(files: list[str], instances: list[Instance]) -> None:
+    """What a job file for ``evaluate`` may do but one for the live queue may
+    not: leave a task without a command (serve would have nothing to run),
+    or name one job twice in one submit (the same file given twice, say)."""
+    first: dict[str, str] = {}
+    for path, instance in zip(files, instances):
+        for job in instance.jobs:
+            for task in job.tasks:
+                if task.command is None:
+                    raise InputError(path, f"job '{job.name}' task '{task.id}' has no command: "
+                                     "serve would have nothing to run (only a job file for "
+                                     "evaluate may leave it out)")
+            if job.name in first and first[job.name] == path:
+                raise InputError(path, f"given twice in this submit: job '{job.name}' would be "
+                                 "queued twice")
+            if job.name in first:
+                raise InputError(path, f"job '{job.name}' is in {first[job.name]} too: each job "
+                                 "of one submit needs a name of its own")
+            first[job.name] = path
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -745,7 +770,7 @@ def _drain(args: argparse.Namespace) -> int:
 
     if args.gpu is not None and args.gpu < 0:
         raise InputError("--gpu", f"a GPU is 0 or more, not {args.gpu}")
-    store = Store(args.state)
+    store = Store(args.state, create=False)  # a typo in --state is not a new, drained store
     pool = store.known_pool()
     if args.gpu is not None and pool is not None and args.gpu not in {d.index for d in pool.devices}:
         raise InputError("--gpu", f"serve's pool has no GPU {args.gpu} (its GPUs: "

@@ -126,8 +126,35 @@ def test_version_is_printed():
 
 def test_reading_a_state_that_does_not_exist_creates_nothing(tmp_path):
     state = tmp_path / "never-used"
-    for args in (["status"], ["logs", "j/t"], ["cancel", "j"], ["purge", "j"], ["resume"]):
+    for args in (["status"], ["logs", "j/t"], ["cancel", "j"], ["purge", "j"], ["resume"],
+                 ["drain"], ["drain", "--gpu", "0"]):
         assert_one_line_error(rlsched(*args, state=state), "no rlsched state here")
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("  - {id: a, command: true}\n", "command is text, but YAML read this one as the boolean "
+     "True: put it in quotes"),
+    ("  - {id: a, command: 42}\n", "command is text, but YAML read this one as the int 42"),
+    ("  - {id: a, command: 'true', env: {DEBUG: yes}}\n", "env DEBUG is text, but YAML read "
+     "this one as the boolean True"),
+    ("  - {id: a, estimate: 1}\n", "job 'j' task 'a' has no command: serve would have nothing "
+     "to run"),
+])
+def test_submit_refuses_a_task_that_would_not_run_the_command_written(tmp_path, text, problem):
+    path = write(tmp_path, "j.yaml", JOB_HEAD + text)
+    assert_one_line_error(rlsched("submit", path, state=tmp_path / "state"), str(path), problem)
+    assert not (tmp_path / "state").exists()
+
+
+def test_submit_refuses_one_job_twice_and_says_why(tmp_path):
+    one = write(tmp_path, "one.yaml", JOB_HEAD + "  - {id: a, command: 'true'}\n")
+    other = write(tmp_path, "other.yaml", JOB_HEAD + "  - {id: b, command: 'true'}\n")
+    state = tmp_path / "state"
+    assert_one_line_error(rlsched("submit", one, one, state=state),
+                          "one.yaml: given twice in this submit: job 'j' would be queued twice")
+    assert_one_line_error(rlsched("submit", one, other, state=state),
+                          f"other.yaml: job 'j' is in {one} too")
     assert not state.exists()
 
 

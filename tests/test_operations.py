@@ -36,8 +36,8 @@ def serve_until_idle(state):
 
 def test_nothing_new_starts_on_a_drained_gpu_until_resume(tmp_path):
     state = tmp_path / "state"
-    assert rlsched("drain", "--gpu", "0", state=state).returncode == 0
     rlsched("submit", parallel_job(tmp_path, "while-drained", 6), state=state)
+    assert rlsched("drain", "--gpu", "0", state=state).returncode == 0
     serve_until_idle(state)
     assert devices_used(state, "while-drained") == {1, 2, 3}
     status = json.loads(rlsched("status", "--json", state=state).stdout)

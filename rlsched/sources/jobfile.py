@@ -143,9 +143,15 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _text(value: Any, source: str, what: str) -> str:
+def _text(value: Any, source: str, what: str, numbers: bool = True) -> str:
     """A string the live runtime hands to the OS: no NUL byte, which no
-    command line, path or environment can hold."""
+    command line, path or environment can hold. Never a YAML boolean (``true``,
+    ``yes`` and ``on`` are read as one, and would run as ``True``), and, where
+    not ``numbers``, never a number either (a command is text)."""
+    if isinstance(value, bool) or not (numbers or isinstance(value, str)):
+        kind = "boolean" if isinstance(value, bool) else type(value).__name__
+        raise InputError(source, f"{what} is text, but YAML read this one as the {kind} "
+                         f"{value!r}: put it in quotes")
     text = str(value)
     if "\0" in text:
         raise InputError(source, f"{what} contains a NUL character")
@@ -252,7 +258,7 @@ def _task(raw: Any, src: str, where: str, index: int,
         gpus=gpus,
         parents=tuple(str(p) for p in after),
         command=None if raw.get("command") is None else _text(raw["command"], src,
-                                                               f"{here}: command"),
+                                                               f"{here}: command", numbers=False),
         env={k: _text(v, src, f"{here}: env {k}") for k, v in env.items()},
         workdir=None if raw.get("workdir") is None else _text(raw["workdir"], src,
                                                                f"{here}: workdir"),
