@@ -761,7 +761,20 @@ def _cancel(args: argparse.Namespace) -> int:
               "removes it)")
     else:
         print(f"cancelled {args.job} ({n} task(s))")
+        _say_when_killed(store)
     return 0
+
+
+def _say_when_killed(store: Any) -> None:
+    """After a cancel: with no serve running, a cancelled task's process goes
+    on until serve next runs and kills it; say so rather than let it look dead."""
+    from rlsched.live.lifecycle import TaskStatus
+    from rlsched.live.serve_lock import serve_holder
+
+    running = sum(a.task_status == TaskStatus.CANCELLED for a in store.open_attempts())
+    if running and serve_holder(store.dir) is None:
+        print(f"no serve is running here: {running} cancelled task(s) still running are "
+              "killed when serve next starts")
 
 
 def _drain(args: argparse.Namespace) -> int:

@@ -97,3 +97,29 @@ def test_the_rows_the_control_loop_keeps_follow_its_own_changes_and_every_other_
     assert ours.active_tasks(["j1", "j2"])[("j2", "a")].status == TaskStatus.CANCELLED
     theirs.submit([Instance("two", (job("j3"),), source="test")])
     assert ours.active_tasks(["j1", "j3"])[("j3", "b")].status == TaskStatus.QUEUED
+
+
+def test_cancel_with_no_serve_running_says_the_running_task_is_killed_at_the_next_serve(tmp_path):
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from tests.helpers import wait_for
+
+    state = tmp_path / "state"
+    job = tmp_path / "long.yaml"
+    job.write_text("name: long\ntasks:\n  - {id: run, command: 'sleep 60'}\n")
+    rlsched("submit", job, state=state)
+    daemon = Daemon(Store(state), "fake:2", "fifo")
+    try:
+        assert wait_for(lambda: daemon.tick() and daemon.store.open_attempts())
+    finally:
+        daemon.close()  # serve is gone; its task runs on
+    proc = rlsched("cancel", "long", state=state)
+    assert proc.stdout.splitlines() == [
+        "cancelled long (1 task(s))",
+        "no serve is running here: 1 cancelled task(s) still running are killed when serve "
+        "next starts"]
+    daemon = Daemon(Store(state), "fake:2", "fifo")  # the next serve kills it
+    try:
+        assert wait_for(lambda: not daemon.tick())
+    finally:
+        daemon.close()
