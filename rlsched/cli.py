@@ -21,6 +21,9 @@ from rlsched.errors import InputError
 if TYPE_CHECKING:
     from rlsched.workload import Instance
 
+#: fewer episodes than this and ``evaluate`` prints no paired interval
+MIN_EPISODES_FOR_INTERVAL = 3
+
 EXIT_INPUT = 2
 
 
@@ -1162,12 +1165,19 @@ def _print_table(ev) -> None:
     console = Console(width=max(Console().width, 120))
     console.print(table)
     for name, metrics in ev.versus_best_non_learned().items():
+        episodes = metrics["avg_jct"]["episodes"]
+        if episodes < MIN_EPISODES_FOR_INTERVAL:  # a bootstrap of one or two is no interval
+            parts = [f"{label} {m['ratio']:.3f} × {m['against']}'s" for label, m in (
+                ("avg JCT", metrics["avg_jct"]), ("makespan", metrics["makespan"]))]
+            console.print(f"{name}: {'; '.join(parts)}; {episodes} episode(s), too few for an "
+                          f"interval (--seeds {MIN_EPISODES_FOR_INTERVAL} or more gives one)")
+            continue
         parts = [f"{label} {m['ratio']:.3f} × {m['against']}'s (95% CI {m['ci95'][0]:.3f}–"
                  f"{m['ci95'][1]:.3f})"
                  for label, m in (("avg JCT", metrics["avg_jct"]),
                                   ("makespan", metrics["makespan"]))]
         console.print(f"{name}: {'; '.join(parts)}; paired bootstrap over "
-                      f"{metrics['avg_jct']['episodes']} episodes")
+                      f"{episodes} episodes")
     for note in ev.notes:
         console.print(f"note: {note}")
     if cfg["bounds"]:

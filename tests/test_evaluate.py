@@ -181,3 +181,24 @@ def test_bench_all_prints_every_speed_benchmark_in_one_json_document():
     assert set(doc) == {"sim", "search", "serve", "policy", "env"}
     assert doc["sim"]["fifo_decisions_per_s"] > 0 and doc["env"]["steps_per_s"] > 0
     assert doc["serve"]["tasks"] == 20 and doc["policy"]["median_ms"] > 0
+
+
+def test_the_comparison_plot_never_marks_a_bound_as_the_best():
+    from rlsched.evaluation.plots import best_contender
+
+    names = ["sjf", "share", "oracle:share", "rl:default"]
+    assert best_contender(names, [1.20, 1.15, 1.00, 1.12]) == 1.12
+    assert best_contender(names, [1.20, float("nan"), 1.00, None]) == 1.20
+    assert best_contender(["oracle:share"], [1.0]) is None
+
+
+@pytest.mark.parametrize("seeds, interval", [(1, False), (3, True)])
+def test_evaluate_prints_a_paired_interval_only_over_enough_episodes(capsys, seeds, interval):
+    from rlsched.cli import main
+
+    assert main(["evaluate", "--workload", "synthetic:mixed?jobs=3", "--pool", "identical:2",
+                 "--arrivals", "poisson", "--seeds", str(seeds), "--scheduler",
+                 "share,rl:default"]) == 0
+    (line,) = [s for s in capsys.readouterr().out.splitlines() if s.startswith("rl:default: ")]
+    assert ("95% CI" in line) == interval
+    assert ("1 episode(s), too few for an interval" in line) == (not interval)

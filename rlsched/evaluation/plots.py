@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from rlsched.evaluation.evaluate import Evaluation
+from rlsched.schedulers import ORACLE
 from rlsched.sim import SimResult
 
 
@@ -20,6 +21,15 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def best_contender(names: list[str], values: list[float | None]) -> float | None:
+    """The least of ``values`` (one per scheduler of ``names``) that is not a
+    bound's (``oracle:NAME`` is told the true runtimes: a bound, not a
+    contender), or None."""
+    contenders = [v for n, v in zip(names, values)
+                  if not n.startswith(ORACLE) and v is not None and not math.isnan(v)]
+    return min(contenders) if contenders else None
 
 
 def gantt(result: SimResult, ax, title: str) -> None:
@@ -113,15 +123,23 @@ def write_plots(ev: Evaluation, directory: str | Path) -> list[Path]:
     for ax, key, label in ((axes[0], "makespan_vs_lower_bound", "makespan / lower bound"),
                            (axes[1], "jct_vs_lower_bound", "average JCT / lower bound")):
         values = [summary[n][key] for n in summary]
-        bars = ax.bar([_short(n) for n in summary], values, color="#4c72b0")
-        best = min(v for v in values if v is not None and not math.isnan(v))
-        for bar, v in zip(bars, values):
-            if v == best:
+        # a bound (oracle:NAME, told the true runtimes) is no contender for best
+        bound = [n.startswith(ORACLE) for n in summary]
+        bars = ax.bar([_short(n) + (" (bound)" if b else "") for n, b in zip(summary, bound)],
+                      values, color="#4c72b0")
+        best = best_contender(list(summary), values)
+        for bar, v, b in zip(bars, values, bound):
+            if b:
+                bar.set_color("#bbbbbb")
+                bar.set_hatch("//")
+            elif v == best:
                 bar.set_color("#55a868")
             ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v),
                         ha="center", va="bottom", fontsize=8)
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_title(f"{label}, lower is better (best in green)", fontsize=9)
+        ax.set_title(f"{label}, lower is better (best in green"
+                     f"{'; a bound, told true runtimes, hatched' if any(bound) else ''})",
+                     fontsize=9)
         ax.set_ylabel(label)
         ax.margins(y=0.12)  # room for the figures above the bars
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
