@@ -41,7 +41,10 @@ workload SPECs:
   stg:PATH                  Standard Task Graph Set .stg file or directory (with optima)
   jobs:PATH                 job-file YAML or directory (see the README)
   synthetic:NAME[?k=v&...]  generator: layered (tasks, width, regularity, density, jump),
-                            pipeline (trainings), sweep (points), mixed; all take jobs=N
+                            pipeline (trainings), sweep (points), mixed, gangs (jobs of
+                            1 to max_gpus GPUs at once); all take jobs=N
+  trace:gavel:PATH          Gavel's deep-learning job traces of Microsoft's Philly cluster
+                            (a .trace file or folder), each job's measured speed per GPU model
   history:STATE_DIR         the jobs your pool finished (rlsched serve's state), with the
                             runtimes they had: use --arrivals trace to replay them as they came
 pool SPECs:
@@ -244,7 +247,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def add_logs(sub: argparse._SubParsersAction) -> None:
     """``rlsched logs``: a task's output."""
-    lg = sub.add_parser("logs", help="output of a task's latest attempt")
+    lg = sub.add_parser("logs", help="output of a task's latest attempt",
+                        description="Print the output (stdout and stderr together) of a task's "
+                                    "latest attempt, running or ended; --follow keeps printing "
+                                    "as it writes, until it ends.")
     lg.add_argument("task", metavar="TASK", help="JOB/TASK, or TASK if only one job has it")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     lg.add_argument("--state", metavar="DIR", help=STATE_HELP)
@@ -253,7 +259,10 @@ def add_logs(sub: argparse._SubParsersAction) -> None:
 
 def add_cancel(sub: argparse._SubParsersAction) -> None:
     """``rlsched cancel``: a job's unfinished tasks."""
-    ca = sub.add_parser("cancel", help="cancel a job (running tasks are killed by serve)")
+    ca = sub.add_parser("cancel", help="cancel a job (running tasks are killed by serve)",
+                        description="Cancel a job: its tasks not yet ended never start, and "
+                                    "serve kills those running (at once if it runs, else when "
+                                    "it next starts). 'rlsched purge JOB' then removes it.")
     ca.add_argument("job", metavar="JOB", help="the job's name")
     ca.add_argument("--state", metavar="DIR", help=STATE_HELP)
     ca.set_defaults(run=_cancel)
@@ -632,7 +641,7 @@ def _serve(args: argparse.Namespace) -> int:
         hosts = sorted({d.host for d in daemon.live})
         where = args.backend if args.backend == "ray" else f"local, --pool {args.pool}"
         print(f"rlsched serve: {len(daemon.pool)} GPU(s) "
-              f"[{', '.join(d.model.name for d in daemon.pool.devices)}] on "
+              f"[{_models_in_runs([d.model.name for d in daemon.pool.devices])}] on "
               f"{len(hosts)} machine(s) ({where}), scheduler "
               f"{args.scheduler}, state {daemon.store.dir}", file=sys.stderr, flush=True)
         daemon.run(args.tick, args.exit_when_idle)
@@ -643,6 +652,18 @@ def _serve(args: argparse.Namespace) -> int:
         backend.close()
         lock.release()
     return 0
+
+
+def _models_in_runs(models: list[str]) -> str:
+    """``a100-80gb, rtx-4090, 2× rtx-3090``: the pool's models in order, a run
+    of one model counted (a pool of thousands stays one short line)."""
+    runs: list[list] = []
+    for m in models:
+        if runs and runs[-1][0] == m:
+            runs[-1][1] += 1
+        else:
+            runs.append([m, 1])
+    return ", ".join(f"{n}× {m}" if n > 1 else m for m, n in runs)
 
 
 def _say_who_decided(scheduler: object) -> None:
@@ -902,7 +923,10 @@ def _print_status(status: dict) -> None:
             if reasons:
                 row.append(Text(t["reason"] or ""))
             table.add_row(*row)
-    console.print(table)
+    if status["jobs"]:
+        console.print(table)
+    else:
+        console.print("rlsched queue: no jobs (rlsched submit FILE adds some)")
     for job in status["jobs"]:  # why each failed task failed, with the end of its log
         for t in job["tasks"]:
             if t["state"] == "failed":

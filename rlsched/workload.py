@@ -219,16 +219,18 @@ def validate_job(job: Job, source: str, *, require_work: bool = True) -> None:
 
 def _validate_task(t: Task, here: str, source: str, ids: set[str], require_work: bool) -> None:
     """The checks of :func:`validate_job` on one task (``ids``: every task id of its job)."""
+    # the estimate first: where no runtime is given, work is the estimate, and
+    # the user wrote the estimate
+    if t.estimate is not None and not (math.isfinite(t.estimate) and t.estimate >= 0):
+        raise InputError(source, f"{here}: estimate {t.estimate:g} is not a duration of 0 "
+                         "seconds or more")
     if t.work is None:
         if require_work:
             raise InputError(source, f"{here}: missing runtime (give 'estimate' or 'runtime')")
     elif not math.isfinite(t.work):
         raise InputError(source, f"{here}: runtime {t.work} is not a finite number")
     elif t.work < 0:
-        raise InputError(source, f"{here}: negative runtime {t.work}")
-    if t.estimate is not None and not (math.isfinite(t.estimate) and t.estimate >= 0):
-        raise InputError(source, f"{here}: estimate {t.estimate} is not a duration of 0 "
-                         "seconds or more")
+        raise InputError(source, f"{here}: negative runtime {t.work:g}")
     if t.kind not in KINDS:
         raise InputError(source, f"{here}: unknown kind '{t.kind}' (use one of {KINDS})")
     if not math.isfinite(t.gpu_memory):

@@ -334,3 +334,11 @@ def test_status_durations_round_to_what_a_person_reads():
     assert _duration(299.99999999999994) == "5m 00s"  # a prediction of a 5-minute estimate
     assert _duration(42.04) == "42.0 s" and _duration(59.97) == "1m 00s"
     assert _duration(3599.6) == "1h 00m" and _duration(7325) == "2h 02m"
+
+
+def test_serve_s_banner_counts_runs_of_one_model_so_a_wide_pool_stays_one_short_line():
+    from rlsched.cli import _models_in_runs
+
+    assert _models_in_runs(["a100-80gb", "rtx-4090", "rtx-3090", "rtx-3090"]) == \
+        "a100-80gb, rtx-4090, 2× rtx-3090"
+    assert _models_in_runs(["rtx-3090"] * 5000) == "5000× rtx-3090"

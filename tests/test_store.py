@@ -123,3 +123,13 @@ def test_cancel_with_no_serve_running_says_the_running_task_is_killed_at_the_nex
         assert wait_for(lambda: not daemon.tick())
     finally:
         daemon.close()
+
+
+def test_status_of_an_empty_queue_says_so_rather_than_draw_an_empty_table(tmp_path):
+    state = tmp_path / "state"
+    rlsched("submit", str(EXAMPLE), state=state)
+    rlsched("cancel", "train-eval", state=state)
+    assert rlsched("purge", "train-eval", state=state).returncode == 0
+    proc = rlsched("status", state=state)
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines()[0] == "rlsched queue: no jobs (rlsched submit FILE adds some)"

@@ -42,7 +42,13 @@ from rlsched.workload import Instance, validate_instance
 
 def load_history(state: str | Path) -> Instance:
     """The finished jobs of the store under ``state`` as one instance."""
-    store = Store(Path(state).expanduser(), create=False)
+    try:
+        store = Store(Path(state).expanduser(), create=False)
+    except InputError as e:  # said for --state; here the directory came in the SPEC
+        if not e.problem.startswith("no rlsched state here"):
+            raise
+        raise InputError(f"history:{state}", "no rlsched state here: give the state "
+                         "directory rlsched serve used (its --state)") from None
     speed = speed_from_store(store)
     took = {task: (device, ended - started) for task, device, started, ended in store.db.execute(
         "SELECT task, device, started, ended FROM attempts WHERE exit_code=0 AND ended IS NOT NULL "

@@ -784,7 +784,11 @@ class Store:
                                ).fetchall()
         if not rows:
             return None
-        return Pool("serve's pool", tuple(
+        served = self.db.execute("SELECT detail FROM events WHERE kind='serve' ORDER BY id DESC "
+                                 "LIMIT 1").fetchone()
+        spec = json.loads(served["detail"]).get("pool") if served and served["detail"] else None
+        # named as serve was given it (fake:4, local), which the user recognises
+        return Pool(spec or "last served", tuple(
             Device(r["idx"], GpuModel(r["model"] or r["name"], 1.0, 1.0, r["memory_total"], 0.0,
                                       0.0, 0.0)) for r in rows))
 

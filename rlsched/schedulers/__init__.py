@@ -87,8 +87,9 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in SCHEDULER_PREFIXES:
         return SCHEDULER_PREFIXES[prefix](rest)
-    known = ", ".join(list(SCHEDULERS) + [f"{p}:PATH" for p in SCHEDULER_PREFIXES]
-                      + [f"{ORACLE}NAME"])
+    # rl: registers itself when agents is imported (torch): named either way
+    known = ", ".join(list(SCHEDULERS) + [
+        f"{p}:PATH" for p in sorted({*SCHEDULER_PREFIXES, "rl"})] + [f"{ORACLE}NAME"])
     raise InputError("--scheduler", f"unknown scheduler '{spec}' (known: {known})")
 
 

@@ -27,9 +27,35 @@ def read_json(path: Path) -> Any:
         raise InputError(str(path), f"not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key given twice in one
+    mapping is an error: YAML keeps the last one silently, so a job file
+    with two ``name:`` lines would run under the second."""
+
+
+def _mapping(loader: _UniqueKeys, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # << merges: an explicit key may override a merged one
+        key = loader.construct_object(key_node)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:  # an unhashable key: construct_mapping says so
+            continue
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} given twice in one mapping", key_node.start_mark)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(read_text(path))
+        return yaml.load(read_text(path), Loader=_UniqueKeys)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or "parse error"

@@ -16,7 +16,7 @@ A file holds one job, or several under ``jobs:``::
         after: [prepare]      # parents: tasks that must succeed first
         gpus: 2               # GPUs at once, on one host (default 1): sees CUDA_VISIBLE_DEVICES=i,j
         gpu_memory: 12GiB     # per GPU: number (GiB) or string with B/KiB/MiB/GiB/TiB
-        estimate: 40m         # your guess: seconds, or with s/m/h; optional
+        estimate: 40m         # your guess: seconds, or with s/m/h/d; optional
         runtime: 52m          # simulation only: the true runtime (default: the estimate)
         category: resnet-train  # optional: which past runs predict this one
         kind: compute         # compute | memory (which device speed applies)
@@ -96,7 +96,7 @@ def parse_duration(value: Any, source: str, what: str) -> float:
         return _finite(value, source, what, "duration")
     m = _DURATION.match(str(value))
     if not m:
-        raise InputError(source, f"{what}: {_shown(value)} is not a duration (seconds, or with s/m/h)")
+        raise InputError(source, f"{what}: {_shown(value)} is not a duration (seconds, or with s/m/h/d)")
     return _finite(float(m.group(1)) * _UNITS_S[(m.group(2) or "").lower() or None], source,
                    what, "duration")
 
