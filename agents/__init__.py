@@ -25,6 +25,11 @@ def checkpoint_path(spec: str) -> Path:
     by_name = "/" not in spec and not spec.endswith(".zip")
     if by_name and shipped.is_file():
         return shipped
+    if path.is_dir():  # a training run's folder: its checkpoints are inside
+        inside = sorted(p.name for p in path.glob("*.zip"))
+        raise InputError(f"rl:{spec}", "is a directory; name a checkpoint in it" + (
+            f" ({', '.join(inside[:4])}{', ...' if len(inside) > 4 else ''}; best.zip is "
+            "the best on validation)" if inside else " (it holds no .zip)"))
     raise InputError(f"rl:{spec}", f"no such checkpoint (looked for {path.resolve()}"
                      f"{f' and {shipped}' if by_name else ''}; rl:default is the shipped one)")
 

@@ -170,6 +170,10 @@ def test_the_shipped_policy_is_rl_default_from_any_directory(tmp_path):
     assert checkpoint_path("default") == SHIPPED / "default.zip"
     with pytest.raises(InputError, match="looked for .*no-such.*rl:default is the shipped one"):
         checkpoint_path("no-such")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.zip").write_bytes(b"")
+    with pytest.raises(InputError, match=r"is a directory; name a checkpoint in it \(best.zip"):
+        checkpoint_path(str(tmp_path / "run"))
     proc = subprocess.run([sys.executable, "-m", "rlsched", "evaluate", "--workload",
                            "synthetic:pipeline?jobs=2", "--pool", "identical:2", "--scheduler",
                            "rl:default"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
