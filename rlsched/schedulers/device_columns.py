@@ -83,6 +83,11 @@ class DeviceColumns:
                       for e in self._ends]
         return list(free), list(count), list(clocks), until_free
 
+    @property
+    def clocks(self) -> list[float]:
+        """The clock ratios of the last :meth:`read`, to read, not change."""
+        return self._clocks
+
     def _read_ends(self, view: ClusterView, running: Sequence[RunningTask]) -> None:
         """Raise each device's end to that of each of ``running`` on it: its
         start plus its runtime there (:func:`rlsched.schedulers.base.runtimes`'s

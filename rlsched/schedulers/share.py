@@ -49,11 +49,12 @@ from functools import partial
 from itertools import chain
 
 from rlsched.gangs import pick_gang
-from rlsched.pool import fits_memory
+from rlsched.pool import MEMORY_TOLERANCE_GIB, fits_memory
 from rlsched.schedulers.backfill import Reservation, reserve
 from rlsched.schedulers.base import (
     Scheduler,
     expected_runtime,
+    pool_speeds,
     runtimes,
 )
 from rlsched.schedulers.device_columns import DeviceColumns
@@ -394,6 +395,8 @@ class ShareScheduler(Scheduler):
         now, or a busy one it fits when empty, if clearly sooner there."""
         need = view.table.memory[task]
         ruled = view.constrained
+        if not ruled and reservation is None and view.table.speeds is None:
+            return self._earliest_finish_plain(view, task, until_free, count, free)
         best, best_finish = None, 0.0
         for dev in view.devices:
             d = dev.index
@@ -409,6 +412,32 @@ class ShareScheduler(Scheduler):
                 finish = runtime
             else:
                 finish = until_free[d] + self.patience * runtime
+            if best is None or finish < best_finish:
+                best, best_finish = d, finish
+        return best
+
+    def _earliest_finish_plain(self, view: ClusterView, task: int, until_free: list[float],
+                               count: list[int], free: list[float]) -> int | None:
+        """:meth:`_earliest_finish` where no placement rule, reservation or
+        per-task speed applies (most decisions): the same comparisons on the
+        same floats, with the runtime and the memory test inline, as this
+        scans every device for every task placed."""
+        need = view.table.memory[task]
+        seconds, kind = view.predicted[task], view.table.kind[task]
+        speeds, patience, tolerance = pool_speeds(view.pool), self.patience, MEMORY_TOLERANCE_GIB
+        clocks = self._columns.clocks  # this decision's, as runtimes() reads them
+        best, best_finish = None, 0.0
+        for dev in view.devices:
+            if not dev.healthy or not need <= dev.memory_total + tolerance:
+                continue
+            d = dev.index
+            runtime = seconds / speeds[d][kind] / clocks[d]
+            if until_free[d] == 0.0 and count[d] == 0:
+                if not need <= free[d] + tolerance:
+                    continue
+                finish = runtime
+            else:
+                finish = until_free[d] + patience * runtime
             if best is None or finish < best_finish:
                 best, best_finish = d, finish
         return best
