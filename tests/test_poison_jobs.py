@@ -344,8 +344,9 @@ def test_purge_removes_an_ended_job_and_its_logs_so_its_name_is_free(tmp_path):
 def test_a_state_under_a_file_or_a_truncated_database_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    assert_one_line_error(rlsched("submit", write_job(tmp_path, "j", [{"id": "t"}]),
-                                  state=blocker / "state"), "cannot use as the state directory")
+    job = write_job(tmp_path, "j", [{"id": "t", "command": "true"}])
+    assert_one_line_error(rlsched("submit", job, state=blocker / "state"),
+                          "cannot use as the state directory")
     state = tmp_path / "state"
     rlsched("submit", write_job(tmp_path, "j", [{"id": "t", "command": "true"}]), state=state)
     db = state / "rlsched.db"
