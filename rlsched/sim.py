@@ -41,7 +41,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, takewhile
-from operator import and_, not_, sub
+from operator import sub
 from typing import cast
 
 import numpy as np
@@ -403,11 +403,12 @@ class Simulator:
             return False
         total, used, ext, healthy = self._mem_total, self._mem_used, self._ext_mem, self._healthy
         # the devices open to a task, and the most memory free among them; in
-        # C-level passes (compress, map), as this runs before every decision
+        # C-level passes where every device is open to a task (on a wide pool
+        # this runs before every decision of a scheduler that shares)
         open_: Sequence[int]
         if self.idle_only:
-            open_ = list(compress(range(len(healthy)),
-                                  map(and_, healthy, map(not_, self._on_device))))
+            on = self._on_device
+            open_ = [d for d, up in enumerate(healthy) if up and not on[d]]
         elif all(healthy):
             open_ = range(len(healthy))
         else:
