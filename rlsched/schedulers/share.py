@@ -120,6 +120,8 @@ class ShareScheduler(Scheduler):
             # no device is idle: the first pass would stop at its first task,
             # and only the sharing pass can place, in the same order; its
             # jobs are sorted once the ones with no task short enough are out
+            if view.table.speeds is None and self._none_short_enough(view, busy_for, clocks):
+                return out  # (most such decisions, on a wide pool)
             self._share(view, [], [], list(ready.job_ids()), longest_first, out, free, count,
                         busy_for, runtime, clocks, None, [])
             return out
@@ -263,6 +265,19 @@ class ShareScheduler(Scheduler):
             k = view.table.history_key[t]
             if k not in view.known_kinds:
                 probing.setdefault(k, set()).add(view.table.job_of[t])
+
+    def _none_short_enough(self, view: ClusterView, busy_for: list[float],
+                           clocks: list[float]) -> bool:
+        """Whether no ready task could share a device: every job's shortest
+        ready task, even on the fastest device, is over the bound the sharing
+        pass prunes by, here over every device's busy time rather than the
+        open ones' (so never tighter). The pass would place nothing; this
+        says so without building it."""
+        least = self._ready.least(view.predicted)
+        if not least:
+            return True
+        bound = self.ratio * max(busy_for) * (1.0 + 1e-9) * max(self._fastest(view, clocks))
+        return min(least.values()) > bound
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                run_order: Callable[[int], tuple[float, int]], out: list[Placement],
