@@ -88,11 +88,28 @@ class RLScheduler(Scheduler):
         categorical performs, without building the distribution objects
         (with their argument checks) at every call; sampling goes through SB3."""
         import torch
-        from stable_baselines3.common.policies import BaseModel
 
         policy = self.model.policy
         if policy.training:
             policy.set_training_mode(False)
+        # one thread (the caller's count given back after), as training and
+        # bench policy run it: a decision's tensors are small, so more threads
+        # only hand work off, and where other processes' threads compete for
+        # the cores, threads waiting on each other can slow a decision manyfold
+        threads = torch.get_num_threads()
+        if threads != 1:
+            torch.set_num_threads(1)
+        try:
+            return self._act_on_one_thread(obs, mask)
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)
+
+    def _act_on_one_thread(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> int:
+        import torch
+        from stable_baselines3.common.policies import BaseModel
+
+        policy = self.model.policy
         with torch.inference_mode():
             if not self.deterministic:
                 tensor, _ = policy.obs_to_tensor(obs)

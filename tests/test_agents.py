@@ -237,6 +237,26 @@ def test_the_most_likely_action_is_the_one_sb3_would_take(trained):
     assert compared >= 10
 
 
+def test_a_decision_runs_on_one_torch_thread_and_gives_the_callers_count_back(trained,
+                                                                             monkeypatch):
+    # as training and bench policy run it; more threads only hand off
+    cfg, tmp, _ = trained
+    sched = RLScheduler(tmp / "checkpoints" / cfg.name / "final.zip")
+    env = make_env(cfg)
+    obs, _ = env.reset(seed=5)
+    seen = []
+    inner = sched._act_on_one_thread
+    monkeypatch.setattr(sched, "_act_on_one_thread",
+                        lambda o, m: seen.append(torch.get_num_threads()) or inner(o, m))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        sched._act(obs, env.action_masks())
+        assert seen == [1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_privileged_teacher_driving_the_environment_is_its_heuristic_told_the_truth():
     """``oracle:share`` as a teacher labels each state with what share would
     do there if it knew every true runtime: followed step by step, it makes
