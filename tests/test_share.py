@@ -44,3 +44,44 @@ def test_the_job_with_least_remaining_work_goes_first():
     one_gpu = build_pool("one", [CATALOGUE["rtx-3090"]])
     result, _ = simulate(Instance("two", (big, small), source="test"), one_gpu, "share")
     assert [result.table.task_ids[a.task][1] for a in result.trace] == ["s", "g"]
+
+
+def test_on_alike_devices_the_earliest_finish_is_the_full_scan_s_answer():
+    # the shortcut for one model, one clock, all healthy (the first idle
+    # device with room, else the least busy time) against the scan of every
+    # device, over random states full of ties, held devices and idle ones
+    # without room
+    import random
+
+    from rlsched.pool import identical_pool
+    from rlsched.schedulers import make_scheduler
+    from rlsched.schedulers.base import runtimes
+    from rlsched.sim import Simulator
+
+    class AllowsAll:  # a reservation that forbids nothing: takes the full scan
+        task = -1
+
+        def allows(self, view, task, device):
+            return True
+
+    jobs = tuple(Job(f"j{i}", (Task("t", 10.0 + i, gpu_memory=4.0 * (i % 5)),)) for i in range(6))
+    view = Simulator(Instance("six", jobs), identical_pool(8)).reset()
+    share = make_scheduler("share")
+    _, _, clocks, _ = share._columns.read(view)
+    runtime = runtimes(view, clocks)
+    shortcut = share._earliest_finish_alike
+    answers = []
+    share._earliest_finish_alike = lambda *a: answers.append(shortcut(*a)) or answers[-1]
+    rng = random.Random(7)
+    for _ in range(3000):
+        count = [rng.choice((0, 0, 1, 2, 3)) for _ in range(8)]
+        until = [rng.choice((1.0, 2.5, 2.5, 40.0)) if c else rng.choice((0.0, 0.0, 11.0))
+                 for c in count]
+        room = [rng.choice((24.0, 24.0, 3.0, 0.0)) if c == 0 and u == 0.0 else rng.choice(
+            (24.0, 8.0, 0.0)) for c, u in zip(count, until)]
+        task = rng.randrange(len(jobs))
+        expected = share._earliest_finish(view, task, until, count, room, runtime, AllowsAll())
+        got = share._earliest_finish(view, task, until, count, room, runtime, None)
+        assert got == expected, (task, count, until, room)
+    assert len(answers) == 3000  # the shortcut was the one answering
+    assert set(answers) == set(range(8))  # each device was the answer somewhere

@@ -32,7 +32,8 @@ class DeviceColumns:
     """``free``, ``count``, ``clocks`` and ``until_free`` per device, as
     ``share`` reads them, kept up to date between decisions."""
 
-    __slots__ = ("_devices", "_predicted", "_knowledge", "_free", "_count", "_clocks", "_ends")
+    __slots__ = ("_devices", "_predicted", "_knowledge", "_free", "_count", "_clocks", "_ends",
+                 "_healthy", "_totals")
 
     def __init__(self) -> None:
         self._devices: tuple[DeviceTelemetry, ...] | None = None
@@ -42,6 +43,8 @@ class DeviceColumns:
         self._count: list[int] = []
         self._clocks: list[float] = []
         self._ends: list[float] = []  # the latest predicted end of what runs there
+        self._healthy: list[bool] = []
+        self._totals: list[float] = []  # memory
 
     def read(self, view: ClusterView) -> tuple[list[float], list[int], list[float], list[float]]:
         """Per device: memory free (-1 on an unhealthy one), tasks on it, its
@@ -57,14 +60,17 @@ class DeviceColumns:
             changed: Sequence[int] = range(len(devices))
             n = len(devices)
             self._free, self._count = [0.0] * n, [0] * n
-            self._clocks, self._ends = [1.0] * n, [_NOTHING] * n
+            self._clocks, self._ends, self._healthy = [1.0] * n, [_NOTHING] * n, [True] * n
+            self._totals = [0.0] * n
             self._predicted, self._knowledge = predicted, -1
         else:
             changed = list(compress(range(len(devices)), map(is_not, devices, old)))
         self._devices = devices
-        free, count, clocks = self._free, self._count, self._clocks
+        free, count, clocks, healthy = self._free, self._count, self._clocks, self._healthy
         for d in changed:
             dev = devices[d]
+            healthy[d] = dev.healthy
+            self._totals[d] = dev.memory_total
             free[d] = dev.memory_total - dev.memory_used if dev.healthy else -1.0
             count[d] = dev.n_tasks
             clocks[d] = (dev.sm_clock_mhz / dev.max_sm_clock_mhz
@@ -87,6 +93,14 @@ class DeviceColumns:
     def clocks(self) -> list[float]:
         """The clock ratios of the last :meth:`read`, to read, not change."""
         return self._clocks
+
+    def all_alike(self) -> bool:
+        """Whether, at the last :meth:`read`, every device was healthy, at one
+        clock ratio and of one memory size (with one model, a task then runs
+        as long on each, and fits each or none)."""
+        clocks, totals, n = self._clocks, self._totals, len(self._clocks)
+        return all(self._healthy) and clocks.count(clocks[0]) == n and \
+            totals.count(totals[0]) == n
 
     def _read_ends(self, view: ClusterView, running: Sequence[RunningTask]) -> None:
         """Raise each device's end to that of each of ``running`` on it: its
