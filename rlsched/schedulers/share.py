@@ -295,6 +295,8 @@ class ShareScheduler(Scheduler):
         the run it stopped in (``tail``), then the runs of ``jobs`` it did not
         reach, each run sorted by ``run_order``, then those ``held`` back
         behind a first run."""
+        if not (waiting or tail or jobs or held):
+            return  # every ready task was placed: nothing is left to share
         memory = view.table.memory
         ruled = view.constrained
         max_share = self.max_share
