@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from rlsched.errors import InputError
 
 if TYPE_CHECKING:
+    from rlsched.live.store import Store
+    from rlsched.schedulers import Scheduler
     from rlsched.workload import Instance
 
 #: fewer episodes than this and ``evaluate`` prints no paired interval
@@ -666,7 +668,7 @@ def _models_in_runs(models: list[str]) -> str:
     return ", ".join(f"{n}× {m}" if n > 1 else m for m, n in runs)
 
 
-def _say_who_decided(scheduler: object) -> None:
+def _say_who_decided(scheduler: Scheduler) -> None:
     """At the end of ``serve``: how many decisions a slow-to-load scheduler
     left to its fallback, so a short run is not taken for the policy's."""
     from rlsched.live.warm_start import WarmStart
@@ -789,7 +791,7 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _say_when_killed(store: Any) -> None:
+def _say_when_killed(store: Store) -> None:
     """After a cancel: with no serve running, a cancelled task's process goes
     on until serve next runs and kills it; say so rather than let it look dead."""
     from rlsched.live.lifecycle import TaskStatus
