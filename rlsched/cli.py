@@ -728,13 +728,14 @@ def _check_runnable(files: list[str], instances: list[Instance]) -> None:
     or name one job twice in one submit (the same file given twice, say)."""
     first: dict[str, str] = {}
     for path, instance in zip(files, instances):
+        same = {p for p in files if Path(p).resolve() == Path(path).resolve()}
         for job in instance.jobs:
             for task in job.tasks:
                 if task.command is None:
                     raise InputError(path, f"job '{job.name}' task '{task.id}' has no command: "
                                      "serve would have nothing to run (only a job file for "
                                      "evaluate may leave it out)")
-            if job.name in first and first[job.name] == path:
+            if job.name in first and first[job.name] in same:
                 raise InputError(path, f"given twice in this submit: job '{job.name}' would be "
                                  "queued twice")
             if job.name in first:

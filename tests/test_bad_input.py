@@ -157,6 +157,8 @@ def test_submit_refuses_one_job_twice_and_says_why(tmp_path):
     state = tmp_path / "state"
     assert_one_line_error(rlsched("submit", one, one, state=state),
                           "one.yaml: given twice in this submit: job 'j' would be queued twice")
+    assert_one_line_error(rlsched("submit", one, f"{tmp_path}/./one.yaml", state=state),
+                          "given twice in this submit")
     assert_one_line_error(rlsched("submit", one, other, state=state),
                           f"other.yaml: job 'j' is in {one} too")
     assert not state.exists()

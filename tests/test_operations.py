@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
 import yaml
 
+from rlsched.errors import InputError
 from tests.helpers import assert_one_line_error, rlsched, tick_until_idle
 
 
@@ -268,3 +270,24 @@ def test_serve_exit_when_idle_stops_on_a_task_no_gpu_will_ever_take(tmp_path):
         rlsched("status", "--json", state=state).stdout)["jobs"] for t in j["tasks"]}
     assert states == {("big", "prep"): "done", ("big", "train"): "queued",
                       ("big", "eval"): "queued", ("small", "run"): "done"}
+
+
+def test_a_cluster_whose_nodes_come_and_go_is_never_called_stranded(tmp_path):
+    # a task no node of the cluster can take now may fit the next node to join
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+
+    state = tmp_path / "state"
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump({"name": "big", "tasks": [
+        {"id": "train", "command": "true", "gpu_memory": "200GiB"}]}))
+    assert rlsched("submit", big, state=state).returncode == 0
+    daemon = Daemon(Store(state), "fake:4", "heft")
+    try:
+        daemon.tick()
+        with pytest.raises(InputError, match="can never start on this pool"):
+            daemon._stranded()
+        daemon.backend.fixed_devices = False  # as a Ray cluster's
+        assert daemon._stranded() is False
+    finally:
+        daemon.close()

@@ -85,3 +85,15 @@ def test_on_alike_devices_the_earliest_finish_is_the_full_scan_s_answer():
         assert got == expected, (task, count, until, room)
     assert len(answers) == 3000  # the shortcut was the one answering
     assert set(answers) == set(range(8))  # each device was the answer somewhere
+
+
+def test_with_no_device_at_all_share_places_nothing():
+    # a cluster whose every node has left: a view with no devices
+    from rlsched.pool import Pool, identical_pool
+    from rlsched.schedulers import make_scheduler
+    from rlsched.sim import Simulator
+
+    view = Simulator(Instance("one", (Job("j", (Task("t", 10.0, gpu_memory=4.0),)),)),
+                     identical_pool(2)).reset()
+    empty = view._replace(pool=Pool("none", ()), devices=(), running=())
+    assert make_scheduler("share").decide(empty) == []

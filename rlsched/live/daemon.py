@@ -193,8 +193,10 @@ class Daemon:
     def _stranded(self) -> bool:
         """Whether nothing runs and every task that could start never can on
         this pool (``--exit-when-idle`` would otherwise wait for ever):
-        raises :class:`InputError` naming them."""
-        stranded = self.store.stranded(self.pool) if self.pool.devices else []
+        raises :class:`InputError` naming them. Only where the devices are
+        fixed: a cluster's next node may take the task."""
+        fixed = self.backend.fixed_devices and self.pool.devices
+        stranded = self.store.stranded(self.pool) if fixed else []
         if not stranded:
             return False
         name, why = stranded[0]

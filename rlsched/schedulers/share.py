@@ -105,6 +105,8 @@ class ShareScheduler(Scheduler):
         self._fastest_speeds: list[float] = []
 
     def _decide(self, view: ClusterView) -> list[Placement]:
+        if not view.devices:
+            return []  # (a cluster whose every node has left)
         # memory free, tasks, clock ratio and seconds until next free (0: idle
         # now; a task past its estimate still holds its device, so it counts
         # as about to end), per device, read again only where they changed
@@ -449,7 +451,8 @@ class ShareScheduler(Scheduler):
         seconds, kind = view.predicted[task], view.table.kind[task]
         speeds, patience, tolerance = pool_speeds(view.pool), self.patience, MEMORY_TOLERANCE_GIB
         clocks = self._columns.clocks  # this decision's, as runtimes() reads them
-        if patience > _PATIENT and self._one_model(view) and self._columns.all_alike():
+        if patience > _PATIENT and self._one_model(view) and self._columns.all_alike() \
+                and math.isfinite(seconds):
             return self._earliest_finish_alike(view, need, seconds / speeds[0][kind] / clocks[0],
                                                until_free, count, free)
         best, best_finish = None, 0.0

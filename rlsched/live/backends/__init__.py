@@ -45,6 +45,9 @@ class Backend(ABC):
 
     #: ``local`` or ``ray``
     name: str = "backend"
+    #: whether the devices stay those it started with (a machine's GPUs), so a
+    #: task none of them can take never will; a cluster's nodes come and go
+    fixed_devices: bool = False
 
     @abstractmethod
     def devices(self) -> list[LiveDevice]:

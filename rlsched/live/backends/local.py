@@ -43,6 +43,7 @@ class LocalBackend(Backend):
     """
 
     name = "local"
+    fixed_devices = True
 
     def __init__(self, pool_spec: str) -> None:
         self.pool, self.source, self.fake = open_pool(pool_spec)
