@@ -46,11 +46,12 @@ def test_the_job_with_least_remaining_work_goes_first():
     assert [result.table.task_ids[a.task][1] for a in result.trace] == ["s", "g"]
 
 
-def test_on_alike_devices_the_earliest_finish_is_the_full_scan_s_answer():
+@pytest.mark.parametrize("patience", [1.1, 2.0])
+def test_on_alike_devices_the_earliest_finish_is_the_full_scan_s_answer(patience):
     # the shortcut for one model, one clock, all healthy (the first idle
     # device with room, else the least busy time) against the scan of every
-    # device, over random states full of ties, held devices and idle ones
-    # without room
+    # device, over random states full of ties, held devices, idle ones
+    # without room, and a task of no work at all
     import random
 
     from rlsched.pool import identical_pool
@@ -64,9 +65,11 @@ def test_on_alike_devices_the_earliest_finish_is_the_full_scan_s_answer():
         def allows(self, view, task, device):
             return True
 
-    jobs = tuple(Job(f"j{i}", (Task("t", 10.0 + i, gpu_memory=4.0 * (i % 5)),)) for i in range(6))
+    jobs = tuple(Job(f"j{i}", (Task("t", 10.0 * i, gpu_memory=4.0 * (i % 5)),)) for i in range(6))
     view = Simulator(Instance("six", jobs), identical_pool(8)).reset()
+    assert 0.0 in view.predicted
     share = make_scheduler("share")
+    share.patience = patience
     _, _, clocks, _ = share._columns.read(view)
     runtime = runtimes(view, clocks)
     shortcut = share._earliest_finish_alike
