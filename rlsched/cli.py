@@ -659,12 +659,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _models_in_runs(models: list[str]) -> str:
     """``a100-80gb, rtx-4090, 2× rtx-3090``: the pool's models in order, a run
     of one model counted (a pool of thousands stays one short line)."""
-    runs: list[list] = []
-    for m in models:
-        if runs and runs[-1][0] == m:
-            runs[-1][1] += 1
-        else:
-            runs.append([m, 1])
+    from itertools import groupby
+
+    runs = [(m, len(list(run))) for m, run in groupby(models)]
     return ", ".join(f"{n}× {m}" if n > 1 else m for m, n in runs)
 
 
@@ -726,22 +723,23 @@ def _check_runnable(files: list[str], instances: list[Instance]) -> None:
     """What a job file for ``evaluate`` may do but one for the live queue may
     not: leave a task without a command (serve would have nothing to run),
     or name one job twice in one submit (the same file given twice, say)."""
-    first: dict[str, str] = {}
+    first: dict[str, tuple[str, Path]] = {}  # job -> the file it came from, and that resolved
     for path, instance in zip(files, instances):
-        same = {p for p in files if Path(p).resolve() == Path(path).resolve()}
+        here = Path(path).resolve()
         for job in instance.jobs:
             for task in job.tasks:
                 if task.command is None:
                     raise InputError(path, f"job '{job.name}' task '{task.id}' has no command: "
                                      "serve would have nothing to run (only a job file for "
                                      "evaluate may leave it out)")
-            if job.name in first and first[job.name] in same:
-                raise InputError(path, f"given twice in this submit: job '{job.name}' would be "
-                                 "queued twice")
             if job.name in first:
-                raise InputError(path, f"job '{job.name}' is in {first[job.name]} too: each job "
-                                 "of one submit needs a name of its own")
-            first[job.name] = path
+                other, resolved = first[job.name]
+                if resolved == here:
+                    raise InputError(path, f"given twice in this submit: job '{job.name}' "
+                                     "would be queued twice")
+                raise InputError(path, f"job '{job.name}' is in {other} too: each job of one "
+                                 "submit needs a name of its own")
+            first[job.name] = path, here
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -1193,18 +1191,14 @@ def _print_table(ev) -> None:
     console.print(table)
     for name, metrics in ev.versus_best_non_learned().items():
         episodes = metrics["avg_jct"]["episodes"]
-        if episodes < MIN_EPISODES_FOR_INTERVAL:  # a bootstrap of one or two is no interval
-            parts = [f"{label} {m['ratio']:.3f} × {m['against']}'s" for label, m in (
-                ("avg JCT", metrics["avg_jct"]), ("makespan", metrics["makespan"]))]
-            console.print(f"{name}: {'; '.join(parts)}; {episodes} episode(s), too few for an "
-                          f"interval (--seeds {MIN_EPISODES_FOR_INTERVAL} or more gives one)")
-            continue
-        parts = [f"{label} {m['ratio']:.3f} × {m['against']}'s (95% CI {m['ci95'][0]:.3f}–"
-                 f"{m['ci95'][1]:.3f})"
-                 for label, m in (("avg JCT", metrics["avg_jct"]),
-                                  ("makespan", metrics["makespan"]))]
-        console.print(f"{name}: {'; '.join(parts)}; paired bootstrap over "
-                      f"{episodes} episodes")
+        few = episodes < MIN_EPISODES_FOR_INTERVAL  # a bootstrap of one or two is no interval
+        parts = [f"{label} {m['ratio']:.3f} × {m['against']}'s" + (
+            "" if few else f" (95% CI {m['ci95'][0]:.3f}–{m['ci95'][1]:.3f})")
+            for label, m in (("avg JCT", metrics["avg_jct"]), ("makespan", metrics["makespan"]))]
+        how = (f"{episodes} episode(s), too few for an interval (--seeds "
+               f"{MIN_EPISODES_FOR_INTERVAL} or more gives one)") if few else \
+            f"paired bootstrap over {episodes} episodes"
+        console.print(f"{name}: {'; '.join(parts)}; {how}")
     for note in ev.notes:
         console.print(f"note: {note}")
     if cfg["bounds"]:

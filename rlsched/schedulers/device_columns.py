@@ -71,10 +71,9 @@ class DeviceColumns:
             dev = devices[d]
             healthy[d] = dev.healthy
             self._totals[d] = dev.memory_total
-            free[d] = dev.memory_total - dev.memory_used if dev.healthy else -1.0
+            free[d] = dev.memory_free if dev.healthy else -1.0
             count[d] = dev.n_tasks
-            clocks[d] = (dev.sm_clock_mhz / dev.max_sm_clock_mhz
-                         if dev.max_sm_clock_mhz else 0.0) or 1.0
+            clocks[d] = dev.clock_ratio or 1.0
         if view.open_knowledge != self._knowledge or len(changed) == len(devices):
             self._knowledge = view.open_knowledge
             self._ends = [_NOTHING] * len(devices)

@@ -284,8 +284,14 @@ class ShareScheduler(Scheduler):
         least = self._ready.least(view.predicted)
         if not least:
             return True
-        bound = self.ratio * max(busy_for) * (1.0 + 1e-9) * max(self._fastest(view, clocks))
+        bound = self._ceiling(busy_for) * max(self._fastest(view, clocks))
         return min(least.values()) > bound
+
+    def _ceiling(self, busy_times: list[float]) -> float:
+        """The longest runtime that may share a device busy for at most the
+        longest of ``busy_times``: ``ratio`` of it, with a margin so that
+        rounding never prunes a task the device scan would take."""
+        return self.ratio * max(busy_times) * (1.0 + 1e-9)
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                run_order: Callable[[int], tuple[float, int]], out: list[Placement],
@@ -310,7 +316,7 @@ class ShareScheduler(Scheduler):
         open_devices = [d for d in range(len(count)) if 0 < count[d] < max_share]
         if not open_devices:
             return  # no busy device takes one more task: nothing can share
-        ceiling = self.ratio * max([busy_for[d] for d in open_devices]) * (1.0 + 1e-9)
+        ceiling = self._ceiling([busy_for[d] for d in open_devices])
         fastest = self._fastest(view, clocks)
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
