@@ -40,7 +40,7 @@ import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import compress, takewhile
+from itertools import compress, islice, takewhile
 from operator import sub
 from typing import cast
 
@@ -70,6 +70,9 @@ _EPS = 1e-9
 #: attempts of one task lost to device failures before the episode is
 #: refused: a task far longer than the time between failures never ends
 MAX_LOSSES = 100
+#: from this many devices up, the idle ones are kept between decisions for a
+#: scheduler of idle devices (below it a pass over them all is cheaper)
+WIDE_POOL = 32
 
 UNARRIVED, BLOCKED, READY, RUNNING, DONE = (int(s) for s in TaskState)
 
@@ -130,6 +133,8 @@ def _episode_copy(value):
         return bytearray(value)
     if isinstance(value, list):
         return [list(v) if isinstance(v, list) else v for v in value]
+    if isinstance(value, set):
+        return set(value)
     if isinstance(value, dict):
         return {k: v.copy() if hasattr(v, "copy") else v for k, v in value.items()}
     if isinstance(value, RuntimeModel):
@@ -246,6 +251,13 @@ class Simulator:
         self._telemetry: list[DeviceTelemetry | None] = [None] * g
         #: devices whose sample is out of date (may repeat): resampled at the next view
         self._stale = list(range(g))
+        #: the healthy devices running nothing, as of the first ``_idle_mark``
+        #: entries of ``_stale`` (:meth:`_idle_devices`): kept for a scheduler
+        #: of idle devices on a wide pool, where a pass over every device
+        #: before each decision costs more than the decision
+        self._wide = self.idle_only and g >= WIDE_POOL
+        self._idle: set[int] = set()
+        self._idle_mark = 0
         predicted = self._start_knowledge()
         self._job_remaining = [sum(predicted[t] for t in tb.tasks_of(j)) for j in range(tb.n_jobs)]
         self._job_left = [len(tb.tasks_of(j)) for j in range(tb.n_jobs)]
@@ -406,7 +418,19 @@ class Simulator:
         # C-level passes where every device is open to a task (on a wide pool
         # this runs before every decision of a scheduler that shares)
         open_: Sequence[int]
-        if self.idle_only:
+        if self._wide:
+            idle = self._idle_devices()
+            if self.table.placement is None and not self.table.has_gangs:
+                # as below (fits_memory grows with the room), without a pass
+                # over every idle device when the first one takes a task
+                need = min(self._ready_memory)
+                for d in idle:
+                    free = total[d] - used[d] - ext[d]
+                    if free >= 0 and fits_memory(need, free):
+                        return True
+                return False
+            open_ = sorted(idle)
+        elif self.idle_only:
             on = self._on_device
             open_ = [d for d, up in enumerate(healthy) if up and not on[d]]
         elif all(healthy):
@@ -430,6 +454,21 @@ class Simulator:
             return fits_memory(min(self._ready_memory), best)
         return any(fits_memory(memory[t], self._free(d)) and self._may_use(t, d)
                    for t in self._ready for d in open_)
+
+    def _idle_devices(self) -> set[int]:
+        """The healthy devices running nothing, brought up to date from the
+        devices changed since the last call (every change to a device's
+        tasks or health goes through :meth:`_progress`, which marks it stale)."""
+        stale, idle = self._stale, self._idle
+        if self._idle_mark < len(stale):
+            healthy, on = self._healthy, self._on_device
+            for d in islice(stale, self._idle_mark, None):
+                if healthy[d] and not on[d]:
+                    idle.add(d)
+                else:
+                    idle.discard(d)
+            self._idle_mark = len(stale)
+        return idle
 
     def _gang_fits(self, t: int, devices: Sequence[int]) -> bool:
         """Whether enough of ``devices`` take gang ``t`` now, on one host or on linked hosts."""
@@ -824,7 +863,10 @@ class Simulator:
         for d in self._stale:
             if tele[d] is None:
                 tele[d] = self._sample(d)
+        if self._wide:
+            self._idle_devices()  # before the stale marks it reads are cleared
         self._stale.clear()
+        self._idle_mark = 0
         running = tuple(self._running.values())
         if self._gang_of:  # a gang appears once per device it holds
             running += tuple(RunningTask(t, m, self._start[t])

@@ -14,6 +14,7 @@ from functools import partial
 
 from rlsched.gangs import pick_gang
 from rlsched.pool import Pool, fits_memory
+from rlsched.schedulers.idle_classes import WIDE_POOL, IdleClasses
 from rlsched.view import ClusterView, Placement
 
 
@@ -72,7 +73,43 @@ class GreedyIdleScheduler(Scheduler):
 
     idle_only = True
 
+    #: the idle devices' classes, kept between decisions (made at the first)
+    _idle_classes: IdleClasses | None = None
+
     def _decide(self, view: ClusterView) -> list[Placement]:
+        if view.constrained or view.table.has_gangs or len(view.devices) < WIDE_POOL:
+            return self._decide_each(view)
+        kept = self._idle_classes
+        if kept is None:
+            kept = self._idle_classes = IdleClasses()
+        n_idle, classes = kept.read(view, _pool_columns(view.pool)[0])
+        if not n_idle:
+            return []
+        # a 1-GPU task chooses among each class's first member (in index
+        # order), which is what choose() would pick of every idle device (its
+        # ties go to the lowest index); taken[k]: how many of class k are taken
+        devices, memory = view.devices, view.table.memory
+        taken = dict.fromkeys(classes, 0)
+        firsts = sorted(m[0] for m in classes.values())
+        out: list[Placement] = []
+        for t in self.order(view):
+            need = memory[t]
+            fitting = [d for d in firsts
+                       if fits_memory(need, devices[d].memory_total - devices[d].memory_used)]
+            if not fitting:
+                continue
+            d = self.choose(view, t, fitting)
+            out.append(Placement(t, d))
+            n_idle -= 1
+            if not n_idle:
+                break
+            taken[kept.key_of(d)] += 1
+            firsts = sorted(m[n] for m, n in zip(classes.values(), taken.values()) if n < len(m))
+        return out
+
+    def _decide_each(self, view: ClusterView) -> list[Placement]:
+        """:meth:`_decide` where placement rules or gangs make devices differ
+        task by task, or on a narrow pool: the idle devices are read afresh."""
         idle = [d.index for d in view.devices if d.healthy and d.n_tasks == 0]
         if not idle:
             return []

@@ -1,0 +1,90 @@
+"""The idle devices' classes a greedy scheduler keeps between decisions are,
+at every decision, those grouped afresh from the view: through throttling,
+outside load and failures, on a pool of several models, and for views of a
+producer that builds new samples each time (as the live daemon does)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from rlsched.arrivals import poisson
+from rlsched.estimates import EstimateModel
+from rlsched.perturbations import Perturbations
+from rlsched.pool import identical_pool, preset_pool
+from rlsched.schedulers import make_scheduler
+from rlsched.schedulers.base import _pool_columns, device_classes
+from rlsched.schedulers.idle_classes import IdleClasses
+from rlsched.sim import Simulator
+from rlsched.sources.synthetic import generate
+from rlsched.view import ClusterView
+
+
+def _afresh(view: ClusterView) -> tuple[int, dict[tuple, list[int]]]:
+    idle = [d.index for d in view.devices if d.healthy and d.n_tasks == 0]
+    free = {d: view.devices[d].memory_total - view.devices[d].memory_used for d in idle}
+    return len(idle), device_classes(view, idle, free)
+
+
+@pytest.mark.parametrize("scheduler, pool", [("fifo", "lab-8"), ("sjf", "identical:16")])
+def test_the_classes_kept_between_decisions_are_those_grouped_afresh(scheduler, pool) -> None:
+    instance = generate("layered", {"jobs": "12"}, 5, "test")
+    the_pool = preset_pool(pool) if pool == "lab-8" else identical_pool(16)
+    instance = poisson(instance.jobs, the_pool, 0.9, np.random.default_rng(5))
+    often = replace(Perturbations.parse("all"), throttle_every=300.0, throttle_for=200.0,
+                    external_every=400.0, fail_every=900.0, fail_for=100.0)
+    sim = Simulator(instance, the_pool, 5, often, EstimateModel.parse("default"))
+    greedy = make_scheduler(scheduler)
+    kept, rebuilt = IdleClasses(), IdleClasses()
+    models = _pool_columns(the_pool)[0]
+    view = sim.reset()
+    decisions = reused = several = 0
+    last = None
+    while view is not None:
+        expected = _afresh(view)
+        assert kept.read(view, models) == expected
+        fresh = view._replace(devices=tuple(d._replace() for d in view.devices))
+        assert rebuilt.read(fresh, models) == expected
+        several += len(expected[1]) > 1
+        if last is not None:
+            reused += sum(a is b for a, b in zip(view.devices, last))
+        last = view.devices
+        decisions += 1
+        view = sim.step(greedy.decide(view))
+    assert decisions > 50
+    assert reused > decisions  # most samples were kept: the incremental path ran
+    assert several > 10  # classes split by model, memory or clock, not one class throughout
+    assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "sjf", "cp", "las"])
+def test_on_a_wide_pool_kept_idle_devices_give_the_schedule_of_a_pass_over_every_device(
+        scheduler, monkeypatch) -> None:
+    """Failures, throttling and outside load on 40 GPUs: the simulator's and
+    the scheduler's kept idle devices (from 32 GPUs up) give the trace that
+    reading every device at every decision gives."""
+    import rlsched.schedulers.base as base
+    import rlsched.sim as sim_module
+
+    def trace(wide_from: int):
+        monkeypatch.setattr(sim_module, "WIDE_POOL", wide_from)
+        monkeypatch.setattr(base, "WIDE_POOL", wide_from)
+        pool = identical_pool(40)
+        instance = generate("layered", {"jobs": "30"}, 8, "test")
+        instance = poisson(instance.jobs, pool, 0.95, np.random.default_rng(8))
+        often = replace(Perturbations.parse("all"), throttle_every=200.0, throttle_for=200.0,
+                        external_every=300.0, fail_every=600.0, fail_for=100.0)
+        sim = Simulator(instance, pool, 8, often, EstimateModel.parse("default"), idle_only=True)
+        greedy = make_scheduler(scheduler)
+        view, views = sim.reset(), 0
+        while view is not None:
+            views += 1
+            view = sim.step(greedy.decide(view))
+        assert sim._wide == (wide_from <= 40)
+        return sim.trace, views
+
+    kept, views = trace(32)
+    assert (kept, views) == trace(10**9)  # the same decision points, too
+    assert any(not a.ok for a in kept), "no task was lost to a failure: the perturbations did not bite"
