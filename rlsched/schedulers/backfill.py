@@ -26,6 +26,7 @@ from typing import NamedTuple
 from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler, expected_runtime
+from rlsched.schedulers.simple import FifoScheduler
 from rlsched.view import ClusterView, Placement
 
 
@@ -78,7 +79,15 @@ class BackfillScheduler(Scheduler):
     idle_only = True
     gang_fair = True
 
+    def __init__(self) -> None:
+        self._fifo = FifoScheduler()
+
     def _decide(self, view: ClusterView) -> list[Placement]:
+        if not view.table.has_gangs:
+            # no gang, no reservation: each task in turn on the first idle
+            # device that takes it, which is fifo's decision (and fifo keeps
+            # the idle devices between decisions on a wide pool)
+            return self._fifo.decide(view)
         idle = [d.index for d in view.devices if d.healthy and d.n_tasks == 0]
         if not idle:
             return []
