@@ -1,7 +1,10 @@
-"""The idle devices' classes a greedy scheduler keeps between decisions are,
-at every decision, those grouped afresh from the view: through throttling,
-outside load and failures, on a pool of several models, and for views of a
-producer that builds new samples each time (as the live daemon does)."""
+"""What a scheduler keeps between decisions so that a decision on a wide
+pool reads the devices that changed, not every device, is at every
+decision what a fresh read of every device gives: the idle devices' classes
+of the greedy schedulers, the simulator's idle set, the planners' world key.
+Through throttling, outside load and failures, on pools of several models,
+and for views of a producer that builds new samples each time (as the live
+daemon does)."""
 
 from __future__ import annotations
 
@@ -88,3 +91,31 @@ def test_on_a_wide_pool_kept_idle_devices_give_the_schedule_of_a_pass_over_every
     kept, views = trace(32)
     assert (kept, views) == trace(10**9)  # the same decision points, too
     assert any(not a.ok for a in kept), "no task was lost to a failure: the perturbations did not bite"
+
+
+@pytest.mark.parametrize("pool", ["lab-8", "identical:40"])
+def test_the_plan_key_kept_between_decisions_is_the_one_read_afresh(pool) -> None:
+    """A planning scheduler redraws its plan when the world key changes; the
+    key it keeps (each device's entry re-read only where its sample is new)
+    is at every decision the one read from every device."""
+    from rlsched.schedulers.plan import WorldKey, world_key
+
+    the_pool = preset_pool(pool) if pool == "lab-8" else identical_pool(40)
+    instance = generate("layered", {"jobs": "12"}, 6, "test")
+    instance = poisson(instance.jobs, the_pool, 0.9, np.random.default_rng(6))
+    often = replace(Perturbations.parse("all"), throttle_every=300.0, throttle_for=200.0,
+                    external_every=400.0, fail_every=900.0, fail_for=100.0)
+    sim = Simulator(instance, the_pool, 6, often, EstimateModel.parse("default"))
+    heft = make_scheduler("heft")
+    kept, rebuilt = WorldKey(), WorldKey()
+    view, decisions, moved, last = sim.reset(), 0, 0, None
+    while view is not None:
+        expected = world_key(view)
+        assert kept(view) == expected
+        assert rebuilt(view._replace(devices=tuple(d._replace() for d in view.devices))) == expected
+        moved += last is not None and expected != last
+        last = expected
+        decisions += 1
+        view = sim.step(heft.decide(view))
+    assert decisions > 50 and moved > 10
+    assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"
