@@ -34,7 +34,7 @@ from rlsched.gangs import pick_gang
 from rlsched.pool import fits_memory
 from rlsched.schedulers.base import Scheduler
 from rlsched.table import WorkloadTable
-from rlsched.view import ClusterView, DeviceTelemetry, Placement, TaskState
+from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 
 _READY = int(TaskState.READY)
 _DONE = int(TaskState.DONE)
@@ -154,11 +154,23 @@ class PlanScheduler(Scheduler):
         if not idle:
             return []
         plan, now = self.plan, view.time
-        free_at = [now] * len(view.devices)
-        for r in view.running:
-            if r.device >= 0:
-                end = expected_end(now, r.start, planned_cost(view, r.task, r.device))
-                free_at[r.device] = max(free_at[r.device], end)
+        # when each planned device frees, read only for the devices a move
+        # is weighed against (a few per decision, of up to hundreds busy)
+        on_device: dict[int, list[RunningTask]] | None = None
+        free_at: dict[int, float] = {}
+
+        def frees(d: int) -> float:
+            nonlocal on_device
+            if d not in free_at:
+                if on_device is None:
+                    on_device = {}
+                    for r in view.running:
+                        if r.device >= 0:
+                            on_device.setdefault(r.device, []).append(r)
+                free_at[d] = max([now] + [expected_end(now, r.start, planned_cost(view, r.task, d))
+                                          for r in on_device.get(d, ())])
+            return free_at[d]
+
         placed = {p.task for p in out}
         waiting = sorted((t for t in view.ready if t not in placed and t in plan.device
                           and view.gpus(t) == 1),
@@ -169,7 +181,7 @@ class PlanScheduler(Scheduler):
                 if t in placed or not view.fits(t, d):
                     continue
                 p = plan.device[t]
-                planned_end = max(plan.start[t], free_at[p], now) + plan.duration[t]
+                planned_end = max(plan.start[t], frees(p), now) + plan.duration[t]
                 if now + planned_cost(view, t, d) < planned_end - 1e-9:
                     moves.append(Placement(t, d))
                     placed.add(t)
