@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from itertools import chain
 
+import numpy as np
 import pytest
 
-from rlsched.arrivals import batch
+from rlsched.arrivals import batch, poisson
 from rlsched.estimates import EstimateModel
 from rlsched.pool import identical_pool
 from rlsched.schedulers import make_scheduler
@@ -21,10 +22,13 @@ from rlsched.sources.synthetic import generate
 from rlsched.view import ReadyCursor
 
 
-def _views(generator: str, params: dict[str, str], estimates: str):
+def _views(generator: str, params: dict[str, str], estimates: str, stream: bool = False):
     """Every view of an episode of ``share`` (which places and shares, so the
-    queue grows and shrinks), each checked before the simulator moves on."""
-    instance = batch(generate(generator, params, 0, "test"))
+    queue grows and shrinks), each checked before the simulator moves on;
+    ``stream``: the jobs arrive as a Poisson stream, not all at once."""
+    jobs = generate(generator, params, 0, "test")
+    instance = poisson(jobs.jobs, identical_pool(4), 0.9, np.random.default_rng(0)) if stream \
+        else batch(jobs)
     sim = Simulator(instance, identical_pool(4), 0, estimates=EstimateModel.parse(estimates))
     sched = make_scheduler("share")
     view = sim.reset()
@@ -83,13 +87,18 @@ def test_a_cursor_replays_what_changed_and_starts_again_on_a_new_log() -> None:
     assert cursor.changes(other) is None  # another episode's log
 
 
-@pytest.mark.parametrize("estimates", ["default", "noisy:1", "none"])
-def test_ranks_kept_by_the_logs_are_the_full_pass_over_the_current_beliefs(estimates) -> None:
+@pytest.mark.parametrize("estimates, stream", [("default", False), ("noisy:1", False),
+                                               ("none", False), ("default", True)])
+def test_ranks_kept_by_the_logs_are_the_full_pass_over_the_current_beliefs(estimates, stream
+                                                                           ) -> None:
     # the runtime model re-predicts kinds of task as they finish: each view's
     # order must be that of upward ranks computed afresh from its predictions
+    # (on a stream, with kinds whose tasks span finished, running and
+    # unarrived jobs)
     kept, rebuilt = RankedReady(), RankedReady()
     checked = moved = 0
-    for view in _views("layered", {"jobs": "6", "tasks": "30"}, estimates):
+    workload = ("mixed", {"jobs": "40"}) if stream else ("layered", {"jobs": "6", "tasks": "30"})
+    for view in _views(*workload, estimates, stream):
         rank = upward_rank(view.predicted, view.table.children)
         assert list(kept.order(view)) == sorted(view.ready, key=lambda t: -rank[t])
         assert list(rebuilt.order(view._replace(belief_log=None))) == \

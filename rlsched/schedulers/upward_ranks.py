@@ -89,6 +89,8 @@ class RankedReady:
         self._predicted: Sequence[float] | None = None
         self._rank: list[float] = []
         self._ranked: set[int] = set()  # jobs whose ranks follow the beliefs
+        #: per history key, how many of its first tasks are done (never read again)
+        self._done_before: dict[str, int] = {}
         self._ready = ReadyCursor()
         self._beliefs: tuple[list[str] | None, int] = (None, 0)
         self._open_knowledge = -1
@@ -101,7 +103,7 @@ class RankedReady:
         predicted = view.predicted
         if predicted is not self._predicted:  # a new episode, or a fork
             self._predicted, self._rank = predicted, [0.0] * len(predicted)
-            self._ranked = set()
+            self._ranked, self._done_before = set(), {}
             self._beliefs, self._open_knowledge = (None, 0), -1
             self._ready = ReadyCursor()
         if view.belief_log is None or view.ready_log is None:
@@ -153,8 +155,19 @@ class RankedReady:
         rank moved in the queue."""
         table, state, ranked = view.table, view.task_state, self._ranked
         by_key, job_of = table.tasks_by_key, table.job_of
-        seeds = [t for key in keys for t in by_key.get(key, ())
-                 if state[t] != _DONE and job_of[t] in ranked]
+        # a key's tasks, in index order, from its first not done (done stays
+        # done) to the last of an arrived job (only those are ranked): on a
+        # long stream, not every task the key will ever have
+        arrived, done_before = table.job_start[view.n_arrived], self._done_before
+        seeds = []
+        for key in keys:
+            tasks = by_key.get(key, ())
+            lo = done_before.get(key, 0)
+            while lo < len(tasks) and state[tasks[lo]] == _DONE:
+                lo += 1
+            done_before[key] = lo
+            seeds += [t for t in tasks[lo:bisect_left(tasks, arrived, lo)]
+                      if state[t] != _DONE and job_of[t] in ranked]
         entry_of, queue = self._entry, self._queue
         for t in rerank(self._rank, view.predicted, table.children, table.parents, seeds, state):
             entry = entry_of.get(t)
