@@ -18,7 +18,7 @@ from rlsched.estimates import EstimateModel
 from rlsched.perturbations import Perturbations
 from rlsched.pool import identical_pool, preset_pool
 from rlsched.schedulers import make_scheduler
-from rlsched.schedulers.base import _pool_columns, device_classes
+from rlsched.schedulers.base import device_classes, pool_models
 from rlsched.schedulers.idle_classes import IdleClasses
 from rlsched.sim import Simulator
 from rlsched.sources.synthetic import generate
@@ -41,7 +41,7 @@ def test_the_classes_kept_between_decisions_are_those_grouped_afresh(scheduler, 
     sim = Simulator(instance, the_pool, 5, often, EstimateModel.parse("default"))
     greedy = make_scheduler(scheduler)
     kept, rebuilt = IdleClasses(), IdleClasses()
-    models = _pool_columns(the_pool)[0]
+    models = pool_models(the_pool)
     view = sim.reset()
     decisions = reused = several = 0
     last = None
@@ -62,18 +62,19 @@ def test_the_classes_kept_between_decisions_are_those_grouped_afresh(scheduler, 
     assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"
 
 
-@pytest.mark.parametrize("scheduler", ["fifo", "sjf", "cp", "las"])
+@pytest.mark.parametrize("scheduler", ["fifo", "sjf", "cp", "las", "tetris"])
 def test_on_a_wide_pool_kept_idle_devices_give_the_schedule_of_a_pass_over_every_device(
         scheduler, monkeypatch) -> None:
     """Failures, throttling and outside load on 40 GPUs: the simulator's and
     the scheduler's kept idle devices (from 32 GPUs up) give the trace that
     reading every device at every decision gives."""
     import rlsched.schedulers.base as base
+    import rlsched.schedulers.tetris as tetris
     import rlsched.sim as sim_module
 
     def trace(wide_from: int):
-        monkeypatch.setattr(sim_module, "WIDE_POOL", wide_from)
-        monkeypatch.setattr(base, "WIDE_POOL", wide_from)
+        for module in (sim_module, base, tetris):
+            monkeypatch.setattr(module, "WIDE_POOL", wide_from)
         pool = identical_pool(40)
         instance = generate("layered", {"jobs": "30"}, 8, "test")
         instance = poisson(instance.jobs, pool, 0.95, np.random.default_rng(8))

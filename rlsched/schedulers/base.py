@@ -82,7 +82,7 @@ class GreedyIdleScheduler(Scheduler):
         kept = self._idle_classes
         if kept is None:
             kept = self._idle_classes = IdleClasses()
-        n_idle, classes = kept.read(view, _pool_columns(view.pool)[0])
+        n_idle, classes = kept.read(view, pool_models(view.pool))
         if not n_idle:
             return []
         # a 1-GPU task chooses among each class's first member (in index
@@ -221,6 +221,12 @@ def _pool_columns(pool: Pool) -> tuple[list[tuple[str, float, float]], list[tupl
                   for d in pool.devices]
         hit = _POOLS[id(pool)] = (pool, models, [(c, m) for _, c, m in models])
     return hit[1], hit[2]
+
+
+def pool_models(pool: Pool) -> list[tuple[str, float, float]]:
+    """Each device's model as a key that hashes fast (its name and speeds):
+    computed once per pool."""
+    return _pool_columns(pool)[0]
 
 
 def pool_speeds(pool: Pool) -> list[tuple[float, float]]:
