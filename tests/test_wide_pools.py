@@ -120,3 +120,16 @@ def test_the_plan_key_kept_between_decisions_is_the_one_read_afresh(pool) -> Non
         view = sim.step(heft.decide(view))
     assert decisions > 50 and moved > 10
     assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"
+
+
+def test_a_view_of_another_pool_is_grouped_afresh() -> None:
+    """The same telemetry with another pool (other models) is another grouping."""
+    pool = identical_pool(40)
+    instance = generate("layered", {"jobs": "2"}, 1, "test")
+    view = Simulator(instance, pool, 1, idle_only=True).reset()
+    kept = IdleClasses()
+    kept.read(view, pool_models(pool))
+    faster = identical_pool(40, "a100-80gb")
+    other = view._replace(pool=faster)
+    assert kept.read(other, pool_models(faster)) == _afresh(other)
+    assert next(iter(kept.read(other, pool_models(faster))[1]))[0][0] == "a100-80gb"

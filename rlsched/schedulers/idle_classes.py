@@ -30,10 +30,11 @@ WIDE_POOL = 32
 class IdleClasses:
     """Healthy devices running nothing, by class, each class in index order."""
 
-    __slots__ = ("_devices", "_key", "_groups", "_n_idle")
+    __slots__ = ("_devices", "_pool", "_key", "_groups", "_n_idle")
 
     def __init__(self) -> None:
         self._devices: tuple[DeviceTelemetry, ...] | None = None
+        self._pool: object = None  # the models are the pool's: another pool, another grouping
         self._key: list[tuple | None] = []  # each device's class while it is idle
         self._groups: dict[tuple, list[int]] = {}
         self._n_idle = 0
@@ -45,9 +46,10 @@ class IdleClasses:
         has it. The lists are this object's: read them, do not change them."""
         devices = view.devices
         old = self._devices
-        if old is None or len(old) != len(devices):
+        if old is None or len(old) != len(devices) or view.pool is not self._pool:
             changed: list[int] | range = range(len(devices))
             self._key, self._groups, self._n_idle = [None] * len(devices), {}, 0
+            self._pool = view.pool
         else:
             changed = list(compress(range(len(devices)), map(is_not, devices, old)))
         self._devices = devices
