@@ -69,11 +69,10 @@ def test_on_a_wide_pool_kept_idle_devices_give_the_schedule_of_a_pass_over_every
     the scheduler's kept idle devices (from 32 GPUs up) give the trace that
     reading every device at every decision gives."""
     import rlsched.schedulers.base as base
-    import rlsched.schedulers.tetris as tetris
     import rlsched.sim as sim_module
 
     def trace(wide_from: int):
-        for module in (sim_module, base, tetris):
+        for module in (sim_module, base):
             monkeypatch.setattr(module, "WIDE_POOL", wide_from)
         pool = identical_pool(40)
         instance = generate("layered", {"jobs": "30"}, 8, "test")

@@ -41,6 +41,9 @@ class Scheduler(ABC):
     #: search, a network): ``evaluate --workers`` starts its episodes first,
     #: so the longest ones do not start last and leave the other workers idle
     costly: bool = False
+    #: the idle devices' classes of a scheduler that keeps them between
+    #: decisions (:func:`kept_idle_classes`)
+    _idle_classes: IdleClasses | None = None
 
     def reset(self, seed: int = 0) -> None:
         """Forget the last episode; ``seed`` seeds any randomness of the policy."""
@@ -73,16 +76,11 @@ class GreedyIdleScheduler(Scheduler):
 
     idle_only = True
 
-    #: the idle devices' classes, kept between decisions (made at the first)
-    _idle_classes: IdleClasses | None = None
-
     def _decide(self, view: ClusterView) -> list[Placement]:
-        if view.constrained or view.table.has_gangs or len(view.devices) < WIDE_POOL:
+        wide = kept_idle_classes(self, view)
+        if wide is None:
             return self._decide_each(view)
-        kept = self._idle_classes
-        if kept is None:
-            kept = self._idle_classes = IdleClasses()
-        n_idle, classes = kept.read(view, pool_models(view.pool))
+        kept, n_idle, classes = wide
         if not n_idle:
             return []
         # a 1-GPU task chooses among each class's first member (in index
@@ -171,6 +169,21 @@ class GreedyIdleScheduler(Scheduler):
         """The device for ``task`` among idle ``devices`` that fit (default:
         the fastest for it, now, as telemetry shows; ties to the lowest index)."""
         return min(devices, key=lambda d: expected_runtime(view, task, d))
+
+
+def kept_idle_classes(scheduler: Scheduler, view: ClusterView
+                      ) -> tuple[IdleClasses, int, dict[tuple, list[int]]] | None:
+    """On a pool of :data:`WIDE_POOL` devices or more, with no placement
+    rule and no gang: the idle devices' classes ``scheduler`` keeps between
+    decisions (:class:`IdleClasses`, made at its first), how many devices
+    are idle, and the classes. None elsewhere: read the devices afresh."""
+    if view.constrained or view.table.has_gangs or len(view.devices) < WIDE_POOL:
+        return None
+    kept = scheduler._idle_classes
+    if kept is None:
+        kept = scheduler._idle_classes = IdleClasses()
+    n_idle, classes = kept.read(view, pool_models(view.pool))
+    return kept, n_idle, classes
 
 
 def class_key(view: ClusterView, d: int, free: float) -> tuple:

@@ -21,10 +21,9 @@ from rlsched.schedulers.base import (
     class_key,
     device_classes,
     expected_runtime,
-    pool_models,
+    kept_idle_classes,
     runtimes,
 )
-from rlsched.schedulers.idle_classes import WIDE_POOL, IdleClasses
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.view import ClusterView, Placement
 
@@ -43,18 +42,14 @@ class TetrisScheduler(Scheduler):
     def __init__(self) -> None:
         self._ready = ReadyByJob()
 
-    #: the idle devices' classes, kept between decisions on a wide pool
-    _idle_classes: IdleClasses | None = None
-
     def _decide(self, view: ClusterView) -> list[Placement]:
-        if view.constrained or view.table.has_gangs or len(view.devices) < WIDE_POOL:
+        # on a wide pool, the idle devices' classes kept between decisions
+        # (as GreedyIdleScheduler keeps them), each class offered by its
+        # first member not taken
+        wide = kept_idle_classes(self, view)
+        if wide is None:
             return self._decide_each(view)
-        # a wide pool: the idle devices' classes kept between decisions (see
-        # GreedyIdleScheduler), each class offered by its first member not taken
-        kept = self._idle_classes
-        if kept is None:
-            kept = self._idle_classes = IdleClasses()
-        n_idle, classes = kept.read(view, pool_models(view.pool))
+        kept, n_idle, classes = wide
         if not n_idle:
             return []
         ready, worst = self._candidates(view)
