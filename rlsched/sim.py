@@ -175,12 +175,20 @@ class Simulator:
         when a ready task fits only beside running ones is then no decision
         point, since such a scheduler would only wait there. No schedule
         changes; the episode runs with fewer views.
+    :param learns: the runtime model learns from each finished task and
+        re-predicts the tasks whose belief that moves (the default). False
+        for a scheduler that reads no beliefs (:attr:`Scheduler.reads_beliefs`):
+        the view then keeps every task's first prediction, which such a
+        scheduler never reads, and the episode skips the model's cost. With
+        a gang in the workload the model learns anyway, since a gang's
+        members are picked by expected runtime (:func:`rlsched.gangs.pick_gang`).
     """
 
     def __init__(self, instance: Instance, pool: Pool, seed: int = 0,
                  perturbations: Perturbations | None = None,
                  estimates: EstimateModel | None = None,
-                 history: RuntimeModel | None = None, idle_only: bool = False) -> None:
+                 history: RuntimeModel | None = None, idle_only: bool = False,
+                 learns: bool = True) -> None:
         self.pool = pool
         self.idle_only = idle_only
         self.seed = seed
@@ -197,6 +205,7 @@ class Simulator:
         #: what schedulers are told, the estimates drawn (exact: the truth)
         self.table = replace(table, estimate=self.estimates.draw(table, work, seed))
         self._tasks_by_key = table.tasks_by_key  # the cached table's, computed once
+        self.learns = learns or table.has_gangs
         self._speed = [(d.model.compute_speed, d.model.memory_speed) for d in pool.devices]
         #: measured slowdowns of task types sharing a device:
         #: ``(model, key a, key b) -> (a's fraction of its speed alone, b's)``
@@ -698,7 +707,7 @@ class Simulator:
         self._tasks_left -= 1
         j = tb.job_of[t]
         self._job_remaining[j] -= self._predicted[t]
-        if self._model is not None:
+        if self._model is not None and self.learns:
             self._learn(t, members)
         self._job_left[j] -= 1
         if self._job_left[j] == 0:

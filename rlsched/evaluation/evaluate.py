@@ -163,7 +163,8 @@ def run_episode(instance: Instance, pool: Pool, scheduler: Scheduler, seed: int,
     ``estimates`` says."""
     scheduler.reset(seed)
     sim = Simulator(instance, pool, seed, perturbations,
-                    EXACT if is_oracle(scheduler) else estimates, idle_only=scheduler.idle_only)
+                    EXACT if is_oracle(scheduler) else estimates, idle_only=scheduler.idle_only,
+                    learns=scheduler.reads_beliefs)
     view = sim.reset()
     while view is not None:
         view = sim.step(scheduler.decide(view))

@@ -59,7 +59,7 @@ def timed_episode(instance: Instance, devices: int, scheduler: str, seed: int,
     sched.reset(seed)
     pool = identical_pool(devices)
     sim = Simulator(instance, pool, seed, None, EXACT if is_oracle(sched) else estimates,
-                    idle_only=sched.idle_only)
+                    idle_only=sched.idle_only, learns=sched.reads_beliefs)
     latencies: list[float] = []
     t0 = time.perf_counter()
     view = sim.reset()

@@ -78,6 +78,7 @@ class BackfillScheduler(Scheduler):
     name = "backfill"
     idle_only = True
     gang_fair = True
+    reads_beliefs = False  # without gangs it is fifo; its reservations are for gangs
 
     def __init__(self) -> None:
         self._fifo = FifoScheduler()

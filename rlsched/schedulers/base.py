@@ -41,6 +41,12 @@ class Scheduler(ABC):
     #: search, a network): ``evaluate --workers`` starts its episodes first,
     #: so the longest ones do not start last and leave the other workers idle
     costly: bool = False
+    #: whether its decisions read the runtime model's beliefs (predictions,
+    #: their spread, jobs' remaining work, known kinds) where no task is a
+    #: gang. Where not, the simulator need not keep them current
+    #: (:class:`rlsched.sim.Simulator`'s ``learns``): no schedule changes,
+    #: and the model's learning is no longer part of the episode's cost
+    reads_beliefs: bool = True
     #: the idle devices' classes of a scheduler that keeps them between
     #: decisions (:func:`kept_idle_classes`)
     _idle_classes: IdleClasses | None = None

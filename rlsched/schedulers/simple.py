@@ -21,6 +21,7 @@ class RandomScheduler(Scheduler):
     """
 
     name = "random"
+    reads_beliefs = False
 
     def __init__(self) -> None:
         import numpy as np  # here, not with the module: the live daemon starts without it
@@ -74,6 +75,7 @@ class FifoScheduler(GreedyIdleScheduler):
 
     name = "fifo"
     gang_fair = True  # nothing that came later overtakes a waiting gang
+    reads_beliefs = False  # arrival order, the first idle device with the memory
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
         return devices[0]
