@@ -45,7 +45,10 @@ class Scheduler(ABC):
     #: their spread, jobs' remaining work, known kinds) where no task is a
     #: gang. Where not, the simulator need not keep them current
     #: (:class:`rlsched.sim.Simulator`'s ``learns``): no schedule changes,
-    #: and the model's learning is no longer part of the episode's cost
+    #: and the model's learning is no longer part of the episode's cost.
+    #: Stricter than :data:`rlsched.schedulers.RUNTIME_BLIND` (no oracle):
+    #: ``las`` is there, yet picks a device by expected runtime, whose
+    #: rounding ties a stale prediction could break otherwise
     reads_beliefs: bool = True
     #: the idle devices' classes of a scheduler that keeps them between
     #: decisions (:func:`kept_idle_classes`)
