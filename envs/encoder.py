@@ -72,7 +72,7 @@ from rlsched.schedulers.upward_ranks import rerank, upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 9  # 9: sjf's advice; 8: a task's GPUs (gangs) in a column of their own
+ENCODER_VERSION = 10  # 10: what the belief rests on (spread, estimate, elapsed, kind seen); 9: sjf's advice
 
 
 class Column(IntEnum):
@@ -112,6 +112,13 @@ class TaskColumn(Column):
     IS_CPU_ONLY = "is a CPU-only task (0/1)"
     GPUS = ("GPUs it needs at once over the pool's GPUs (0: CPU-only; above one GPU's share: "
             "a gang)")
+    SPREAD = ("the runtime model's uncertainty: the spread of log runtime around its prediction "
+              "(0: certain; 2: nothing known)")
+    ESTIMATE = "the user's estimate, reference-seconds (log-duration); 0 without one"
+    HAS_ESTIMATE = "the user gave an estimate (0/1)"
+    ELAPSED = "time it has run so far if running (log-duration); 0 if not running"
+    KIND_SEEN = ("tasks of its kind (history key) have finished, so history informs its "
+                 "prediction (0/1)")
     SHARE_ADVICE = "share would place this task next (0/1; see :mod:`envs.advice`)"
     HEFT_ADVICE = "heft would place this task next (0/1)"
     CP_ADVICE = "cp would place this task next (0/1)"
@@ -306,10 +313,14 @@ class EpisodeStatics:
         self.max_memory = pool.max_memory
         T = TaskColumn
         #: the task columns that never change, gathered in one indexing per encoding
+        estimate = a["estimate"]
+        has_estimate = np.isfinite(estimate)
         self.static_columns = np.array([T.IS_MEMORY_BOUND, T.MEMORY, T.CHILDREN, T.IS_CPU_ONLY,
-                                        T.GPUS])
+                                        T.GPUS, T.ESTIMATE, T.HAS_ESTIMATE])
         self.static_rows = np.stack([self.kind, self.memory_rel, self.log_children, ~self.gpu,
-                                     np.asarray(table.gpus) / len(pool)],
+                                     np.asarray(table.gpus) / len(pool),
+                                     _logd(np.where(has_estimate, estimate, 0.0), self.scale),
+                                     has_estimate],
                                     axis=1).astype(np.float32)
         #: as Python numbers, for the per-running-task loop of the time left
         self.kind_list = self.kind.tolist()
@@ -456,11 +467,11 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
 
 
 def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks: list[float]
-               ) -> tuple[dict[int, float], np.ndarray]:
-    """Expected seconds left of each running window row (by row), and until
-    each device frees (its longest expected time left)."""
+               ) -> tuple[dict[int, tuple[float, float]], np.ndarray]:
+    """Expected seconds left, and seconds run so far, of each running window
+    row (by row), and until each device frees (its longest expected time left)."""
     busy_for = np.zeros(len(view.devices))
-    time_left: dict[int, float] = {}
+    time_left: dict[int, tuple[float, float]] = {}
     if not view.running:
         return time_left, busy_for
     # the same float64 arithmetic as on the arrays, on Python floats
@@ -478,14 +489,14 @@ def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks
             left = max(r.start + work[t] - now, 0.0)
         i = row_of.get(t)
         if i is not None:
-            time_left[i] = left
+            time_left[i] = left, max(now - r.start, 0.0)
     busy_for[:] = busy
     return time_left, busy_for
 
 
 def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStatics,
                   window: np.ndarray, state: np.ndarray, pending: np.ndarray,
-                  time_left: dict[int, float]) -> None:
+                  time_left: dict[int, tuple[float, float]]) -> None:
     """``tasks`` (but its advice columns), ``task_mask`` and ``task_job``."""
     T, f, n = TaskColumn, obs["tasks"], window.size
     scale, now = st.scale, view.time
@@ -508,8 +519,13 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
         f[:n, T.DEADLINE_SLACK] = np.sign(slack) * np.log1p(np.abs(slack))
         f[:n, T.HAS_DEADLINE] = has_deadline
     # (else both columns stay 0: no slack, no deadline)
-    for i, left in time_left.items():
+    for i, (left, elapsed) in time_left.items():
         f[i, T.TIME_LEFT] = math.log1p(left / scale)
+        f[i, T.ELAPSED] = math.log1p(elapsed / scale)
+    rows = window.tolist()
+    spread, keys, known = view.spread, view.table.history_key, view.known_kinds
+    f[:n, T.SPREAD] = [spread[t] for t in rows]
+    f[:n, T.KIND_SEEN] = [keys[t] in known for t in rows]
     f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
     obs["task_mask"][:n] = 1.0
     slot: dict[int, int] = {}  # job slots in order of first appearance
