@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from envs.advice import Advisors
-from envs.encoder import ENCODER_VERSION, EpisodeStatics, Maxima, action_mask, encode, placement_of
+from envs.encoder import (
+    READABLE_VERSIONS,
+    EpisodeStatics,
+    Maxima,
+    action_mask,
+    as_version,
+    encode,
+    placement_of,
+)
 from rlsched.errors import InputError
 from rlsched.schedulers import Scheduler
 from rlsched.view import ClusterView, Placement
@@ -37,10 +45,10 @@ def read_card(checkpoint: str | Path) -> dict[str, Any]:
         raise InputError(str(path), f"corrupt checkpoint card ({e})") from None
     if not isinstance(card, dict) or "encoder_version" not in card or "maxima" not in card:
         raise InputError(str(path), "not a checkpoint card (needs encoder_version and maxima)")
-    if card["encoder_version"] != ENCODER_VERSION:
+    if card["encoder_version"] not in READABLE_VERSIONS:
         raise InputError(str(checkpoint), f"was trained with encoder version "
-                         f"{card['encoder_version']}, this rlsched encodes version "
-                         f"{ENCODER_VERSION}: retrain it (rlsched train)")
+                         f"{card['encoder_version']}, this rlsched reads versions "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}: retrain it (rlsched train)")
     return card
 
 
@@ -58,6 +66,8 @@ class RLScheduler(Scheduler):
 
         self.card = read_card(checkpoint)
         self.maxima = Maxima(**self.card["maxima"])
+        #: the encoder version it trained with: it is handed that version's observation
+        self.encoder_version = int(self.card["encoder_version"])
         self.name = f"rl:{checkpoint}"
         try:
             self.model = MaskablePPO.load(str(checkpoint), device="cpu")
@@ -150,7 +160,7 @@ class RLScheduler(Scheduler):
         self._last_time = view.time
         if not mask[:-1].any():
             return []
-        a = self._act(enc.obs, mask)
+        a = self._act(as_version(enc.obs, self.encoder_version), mask)
         if a == self.maxima.n_actions - 1:
             return []
         return placement_of(view, enc, self.maxima, a)

@@ -779,7 +779,11 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
     if resume:
         from sb3_contrib import MaskablePPO
 
-        RLScheduler(resume)  # checks the card before anything is trained
+        resumed = RLScheduler(resume)  # checks the card before anything is trained
+        if resumed.encoder_version != ENCODER_VERSION:
+            raise InputError(str(resume), f"was trained with encoder version "
+                             f"{resumed.encoder_version}; training goes on only in this "
+                             f"rlsched's version {ENCODER_VERSION}: train anew")
         model = MaskablePPO.load(resume, env=vec, device="cpu",
                                  tensorboard_log=str(Path(cfg.runs_dir)))
     else:

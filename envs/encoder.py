@@ -189,6 +189,15 @@ TASK_ADVICE = _per_advisor(TaskColumn, "_ADVICE")
 DEVICE_ADVICE = _per_advisor(DeviceColumn, "_ADVICE")
 QUEUE_WAITS = _per_advisor(QueueColumn, "_WAITS")
 
+#: the task columns each encoder version added, and nothing else changed: an
+#: observation of an earlier version is this one without the columns added since
+ADDED_TASK_COLUMNS: dict[int, tuple[TaskColumn, ...]] = {
+    10: (TaskColumn.SPREAD, TaskColumn.ESTIMATE, TaskColumn.HAS_ESTIMATE, TaskColumn.ELAPSED,
+         TaskColumn.KIND_SEEN),
+}
+#: the versions a checkpoint may have been trained with (:func:`as_version`)
+READABLE_VERSIONS = (min(ADDED_TASK_COLUMNS) - 1, *sorted(ADDED_TASK_COLUMNS))
+
 TASK_FEATURES = len(TaskColumn)
 DEVICE_FEATURES = len(DeviceColumn)
 QUEUE_FEATURES = len(QueueColumn)
@@ -427,16 +436,30 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     pending = _unfinished_parents(statics, state)
     window, n_slots = _task_window(view, statics, m, state, pending, advice)
     clocks = clock_ratios(view)
-    time_left, busy_for = _time_left(view, statics, window, clocks)
+    running, busy_for = _running_times(view, statics, window, clocks)
 
     obs = empty_observation(m)
-    _encode_tasks(obs, view, statics, window, state, pending, time_left)
+    _encode_tasks(obs, view, statics, window, state, pending, running)
     _encode_edges(obs, view, statics, window)
     _encode_devices(obs, view, statics, clocks, busy_for)
     _encode_queue(obs["queue"], view, statics, m, state, window.size, last_decision_time)
     if advice is not None:
         _encode_advice(obs, window[:n_slots], advice)
     return Encoding(obs, window, n_slots)
+
+
+def as_version(obs: dict[str, np.ndarray], version: int) -> dict[str, np.ndarray]:
+    """``obs`` as encoder ``version`` made it: the task columns added after
+    ``version`` taken out. A policy trained on an earlier version keeps
+    working, seeing exactly what it trained on (the pinned observation
+    hashes check that the rest is unchanged)."""
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"encoder version {version} cannot be read; this encoder reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
+    added = [c for v, columns in ADDED_TASK_COLUMNS.items() if v > version for c in columns]
+    if not added:
+        return obs
+    return {**obs, "tasks": np.delete(obs["tasks"], added, axis=1)}
 
 
 def _unfinished_parents(st: EpisodeStatics, state: np.ndarray) -> np.ndarray:
@@ -466,14 +489,14 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
     return window, min(ready.size, m.ready)
 
 
-def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks: list[float]
+def _running_times(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks: list[float]
                ) -> tuple[dict[int, tuple[float, float]], np.ndarray]:
     """Expected seconds left, and seconds run so far, of each running window
     row (by row), and until each device frees (its longest expected time left)."""
     busy_for = np.zeros(len(view.devices))
-    time_left: dict[int, tuple[float, float]] = {}
+    times: dict[int, tuple[float, float]] = {}
     if not view.running:
-        return time_left, busy_for
+        return times, busy_for
     # the same float64 arithmetic as on the arrays, on Python floats
     row_of = {t: i for i, t in enumerate(window.tolist())}
     work, inv_speed, kind = view.predicted, st.inv_speed_rows, st.kind_list
@@ -489,15 +512,16 @@ def _time_left(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks
             left = max(r.start + work[t] - now, 0.0)
         i = row_of.get(t)
         if i is not None:
-            time_left[i] = left, max(now - r.start, 0.0)
+            times[i] = left, max(now - r.start, 0.0)
     busy_for[:] = busy
-    return time_left, busy_for
+    return times, busy_for
 
 
 def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStatics,
                   window: np.ndarray, state: np.ndarray, pending: np.ndarray,
-                  time_left: dict[int, tuple[float, float]]) -> None:
-    """``tasks`` (but its advice columns), ``task_mask`` and ``task_job``."""
+                  running: dict[int, tuple[float, float]]) -> None:
+    """``tasks`` (but its advice columns), ``task_mask`` and ``task_job``;
+    ``running`` is :func:`_running_times`'s (time left, time run) by row."""
     T, f, n = TaskColumn, obs["tasks"], window.size
     scale, now = st.scale, view.time
     f[:n, _STATE_COLUMNS] = _STATE_ROWS[state[window]]
@@ -519,7 +543,7 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
         f[:n, T.DEADLINE_SLACK] = np.sign(slack) * np.log1p(np.abs(slack))
         f[:n, T.HAS_DEADLINE] = has_deadline
     # (else both columns stay 0: no slack, no deadline)
-    for i, (left, elapsed) in time_left.items():
+    for i, (left, elapsed) in running.items():
         f[i, T.TIME_LEFT] = math.log1p(left / scale)
         f[i, T.ELAPSED] = math.log1p(elapsed / scale)
     rows = window.tolist()

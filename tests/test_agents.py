@@ -379,3 +379,58 @@ def test_validate_refuses_bad_seeds_and_names_in_one_line(args, says):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0]
+
+
+def test_a_policy_of_an_earlier_encoder_version_sees_what_it_trained_on(trained, tmp_path):
+    """A new encoder version only adds task columns: a checkpoint of an
+    earlier version is handed the observation without them (the shipped
+    policy's pinned traces check that its schedule is unchanged), and its
+    network gets the width it was built for."""
+    from envs.encoder import (
+        ADDED_TASK_COLUMNS,
+        ENCODER_VERSION,
+        READABLE_VERSIONS,
+        TASK_FEATURES,
+        as_version,
+    )
+
+    assert ENCODER_VERSION == READABLE_VERSIONS[-1]
+    env = make_env(trained[0])
+    obs, _ = env.reset(seed=0)
+    assert as_version(obs, ENCODER_VERSION) is obs
+    for version in READABLE_VERSIONS[:-1]:
+        older = as_version(obs, version)
+        added = [c for v, cs in ADDED_TASK_COLUMNS.items() if v > version for c in cs]
+        kept = [c for c in range(TASK_FEATURES) if c not in added]
+        assert older["tasks"].shape[1] == TASK_FEATURES - len(added)
+        assert np.array_equal(older["tasks"], obs["tasks"][:, kept])
+        assert all(older[k] is obs[k] for k in obs if k != "tasks")
+    with pytest.raises(ValueError, match="cannot be read"):
+        as_version(obs, READABLE_VERSIONS[0] - 1)
+    shipped = RLScheduler(ROOT / "checkpoints" / "default.zip")
+    width = shipped.model.observation_space["tasks"].shape[1]
+    assert width == TASK_FEATURES - sum(len(cs) for v, cs in ADDED_TASK_COLUMNS.items()
+                                        if v > shipped.encoder_version)
+
+
+def test_training_goes_on_only_from_a_checkpoint_of_this_encoder_version(trained, tmp_path):
+    """--resume would feed an older network observations of the wrong width:
+    refused with one line before anything is trained."""
+    from envs.encoder import ENCODER_VERSION, READABLE_VERSIONS
+
+    cfg, tmp, _ = trained
+    src = tmp / "checkpoints" / cfg.name / "final.zip"
+    older = tmp_path / "older.zip"
+    shutil.copy(src, older)
+    card = json.loads(src.with_suffix(".json").read_text())
+    card["encoder_version"] = READABLE_VERSIONS[0]
+    assert card["encoder_version"] != ENCODER_VERSION
+    older.with_suffix(".json").write_text(json.dumps(card))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlsched", "train", "--config", str(ROOT / "configs" / "quick.yaml"),
+         "--resume", str(older), "--no-progress"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"encoder version {READABLE_VERSIONS[0]}" in lines[0], proc.stderr
+    assert str(older) in lines[0] and "train anew" in lines[0]

@@ -117,3 +117,62 @@ def test_the_gpus_column_tells_a_gang_from_a_one_gpu_task_and_a_cpu_task():
         if done:
             break
     assert {1, 2, 4} <= seen
+
+
+def _rows(env: DagSchedulingEnv, obs: dict) -> list[int]:
+    return [int(t) for t in env._enc.window[:int(obs["task_mask"].sum())]]
+
+
+@pytest.mark.parametrize("estimates", ["default", "none"])
+def test_the_belief_columns_say_what_a_prediction_rests_on(estimates: str) -> None:
+    """A policy can weigh a prediction only if it sees how much it is worth:
+    the runtime model's spread, the user's estimate (or that there is none),
+    and whether the task's kind has finished runs, each the view's own."""
+    env = DagSchedulingEnv("wfcommons:workloads/wfcommons", "preset:workstation-4",
+                           arrivals="poisson", perturb="all", estimates=estimates)
+    obs, _ = env.reset(seed=2)
+    env.action_space.seed(2)
+    scale = env.statics.scale
+    kinds_seen = set()
+    spreads = set()
+    for _ in range(400):
+        view, tasks = env.view, obs["tasks"]
+        for i, t in enumerate(_rows(env, obs)):
+            assert tasks[i, TaskColumn.SPREAD] == np.float32(view.spread[t])
+            estimate = view.table.estimate[t]
+            assert tasks[i, TaskColumn.HAS_ESTIMATE] == (not np.isnan(estimate))
+            expected = np.log1p(estimate / scale) if not np.isnan(estimate) else 0.0
+            assert tasks[i, TaskColumn.ESTIMATE] == np.float32(expected)
+            seen = view.table.history_key[t] in view.known_kinds
+            assert tasks[i, TaskColumn.KIND_SEEN] == seen
+            kinds_seen.add(seen)
+            spreads.add(float(tasks[i, TaskColumn.SPREAD]))
+        obs, _, done, _, _ = env.step(env.action_space.sample())
+        if done:
+            break
+    assert kinds_seen == {False, True}  # kinds go from unseen to seen as tasks finish
+    assert len(spreads) > 2  # and their spreads narrow as history grows
+    if estimates == "none":
+        assert not obs["tasks"][:, TaskColumn.ESTIMATE].any()
+
+
+def test_a_running_task_shows_how_long_it_has_run() -> None:
+    env = DagSchedulingEnv("synthetic:mixed?jobs=3", "preset:workstation-4", arrivals="poisson")
+    obs, _ = env.reset(seed=4)
+    env.action_space.seed(4)
+    ran = 0
+    for _ in range(200):
+        view = env.view
+        started = {r.task: r.start for r in view.running}
+        for i, t in enumerate(_rows(env, obs)):
+            if t in started:
+                elapsed = view.time - started[t]
+                assert obs["tasks"][i, TaskColumn.ELAPSED] == np.float32(
+                    np.log1p(elapsed / env.statics.scale))
+                ran += elapsed > 0
+            else:
+                assert obs["tasks"][i, TaskColumn.ELAPSED] == 0.0
+        obs, _, done, _, _ = env.step(env.action_space.sample())
+        if done:
+            break
+    assert ran > 10  # running tasks seen part-way through, not only as they start
