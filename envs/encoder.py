@@ -60,6 +60,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cache
 from typing import overload
 
 import numpy as np
@@ -250,6 +251,8 @@ _SPEED_COLUMNS = np.array([DeviceColumn.COMPUTE_SPEED, DeviceColumn.MEMORY_SPEED
 #: the task columns that are log-durations, in the order _encode_tasks stacks them
 _DURATION_COLUMNS = np.array([TaskColumn.WORK, TaskColumn.CRITICAL_PATH,
                               TaskColumn.JOB_REMAINING, TaskColumn.JOB_AGE])
+#: the task columns of what a belief rests on that change as the episode goes
+_BELIEF_COLUMNS = np.array([TaskColumn.SPREAD, TaskColumn.KIND_SEEN])
 #: the is-ready, is-blocked and is-running columns of a task in each state
 _STATE_COLUMNS = np.array([TaskColumn.IS_READY, TaskColumn.IS_BLOCKED, TaskColumn.IS_RUNNING])
 _STATE_ROWS = np.array([[s == _READY, s == _BLOCKED, s == _RUNNING] for s in range(len(TaskState))],
@@ -453,13 +456,20 @@ def as_version(obs: dict[str, np.ndarray], version: int) -> dict[str, np.ndarray
     ``version`` taken out. A policy trained on an earlier version keeps
     working, seeing exactly what it trained on (the pinned observation
     hashes check that the rest is unchanged)."""
+    kept = _kept_task_columns(version)
+    if kept is None:
+        return obs
+    return {**obs, "tasks": obs["tasks"].take(kept, axis=1)}
+
+
+@cache
+def _kept_task_columns(version: int) -> np.ndarray | None:
+    """The task columns encoder ``version`` had (None: all of them)."""
     if version not in READABLE_VERSIONS:
         raise ValueError(f"encoder version {version} cannot be read; this encoder reads "
                          f"{', '.join(map(str, READABLE_VERSIONS))}")
-    added = [c for v, columns in ADDED_TASK_COLUMNS.items() if v > version for c in columns]
-    if not added:
-        return obs
-    return {**obs, "tasks": np.delete(obs["tasks"], added, axis=1)}
+    added = {c for v, columns in ADDED_TASK_COLUMNS.items() if v > version for c in columns}
+    return np.array([c for c in TaskColumn if c not in added]) if added else None
 
 
 def _unfinished_parents(st: EpisodeStatics, state: np.ndarray) -> np.ndarray:
@@ -548,8 +558,7 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
         f[i, T.ELAPSED] = math.log1p(elapsed / scale)
     rows = window.tolist()
     spread, keys, known = view.spread, view.table.history_key, view.known_kinds
-    f[:n, T.SPREAD] = [spread[t] for t in rows]
-    f[:n, T.KIND_SEEN] = [keys[t] in known for t in rows]
+    f[:n, _BELIEF_COLUMNS] = [(spread[t], keys[t] in known) for t in rows]
     f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
     obs["task_mask"][:n] = 1.0
     slot: dict[int, int] = {}  # job slots in order of first appearance
