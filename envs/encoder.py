@@ -499,8 +499,8 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
     return window, min(ready.size, m.ready)
 
 
-def _running_times(view: ClusterView, st: EpisodeStatics, window: np.ndarray, clocks: list[float]
-               ) -> tuple[dict[int, tuple[float, float]], np.ndarray]:
+def _running_times(view: ClusterView, st: EpisodeStatics, window: np.ndarray,
+                   clocks: list[float]) -> tuple[dict[int, tuple[float, float]], np.ndarray]:
     """Expected seconds left, and seconds run so far, of each running window
     row (by row), and until each device frees (its longest expected time left)."""
     busy_for = np.zeros(len(view.devices))
