@@ -251,8 +251,6 @@ _SPEED_COLUMNS = np.array([DeviceColumn.COMPUTE_SPEED, DeviceColumn.MEMORY_SPEED
 #: the task columns that are log-durations, in the order _encode_tasks stacks them
 _DURATION_COLUMNS = np.array([TaskColumn.WORK, TaskColumn.CRITICAL_PATH,
                               TaskColumn.JOB_REMAINING, TaskColumn.JOB_AGE])
-#: the task columns of what a belief rests on that change as the episode goes
-_BELIEF_COLUMNS = np.array([TaskColumn.SPREAD, TaskColumn.KIND_SEEN])
 #: the is-ready, is-blocked and is-running columns of a task in each state
 _STATE_COLUMNS = np.array([TaskColumn.IS_READY, TaskColumn.IS_BLOCKED, TaskColumn.IS_RUNNING])
 _STATE_ROWS = np.array([[s == _READY, s == _BLOCKED, s == _RUNNING] for s in range(len(TaskState))],
@@ -558,7 +556,8 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
         f[i, T.ELAPSED] = math.log1p(elapsed / scale)
     rows = window.tolist()
     spread, keys, known = view.spread, view.table.history_key, view.known_kinds
-    f[:n, _BELIEF_COLUMNS] = [(spread[t], keys[t] in known) for t in rows]
+    f[:n, T.SPREAD] = [spread[t] for t in rows]  # (two lists convert twice as fast as pairs)
+    f[:n, T.KIND_SEEN] = [keys[t] in known for t in rows]
     f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
     obs["task_mask"][:n] = 1.0
     slot: dict[int, int] = {}  # job slots in order of first appearance
