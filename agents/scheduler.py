@@ -154,7 +154,8 @@ class RLScheduler(Scheduler):
                              f"was built for at most {self.maxima.devices}")
         st = self._statics
         if st is None or st.table is not view.table or st.pool is not view.pool:
-            st = self._statics = EpisodeStatics(view.table, view.pool, view.predicted)
+            st = self._statics = EpisodeStatics(view.table, view.pool, view.predicted,
+                                                self.encoder_version)
         enc = encode(view, st, self.maxima, self._last_time, self.advisors.advise(view))
         mask = action_mask(view, enc, self.maxima)
         self._last_time = view.time

@@ -14,9 +14,11 @@ generated from them, so none can drift from the others.
 
 Layout (``M`` = :class:`Maxima`; every float is float32). Durations
 ("log-duration") are ``log1p(seconds / scale)``, ``scale`` being the mean
-predicted GPU-task runtime on the reference device in the episode's first
-view. Every runtime here is a prediction (:attr:`ClusterView.predicted`),
-never the truth: the same in simulation as live.
+predicted runtime on the reference device of the GPU tasks of the jobs in
+the system (arrived, not finished), in this view (:meth:`EpisodeStatics.rescale`).
+Every runtime here is a prediction (:attr:`ClusterView.predicted`),
+never the truth, and the scale reads no job the daemon would not have: the
+same in simulation as live.
 
 ``tasks`` (M.tasks x {len(TaskColumn)})
     A window of the unfinished tasks of the jobs that have arrived: the ready
@@ -73,7 +75,13 @@ from rlsched.schedulers.upward_ranks import rerank, upward_rank
 from rlsched.table import WorkloadTable
 from rlsched.view import ClusterView, Placement, TaskState
 
-ENCODER_VERSION = 10  # 10: what the belief rests on (spread, estimate, elapsed, kind seen); 9: sjf's advice
+ENCODER_VERSION = 11  # 11: the time scale of the jobs in the system; 10: what the belief
+# rests on (spread, estimate, elapsed, kind seen); 9: sjf's advice
+
+#: the first version whose time scale is that of the jobs in the system, in
+#: each view; before it, the mean prediction over every task of the table at
+#: the first view (in simulation, jobs not yet arrived included)
+SCALE_OF_JOBS_IN_SYSTEM = 11
 
 
 class Column(IntEnum):
@@ -190,11 +198,14 @@ TASK_ADVICE = _per_advisor(TaskColumn, "_ADVICE")
 DEVICE_ADVICE = _per_advisor(DeviceColumn, "_ADVICE")
 QUEUE_WAITS = _per_advisor(QueueColumn, "_WAITS")
 
-#: the task columns each encoder version added, and nothing else changed: an
-#: observation of an earlier version is this one without the columns added since
+#: the task columns each encoder version added: an observation of an earlier
+#: version is this one without the columns added since, encoded on that
+#: version's time scale (:data:`SCALE_OF_JOBS_IN_SYSTEM`; version 11 changed
+#: only the scale)
 ADDED_TASK_COLUMNS: dict[int, tuple[TaskColumn, ...]] = {
     10: (TaskColumn.SPREAD, TaskColumn.ESTIMATE, TaskColumn.HAS_ESTIMATE, TaskColumn.ELAPSED,
          TaskColumn.KIND_SEEN),
+    11: (),
 }
 #: the versions a checkpoint may have been trained with (:func:`as_version`)
 READABLE_VERSIONS = (min(ADDED_TASK_COLUMNS) - 1, *sorted(ADDED_TASK_COLUMNS))
@@ -288,15 +299,25 @@ class EpisodeStatics:
     """What the encoder derives once per workload table and pool, and once
     per set of beliefs (:meth:`believe`: the view's predicted runtimes).
 
-    :param predicted: the first view's predictions; they set the time scale,
-        which stays fixed while the beliefs change
+    :param predicted: the first view's predictions
+    :param version: the encoder version to encode as (a checkpoint's). From
+        :data:`SCALE_OF_JOBS_IN_SYSTEM` on, the time scale is the mean
+        prediction over the GPU tasks of the jobs in the system, read off
+        each view (:meth:`rescale`): the live daemon's table holds only those
+        jobs, the simulator's every job of the episode, so a scale over the
+        table differed between the two worlds, and in simulation it read the
+        predictions of jobs not yet arrived. Before it, the scale is that of
+        ``predicted`` over the whole table, fixed (what those policies trained on).
     """
 
-    def __init__(self, table: WorkloadTable, pool: Pool, predicted: Sequence[float]) -> None:
+    def __init__(self, table: WorkloadTable, pool: Pool, predicted: Sequence[float],
+                 version: int = ENCODER_VERSION) -> None:
         self.table, self.pool = table, pool
         a = table.arrays
         gpu_work = np.asarray(predicted, dtype=np.float64)[a["gpu"]]
-        self.scale = float(gpu_work.mean()) if gpu_work.size and gpu_work.mean() > 0 else 1.0
+        self.scale = _mean_or_one(gpu_work)
+        self.rescales = version >= SCALE_OF_JOBS_IN_SYSTEM
+        self._scale_key: tuple[object, int, int, int] | None = None
         self._inv_mean_speed = np.array([
             np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
             np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
@@ -326,12 +347,12 @@ class EpisodeStatics:
         estimate = a["estimate"]
         has_estimate = np.isfinite(estimate)
         self.static_columns = np.array([T.IS_MEMORY_BOUND, T.MEMORY, T.CHILDREN, T.IS_CPU_ONLY,
-                                        T.GPUS, T.ESTIMATE, T.HAS_ESTIMATE])
+                                        T.GPUS, T.HAS_ESTIMATE])
         self.static_rows = np.stack([self.kind, self.memory_rel, self.log_children, ~self.gpu,
-                                     np.asarray(table.gpus) / len(pool),
-                                     _logd(np.where(has_estimate, estimate, 0.0), self.scale),
-                                     has_estimate],
+                                     np.asarray(table.gpus) / len(pool), has_estimate],
                                     axis=1).astype(np.float32)
+        #: the estimate, 0 where there is none (its column is on the scale, which moves)
+        self.estimate_or_zero = np.where(has_estimate, estimate, 0.0)
         #: as Python numbers, for the per-running-task loop of the time left
         self.kind_list = self.kind.tolist()
         self.job_of_list = self.job_of.tolist()
@@ -340,6 +361,25 @@ class EpisodeStatics:
         self.rank_list: list[float] = []
         self.rank = self._mean_cost = np.zeros(0)
         self.believe(predicted)
+
+    def rescale(self, view: ClusterView, state: np.ndarray) -> None:
+        """Set the time scale from ``view`` (where this version's scale
+        follows the jobs in the system): the mean prediction over the GPU
+        tasks of the jobs that have arrived and have a task not done
+        (``state``, the known tasks'). A function of the view alone, which
+        the daemon builds from exactly those jobs; worked out again only
+        when the predictions or the jobs in the system change."""
+        if not self.rescales:
+            return
+        job_of = self.job_of[:state.size]
+        in_system = np.bincount(job_of[state != _DONE], minlength=view.n_arrived) > 0
+        key = (view.predicted, view.knowledge, view.n_arrived, int(np.count_nonzero(in_system)))
+        hit = self._scale_key
+        if hit is not None and hit[0] is key[0] and hit[1:] == key[1:]:
+            return  # (the set in the system only ever loses jobs, or gains arrivals)
+        self._scale_key = key
+        tasks = in_system[job_of] & self.gpu[:state.size]
+        self.scale = _mean_or_one(self.work[:state.size][tasks])
 
     def known_edges(self, n_known: int) -> tuple[np.ndarray, np.ndarray]:
         """The parent and child of every edge among the first ``n_known``
@@ -385,6 +425,12 @@ class EpisodeStatics:
             self.rank_list = upward_rank(mean_cost.tolist(), self.table.children)
             self.rank = np.array(self.rank_list)
         self._mean_cost = mean_cost
+
+
+def _mean_or_one(work: np.ndarray) -> float:
+    """The scale of ``work``: its mean, or 1 where it has none (or none above 0)."""
+    mean = float(work.mean()) if work.size else 0.0
+    return mean if mean > 0 else 1.0
 
 
 def _logd(x: np.ndarray | float, scale: float) -> np.ndarray | float:
@@ -434,6 +480,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
                          f"{m.devices}; build it with larger Maxima(devices=...)")
     n_known = view.table.job_start[view.n_arrived]
     state = np.frombuffer(view.task_state, dtype=np.uint8)[:n_known]
+    statics.rescale(view, state)
     pending = _unfinished_parents(statics, state)
     window, n_slots = _task_window(view, statics, m, state, pending, advice)
     clocks = clock_ratios(view)
@@ -543,6 +590,7 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     np.take(np.asarray(view.job_remaining), jobs, out=durations[2])
     np.subtract(now, st.job_arrival[jobs], out=durations[3])
     f[:n, _DURATION_COLUMNS] = _logd(durations, scale).T
+    f[:n, T.ESTIMATE] = _logd(st.estimate_or_zero[window], scale)
     f[:n, T.JOB_PRIORITY] = st.job_priority_log[jobs]
     if st.any_deadline:
         deadline = st.job_deadline[jobs]

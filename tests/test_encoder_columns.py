@@ -132,11 +132,10 @@ def test_the_belief_columns_say_what_a_prediction_rests_on(estimates: str) -> No
                            arrivals="poisson", perturb="all", estimates=estimates)
     obs, _ = env.reset(seed=2)
     env.action_space.seed(2)
-    scale = env.statics.scale
     kinds_seen = set()
     spreads = set()
     for _ in range(400):
-        view, tasks = env.view, obs["tasks"]
+        view, tasks, scale = env.view, obs["tasks"], env.statics.scale  # this view's scale
         for i, t in enumerate(_rows(env, obs)):
             assert tasks[i, TaskColumn.SPREAD] == np.float32(view.spread[t])
             estimate = view.table.estimate[t]
