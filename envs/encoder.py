@@ -317,7 +317,7 @@ class EpisodeStatics:
         gpu_work = np.asarray(predicted, dtype=np.float64)[a["gpu"]]
         self.scale = _mean_or_one(gpu_work)
         self.rescales = version >= SCALE_OF_JOBS_IN_SYSTEM
-        self._scale_key: tuple[object, int, int, int] | None = None
+        self._scale_key: tuple[Sequence[float], int, int, int] | None = None
         self._inv_mean_speed = np.array([
             np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
             np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
@@ -362,22 +362,23 @@ class EpisodeStatics:
         self.rank = self._mean_cost = np.zeros(0)
         self.believe(predicted)
 
-    def rescale(self, view: ClusterView, state: np.ndarray) -> None:
+    def rescale(self, view: ClusterView, state: np.ndarray, n_done: int) -> None:
         """Set the time scale from ``view`` (where this version's scale
         follows the jobs in the system): the mean prediction over the GPU
         tasks of the jobs that have arrived and have a task not done
-        (``state``, the known tasks'). A function of the view alone, which
-        the daemon builds from exactly those jobs; worked out again only
-        when the predictions or the jobs in the system change."""
+        (``state``, the known tasks', ``n_done`` of them done). A function of
+        the view alone, which the daemon builds from exactly those jobs;
+        worked out again only where the predictions, the arrivals or the
+        tasks done have changed (a job leaves only as its last task ends)."""
         if not self.rescales:
             return
-        job_of = self.job_of[:state.size]
-        in_system = np.bincount(job_of[state != _DONE], minlength=view.n_arrived) > 0
-        key = (view.predicted, view.knowledge, view.n_arrived, int(np.count_nonzero(in_system)))
+        key = (view.predicted, view.knowledge, view.n_arrived, n_done)
         hit = self._scale_key
         if hit is not None and hit[0] is key[0] and hit[1:] == key[1:]:
-            return  # (the set in the system only ever loses jobs, or gains arrivals)
+            return
         self._scale_key = key
+        job_of = self.job_of[:state.size]
+        in_system = np.bincount(job_of[state != _DONE], minlength=view.n_arrived) > 0
         tasks = in_system[job_of] & self.gpu[:state.size]
         self.scale = _mean_or_one(self.work[:state.size][tasks])
 
@@ -480,7 +481,8 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
                          f"{m.devices}; build it with larger Maxima(devices=...)")
     n_known = view.table.job_start[view.n_arrived]
     state = np.frombuffer(view.task_state, dtype=np.uint8)[:n_known]
-    statics.rescale(view, state)
+    n_done = int(np.count_nonzero(state == _DONE))
+    statics.rescale(view, state, n_done)
     pending = _unfinished_parents(statics, state)
     window, n_slots = _task_window(view, statics, m, state, pending, advice)
     clocks = clock_ratios(view)
@@ -490,7 +492,8 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     _encode_tasks(obs, view, statics, window, state, pending, running)
     _encode_edges(obs, view, statics, window)
     _encode_devices(obs, view, statics, clocks, busy_for)
-    _encode_queue(obs["queue"], view, statics, m, state, window.size, last_decision_time)
+    _encode_queue(obs["queue"], view, statics, m, state.size - n_done, window.size,
+                  last_decision_time)
     if advice is not None:
         _encode_advice(obs, window[:n_slots], advice)
     return Encoding(obs, window, n_slots)
@@ -655,8 +658,8 @@ def _encode_devices(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeSt
 
 
 def _encode_queue(q: np.ndarray, view: ClusterView, st: EpisodeStatics, m: Maxima,
-                  state: np.ndarray, n_window: int, last_decision_time: float | None) -> None:
-    """``queue`` but its advice columns."""
+                  unfinished: int, n_window: int, last_decision_time: float | None) -> None:
+    """``queue`` but its advice columns; ``unfinished``: the known tasks not done."""
     Q, g = QueueColumn, len(view.devices)
     finished = sum(1 for left in view.job_remaining[:view.n_arrived] if left <= 0)
     q[Q.JOBS] = math.log1p(view.n_arrived - finished)
@@ -665,7 +668,6 @@ def _encode_queue(q: np.ndarray, view: ClusterView, st: EpisodeStatics, m: Maxim
     q[Q.SINCE_LAST_DECISION] = (_logd(view.time - last_decision_time, st.scale)
                                 if last_decision_time is not None else 0.0)
     q[Q.HEALTHY_DEVICES] = sum(1 for x in view.devices if x.healthy) / g
-    unfinished = state.size - np.count_nonzero(state == _DONE)
     q[Q.TASKS_BEYOND_WINDOW] = math.log1p(max(unfinished - n_window, 0))
 
 
