@@ -103,7 +103,10 @@ def test_every_heuristic_schedules_as_it_did(setting: str, scheduler: str) -> No
 
 
 #: the shipped policy's traces (re-recorded when a new policy is shipped)
-POLICY = {"demo": "49bc7a0a9eb2e7e3", "gavel": "ab9e2cfa7697cc28"}
+POLICY = {"demo": "10b697949ee5d433", "gavel": "7f1d48e4b300033e"}
+#: the policy shipped before it (encoder version 9), recorded when it was shipped:
+#: an earlier version's checkpoint is handed the observation it trained on
+EARLIER_POLICY = {"demo": "49bc7a0a9eb2e7e3", "gavel": "ab9e2cfa7697cc28"}
 
 
 @pytest.mark.parametrize("setting", list(POLICY))
@@ -111,6 +114,13 @@ def test_the_shipped_policy_schedules_as_it_did(setting: str) -> None:
     import agents  # noqa: F401  (registers rl:)
 
     assert trace_hash(setting, f"rl:{ROOT / 'checkpoints' / 'default.zip'}") == POLICY[setting]
+
+
+@pytest.mark.parametrize("setting", list(EARLIER_POLICY))
+def test_the_policy_shipped_before_schedules_as_it_did(setting: str) -> None:
+    import agents  # noqa: F401  (registers rl:)
+
+    assert trace_hash(setting, f"rl:{ROOT / 'checkpoints' / 'v9.zip'}") == EARLIER_POLICY[setting]
 
 
 if __name__ == "__main__":
