@@ -72,8 +72,8 @@ def replay_into_store(sim: Simulator, view: ClusterView, store: Store) -> None:
                        (r.device, task))
 
 
-def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_path, monkeypatch):
-    sim, sim_view = mid_episode()
+def live_view_of(sim: Simulator, sim_view: ClusterView, tmp_path, monkeypatch) -> ClusterView:
+    """The daemon's view of the simulator's state (its telemetry the simulator's)."""
     store = Store(tmp_path / "state")
     daemon = Daemon(store, POOL, "share")
     replay_into_store(sim, sim_view, store)
@@ -83,7 +83,12 @@ def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_pat
     daemon.beliefs.learn(store, daemon._speed)
     built = daemon._view()
     assert built is not None
-    live_view = built[0]
+    return built[0]
+
+
+def test_the_same_state_encodes_the_same_in_the_simulator_and_the_daemon(tmp_path, monkeypatch):
+    sim, sim_view = mid_episode()
+    live_view = live_view_of(sim, sim_view, tmp_path, monkeypatch)
 
     assert live_view.time == sim_view.time
     assert live_view.task_state == sim_view.task_state
@@ -123,20 +128,6 @@ def mid_stream() -> tuple[Simulator, ClusterView]:
             return sim, view
         view = sim.step(share.decide(view)[:1])
     raise AssertionError("the stream never reached the state the test needs")
-
-
-def live_view_of(sim: Simulator, sim_view: ClusterView, tmp_path, monkeypatch) -> ClusterView:
-    """The daemon's view of the simulator's state (its telemetry the simulator's)."""
-    store = Store(tmp_path / "state")
-    daemon = Daemon(store, POOL, "share")
-    replay_into_store(sim, sim_view, store)
-    daemon.epoch = 0.0
-    monkeypatch.setattr(daemon_module.time, "time", lambda: sim.now)
-    monkeypatch.setattr(daemon, "_telemetry", lambda count, reserved: sim_view.devices)
-    daemon.beliefs.learn(store, daemon._speed)
-    built = daemon._view()
-    assert built is not None
-    return built[0]
 
 
 def test_a_stream_encodes_the_same_in_both_worlds_though_their_tables_differ(
