@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from itertools import chain
 
 from rlsched.gangs import pick_gang
-from rlsched.pool import fits_memory
+from rlsched.pool import MEMORY_TOLERANCE_GIB, fits_memory
 from rlsched.schedulers.base import GreedyIdleScheduler, Scheduler
 from rlsched.schedulers.ready_set import ReadyByJob
 from rlsched.schedulers.upward_ranks import RankedReady
@@ -38,12 +38,19 @@ class RandomScheduler(Scheduler):
         busy = [d.n_tasks for d in view.devices]
         memory, gpus = view.table.memory, view.table.gpus
         ruled = view.constrained
-        out = []
+        import numpy as np
+
+        out: list[Placement] = []
+        queue = np.fromiter(view.ready, dtype=np.int64, count=len(view.ready))
         room = max(free, default=-1.0)  # the most memory any device has left
-        for t in self.rng.permutation(len(view.ready)):
-            task = view.ready[int(t)]
+        order = self.rng.permutation(len(queue))  # drawn whether or not anything fits
+        # A task that does not fit where the most memory is left draws nothing and
+        # is passed over; ``room`` only shrinks within a decision, so the tasks
+        # that do not fit it now never will: only the others are visited.
+        need = view.table.arrays["memory"][queue[order]]
+        for task in queue[order[need <= room + MEMORY_TOLERANCE_GIB]].tolist():
             if not fits_memory(memory[task], room):
-                continue  # fits nowhere (and draws nothing): no pass over the devices
+                continue  # no longer fits anywhere: no pass over the devices
             # prefer idle devices, as any sensible random spooler would
             fitting = [d for d in range(len(free)) if fits_memory(memory[task], free[d])
                        and (not ruled or view.may_use(task, d))]
