@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from rlsched.view import ClusterView, ReadyCursor, TaskState
 
-_DONE = TaskState.DONE
+_DONE = int(TaskState.DONE)  # a plain int: compared at every step of a re-rank
 
 
 def upward_rank(cost: Sequence[float], children: Sequence[Sequence[int]]) -> list[float]:
@@ -38,10 +38,11 @@ def rank_tasks(rank: list[float], cost: Sequence[float], children: Sequence[Sequ
     """:func:`upward_rank` of ``tasks`` into ``rank``: a range that holds its
     tasks' children (a job's tasks, or all), each before its parents is
     reached, so the numbers are those of the whole table's pass."""
+    at = rank.__getitem__
     for t in reversed(tasks):
         kids = children[t]
         # cost + 0.0 is cost: the same floats as max(..., default=0.0), faster
-        rank[t] = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
+        rank[t] = cost[t] + max(map(at, kids)) if kids else cost[t] + 0.0
 
 
 def rerank(rank: list[float], cost: Sequence[float], children: Sequence[Sequence[int]],
@@ -59,10 +60,11 @@ def rerank(rank: list[float], cost: Sequence[float], children: Sequence[Sequence
     heapq.heapify(todo)
     seen = set(todo)
     moved: list[int] = []
+    at, pop, push = rank.__getitem__, heapq.heappop, heapq.heappush
     while todo:
-        t = -heapq.heappop(todo)
+        t = -pop(todo)
         kids = children[t]
-        new = cost[t] + max([rank[c] for c in kids]) if kids else cost[t] + 0.0
+        new = cost[t] + max(map(at, kids)) if kids else cost[t] + 0.0
         if new == rank[t]:
             continue
         rank[t] = new
@@ -70,7 +72,7 @@ def rerank(rank: list[float], cost: Sequence[float], children: Sequence[Sequence
         for p in parents[t]:
             if -p not in seen and state[p] != _DONE:
                 seen.add(-p)
-                heapq.heappush(todo, -p)
+                push(todo, -p)
     return moved
 
 
