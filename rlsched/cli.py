@@ -386,15 +386,16 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
     bs = bsub.add_parser(
         "scale", help="how a decision's cost grows with the queue and the pool",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Decisions (placements) per second and wall time of every heuristic and\n"
-                    "of the learned policy, over batch workloads of TASKS layered tasks (100 per job) on\n"
-                    "identical:DEVICES pools, each cell under a time limit (a cell that hits\n"
-                    "it is recorded as such, and the bigger cells of that scheduler and pool\n"
-                    "are skipped). Prints one JSON document, with each scheduler's growth\n"
-                    "exponent (the slope of log wall time against log tasks: 1 means a\n"
-                    "decision costs the same at every queue length) and the ratios of its\n"
-                    "rates between the smallest and biggest cells. The full grid takes up to\n"
-                    "an hour; progress goes to stderr.",
+        description="Decisions (placements) per CPU-second and per second of every heuristic\n"
+                    "and of the learned policy, over batch workloads of TASKS layered tasks (100\n"
+                    "per job) on identical:DEVICES pools, each cell under a time limit (a cell\n"
+                    "that hits it is recorded as such, and the bigger cells of that scheduler\n"
+                    "and pool are skipped; a cell under --min-time is run again, up to five\n"
+                    "times, and its median run kept). Prints one JSON document, with each\n"
+                    "scheduler's growth exponent (the slope of log CPU time against log\n"
+                    "tasks: 1 means a decision costs the same at every queue length) and the\n"
+                    "ratios of its rates between the smallest and biggest cells. The full\n"
+                    "grid takes up to an hour; progress goes to stderr.",
         epilog="examples:\n  rlsched bench scale --json scale.json --plot results/\n"
                "  rlsched bench scale --schedulers share,heft --tasks 1000,16000 --devices 8")
     bs.add_argument("--schedulers", default=None, metavar="LIST",
@@ -405,6 +406,9 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
                     help="pool sizes (default: %(default)s)")
     bs.add_argument("--limit", type=float, default=120.0, metavar="S",
                     help="seconds per cell before it is stopped (default: %(default)s)")
+    bs.add_argument("--min-time", type=float, default=1.0, metavar="S",
+                    help="a cell that took less is run again, up to five times, and its "
+                         "median run kept (default: %(default)s)")
     bs.add_argument("--seed", type=int, default=0,
                     help="seeds the workloads and the estimates (default: %(default)s)")
     bs.add_argument("--estimates", default="default", metavar="MODEL",
@@ -414,7 +418,8 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
     bs.add_argument("--plot", type=Path, default=None, metavar="DIR",
                     help="write scale.png (wall time against tasks, log-log) here")
     bs.add_argument("--markdown", action="store_true",
-                    help="print the table (thousands of decisions/s per cell), not JSON")
+                    help="print the table (thousands of decisions per CPU-second per "
+                         "cell), not JSON")
     bs.set_defaults(run=_bench_scale)
 
 
@@ -1319,11 +1324,14 @@ def _bench_scale(args: argparse.Namespace) -> int:
     tasks, devices = _counts(args.tasks, "--tasks"), _counts(args.devices, "--devices")
     if args.limit <= 0:
         raise InputError("--limit", f"{args.limit} is not a positive number of seconds")
+    if args.min_time < 0:
+        raise InputError("--min-time", f"{args.min_time} is a negative number of seconds")
     names = DEFAULT_SCHEDULERS if args.schedulers is None else \
         [s.strip() for s in args.schedulers.split(",") if s.strip()]
     _uses_rl(list(names))
     doc = bench_scale(names, tasks, devices, args.limit, args.seed, args.estimates,
-                      progress=lambda line: print(line, file=sys.stderr, flush=True))
+                      progress=lambda line: print(line, file=sys.stderr, flush=True),
+                      min_s=args.min_time)
     text = json.dumps(doc)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ def test_every_cell_is_reported_and_a_cell_past_its_limit_says_so() -> None:
     assert set(cells) == {(s, n, g) for s in ("fifo", "share") for n in (100, 300) for g in (2, 4)}
     for c in cells.values():  # every task placed once: one decision each
         assert c["finished"] and c["decisions"] == c["tasks"] and c["decisions_per_s"] > 0
+        assert c["decisions_per_cpu_s"] == pytest.approx(c["decisions"] / c["cpu_s"], rel=0.05)
         assert c["calls"] >= 1 and c["median_call_ms"] > 0
     assert set(doc["growth_exponent"]) == {"fifo", "share"}
     assert all(isinstance(v, float) for g in doc["growth_exponent"].values() for v in g.values())
@@ -33,6 +34,14 @@ def test_every_cell_is_reported_and_a_cell_past_its_limit_says_so() -> None:
     assert second.get("skipped") and tight["growth_exponent"]["share"]["2"] is None
     row = markdown(tight).splitlines()[2]
     assert row.startswith("| share | limit (") and row.endswith("| - | - |")
+
+
+def test_a_short_cell_is_run_again_and_its_median_run_kept() -> None:
+    once = bench_scale(["fifo"], [100], [2], min_s=0.0)["cells"][0]
+    again = bench_scale(["fifo"], [100], [2], min_s=60.0)["cells"][0]
+    assert once["runs"] == 1 and again["runs"] == 5  # 100 tasks take far under a minute
+    # the same episode each time: only the timings differ
+    assert again["makespan"] == once["makespan"] and again["calls"] == once["calls"]
 
 
 def test_the_command_prints_json_and_writes_the_plot(tmp_path) -> None:
@@ -50,6 +59,7 @@ def test_the_command_prints_json_and_writes_the_plot(tmp_path) -> None:
     (["--tasks", "1000,many"], "--tasks"),
     (["--devices", "0"], "--devices"),
     (["--limit", "-1"], "--limit"),
+    (["--min-time", "-1"], "--min-time"),
     (["--schedulers", "fifo,nope"], "nope"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(args, needle) -> None:
