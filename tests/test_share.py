@@ -100,3 +100,50 @@ def test_with_no_device_at_all_share_places_nothing():
                      identical_pool(2)).reset()
     empty = view._replace(pool=Pool("none", ()), devices=(), running=())
     assert make_scheduler("share").decide(empty) == []
+
+
+@pytest.mark.parametrize("pool_spec, wide_from", [("identical:40", 32), ("preset:lab-8", 2)])
+def test_passing_over_tasks_no_open_device_takes_gives_the_schedule_of_the_full_scan(
+        pool_spec, wide_from, monkeypatch) -> None:
+    """The sharing pass asks :class:`OpenDevices` whether any busy device
+    could take a task before scanning them all: a Poisson stream with
+    failures, throttling and outside load, on alike and on mixed GPUs, gets
+    the trace it gets with every device scanned for every task."""
+    import numpy as np
+
+    import rlsched.schedulers.share as share_module
+    from rlsched.arrivals import poisson
+    from rlsched.estimates import EstimateModel
+    from rlsched.perturbations import Perturbations
+    from rlsched.schedulers import make_scheduler
+    from rlsched.sim import Simulator
+    from rlsched.sources.specs import resolve_pool
+    from rlsched.sources.synthetic import generate
+
+    asked = []
+    none_takes = share_module.OpenDevices.none_takes
+
+    def counted(self, floor, memory):
+        asked.append(none_takes(self, floor, memory))
+        return asked[-1]
+
+    monkeypatch.setattr(share_module.OpenDevices, "none_takes", counted)
+
+    def trace(scan_from: int):
+        monkeypatch.setattr(share_module, "WIDE_SCAN", scan_from)
+        pool = resolve_pool(pool_spec)
+        instance = generate("layered", {"jobs": "40"}, 3, "test")
+        instance = poisson(instance.jobs, pool, 0.95, np.random.default_rng(3))
+        sim = Simulator(instance, pool, 3, Perturbations.parse("all"),
+                        EstimateModel.parse("default"))
+        share = make_scheduler("share")
+        view = sim.reset()
+        while view is not None:
+            view = sim.step(share.decide(view))
+        return sim.trace
+
+    kept = trace(wide_from)
+    assert True in asked and False in asked  # tasks passed over, and tasks scanned
+    asked.clear()
+    assert kept == trace(10**9)
+    assert not asked  # the full scan everywhere

@@ -306,7 +306,6 @@ class ShareScheduler(Scheduler):
         if not (waiting or tail or jobs or held):
             return  # every ready task was placed: nothing is left to share
         memory = view.table.memory
-        ruled = view.constrained
         max_share = self.max_share
         # a task shares only if its runtime on some device open to one more
         # task is under ratio x that device's busy time: one that takes longer
@@ -320,6 +319,7 @@ class ShareScheduler(Scheduler):
         fastest = self._fastest(view, clocks)
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
+        stairs: OpenDevices | None = None  # (on a wide pool) built when first asked
         # a run is sorted longest first: the tasks short enough anywhere are its tail
         for t in chain(waiting, tail, self._short_enough(view, jobs, run_order,
                                                           ceiling * max(fastest), pruned), held):
@@ -327,24 +327,42 @@ class ShareScheduler(Scheduler):
                 break  # no busy device takes one more task: nothing can share
             if gpus[t] > 1:
                 continue  # a gang takes idle devices only
-            if pruned and predicted[t] / fastest[kind[t]] > ceiling:
-                continue
-            best = None
-            for d in open_devices:  # in index order, as a scan of every device
-                if not fits_memory(memory[t], free[d]) or (ruled and not view.may_use(t, d)):
+            if pruned:
+                floor = predicted[t] / fastest[kind[t]]  # its runtime on the fastest device
+                if floor > ceiling:
                     continue
-                if reservation is not None and not reservation.allows(view, t, d):
-                    continue
-                runtime = runtime_of(t, d)
-                if runtime < self.ratio * busy_for[d] and (best is None or runtime < best[0]):
-                    best = (runtime, d)
-            if best is not None:
-                d = best[1]
+                if len(open_devices) >= WIDE_SCAN:
+                    if stairs is None:
+                        stairs = OpenDevices(open_devices, busy_for, free, self.ratio)
+                    if stairs.none_takes(floor, memory[t]):
+                        continue  # the scan below would find no device
+            d = self._shares_best(view, t, open_devices, free, busy_for, runtime_of, reservation)
+            if d is not None:
                 out.append(Placement(t, d))
                 free[d] -= memory[t]
                 count[d] += 1
                 if count[d] == max_share:
                     open_devices.remove(d)
+                stairs = None  # its memory, and maybe its being open, changed
+
+    def _shares_best(self, view: ClusterView, t: int, open_devices: list[int],
+                     free: list[float], busy_for: list[float],
+                     runtime_of: Callable[[int, int], float],
+                     reservation: Reservation | None) -> int | None:
+        """The open device where ``t`` would run shortest, among those with
+        the memory for it where it takes under ``ratio`` of their busy time
+        (the first in index order of equals); None if none."""
+        memory, ruled = view.table.memory[t], view.constrained
+        best = None
+        for d in open_devices:  # in index order, as a scan of every device
+            if not fits_memory(memory, free[d]) or (ruled and not view.may_use(t, d)):
+                continue
+            if reservation is not None and not reservation.allows(view, t, d):
+                continue
+            runtime = runtime_of(t, d)
+            if runtime < self.ratio * busy_for[d] and (best is None or runtime < best[0]):
+                best = (runtime, d)
+        return None if best is None else best[1]
 
     def _fastest(self, view: ClusterView, clocks: list[float]) -> list[float]:
         """The fastest device's compute and memory speed, clocks included:
@@ -518,3 +536,44 @@ class ShareScheduler(Scheduler):
         best = min(finish)
         return None if best == math.inf else finish.index(best)
 
+
+
+#: from this many devices open to one more task, the sharing pass asks
+#: :class:`OpenDevices` before it scans them for a task
+WIDE_SCAN = 32
+
+
+class OpenDevices:
+    """The devices open to one more task in a sharing pass, by how long a
+    task they take (``ratio`` of their busy time, longest first), with the
+    most memory free among each prefix: whether *any* of them could take a
+    task is then a bisection, where the pass's scan reads every one.
+
+    On 512 GPUs with 64,000 tasks queued, nine tenths of ``share``'s time
+    went to scans that found no device (a task short enough for the busiest
+    device, with no memory left there). A task is passed over here only if
+    no device has both the memory for it and a busy time over its runtime
+    on the fastest device divided by ``ratio`` (less a margin for rounding):
+    a device the scan would take has both, so the schedule is the same.
+    Build one for the pass's state and drop it once a task is placed (free
+    memory and the open set change); busy times do not change in a pass."""
+
+    __slots__ = ("_longest", "_most_free")
+
+    def __init__(self, devices: list[int], busy_for: list[float], free: list[float],
+                 ratio: float) -> None:
+        order = sorted(devices, key=busy_for.__getitem__, reverse=True)
+        #: minus the longest task each takes, ascending (a bisection's order)
+        self._longest = [-(ratio * busy_for[d]) for d in order]
+        most, self._most_free = -math.inf, []
+        for d in order:
+            most = free[d] if free[d] > most else most
+            self._most_free.append(most)
+
+    def none_takes(self, floor: float, memory: float) -> bool:
+        """Whether no device would take a task of ``memory`` GiB that runs at
+        least ``floor`` seconds on every device."""
+        # the scan takes d where runtime < ratio x busy_for[d]; runtime >= floor,
+        # up to rounding, so only devices with ratio x busy_for[d] > floor could
+        k = bisect_left(self._longest, -floor * (1.0 - 1e-9))
+        return k == 0 or not fits_memory(memory, self._most_free[k - 1])
