@@ -46,7 +46,9 @@ def _views(generator: str, params: dict[str, str], estimates: str, stream: bool 
 def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
     # one ReadyByJob per order (its cache holds one order's runs), each kept
     # by the log or rebuilt from views without one
-    kept = {(order, log): ReadyByJob() for order in ("sjf", "share") for log in (True, False)}
+    kept = {(order, log): ReadyByJob() for order in ("sjf", "share", "beliefs")
+            for log in (True, False)}
+    followed = 0  # decisions where a belief moved and the log said whose
     checked = ties = 0
     for view in _views(generator, params, estimates):
         job_of, remaining, work = view.table.job_of, view.job_remaining, view.predicted
@@ -64,10 +66,22 @@ def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
             assert list(chain.from_iterable(sjf.groups(remaining))) == by_job
             assert list(chain.from_iterable(share.groups(
                 remaining, longest_first, v.open_knowledge))) == by_job_then_work
+            # share's own: only the jobs with a ready task of a re-predicted kind
+            # drop their sorted runs and least prediction
+            beliefs = kept["beliefs", log]
+            beliefs.sync(v)
+            moved = beliefs._token != v.open_knowledge and beliefs._beliefs[1] < v.belief_mark
+            beliefs.keep_beliefs(v)
+            followed += moved and log
+            assert beliefs.least(work) == {j: min(work[t] for t in v.ready if job_of[t] == j)
+                                           for j in {job_of[t] for t in v.ready}}
+            assert list(chain.from_iterable(beliefs.groups(
+                remaining, longest_first, v.open_knowledge))) == by_job_then_work
         jobs = {job_of[t] for t in view.ready}
         ties += len(jobs) > len({remaining[j] for j in jobs})
         checked += 1
     assert checked > 20
+    assert followed > 10  # beliefs moved, and the log said whose
     if generator == "sweep":
         assert ties > 0  # the merging was exercised
 

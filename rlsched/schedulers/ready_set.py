@@ -11,7 +11,7 @@ no log (the live daemon builds each view afresh), it is rebuilt from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping, Sequence
 from typing import Any
 
 from rlsched.view import ClusterView, ReadyCursor
@@ -33,6 +33,10 @@ class ReadyByJob:
         self._sorted: dict[int, list[int]] = {}  # job -> its ready tasks, sorted
         self._least: dict[int, float] = {}  # job -> the least value of its ready tasks
         self._stale: set[int] = set()  # jobs whose ready tasks changed since least()
+        #: history key -> {job: how many of its ready tasks have that key}, kept
+        #: once :meth:`keep_beliefs` is first asked (None until then)
+        self._by_key: dict[str, dict[int, int]] | None = None
+        self._beliefs: tuple[list[str] | None, int] = (None, 0)  # log and mark seen
         #: the jobs whose ready tasks the last :meth:`sync` changed (None: it
         #: rebuilt every group, as on a view without a log)
         self.touched: set[int] | None = None
@@ -52,6 +56,9 @@ class ReadyByJob:
                     group[t] = i
             self._seq = len(view.ready)
             self.touched = None
+            if self._by_key is not None:
+                self._by_key = {}
+                self._count_keys(view, view.ready, 1)
             return
         of, cache, least = self._of, self._sorted, self._least
         self.touched = touched = set()
@@ -74,6 +81,22 @@ class ReadyByJob:
                 del group[t]
                 if not group:
                     del of[j]
+        if self._by_key is not None:
+            for e in changes:
+                self._count_keys(view, (e,) if e >= 0 else (~e,), 1 if e >= 0 else -1)
+
+    def _count_keys(self, view: ClusterView, tasks: Iterable[int], step: int) -> None:
+        """Count ``tasks`` in (``step`` 1) or out (-1) of their keys' jobs."""
+        by_key, keys, job_of = self._by_key, view.table.history_key, view.table.job_of
+        assert by_key is not None
+        for t in tasks:
+            jobs = by_key.setdefault(keys[t], {})
+            j = job_of[t]
+            n = jobs.get(j, 0) + step
+            if n:
+                jobs[j] = n
+            else:
+                del jobs[j]
 
     def job_ids(self) -> KeysView[int]:
         """The jobs with a ready task."""
@@ -84,6 +107,32 @@ class ReadyByJob:
         those keys read, such as the view's ``open_knowledge``) has changed."""
         if token != self._token:
             self._token, self._sorted, self._least = token, {}, {}
+
+    def keep_beliefs(self, view: ClusterView) -> None:
+        """:meth:`keep` for keys that read the predictions of open tasks
+        (token ``view.open_knowledge``), dropping only what was derived for
+        the jobs with a ready task of a history key the view's belief log
+        says was re-predicted since the last call: on a long queue a belief
+        moves some jobs' ready tasks, not every job's. A view without a log
+        (or of another episode) drops everything, as :meth:`keep` does.
+        Call it after :meth:`sync`."""
+        if self._by_key is None:  # first asked: count the ready tasks by key
+            self._by_key = {}
+            self._count_keys(view, [t for group in self._of.values() for t in group], 1)
+        token, (log, mark) = view.open_knowledge, self._beliefs
+        self._beliefs = (view.belief_log, view.belief_mark)
+        if token == self._token:
+            return
+        self._token = token
+        if log is None or log is not view.belief_log or view.belief_mark < mark:
+            self._sorted, self._least = {}, {}
+            return
+        cache, least, stale, by_key = self._sorted, self._least, self._stale, self._by_key
+        for key in set(log[mark:view.belief_mark]):
+            for j in by_key.get(key, ()):
+                cache.pop(j, None)
+                least.pop(j, None)
+                stale.add(j)
 
     def jobs(self, job_key: JobKey) -> list[int]:
         """The jobs with a ready task, by ``job_key`` (ties in no set order:

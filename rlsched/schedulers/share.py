@@ -117,7 +117,7 @@ class ShareScheduler(Scheduler):
         waiting: list[int] = []
         ready, remaining, work = self._ready, view.job_remaining, view.predicted
         ready.sync(view)
-        ready.keep(view.open_knowledge)  # what a run's order reads: predictions
+        ready.keep_beliefs(view)  # what a run's order reads: predictions
 
         def longest_first(t: int) -> tuple[float, int]:
             return -work[t], t
