@@ -103,6 +103,9 @@ class ShareScheduler(Scheduler):
         self._one_model_answer = False
         self._fastest_clocks: tuple[float, ...] = ()
         self._fastest_speeds: list[float] = []
+        #: the table and the episode's predictions (what identifies it) of the
+        #: last decision, and the table's kinds with no finished run then
+        self._unknown_kinds: tuple[object, object, set[str]] = (None, None, set())
 
     def _decide(self, view: ClusterView) -> list[Placement]:
         if not view.devices:
@@ -231,12 +234,21 @@ class ShareScheduler(Scheduler):
         deferred.clear()
         return idle
 
-    @staticmethod
-    def _first_runs(view: ClusterView, out: list[Placement]) -> dict[str, set[int]] | None:
+    def _first_runs(self, view: ClusterView, out: list[Placement]) -> dict[str, set[int]] | None:
         """Each kind with no finished run that is running (or starting in
-        ``out``), with the jobs it runs in; None where every kind is known."""
+        ``out``), with the jobs it runs in; None where every kind is known
+        (every kind of the table: then no task runs or starts as a first run,
+        and the running tasks are not read)."""
         known = view.known_kinds
         if known is EVERY_KIND:
+            return None
+        table, episode, unknown = self._unknown_kinds
+        if table is not view.table or episode is not view.predicted:
+            unknown = set(view.table.history_key)  # (an episode keeps its predictions' list)
+        # within an episode the runtime model only learns kinds: the set only shrinks
+        unknown = {k for k in unknown if k not in known}
+        self._unknown_kinds = (view.table, view.predicted, unknown)
+        if not unknown:
             return None
         keys, job_of = view.table.history_key, view.table.job_of
         probing: dict[str, set[int]] = {}
