@@ -416,7 +416,7 @@ def add_bench_scale(bsub: argparse._SubParsersAction) -> None:
     bs.add_argument("--json", type=Path, default=None, metavar="FILE",
                     help="also write the JSON document here")
     bs.add_argument("--plot", type=Path, default=None, metavar="DIR",
-                    help="write scale.png (wall time against tasks, log-log) here")
+                    help="write scale.png (CPU time against tasks, log-log) here")
     bs.add_argument("--markdown", action="store_true",
                     help="print the table (thousands of decisions per CPU-second per "
                          "cell), not JSON")

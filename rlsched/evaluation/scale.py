@@ -214,8 +214,9 @@ def _ratios(cells: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
 
 
 def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
-    """Wall time against tasks, log-log, one panel per pool size; a cell that
-    hit the limit is an open marker at its limit."""
+    """CPU time against tasks, log-log, one panel per pool size (what the
+    growth exponents fit); a cell that hit the limit is an open marker at
+    the time it had run."""
     from rlsched.evaluation.plots import _plt
 
     plt = _plt()
@@ -227,14 +228,14 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
     for ax, g in zip(axes[0], gs):
         for i, s in enumerate(names):
             mine = [c for c in doc["cells"] if c["scheduler"] == s and c["devices"] == g]
-            done = [(c["tasks"], c["wall_s"]) for c in mine if c.get("finished")]
-            hit = [(c["tasks"], c["wall_s"]) for c in mine if c.get("limit_hit")]
+            done = [(c["tasks"], c["cpu_s"]) for c in mine if c.get("finished")]
+            hit = [(c["tasks"], c["cpu_s"]) for c in mine if c.get("limit_hit")]
             if done:
                 ax.plot(*zip(*done), marker="o", color=cmap(i % 10), label=label(s))
             if hit:  # labelled here only if it has no finished cell to carry the name
                 ax.plot(*zip(*hit), marker="o", fillstyle="none", linestyle="none",
                         color=cmap(i % 10), label=None if done else label(s))
-        walls = [c["wall_s"] for c in doc["cells"] if c["devices"] == g and c.get("finished")]
+        walls = [c["cpu_s"] for c in doc["cells"] if c["devices"] == g and c.get("finished")]
         ns = sorted({c["tasks"] for c in doc["cells"]})
         if walls and len(ns) > 1:  # a guide of slope 1: a decision's cost flat in the queue
             ax.plot([ns[0], ns[-1]], [min(walls), min(walls) * ns[-1] / ns[0]], color="grey",
@@ -244,7 +245,7 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
         ax.set_yscale("log")
         ax.set_title(f"identical:{g}")
         ax.set_xlabel("tasks (batch)")
-    axes[0][0].set_ylabel("episode wall time (s)")
+    axes[0][0].set_ylabel("episode CPU time (s)")
     handles: dict[str, Any] = {}
     for ax in axes[0]:
         for h, name in zip(*ax.get_legend_handles_labels()):
