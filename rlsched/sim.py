@@ -267,6 +267,11 @@ class Simulator:
         self._wide = self.idle_only and g >= WIDE_POOL
         self._idle: set[int] = set()
         self._idle_mark = 0
+        #: (minus the memory free, device) per change of a device, as of the
+        #: first ``_free_mark`` entries of ``_stale`` (:meth:`_most_free`): for a
+        #: scheduler that shares, which asks before each decision
+        self._free_heap: list[tuple[float, int]] = []
+        self._free_mark = 0
         predicted = self._start_knowledge()
         self._job_remaining = [sum(predicted[t] for t in tb.tasks_of(j)) for j in range(tb.n_jobs)]
         self._job_left = [len(tb.tasks_of(j)) for j in range(tb.n_jobs)]
@@ -449,7 +454,8 @@ class Simulator:
         if not open_:
             return False
         if len(open_) == len(healthy):
-            best = max(map(sub, map(sub, total, used), ext))
+            best = max(map(sub, map(sub, total, used), ext)) if self.idle_only else \
+                self._most_free()
         else:
             best = max([total[d] - used[d] - ext[d] for d in open_])
         if best < 0:
@@ -463,6 +469,40 @@ class Simulator:
             return fits_memory(min(self._ready_memory), best)
         return any(fits_memory(memory[t], self._free(d)) and self._may_use(t, d)
                    for t in self._ready for d in open_)
+
+    def _most_free(self) -> float:
+        """The most memory free on any device, ``max(total - used - ext)``,
+        from a heap kept between calls: the devices changed since the last
+        call (every change to a device's memory goes through
+        :meth:`_progress`, which marks it stale) push their value now, and
+        an entry is current where it equals its device's value now. The same
+        float as the pass over every device, which on a wide pool before
+        each decision of a scheduler that shares cost as much as the rest of
+        the simulator's step."""
+        self._push_free()
+        heap, total, used, ext = self._free_heap, self._mem_total, self._mem_used, self._ext_mem
+        while True:
+            minus, d = heap[0]
+            if -minus == total[d] - used[d] - ext[d]:
+                return -minus
+            heapq.heappop(heap)
+
+    def _push_free(self) -> None:
+        """Bring :meth:`_most_free`'s heap up to the stale marks (rebuilt from
+        every device once stale entries outnumber the devices three to one)."""
+        if self.idle_only:
+            return  # (it asks about idle devices only, and never reads the heap)
+        stale, heap = self._stale, self._free_heap
+        if self._free_mark == len(stale):
+            return
+        total, used, ext = self._mem_total, self._mem_used, self._ext_mem
+        if len(heap) > 3 * len(total):
+            heap[:] = [(-(total[d] - used[d] - ext[d]), d) for d in range(len(total))]
+            heapq.heapify(heap)
+        else:
+            for d in islice(stale, self._free_mark, None):
+                heapq.heappush(heap, (-(total[d] - used[d] - ext[d]), d))
+        self._free_mark = len(stale)
 
     def _idle_devices(self) -> set[int]:
         """The healthy devices running nothing, brought up to date from the
@@ -874,8 +914,9 @@ class Simulator:
                 tele[d] = self._sample(d)
         if self._wide:
             self._idle_devices()  # before the stale marks it reads are cleared
+        self._push_free()  # (likewise)
         self._stale.clear()
-        self._idle_mark = 0
+        self._idle_mark = self._free_mark = 0
         running = tuple(self._running.values())
         if self._gang_of:  # a gang appears once per device it holds
             running += tuple(RunningTask(t, m, self._start[t])

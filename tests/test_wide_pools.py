@@ -132,3 +132,33 @@ def test_a_view_of_another_pool_is_grouped_afresh() -> None:
     other = view._replace(pool=faster)
     assert kept.read(other, pool_models(faster)) == _afresh(other)
     assert next(iter(kept.read(other, pool_models(faster))[1]))[0][0] == "a100-80gb"
+
+
+@pytest.mark.parametrize("scheduler", ["share", "random", "heft"])
+def test_the_most_memory_free_kept_between_calls_is_the_pass_over_every_device(
+        scheduler, monkeypatch) -> None:
+    """A scheduler that shares is asked before every decision whether any
+    device has memory for a ready task; the most memory free, kept in a heap
+    from the devices that changed, is at every call the maximum over every
+    device, under outside memory, throttling and failures on 40 GPUs."""
+    pool = identical_pool(40)
+    instance = generate("layered", {"jobs": "30"}, 4, "test")
+    instance = poisson(instance.jobs, pool, 0.95, np.random.default_rng(4))
+    often = replace(Perturbations.parse("all"), throttle_every=200.0, throttle_for=200.0,
+                    external_every=150.0, fail_every=4000.0, fail_for=30.0)
+    sim = Simulator(instance, pool, 4, often, EstimateModel.parse("default"))
+    kept = sim._most_free
+    answers: list[float] = []
+
+    def checked() -> float:
+        answers.append(kept())
+        assert answers[-1] == max(sim._free(d) for d in range(len(pool)))
+        return answers[-1]
+
+    monkeypatch.setattr(sim, "_most_free", checked)
+    sched = make_scheduler(scheduler)
+    view = sim.reset()
+    while view is not None:
+        view = sim.step(sched.decide(view))
+    assert len(answers) > 100 and len(set(answers)) > 10  # asked often, about a changing pool
+    assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"
