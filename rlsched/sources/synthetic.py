@@ -11,7 +11,8 @@ how many levels an edge may span.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,28 @@ from rlsched.errors import InputError
 from rlsched.gangs import gang_work
 from rlsched.workload import Instance, Job, Task
 
-_MEMORY_GIB = np.array([1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0])
-_MEMORY_P = np.array([0.2, 0.25, 0.2, 0.15, 0.1, 0.07, 0.03])
+
+class WeightedChoice:
+    """``rng.choice(values, p=p)`` for one draw, as numpy makes it (the same
+    cumulative sum, normalised in place, and one ``rng.random()`` looked up
+    by ``searchsorted(side="right")``), so the same value and the same
+    generator state after it, without numpy's checks of ``p`` at every call:
+    a twentieth of the time, which counts where every task of a generated
+    workload draws one."""
+
+    __slots__ = ("_values", "_cdf")
+
+    def __init__(self, values: Sequence[float], p: Sequence[float]) -> None:
+        cdf = np.asarray(p, dtype=np.float64).cumsum()
+        cdf /= cdf[-1]
+        self._values, self._cdf = list(values), cdf.tolist()
+
+    def __call__(self, rng: np.random.Generator) -> Any:
+        return self._values[bisect_right(self._cdf, rng.random())]
+
+
+_MEMORY_GIB = WeightedChoice([1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0],
+                             [0.2, 0.25, 0.2, 0.15, 0.1, 0.07, 0.03])
 
 
 def _kind(rng: np.random.Generator) -> str:
@@ -29,7 +50,7 @@ def _kind(rng: np.random.Generator) -> str:
 
 
 def _memory(rng: np.random.Generator) -> float:
-    return float(rng.choice(_MEMORY_GIB, p=_MEMORY_P))
+    return float(_MEMORY_GIB(rng))
 
 
 def layered(rng: np.random.Generator, name: str, tasks: int = 50, width: float = 0.5,
@@ -100,6 +121,7 @@ def mixed(rng: np.random.Generator, name: str) -> Job:
 #: jobs: 37% take 1 GPU, 19% 2, 38% 4, 6% 8), which ``gangs`` draws from
 GANG_SIZES = np.array([1, 2, 4, 8])
 GANG_SIZE_P = np.array([436, 226, 451, 68]) / 1181
+_GANG_SIZE = WeightedChoice(GANG_SIZES.tolist(), GANG_SIZE_P)
 
 
 def gangs(rng: np.random.Generator, name: str, max_gpus: int = 8) -> Job:
@@ -113,7 +135,7 @@ def gangs(rng: np.random.Generator, name: str, max_gpus: int = 8) -> Job:
     minutes to 4 hours is spread over its GPUs by the scaling curve of
     :func:`rlsched.gangs.gang_work`, then a 1-GPU evaluation.
     """
-    size = int(rng.choice(GANG_SIZES, p=GANG_SIZE_P))
+    size = int(_GANG_SIZE(rng))
     size = min(size, max_gpus)
     if size == 1:
         return sweep(rng, name, points=int(rng.integers(2, 7)))
