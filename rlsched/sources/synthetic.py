@@ -121,7 +121,7 @@ def mixed(rng: np.random.Generator, name: str) -> Job:
 #: jobs: 37% take 1 GPU, 19% 2, 38% 4, 6% 8), which ``gangs`` draws from
 GANG_SIZES = np.array([1, 2, 4, 8])
 GANG_SIZE_P = np.array([436, 226, 451, 68]) / 1181
-_GANG_SIZE = WeightedChoice(GANG_SIZES.tolist(), GANG_SIZE_P)
+_GANG_SIZE = WeightedChoice(GANG_SIZES.tolist(), GANG_SIZE_P.tolist())
 
 
 def gangs(rng: np.random.Generator, name: str, max_gpus: int = 8) -> Job:
