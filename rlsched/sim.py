@@ -489,14 +489,15 @@ class Simulator:
 
     def _push_free(self) -> None:
         """Bring :meth:`_most_free`'s heap up to the stale marks (rebuilt from
-        every device once stale entries outnumber the devices three to one)."""
+        every device instead where its entries would outnumber the devices
+        three to one)."""
         if self.idle_only:
             return  # (it asks about idle devices only, and never reads the heap)
         stale, heap = self._stale, self._free_heap
         if self._free_mark == len(stale):
             return
         total, used, ext = self._mem_total, self._mem_used, self._ext_mem
-        if len(heap) > 3 * len(total):
+        if len(heap) + len(stale) - self._free_mark > 3 * len(total):
             heap[:] = [(-(total[d] - used[d] - ext[d]), d) for d in range(len(total))]
             heapq.heapify(heap)
         else:

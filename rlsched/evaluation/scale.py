@@ -86,7 +86,7 @@ def timed_episode(instance: Instance, devices: int, scheduler: str, seed: int,
     return {
         "finished": finished, "decisions": decisions, "wall_s": round(wall, 4),
         "decisions_per_s": round(decisions / wall, 1) if wall > 0 else None,
-        "cpu_s": round(cpu, 4),
+        "cpu_s": round(cpu, 6),
         "decisions_per_cpu_s": round(decisions / cpu, 1) if cpu > 0 else None,
         "calls": calls,
         "median_call_ms": round(1e3 * latencies[calls // 2], 4) if calls else None,
@@ -186,7 +186,8 @@ def _line(cell: dict[str, Any]) -> str:
         return f"{head}: not run ({cell['error']})"
     state = "" if cell["finished"] else " (limit hit)"
     runs = f", median of {cell['runs']} runs" if cell.get("runs", 1) > 1 else ""
-    return (f"{head}: {cell['decisions_per_cpu_s']:>9,.1f} decisions/CPU-s, "
+    rate = cell["decisions_per_cpu_s"]  # None where the CPU clock read no time at all
+    return (f"{head}: {'-' if rate is None else f'{rate:,.1f}':>9} decisions/CPU-s, "
             f"{cell['cpu_s']:.2f} CPU-s{runs}{state}")
 
 
@@ -280,7 +281,8 @@ def markdown(doc: dict[str, Any]) -> str:
         for g in gs:
             for n in ns:
                 c = cells.get((s, n, g))
-                if c is None or c.get("skipped") or "error" in c:
+                if c is None or c.get("skipped") or "error" in c or \
+                        c.get("decisions_per_cpu_s") is None:
                     row.append("-")
                 elif c["finished"]:
                     row.append(f"{c['decisions_per_cpu_s'] / 1000:.1f}k")
