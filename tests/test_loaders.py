@@ -143,17 +143,22 @@ def test_pool_files_and_presets():
     assert a100.memory_speed > r4090.memory_speed > 1.0  # and the A100 on bandwidth
 
 
-def test_a_weighted_draw_is_numpys_choice_and_leaves_the_generator_where_it_does() -> None:
+@pytest.mark.parametrize("values, p", [
+    ([1.0, 2.0, 4.0, 8.0], [0.1, 0.2, 0.3, 0.4]),
+    ([1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0], [0.2, 0.25, 0.2, 0.15, 0.1, 0.07, 0.03]),  # memory
+    ([1, 2, 4, 8], [436 / 1181, 226 / 1181, 451 / 1181, 68 / 1181]),  # gang sizes
+])
+def test_a_weighted_draw_is_numpys_choice_and_leaves_the_generator_where_it_does(
+        values, p) -> None:
     # the generators draw each task's memory this way: the workloads (and so
     # every pinned schedule) are those numpy's choice(values, p=p) made
     import numpy as np
 
     from rlsched.sources.synthetic import WeightedChoice
 
-    values, p = [1.0, 2.0, 4.0, 8.0], [0.1, 0.2, 0.3, 0.4]
     draw = WeightedChoice(values, p)
     ours, numpys = np.random.default_rng(11), np.random.default_rng(11)
     got = [draw(ours) for _ in range(5000)]
-    assert got == [float(numpys.choice(values, p=p)) for _ in range(5000)]
+    assert got == [numpys.choice(values, p=p).item() for _ in range(5000)]
     assert set(got) == set(values)  # every value drawn
     assert ours.random() == numpys.random()

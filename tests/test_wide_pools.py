@@ -140,25 +140,37 @@ def test_the_most_memory_free_kept_between_calls_is_the_pass_over_every_device(
     """A scheduler that shares is asked before every decision whether any
     device has memory for a ready task; the most memory free, kept in a heap
     from the devices that changed, is at every call the maximum over every
-    device, under outside memory, throttling and failures on 40 GPUs."""
+    device, under outside memory, throttling and failures on 40 GPUs, in the
+    episode and in twins forked from it (with weather of their own)."""
     pool = identical_pool(40)
     instance = generate("layered", {"jobs": "30"}, 4, "test")
     instance = poisson(instance.jobs, pool, 0.95, np.random.default_rng(4))
     often = replace(Perturbations.parse("all"), throttle_every=200.0, throttle_for=200.0,
                     external_every=150.0, fail_every=4000.0, fail_for=30.0)
     sim = Simulator(instance, pool, 4, often, EstimateModel.parse("default"))
-    kept = sim._most_free
-    answers: list[float] = []
+    kept = Simulator._most_free
+    answers: list[tuple[bool, float]] = []  # (asked of a twin, the answer)
 
-    def checked() -> float:
-        answers.append(kept())
-        assert answers[-1] == max(sim._free(d) for d in range(len(pool)))
-        return answers[-1]
+    def checked(self: Simulator) -> float:
+        answer = kept(self)
+        assert answer == max(self._free(d) for d in range(len(pool)))
+        answers.append((self is not sim, answer))
+        return answer
 
-    monkeypatch.setattr(sim, "_most_free", checked)
+    monkeypatch.setattr(Simulator, "_most_free", checked)
     sched = make_scheduler(scheduler)
-    view = sim.reset()
+    view, steps = sim.reset(), 0
     while view is not None:
+        if steps % 60 == 30:  # a twin keeps a heap of its own
+            twin = sim.fork(weather=steps)
+            twin_view, twin_sched = twin._view(), make_scheduler(scheduler)
+            for _ in range(40):
+                if twin_view is None:
+                    break
+                twin_view = twin.step(twin_sched.decide(twin_view))
         view = sim.step(sched.decide(view))
-    assert len(answers) > 100 and len(set(answers)) > 10  # asked often, about a changing pool
+        steps += 1
+    ours = [a for twin, a in answers if not twin]
+    assert len(ours) > 100 and len(set(ours)) > 10  # asked often, about a changing pool
+    assert sum(twin for twin, _ in answers) > 20
     assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"
