@@ -268,8 +268,10 @@ class Simulator:
         self._idle: set[int] = set()
         self._idle_mark = 0
         #: (minus the memory free, device) per change of a device, as of the
-        #: first ``_free_mark`` entries of ``_stale`` (:meth:`_most_free`): for a
-        #: scheduler that shares, which asks before each decision
+        #: first ``_free_mark`` entries of ``_stale`` (:meth:`_most_free`): kept
+        #: on a wide pool for a scheduler that shares, which asks before each
+        #: decision (on a few devices the pass over them costs less)
+        self._keeps_free = not self.idle_only and g >= WIDE_POOL
         self._free_heap: list[tuple[float, int]] = []
         self._free_mark = 0
         predicted = self._start_knowledge()
@@ -454,8 +456,8 @@ class Simulator:
         if not open_:
             return False
         if len(open_) == len(healthy):
-            best = max(map(sub, map(sub, total, used), ext)) if self.idle_only else \
-                self._most_free()
+            best = self._most_free() if self._keeps_free else \
+                max(map(sub, map(sub, total, used), ext))
         else:
             best = max([total[d] - used[d] - ext[d] for d in open_])
         if best < 0:
@@ -491,8 +493,8 @@ class Simulator:
         """Bring :meth:`_most_free`'s heap up to the stale marks (rebuilt from
         every device instead where its entries would outnumber the devices
         three to one)."""
-        if self.idle_only:
-            return  # (it asks about idle devices only, and never reads the heap)
+        if not self._keeps_free:
+            return
         stale, heap = self._stale, self._free_heap
         if self._free_mark == len(stale):
             return

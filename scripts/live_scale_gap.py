@@ -22,7 +22,7 @@ import numpy as np
 
 import agents  # noqa: F401  (registers rl:)
 from agents.scheduler import RLScheduler
-from envs.encoder import EpisodeStatics
+from envs.encoder import EpisodeStatics, _mean_or_one
 from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import episodes, run_episode
 from rlsched.metrics import measure
@@ -55,7 +55,7 @@ class DaemonScale(RLScheduler):
             self._in_system = in_system
             tasks = (job_of < view.n_arrived) & open_jobs[job_of] & table.arrays["gpu"]
             work = np.asarray(view.predicted)[tasks]
-            self._statics.scale = float(work.mean()) if work.size and work.mean() > 0 else 1.0
+            self._statics.scale = _mean_or_one(work)
         return super()._decide(view)
 
 

@@ -236,10 +236,10 @@ def plot_scale(doc: dict[str, Any], directory: Path) -> Path:
             if hit:  # labelled here only if it has no finished cell to carry the name
                 ax.plot(*zip(*hit), marker="o", fillstyle="none", linestyle="none",
                         color=cmap(i % 10), label=None if done else label(s))
-        walls = [c["cpu_s"] for c in doc["cells"] if c["devices"] == g and c.get("finished")]
+        times = [c["cpu_s"] for c in doc["cells"] if c["devices"] == g and c.get("finished")]
         ns = sorted({c["tasks"] for c in doc["cells"]})
-        if walls and len(ns) > 1:  # a guide of slope 1: a decision's cost flat in the queue
-            ax.plot([ns[0], ns[-1]], [min(walls), min(walls) * ns[-1] / ns[0]], color="grey",
+        if times and len(ns) > 1:  # a guide of slope 1: a decision's cost flat in the queue
+            ax.plot([ns[0], ns[-1]], [min(times), min(times) * ns[-1] / ns[0]], color="grey",
                     linewidth=0.8, linestyle="--", label="slope 1")
         ax.axhline(doc["limit_s"], color="grey", linewidth=0.6, linestyle=":")
         ax.set_xscale("log")

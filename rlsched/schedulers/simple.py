@@ -47,8 +47,9 @@ class RandomScheduler(Scheduler):
         # A task that does not fit where the most memory is left draws nothing and
         # is passed over; ``room`` only shrinks within a decision, so the tasks
         # that do not fit it now never will: only the others are visited.
-        need = view.table.arrays["memory"][queue[order]]
-        for task in queue[order[need <= room + MEMORY_TOLERANCE_GIB]].tolist():
+        shuffled = queue[order]
+        need = view.table.arrays["memory"][shuffled]
+        for task in shuffled[need <= room + MEMORY_TOLERANCE_GIB].tolist():
             if not fits_memory(memory[task], room):
                 continue  # no longer fits anywhere: no pass over the devices
             # prefer idle devices, as any sensible random spooler would
