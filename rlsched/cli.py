@@ -1105,8 +1105,8 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
                   title_justify="left")
     bound = any("bound" in r for r in doc["families"])
     for col in ("family", "policy has", "episodes", "policy avg JCT", "best other",
-                "its avg JCT", "policy / best (95% CI)") + (("gap to bound closed",) if bound
-                                                            else ()):
+                "its avg JCT", "policy / best (95% CI)", "hindsight / best") + (
+                    ("gap to bound closed",) if bound else ()):
         table.add_column(col, justify="left" if col in ("family", "policy has", "best other")
                          else "right", no_wrap=col == "family")
     for r in doc["families"]:
@@ -1114,7 +1114,8 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
             f"{r['ratio']:.3f} ({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})"
         row = [r["family"], r["seen"] or "held out", str(r["episodes"]),
                f"{r['policy_avg_jct']:,.1f}", r.get("best", ""),
-               f"{r['best_avg_jct']:,.1f}" if "best_avg_jct" in r else "", ratio]
+               f"{r['best_avg_jct']:,.1f}" if "best_avg_jct" in r else "", ratio,
+               f"{r['hindsight_ratio']:.3f}" if "hindsight_ratio" in r else ""]
         if bound:
             row.append("" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}")
         table.add_row(*row)
@@ -1123,7 +1124,10 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
     print(f"held-out families: {doc['held_out_families']}; mean policy / best: "
           + ("—" if mean is None else f"{mean:.3f}")
           + ("" if doc["mean_gap_closed_held_out"] is None else
-             f"; mean gap to the bound closed: {doc['mean_gap_closed_held_out']:.0%}"))
+             f"; mean gap to the bound closed: {doc['mean_gap_closed_held_out']:.0%}")
+          + ("" if doc["mean_hindsight_ratio_held_out"] is None else
+             f"; the best heuristic of each episode, chosen in hindsight: "
+             f"{doc['mean_hindsight_ratio_held_out']:.3f}"))
     if args.json:
         _write_json(args.json, doc, err)
     return 0
@@ -1204,6 +1208,13 @@ def _print_table(ev) -> None:
                f"{MIN_EPISODES_FOR_INTERVAL} or more gives one)") if few else \
             f"paired bootstrap over {episodes} episodes"
         console.print(f"{name}: {'; '.join(parts)}; {how}")
+    choice = ev.hindsight_choice().get("avg_jct")
+    if choice is not None and choice["episodes"] > 1:
+        picks = ", ".join(f"{n} {k}" for n, k in sorted(choice["picks"].items(),
+                                                        key=lambda p: (-p[1], p[0])))
+        # what no scheduler can do (it knows the outcome): the ceiling of picking among them
+        console.print(f"hindsight, each episode's best heuristic: avg JCT {choice['ratio']:.3f} × "
+                      f"{choice['against']}'s ({picks}; {choice['episodes']} episodes)")
     for note in ev.notes:
         console.print(f"note: {note}")
     if cfg["bounds"]:

@@ -153,6 +153,30 @@ def test_a_learned_scheduler_is_compared_with_the_best_non_learned_one_paired():
                       ).versus_best_non_learned() == {}
 
 
+def test_the_heuristics_chosen_in_hindsight_take_each_episodes_best():
+    """The best heuristic of each episode, known after the fact: the mean
+    of those bests against the best single heuristic's mean, with how often
+    each was chosen; a learned policy and a bound are not among them."""
+    from rlsched.evaluation.evaluate import Evaluation
+
+    ev = Evaluation(config={"bounds": ["oracle:share"]})
+    jcts = {"sjf": [100.0, 300.0, 200.0, 50.0], "share": [120.0, 250.0, 210.0, 40.0],
+            "rl:x": [1.0] * 4, "oracle:share": [1.0] * 4}
+    for name, values in jcts.items():
+        ev.results += [_row(name, seed, v, 2.0 * v) for seed, v in enumerate(values)]
+    jct = ev.hindsight_choice()["avg_jct"]
+    # the episodes' bests: 100, 250, 200, 40; the best single one is share (155 against 162.5)
+    assert jct["mean"] == pytest.approx((100 + 250 + 200 + 40) / 4)
+    assert jct["against"] == "share" and jct["ratio"] == pytest.approx(147.5 / 155.0)
+    assert jct["picks"] == {"sjf": 2, "share": 2} and jct["episodes"] == 4
+    assert ev.hindsight_choice()["makespan"]["ratio"] == pytest.approx(147.5 / 155.0)
+    # an episode one of them missed is left out; one heuristic alone chooses nothing
+    ev.results.append(_row("sjf", 9, 1.0, 1.0))
+    assert ev.hindsight_choice()["avg_jct"]["episodes"] == 4
+    alone = Evaluation(config={}, results=[r for r in ev.results if r.scheduler == "sjf"])
+    assert alone.hindsight_choice() == {}
+
+
 def test_the_gantt_legend_says_what_colours_hatching_and_dotted_lines_mean(wfcommons_instances):
     from rlsched.evaluation.plots import _short, gantt_legend
     from rlsched.pool import preset_pool

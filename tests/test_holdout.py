@@ -97,7 +97,8 @@ def test_a_family_the_checkpoint_was_chosen_on_is_not_held_out():
     from rlsched.evaluation.holdout import holdout_report
 
     def run(spec):
-        return evaluate([spec], "identical:2", ["fifo", "rl:default"], arrivals="poisson")
+        return evaluate([spec], "identical:2", ["fifo", "sjf", "rl:default"], arrivals="poisson",
+                        seeds=2)
 
     import agents  # noqa: F401  (registers rl:)
 
@@ -108,6 +109,11 @@ def test_a_family_the_checkpoint_was_chosen_on_is_not_held_out():
     assert rows["synthetic:sweep"]["held_out"] and rows["synthetic:sweep"]["seen"] is None
     assert doc["held_out_families"] == 1
     assert doc["mean_ratio_held_out"] == rows["synthetic:sweep"]["ratio"]
+    # fifo and sjf chosen episode by episode in hindsight: no worse than the better of them
+    sweep = rows["synthetic:sweep"]
+    assert 0 < sweep["hindsight_ratio"] <= 1.0
+    assert sweep["hindsight_avg_jct"] <= sweep["best_avg_jct"]
+    assert doc["mean_hindsight_ratio_held_out"] == sweep["hindsight_ratio"]
 
 
 @pytest.mark.parametrize("query, problem", [("family=blast,nosuch", "no family nosuch"),

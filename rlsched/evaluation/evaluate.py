@@ -140,10 +140,44 @@ class Evaluation:
                     "ci95": [float(lo), float(hi)], "episodes": len(keys)}
         return out
 
+    def hindsight_choice(self) -> dict[str, Any]:
+        """The non-learned schedulers (bounds aside) chosen episode by
+        episode with hindsight, per metric (``avg_jct``, ``makespan``): the
+        mean of each episode's best, its ratio to the best single
+        scheduler's mean, and how often each was the one chosen (ties to the
+        first name in order). No scheduler can choose so without knowing
+        the outcome; it is how far a policy that only picks among these
+        heuristics, one per episode, could go. Episodes that some scheduler
+        did not run are left out; empty with fewer than two schedulers."""
+        bounds = set(self.config.get("bounds", ()))
+        names = sorted({r.scheduler for r in self.results
+                        if not r.scheduler.startswith("rl:") and r.scheduler not in bounds})
+        if len(names) < 2:
+            return {}
+        by_episode: dict[tuple, dict[str, EpisodeResult]] = defaultdict(dict)
+        for r in self.results:
+            if r.scheduler in names:
+                by_episode[(r.workload, r.instance, r.seed)][r.scheduler] = r
+        complete = [e for e in by_episode.values() if len(e) == len(names)]
+        if not complete:
+            return {}
+        out: dict[str, Any] = {}
+        for metric in ("avg_jct", "makespan"):
+            picks = [min(names, key=lambda n: getattr(e[n].metrics, metric)) for e in complete]
+            chosen = _mean(getattr(e[n].metrics, metric) for e, n in zip(complete, picks))
+            single = {n: _mean(getattr(e[n].metrics, metric) for e in complete) for n in names}
+            best = min(names, key=single.__getitem__)
+            out[metric] = {"mean": chosen, "against": best,
+                           "ratio": _ratio(chosen, single[best]),
+                           "picks": {n: picks.count(n) for n in names if n in picks},
+                           "episodes": len(complete)}
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config, "notes": self.notes,
                 "results": [r.to_json() for r in self.results],
-                "summary": self.summary(), "versus_best_non_learned": self.versus_best_non_learned()}
+                "summary": self.summary(), "versus_best_non_learned": self.versus_best_non_learned(),
+                "hindsight_choice": self.hindsight_choice()}
 
 
 def _mean(xs: Iterable[float]) -> float:

@@ -95,7 +95,10 @@ def family_row(family: Family, seen: str | None, ev: Evaluation, policy: str) ->
     average JCT, the best non-learned scheduler's, their ratio and its paired
     95% interval, and where the run has a bound (``oracle:NAME``), the bound
     and the fraction of the gap from the best heuristic to it that the
-    policy closes (1: all of it; negative: it widened the gap)."""
+    policy closes (1: all of it; negative: it widened the gap). The
+    heuristics chosen episode by episode with hindsight
+    (:meth:`Evaluation.hindsight_choice`) say how far a policy that only
+    picks among them could go: ``hindsight_ratio`` to the best of them."""
     summary = ev.summary()
     versus = ev.versus_best_non_learned().get(policy, {}).get("avg_jct")
     bounds = [name for name, s in summary.items() if s["bound"]]
@@ -103,6 +106,9 @@ def family_row(family: Family, seen: str | None, ev: Evaluation, policy: str) ->
                            "held_out": seen is None, "seen": seen,
                            "episodes": summary[policy]["episodes"],
                            "policy_avg_jct": summary[policy]["avg_jct"]}
+    choice = ev.hindsight_choice().get("avg_jct")
+    if choice is not None:
+        row.update(hindsight_avg_jct=choice["mean"], hindsight_ratio=choice["ratio"])
     if versus is not None:
         best = float(summary[versus["against"]]["avg_jct"] or 0.0)
         row.update(best=versus["against"], best_avg_jct=best, ratio=versus["ratio"],
@@ -135,8 +141,10 @@ def holdout_report(workload_specs: list[str], policy: str, trained: list[str],
             rows.append(family_row(family, seen, run(family.spec), policy))
     held = [r for r in rows if r["held_out"] and r.get("ratio") is not None]
     closed = [r["gap_closed"] for r in held if r.get("gap_closed") is not None]
+    hindsight = [r["hindsight_ratio"] for r in held if "hindsight_ratio" in r]
     return {"policy": policy, "trained_on": trained, "validated_on": validated or [],
             "families": rows,
             "held_out_families": len(held),
             "mean_ratio_held_out": statistics.fmean(r["ratio"] for r in held) if held else None,
-            "mean_gap_closed_held_out": statistics.fmean(closed) if closed else None}
+            "mean_gap_closed_held_out": statistics.fmean(closed) if closed else None,
+            "mean_hindsight_ratio_held_out": statistics.fmean(hindsight) if hindsight else None}
