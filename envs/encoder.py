@@ -57,9 +57,10 @@ same in simulation as live.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -483,8 +484,7 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
     state = np.frombuffer(view.task_state, dtype=np.uint8)[:n_known]
     n_done = int(np.count_nonzero(state == _DONE))
     statics.rescale(view, state, n_done)
-    pending = _unfinished_parents(statics, state)
-    window, n_slots = _task_window(view, statics, m, state, pending, advice)
+    window, n_slots, pending = _task_window(view, statics, m, state, advice)
     clocks = clock_ratios(view)
     running, busy_for = _running_times(view, statics, window, clocks)
 
@@ -528,23 +528,60 @@ def _unfinished_parents(st: EpisodeStatics, state: np.ndarray) -> np.ndarray:
     return np.bincount(dst[state[src] != _DONE], minlength=n_known)
 
 
+#: sort the whole ready queue even where more tasks are ready than the
+#: window holds (the reference the partial selection is tested against)
+_SORT_WHOLE_QUEUE = False
+
+
 def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.ndarray,
-                 pending: np.ndarray, advice: list[Placement | None] | None
-                 ) -> tuple[np.ndarray, int]:
+                 advice: list[Placement | None] | None) -> tuple[np.ndarray, int, np.ndarray]:
     """The window rows' global task indices, in the order of the module
-    docstring, and how many of them are ready slots."""
+    docstring, how many of them are ready slots, and each row's unfinished
+    parents. Where more tasks are ready than the window has rows, the
+    window is ready tasks alone: the first ones by the sort and the advised
+    ones (which :func:`_advised_in_slots` brings into the slots), picked
+    without sorting the rest of the queue, and the running and blocked
+    tasks are not ordered at all. So a decision's cost does not grow with
+    the queue behind the window."""
     # least job work left first, then longest critical path (a stable sort, as
     # np.lexsort((-rank, job_left)) is), on Python numbers: the queue is short
     remaining, job_of, rank = view.job_remaining, st.job_of_list, st.rank_list
-    ready = np.array(sorted(view.ready, key=lambda t: (remaining[job_of[t]], -rank[t])),
-                     dtype=np.int64)
+
+    def key(t: int) -> tuple[float, float]:
+        return remaining[job_of[t]], -rank[t]
+
+    if len(view.ready) > m.tasks and not _SORT_WHOLE_QUEUE:
+        top = heapq.nsmallest(m.tasks, view.ready, key=key)  # stable, as sorted(...)[:n]
+        beyond = _advised_beyond(view, top, advice, key)
+        ready = np.array(top + beyond, dtype=np.int64)
+        if advice is not None:
+            ready = _advised_in_slots(ready, advice, m.ready)
+        window = ready[:m.tasks]
+        return window, m.ready, np.zeros(window.size, dtype=np.int64)  # ready: parents done
+    ready = np.array(sorted(view.ready, key=key), dtype=np.int64)
     if advice is not None and ready.size > m.ready:
         ready = _advised_in_slots(ready, advice, m.ready)
+    every_pending = _unfinished_parents(st, state)
     running_or_blocked = np.flatnonzero(_RUNNING_OR_BLOCKED[state])
     blocked = state[running_or_blocked] != _RUNNING  # running first (False sorts first)
-    order = np.lexsort((-st.rank[running_or_blocked], pending[running_or_blocked], blocked))
+    order = np.lexsort((-st.rank[running_or_blocked], every_pending[running_or_blocked], blocked))
     window = np.concatenate([ready, running_or_blocked[order]])[:m.tasks]
-    return window, min(ready.size, m.ready)
+    return window, min(ready.size, m.ready), every_pending[window]
+
+
+def _advised_beyond(view: ClusterView, top: list[int], advice: list[Placement | None] | None,
+                    key: Callable[[int], tuple[float, float]]) -> list[int]:
+    """The advised tasks that are not among ``top`` (the first ready tasks
+    by ``key``), in the order the full sort gives them: by ``key``, ties in
+    ready order."""
+    if advice is None:
+        return []
+    chosen = set(top)
+    beyond = {p.task for p in advice if p is not None and p.task not in chosen}
+    if len(beyond) < 2:
+        return list(beyond)
+    position = {t: i for i, t in enumerate(view.ready) if t in beyond}
+    return sorted(beyond, key=lambda t: (key(t), position[t]))
 
 
 def _running_times(view: ClusterView, st: EpisodeStatics, window: np.ndarray,
@@ -579,7 +616,8 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
                   window: np.ndarray, state: np.ndarray, pending: np.ndarray,
                   running: dict[int, tuple[float, float]]) -> None:
     """``tasks`` (but its advice columns), ``task_mask`` and ``task_job``;
-    ``running`` is :func:`_running_times`'s (time left, time run) by row."""
+    ``pending`` is each row's unfinished parents, ``running``
+    :func:`_running_times`'s (time left, time run) by row."""
     T, f, n = TaskColumn, obs["tasks"], window.size
     scale, now = st.scale, view.time
     f[:n, _STATE_COLUMNS] = _STATE_ROWS[state[window]]
@@ -609,7 +647,7 @@ def _encode_tasks(obs: dict[str, np.ndarray], view: ClusterView, st: EpisodeStat
     spread, keys, known = view.spread, view.table.history_key, view.known_kinds
     f[:n, T.SPREAD] = [spread[t] for t in rows]  # (two lists convert twice as fast as pairs)
     f[:n, T.KIND_SEEN] = [keys[t] in known for t in rows]
-    f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending[window])
+    f[:n, T.UNFINISHED_PARENTS] = np.log1p(pending)
     obs["task_mask"][:n] = 1.0
     slot: dict[int, int] = {}  # job slots in order of first appearance
     obs["task_job"][:n] = [slot.setdefault(j, len(slot)) for j in jobs.tolist()]

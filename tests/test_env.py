@@ -382,6 +382,45 @@ def test_an_agent_that_always_takes_heft_advice_is_heft():
         assert info["makespan"] == pytest.approx(direct.makespan, rel=1e-12)
 
 
+@pytest.mark.parametrize("workload, arrivals", [("synthetic:layered?jobs=8&tasks=60", "batch"),
+                                                 (SOURCES["wfcommons"], "poisson")])
+def test_a_window_taken_from_the_top_of_a_long_queue_is_the_full_sorts(workload, arrivals,
+                                                                       monkeypatch):
+    """With more tasks ready than the window has rows, the encoder picks the
+    first ones and the advised ones without sorting the rest of the queue:
+    every observation is the one sorting the whole queue gives, whether or
+    not an advised task lies beyond the window's rows, and without advice."""
+    import envs.encoder as encoder
+
+    # a small window (24 rows, 8 slots), so that queues outgrow it often
+    env = DagSchedulingEnv(workload, "preset:workstation-4", arrivals=arrivals, load=1.5,
+                           perturb="all", max_tasks=24, max_ready=8)
+    env.action_space.seed(0)
+    env.reset(seed=5)
+    m, done = env.maxima, False
+    long = beyond = 0
+    while not done:
+        view, statics = env.view, env.statics
+        for advice in (env.advice, None):
+            monkeypatch.setattr(encoder, "_SORT_WHOLE_QUEUE", True)
+            whole = encoder.encode(view, statics, m, None, advice)
+            monkeypatch.setattr(encoder, "_SORT_WHOLE_QUEUE", False)
+            top = encoder.encode(view, statics, m, None, advice)
+            assert top.window.tolist() == whole.window.tolist()
+            assert top.n_slots == whole.n_slots
+            for key, value in whole.obs.items():
+                assert np.array_equal(top.obs[key], value), key
+        if len(view.ready) > m.tasks:
+            long += 1
+            remaining, job_of, rank = view.job_remaining, view.table.job_of, statics.rank_list
+            order = sorted(view.ready, key=lambda t: (remaining[job_of[t]], -rank[t]))
+            advised = {p.task for p in env.advice if p is not None}
+            beyond += any(t in advised for t in order[m.tasks:])
+        _, _, done, _, _ = env.step(env.action_space.sample())
+    assert long > 30
+    assert beyond > 0  # an advised task deep in the queue was brought in
+
+
 @pytest.mark.parametrize("workload", ["synthetic:layered?jobs=4&tasks=30", SOURCES["wfcommons"]])
 def test_the_encoders_ranks_kept_between_beliefs_are_the_full_pass(workload):
     # as the runtime model re-predicts, the encoder re-ranks only the tasks
