@@ -165,7 +165,6 @@ class RLScheduler(Scheduler):
         return placement_of(view, enc, self.maxima, a)
 
 
-
 def _most_likely(logits: torch.Tensor, allowed: torch.Tensor,
                  huge_neg: torch.Tensor) -> torch.Tensor:
     """The index of the most likely allowed action, as SB3's
