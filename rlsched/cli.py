@@ -127,7 +127,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="compare schedulers on workloads in the simulator",
         description="Run each scheduler on each workload instance and seed in the simulator; "
                     "print a table of means and ratios (to the lower bound, and to the best "
-                    "scheduler of each episode).",
+                    "scheduler of each episode); under it, a learned policy against the best "
+                    "heuristic with a paired interval, and the best heuristic of each episode "
+                    "chosen in hindsight (the ceiling of picking one heuristic per episode).",
         epilog=EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--workload", action="append", required=True, metavar="SPEC",
                     help="workload SPEC (repeatable)")
