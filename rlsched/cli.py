@@ -1110,7 +1110,7 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
                 "its avg JCT", "policy / best (95% CI)", "hindsight / best") + (
                     ("gap to bound closed",) if bound else ()):
         table.add_column(col, justify="left" if col in ("family", "policy has", "best other")
-                         else "right", no_wrap=col == "family")
+                         else "right", no_wrap=col in ("family", "policy / best (95% CI)"))
     for r in doc["families"]:
         ratio = "—" if r.get("ratio") is None else \
             f"{r['ratio']:.3f} ({r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})"
@@ -1121,7 +1121,7 @@ def _holdout_report(args: argparse.Namespace, schedulers: list[str], err) -> int
         if bound:
             row.append("" if r.get("gap_closed") is None else f"{r['gap_closed']:.0%}")
         table.add_row(*row)
-    Console(width=max(Console().width, 120)).print(table)
+    Console(width=max(Console().width, 160)).print(table)
     mean = doc["mean_ratio_held_out"]
     print(f"held-out families: {doc['held_out_families']}; mean policy / best: "
           + ("—" if mean is None else f"{mean:.3f}")
