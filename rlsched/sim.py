@@ -247,6 +247,9 @@ class Simulator:
         #: the devices of each running gang; a gang's work is brought up to
         #: date per task (``_updated``), not per device, since it runs on several
         self._gang_of: dict[int, tuple[int, ...]] = {}
+        #: the running tasks of each job that has any, in the order they
+        #: started: one job's attained service without a pass over all
+        self._job_running: dict[int, dict[int, None]] = {}
         self._updated = [0.0] * n
         self._losses: dict[int, int] = {}  # attempts of each task lost to failures
         self._on_device: list[list[int]] = [[] for _ in range(g)]
@@ -579,6 +582,7 @@ class Simulator:
         self._device[t] = d
         self._start[t] = now
         self._running[t] = RunningTask(t, d, now)
+        self._job_running.setdefault(self.table.job_of[t], {})[t] = None
         if d < 0:  # CPU-only: the host runs it at reference speed
             self._rate[t] = 1.0
             self._version[t] += 1
@@ -595,6 +599,7 @@ class Simulator:
         self._device[t] = devices[0]
         self._start[t] = now
         self._running[t] = RunningTask(t, devices[0], now)
+        self._job_running.setdefault(self.table.job_of[t], {})[t] = None
         self._gang_of[t] = devices
         for d in devices:
             self._progress(d)
@@ -731,6 +736,14 @@ class Simulator:
         else:
             self._start_task(t, -1)
 
+    def _not_running(self, t: int) -> None:
+        """Take ``t`` out of its job's running tasks."""
+        j = self.table.job_of[t]
+        running = self._job_running[j]
+        del running[t]
+        if not running:
+            del self._job_running[j]
+
     def _finish(self, t: int) -> None:
         tb = self.table
         d = self._device[t]
@@ -743,6 +756,7 @@ class Simulator:
             if not self._on_device[m]:
                 self._mem_used[m] = 0.0  # no float residue on an idle device
         del self._running[t]
+        self._not_running(t)
         self._attained[tb.job_of[t]] += (now - self._start[t]) * len(members)
         self.state[t] = DONE
         self._remaining[t] = 0.0
@@ -813,6 +827,7 @@ class Simulator:
             self.trace.append(Attempt(t, self._device[t], self._start[t], now, False, members))
             self._attained[self.table.job_of[t]] += (now - self._start[t]) * len(members or (d,))
             del self._running[t]
+            self._not_running(t)
             self._remaining[t] = self.work[t]
             self._version[t] += 1
             self._device[t] = -1
@@ -930,7 +945,8 @@ class Simulator:
             devices=cast("tuple[DeviceTelemetry, ...]", tuple(tele)),  # every one sampled above
             job_remaining=tuple(self._job_remaining), n_arrived=self._n_arrived,
             predicted=self._predicted, spread=self._spread,
-            job_attained=AttainedService(self._attained, running, self.table.job_of, self.now),
+            job_attained=AttainedService(self._attained, running, self.table.job_of, self.now,
+                                         (self._job_running, self._running, self._gang_of)),
             knowledge=self._knows, open_knowledge=self._open_knows,
             ready_log=self._ready_log, ready_mark=len(self._ready_log),
             belief_log=self._belief_log, belief_mark=len(self._belief_log),

@@ -21,7 +21,7 @@ sorting the whole queue again.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from enum import IntEnum
 from typing import NamedTuple, cast, overload
 
@@ -305,14 +305,62 @@ class AttainedService(Sequence[float]):
     read: the device-seconds of its ended attempts (``ended``, the
     producer's own list) plus what its ``running`` entries have run until
     ``now``. Most schedulers never read it; those that do pay once per
-    view. Like the view's other columns it holds still for the decision only."""
+    view. Like the view's other columns it holds still for the decision only.
 
-    __slots__ = ("_ended", "_running", "_job_of", "_now", "_values")
+    A producer that keeps its running tasks by job (``by_job``: the running
+    tasks of each job that has any, in the order they started, the running
+    entry of each task, and each gang's devices) lets one job be read
+    alone (:meth:`of`, and indexing before anything has read all of them),
+    at the cost of that job's attempts: the same float as the sum over
+    every job, whose additions for one job come in the same order (its
+    tasks' entries as they started, then its gangs' other devices)."""
+
+    __slots__ = ("_ended", "_running", "_job_of", "_now", "_values", "_by_job")
 
     def __init__(self, ended: Sequence[float], running: Sequence[RunningTask],
-                 job_of: Sequence[int], now: float) -> None:
+                 job_of: Sequence[int], now: float,
+                 by_job: tuple[Mapping[int, Iterable[int]], Mapping[int, RunningTask],
+                               Mapping[int, tuple[int, ...]]] | None = None) -> None:
         self._ended, self._running, self._job_of, self._now = ended, running, job_of, now
         self._values: tuple[float, ...] | None = None
+        self._by_job = by_job
+
+    @property
+    def per_job(self) -> bool:
+        """Whether one job can be read alone, without summing them all."""
+        return self._by_job is not None
+
+    def of(self, job: int) -> float:
+        """Job ``job``'s attained service: ``self[job]``, summing only its own
+        attempts where the producer keeps them by job."""
+        if self._values is not None or self._by_job is None:
+            return self._sum()[job]
+        tasks, entries, gangs = self._by_job
+        now, attained = self._now, self._ended[job]
+        mine = tasks.get(job, ())
+        for t in mine:
+            r = entries[t]
+            if r.device >= 0:
+                attained += now - r.start
+        for t in mine:
+            members = gangs.get(t)
+            if members:
+                start = entries[t].start
+                for _ in members[1:]:
+                    attained += now - start
+        return attained
+
+    def holding(self, job: int) -> int:
+        """How many devices job ``job``'s running attempts hold now (the rate
+        at which its attained service grows); needs ``by_job``."""
+        if self._by_job is None:
+            raise ValueError("this producer does not keep its running tasks by job")
+        tasks, entries, gangs = self._by_job
+        held = 0
+        for t in tasks.get(job, ()):
+            members = gangs.get(t)
+            held += len(members) if members else entries[t].device >= 0
+        return held
 
     def _sum(self) -> tuple[float, ...]:
         if self._values is None:
@@ -335,6 +383,8 @@ class AttainedService(Sequence[float]):
     def __getitem__(self, i: slice) -> tuple[float, ...]: ...
 
     def __getitem__(self, i: int | slice) -> float | tuple[float, ...]:
+        if isinstance(i, int):
+            return self.of(i)
         return self._sum()[i]
 
     def __eq__(self, other: object) -> bool:

@@ -80,6 +80,8 @@ def test_las_decides_the_same_whatever_the_estimates_say():
     # and untouched, and nothing else of the job runs: only the jobs that ran
     # at the last decision find it
     ("synthetic:sweep?jobs=20", "identical:2", 0),
+    # gangs: a job's service grows by every device its gang holds
+    ("synthetic:gangs?jobs=24&max_gpus=4", "identical:8", 2),
 ])
 def test_the_order_kept_between_decisions_is_the_full_sort_at_every_decision(workload, pool, seed):
     # the queue of jobs is kept sorted across decisions and only the jobs
@@ -117,3 +119,36 @@ def test_the_order_kept_between_decisions_is_the_full_sort_at_every_decision(wor
         decisions += 1
     assert checked > 100 and decisions > checked  # some decisions never read the order
     assert len(queues) >= 3  # jobs crossed queue bounds while queued
+
+
+def test_one_jobs_service_read_alone_is_its_sum_over_every_running_attempt():
+    """The simulator keeps its running tasks by job, so one job's attained
+    service is read without summing every job's: the same float as the sum
+    over all, and the devices it holds are its entries among the running,
+    through gangs, CPU-only tasks and failed attempts."""
+    from rlsched.arrivals import online
+    from rlsched.perturbations import Perturbations
+    from rlsched.sources.specs import resolve_pool, resolve_workload
+
+    pool = resolve_pool("identical:8")
+    instances = resolve_workload("synthetic:gangs?jobs=20&max_gpus=4").instances(1)
+    inst = online(instances, pool, 1.2, np.random.default_rng(1))
+    often = Perturbations.parse("all")
+    sim = Simulator(inst, pool, seed=1, perturbations=often)
+    las, view = LasScheduler(base=60.0), sim.reset()
+    checked = gangs = 0
+    while view is not None:
+        service = view.job_attained
+        assert service.per_job
+        jobs = range(view.table.n_jobs)
+        alone = [service.of(j) for j in jobs]  # read before anything sums them all
+        held = [service.holding(j) for j in jobs]
+        job_of = view.table.job_of
+        assert alone == list(service)
+        assert held == [sum(1 for r in view.running if r.device >= 0 and job_of[r.task] == j)
+                        for j in jobs]
+        checked += 1
+        gangs += any(h > 1 for h in held)
+        view = sim.step(las.decide(view))
+    assert checked > 50 and gangs > 10
+    assert any(not a.ok for a in sim.trace), "no attempt failed: the perturbations did not bite"

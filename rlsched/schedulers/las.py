@@ -28,6 +28,7 @@ It reads no runtime: neither estimates nor predictions.
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
@@ -35,7 +36,12 @@ from itertools import chain
 
 from rlsched.schedulers.base import GreedyIdleScheduler
 from rlsched.schedulers.ready_set import ReadyByJob
-from rlsched.view import ClusterView
+from rlsched.view import AttainedService, ClusterView
+
+#: how early, relative to the clock, a job's crossing time is taken to have
+#: come: the time is worked out in floats, and a job looked at before it
+#: crosses is only looked at again
+_EARLY = 1e-7
 
 
 class LasScheduler(GreedyIdleScheduler):
@@ -64,10 +70,16 @@ class LasScheduler(GreedyIdleScheduler):
         self._until: dict[int, float] = {}
         self._log: list[int] | None = None
         #: the keys of the jobs with a ready task, sorted (each key ends with
-        #: its job, so no two tie), and the jobs that ran at the last decision
+        #: its job, so no two tie)
         self._queue: list[tuple[int, float, int]] = []
         self._queued: dict[int, tuple[int, float, int]] = {}
-        self._ran: set[int] = set()
+        #: for each queued job that runs, the earliest time it can reach its
+        #: queue's bound (its service grows at most as fast as the devices it
+        #: holds when last looked at, until one of its tasks starts, which
+        #: the ready log shows), as a heap of (time, job) with the time kept
+        #: per job
+        self._crossing: list[tuple[float, int]] = []
+        self._crosses_at: dict[int, float] = {}
 
     def queue(self, attained: float) -> int:
         """The queue of a job that has received ``attained`` device-seconds."""
@@ -83,36 +95,56 @@ class LasScheduler(GreedyIdleScheduler):
 
         The jobs stay sorted between decisions of one episode. A job's
         attained service moves only while it runs, or when an attempt of it
-        ends, so only the jobs that run now or ran when the order was last
-        read, and those whose ready tasks changed since, are looked at again."""
+        ends, so only the jobs whose ready tasks changed since the last
+        decision, and the running ones whose earliest time to cross their
+        queue's bound has come, are looked at again. That needs the view's
+        logs and one job's service read alone (:meth:`AttainedService.of`,
+        as the simulator gives it); a view without them (the live daemon's)
+        is sorted afresh."""
         ready, attained = self._ready, view.job_attained
         ready.sync(view)
-        job_of = view.table.job_of
-        running = {job_of[r.task] for r in view.running}
-        if view.ready_log is None or view.ready_log is not self._log or ready.touched is None:
+        if view.ready_log is None or view.ready_log is not self._log or \
+                ready.touched is None or not isinstance(attained, AttainedService) or \
+                not attained.per_job:  # a new episode, or a producer that keeps no logs
             self._keys, self._until, self._log = {}, {}, view.ready_log
             self._queue, self._queued = [], {}
+            self._crossing, self._crosses_at = [], {}
             self._requeue(view, ready.job_ids(), attained)
         else:
-            self._requeue(view, ready.touched | running | self._ran, attained)
-        self._ran = running
+            self._requeue(view, ready.touched | self._due(view.time), attained)
         return chain.from_iterable(ready.tasks(key[2], int) for key in self._queue)
+
+    def _due(self, now: float) -> set[int]:
+        """The jobs whose earliest crossing time has come (a little early:
+        a job looked at too soon is only looked at again)."""
+        heap, at, due = self._crossing, self._crosses_at, set()
+        while heap and heap[0][0] <= now + _EARLY * (1.0 + abs(now)):
+            time, job = heapq.heappop(heap)
+            if at.get(job) == time:
+                del at[job]
+                due.add(job)
+        return due
 
     def _requeue(self, view: ClusterView, jobs: Iterable[int], attained: Sequence[float]) -> None:
         """Key ``jobs`` afresh where one is new or past its queue's bound,
         and put each with a ready task in its place in the queue (out of it
-        if it has none)."""
+        if it has none); where one job's service can be read alone, note
+        when each that runs can next reach its bound."""
         keys, until, bounds, arrival = self._keys, self._until, self.bounds, view.table.jobs
         queue, queued, has_ready = self._queue, self._queued, self._ready.job_ids()
+        service = attained if isinstance(attained, AttainedService) and attained.per_job \
+            else None  # (a view sorted afresh: no crossing is kept)
         for j in jobs:
             old = queued.get(j)
             if j not in has_ready:
                 if old is not None:
                     del queue[bisect_left(queue, old)]
                     del queued[j]
+                self._crosses_at.pop(j, None)
                 continue
-            if attained[j] >= until.get(j, -1.0):  # a new job, or one past its queue's bound
-                k = self.queue(attained[j])
+            a = attained[j]
+            if a >= until.get(j, -1.0):  # a new job, or one past its queue's bound
+                k = self.queue(a)
                 # a job's tasks are one run of indices, in job order: the job's
                 # own index orders ties as t does
                 keys[j] = (k, arrival[j].arrival, j)
@@ -123,6 +155,19 @@ class LasScheduler(GreedyIdleScheduler):
                     del queue[bisect_left(queue, old)]
                 insort(queue, key)
                 queued[j] = key
+            if service is not None:
+                self._note_crossing(j, a, until[j], service.holding(j), view.time)
+
+    def _note_crossing(self, job: int, attained: float, bound: float, held: int,
+                       now: float) -> None:
+        """Keep when ``job``, holding ``held`` devices, can first reach
+        ``bound`` (never, while it holds none or its queue is the last)."""
+        if held and bound != math.inf:
+            time = now + (bound - attained) / held
+            self._crosses_at[job] = time
+            heapq.heappush(self._crossing, (time, job))
+        else:
+            self._crosses_at.pop(job, None)
 
     def choose(self, view: ClusterView, task: int, devices: list[int]) -> int:
         table = view.table
