@@ -571,13 +571,15 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
 
 def _advised_beyond(view: ClusterView, top: list[int], advice: list[Placement | None] | None,
                     key: Callable[[int], tuple[float, float]]) -> list[int]:
-    """The advised tasks that are not among ``top`` (the first ready tasks
-    by ``key``), in the order the full sort gives them: by ``key``, ties in
-    ready order."""
+    """The advised ready tasks that are not among ``top`` (the first ready
+    tasks by ``key``), in the order the full sort gives them: by ``key``,
+    ties in ready order. (Advice is of ready tasks; one that is not is left
+    out, as the full sort leaves it.)"""
     if advice is None:
         return []
-    chosen = set(top)
-    beyond = {p.task for p in advice if p is not None and p.task not in chosen}
+    chosen, ready = set(top), view.ready
+    beyond = {p.task for p in advice
+              if p is not None and p.task not in chosen and p.task in ready}
     if len(beyond) < 2:
         return list(beyond)
     position = {t: i for i, t in enumerate(view.ready) if t in beyond}

@@ -383,7 +383,7 @@ class AttainedService(Sequence[float]):
     def __getitem__(self, i: slice) -> tuple[float, ...]: ...
 
     def __getitem__(self, i: int | slice) -> float | tuple[float, ...]:
-        if isinstance(i, int):
+        if isinstance(i, int) and i >= 0:
             return self.of(i)
         return self._sum()[i]
 

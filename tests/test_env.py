@@ -401,7 +401,13 @@ def test_a_window_taken_from_the_top_of_a_long_queue_is_the_full_sorts(workload,
     long = beyond = 0
     while not done:
         view, statics = env.view, env.statics
-        for advice in (env.advice, None):
+        # advice names ready tasks; advice that names others (here the last
+        # two advisors') is left out of the slots by both
+        astray = list(env.advice)
+        for k, t in zip((3, 4), [t for t, s in enumerate(view.task_state)
+                                 if s == TaskState.BLOCKED]):
+            astray[k] = Placement(t, 0)
+        for advice in (env.advice, None, astray):
             monkeypatch.setattr(encoder, "_SORT_WHOLE_QUEUE", True)
             whole = encoder.encode(view, statics, m, None, advice)
             monkeypatch.setattr(encoder, "_SORT_WHOLE_QUEUE", False)

@@ -143,6 +143,7 @@ def test_one_jobs_service_read_alone_is_its_sum_over_every_running_attempt():
         jobs = range(view.table.n_jobs)
         alone = [service.of(j) for j in jobs]  # read before anything sums them all
         held = [service.holding(j) for j in jobs]
+        assert service[-1] == alone[-1]  # (a negative index counts from the end, as a tuple's)
         job_of = view.table.job_of
         assert alone == list(service)
         assert held == [sum(1 for r in view.running if r.device >= 0 and job_of[r.task] == j)

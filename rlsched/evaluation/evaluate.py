@@ -144,8 +144,8 @@ class Evaluation:
         """The non-learned schedulers (bounds aside) chosen episode by
         episode with hindsight, per metric (``avg_jct``, ``makespan``): the
         mean of each episode's best, its ratio to the best single
-        scheduler's mean, and how often each was the one chosen (ties to the
-        first name in order). No scheduler can choose so without knowing
+        scheduler's mean, and how often each was the one chosen (a tie goes
+        to the name first in alphabetical order). No scheduler can choose so without knowing
         the outcome; it is how far a policy that only picks among these
         heuristics, one per episode, could go. Episodes that some scheduler
         did not run are left out; empty with fewer than two schedulers."""
