@@ -23,6 +23,7 @@ from envs.encoder import (
     Maxima,
     action_mask,
     as_version,
+    empty_observation,
     encode,
     placement_of,
 )
@@ -88,10 +89,22 @@ class RLScheduler(Scheduler):
         self._plain_boxes = all(isinstance(sp, Box) and not is_image_space(sp)
                                 for sp in self.model.observation_space.spaces.values())
         self._keys = tuple(sorted(self.model.observation_space.spaces))
-        #: the deterministic decision's network, traced at the first decision (:func:`_trace`)
+        #: the deterministic decision's network as one graph (:func:`_trace`)
         self._traced: nn.Module | None = None
+        if deterministic and self._plain_boxes:
+            self._warm_up()
         self.advisors = Advisors()
         self.reset(0)
+
+    def _warm_up(self) -> None:
+        """Trace the network, and run the graph as its first calls do
+        (profiling passes), on an empty observation: what would otherwise
+        be paid at the first decisions of a run, tens of milliseconds, is
+        paid here, when the checkpoint loads."""
+        obs = as_version(empty_observation(self.maxima), self.encoder_version)
+        mask = np.ones(self.maxima.n_actions, dtype=bool)
+        for _ in range(3):
+            self._act(obs, mask)
 
     def _act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> int:
         """The policy's action for one observation: what ``model.predict``

@@ -238,28 +238,30 @@ def test_the_most_likely_action_is_the_one_sb3_would_take(trained):
 
 
 def test_where_the_network_cannot_be_traced_it_decides_the_same_eagerly(trained, monkeypatch):
-    # the decision's network runs as one traced graph; a torch without
-    # tracing (it is deprecated) leaves the module as it is, with the same actions
+    # the decision's network runs as one graph, traced as the checkpoint
+    # loads; a torch without tracing (it is deprecated) leaves the module
+    # as it is, with the same actions
     cfg, tmp, _ = trained
-    traced = RLScheduler(tmp / "checkpoints" / cfg.name / "final.zip")
-    eager = RLScheduler(tmp / "checkpoints" / cfg.name / "final.zip")
+    path = tmp / "checkpoints" / cfg.name / "final.zip"
 
     def no_tracing(*args, **kwargs):
         raise RuntimeError("tracing is not available")
 
+    traced = RLScheduler(path)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.jit, "trace", no_tracing)
+        eager = RLScheduler(path)
+    assert isinstance(traced._traced, torch.jit.ScriptModule)
+    assert eager._traced is not None and not isinstance(eager._traced, torch.jit.ScriptModule)
     env = make_env(cfg)
     obs, _ = env.reset(seed=6)
     compared = 0
     while env.view is not None and compared < 40:
         mask = env.action_masks()
         action = traced._act(obs, mask)
-        with monkeypatch.context() as patch:
-            patch.setattr(torch.jit, "trace", no_tracing)
-            assert eager._act(obs, mask) == action
+        assert eager._act(obs, mask) == action
         compared += 1
         obs, *_ = env.step(action)
-    assert isinstance(traced._traced, torch.jit.ScriptModule)
-    assert eager._traced is not None and not isinstance(eager._traced, torch.jit.ScriptModule)
     assert compared >= 10
 
 
