@@ -50,6 +50,7 @@ class RewardMeter:
             return 0.0
         if self.name == "makespan":
             return -(t1 - t0) / self.norm
-        finish = np.nan_to_num(np.asarray(job_finish), nan=np.inf)
+        finish = np.asarray(job_finish)
+        finish = np.where(finish != finish, np.inf, finish)  # not yet finished: never
         overlap = np.minimum(finish, t1) - np.maximum(self.arrival, t0)
         return -float((self.weight * np.clip(overlap, 0.0, None)).sum()) / self.norm

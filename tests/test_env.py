@@ -109,6 +109,25 @@ def test_the_same_seed_gives_the_same_observations_and_returns():
             np.testing.assert_array_equal(a[key], b[key])
 
 
+def test_sampling_without_a_mask_is_gymnasiums_draw_under_the_current_mask():
+    # the space reads its environment's mask; the draw (and the generator
+    # left after it) is the stock Discrete.sample(mask), so a random agent's
+    # episode is what it was before the draw was made cheaper
+    env = DagSchedulingEnv("synthetic:mixed?jobs=8", "preset:workstation-4", arrivals="poisson")
+    env.reset(seed=4)
+    env.action_space.seed(9)
+    stock = gymnasium.spaces.Discrete(env.action_space.n, seed=9)
+    done, steps = False, 0
+    while not done:
+        mask = env.action_masks()
+        action = env.action_space.sample()
+        assert action == stock.sample(mask=mask.astype(np.int8))
+        _, _, done, _, _ = env.step(action)
+        steps += 1
+    assert steps > 30
+    assert env.action_space.np_random.bit_generator.state == stock.np_random.bit_generator.state
+
+
 @pytest.mark.parametrize("spec,pool", [(f"stg:{STG / '50' / 'rand0007.stg'}", "identical:4"),
                                        (f"wfcommons:{WFCOMMONS / 'sarek-dirt02-001.json'}",
                                         "preset:workstation-4")])
