@@ -81,6 +81,12 @@ class RLScheduler(Scheduler):
         if expected != self.maxima.tasks or self.model.action_space.n != self.maxima.n_actions:
             raise InputError(str(checkpoint), "the card's maxima do not match the policy's "
                              "spaces: the card belongs to another checkpoint")
+        width = as_version(empty_observation(self.maxima), self.encoder_version)["tasks"].shape[1]
+        reads = self.model.observation_space["tasks"].shape[1]
+        if reads != width:
+            raise InputError(str(checkpoint), f"its card says encoder version "
+                             f"{self.encoder_version}, whose tasks have {width} columns, but the "
+                             f"policy reads {reads}: the card belongs to another checkpoint")
         self.deterministic = deterministic
         self._huge_neg = torch.tensor(-1e8)  # the value SB3 gives a masked action's logit
         from gymnasium.spaces import Box

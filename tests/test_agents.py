@@ -126,8 +126,13 @@ def test_checkpoints_that_do_not_match_fail_with_one_line(trained, tmp_path):
     corrupt = tmp_path / "corrupt.zip"
     corrupt.write_bytes(b"not a zip")
     corrupt.with_suffix(".json").write_text(src.with_suffix(".json").read_text())
+    # a version this encoder reads, but not the one the network was trained with
+    misversioned = tmp_path / "misversioned.zip"
+    shutil.copy(src, misversioned)
+    misversioned.with_suffix(".json").write_text(json.dumps({**card, "encoder_version": 9}))
     for path, needle in ((stale, "encoder version 0"), (nocard, "has no card"),
-                         (corrupt, "cannot load the checkpoint")):
+                         (corrupt, "cannot load the checkpoint"),
+                         (misversioned, "belongs to another checkpoint")):
         proc = subprocess.run(
             [sys.executable, "-m", "rlsched", "evaluate", "--workload", "synthetic:sweep",
              "--pool", "identical:2", "--scheduler", f"fifo,rl:{path}"],
@@ -441,19 +446,17 @@ def test_a_policy_of_an_earlier_encoder_version_sees_what_it_trained_on(trained,
                                         if v > shipped.encoder_version)
 
 
-def test_training_goes_on_only_from_a_checkpoint_of_this_encoder_version(trained, tmp_path):
+def test_training_goes_on_only_from_a_checkpoint_of_this_encoder_version(tmp_path):
     """--resume would feed an older network observations of the wrong width:
     refused with one line before anything is trained."""
     from envs.encoder import ENCODER_VERSION, READABLE_VERSIONS
 
-    cfg, tmp, _ = trained
-    src = tmp / "checkpoints" / cfg.name / "final.zip"
+    src = ROOT / "checkpoints" / "v9.zip"  # the policy shipped before, of encoder version 9
     older = tmp_path / "older.zip"
     shutil.copy(src, older)
+    shutil.copy(src.with_suffix(".json"), older.with_suffix(".json"))
     card = json.loads(src.with_suffix(".json").read_text())
-    card["encoder_version"] = READABLE_VERSIONS[0]
-    assert card["encoder_version"] != ENCODER_VERSION
-    older.with_suffix(".json").write_text(json.dumps(card))
+    assert card["encoder_version"] == READABLE_VERSIONS[0] != ENCODER_VERSION
     proc = subprocess.run(
         [sys.executable, "-m", "rlsched", "train", "--config", str(ROOT / "configs" / "quick.yaml"),
          "--resume", str(older), "--no-progress"],
