@@ -734,13 +734,15 @@ def _advised_in_slots(ready: np.ndarray, advice: list[Placement | None], slots: 
     short task deep in the queue share a busy GPU (share does) advises a
     placement the action space cannot express, and a policy cannot follow it."""
     advised = {p.task for p in advice if p is not None}
-    late = [i for i in range(slots, ready.size) if int(ready[i]) in advised]
+    rows = ready.tolist()  # (Python ints: read once, not a numpy scalar per row)
+    late = [i for i in range(slots, len(rows)) if rows[i] in advised]
     if not late:
         return ready
-    unadvised = [i for i in range(slots) if int(ready[i]) not in advised]
+    unadvised = [i for i in range(slots) if rows[i] not in advised]
     out = unadvised[len(unadvised) - len(late):]
     taken = sorted(set(range(slots)) - set(out) | set(late))
-    left = [i for i in range(ready.size) if i not in set(taken)]
+    chosen = set(taken)
+    left = [i for i in range(len(rows)) if i not in chosen]
     return ready[taken + left]
 
 
