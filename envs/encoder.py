@@ -323,6 +323,8 @@ class EpisodeStatics:
             np.mean([1.0 / d.model.compute_speed for d in pool.devices]),
             np.mean([1.0 / d.model.memory_speed for d in pool.devices])])
         self._beliefs: tuple[Sequence[float], int, int | None] | None = None
+        #: which tasks were done when ``work`` was last brought up to date
+        self._done: np.ndarray | None = None
         self.kind = a["kind"]
         self.memory_rel = a["memory"] / pool.max_memory
         self.gpu = a["gpu"]
@@ -403,7 +405,8 @@ class EpisodeStatics:
         view's ``task_state``, a change of the same predictions re-ranks only
         the unfinished tasks whose cost moved and their ancestors
         (:func:`rerank`): the same floats for every unfinished task as a
-        full pass, at the cost of what changed."""
+        full pass, at the cost of what changed; where only tasks finished
+        (``open_knowledge`` held), only theirs are read into the work column."""
         beliefs = self._beliefs
         same = same_open = False  # the same predictions list; and its open tasks' beliefs
         if beliefs is not None and beliefs[0] is predicted:
@@ -412,7 +415,17 @@ class EpisodeStatics:
             same = True
             same_open = open_knowledge is not None and beliefs[2] == open_knowledge
         self._beliefs = (predicted, knowledge, open_knowledge)
+        done = None if task_state is None else \
+            np.frombuffer(task_state, dtype=np.uint8) == _DONE
+        if same_open and done is not None and self._done is not None:
+            # the open tasks' beliefs held: only the tasks finished since
+            # moved (to what they took), so only those are read again
+            ended = np.flatnonzero(done & ~self._done).tolist()
+            self.work[ended] = [predicted[t] for t in ended]
+            self._done = done
+            return
         self.work = np.asarray(predicted, dtype=np.float64)
+        self._done = done
         if same_open:
             return
         mean_cost = np.where(self.gpu, self.work * self._inv_mean_speed[self.kind], self.work)

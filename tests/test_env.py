@@ -464,6 +464,7 @@ def test_the_encoders_ranks_kept_between_beliefs_are_the_full_pass(workload):
         open_ = [t for t, s in enumerate(view.task_state) if s != TaskState.DONE]
         assert [statics.rank_list[t] for t in open_] == [full[t] for t in open_]
         assert statics.rank[open_].tolist() == [full[t] for t in open_]
+        assert statics.work.tolist() == list(view.predicted)  # finished tasks read as they end
         checked += 1
         reranked += statics.rank_list != full  # finished tasks' ranks left behind
         _, _, done, _, _ = env.step(env.action_space.sample())
