@@ -503,7 +503,8 @@ def encode(view: ClusterView, statics: EpisodeStatics, m: Maxima,
 
     obs = empty_observation(m)
     _encode_tasks(obs, view, statics, window, state, pending, running)
-    _encode_edges(obs, view, statics, window)
+    if not _ready_only(view, m):  # (a ready task's parents are done: ready rows share no edge)
+        _encode_edges(obs, view, statics, window)
     _encode_devices(obs, view, statics, clocks, busy_for)
     _encode_queue(obs["queue"], view, statics, m, state.size - n_done, window.size,
                   last_decision_time)
@@ -546,6 +547,12 @@ def _unfinished_parents(st: EpisodeStatics, state: np.ndarray) -> np.ndarray:
 _SORT_WHOLE_QUEUE = False
 
 
+def _ready_only(view: ClusterView, m: Maxima) -> bool:
+    """Whether the window is ready tasks alone, taken from the top of the
+    queue: more are ready than it has rows."""
+    return len(view.ready) > m.tasks and not _SORT_WHOLE_QUEUE
+
+
 def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.ndarray,
                  advice: list[Placement | None] | None) -> tuple[np.ndarray, int, np.ndarray]:
     """The window rows' global task indices, in the order of the module
@@ -563,7 +570,7 @@ def _task_window(view: ClusterView, st: EpisodeStatics, m: Maxima, state: np.nda
     def key(t: int) -> tuple[float, float]:
         return remaining[job_of[t]], -rank[t]
 
-    if len(view.ready) > m.tasks and not _SORT_WHOLE_QUEUE:
+    if _ready_only(view, m):
         top = heapq.nsmallest(m.tasks, view.ready, key=key)  # stable, as sorted(...)[:n]
         beyond = _advised_beyond(view, top, advice, key)
         ready = np.array(top + beyond, dtype=np.int64)
