@@ -104,8 +104,8 @@ class LasScheduler(GreedyIdleScheduler):
         ready, attained = self._ready, view.job_attained
         ready.sync(view)
         if view.ready_log is None or view.ready_log is not self._log or \
-                ready.touched is None or not isinstance(attained, AttainedService) or \
-                not attained.per_job:  # a new episode, or a producer that keeps no logs
+                ready.touched is None or _per_job(attained) is None:
+            # a new episode, or a producer that keeps no logs
             self._keys, self._until, self._log = {}, {}, view.ready_log
             self._queue, self._queued = [], {}
             self._crossing, self._crosses_at = [], {}
@@ -132,8 +132,7 @@ class LasScheduler(GreedyIdleScheduler):
         when each that runs can next reach its bound."""
         keys, until, bounds, arrival = self._keys, self._until, self.bounds, view.table.jobs
         queue, queued, has_ready = self._queue, self._queued, self._ready.job_ids()
-        service = attained if isinstance(attained, AttainedService) and attained.per_job \
-            else None  # (a view sorted afresh: no crossing is kept)
+        service = _per_job(attained)  # (None: a view sorted afresh, no crossing is kept)
         for j in jobs:
             old = queued.get(j)
             if j not in has_ready:
@@ -173,3 +172,8 @@ class LasScheduler(GreedyIdleScheduler):
         table = view.table
         return max(devices, key=lambda d: (table.speed(task, view.pool.devices[d].model)
                                            * (view.devices[d].clock_ratio or 1.0), -d))
+
+
+def _per_job(attained: Sequence[float]) -> AttainedService | None:
+    """``attained`` where one job's service can be read alone, else None."""
+    return attained if isinstance(attained, AttainedService) and attained.per_job else None
