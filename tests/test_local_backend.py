@@ -126,6 +126,52 @@ def test_each_task_runs_its_own_command_when_a_job_lists_children_first(tmp_path
     assert {p.name for p in tmp_path.glob("*.*")} >= {"late.first", "late.last", "early.only"}
 
 
+def test_a_round_asks_again_only_while_a_ready_task_could_still_start(tmp_path):
+    """A scheduler that places one task per answer is asked again after
+    each, as the simulator asks it, until no ready task could start: the
+    ask after that, on a view that could place nothing, is not made (with
+    thousands of tasks queued, building that view cost as much as half a
+    round's starts). One that places only on idle devices is done when
+    none is idle; one that shares, when no device has the memory left."""
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from rlsched.pool import identical_pool
+    from rlsched.schedulers.base import Scheduler
+    from rlsched.view import Placement
+    from rlsched.workload import Instance, Job, Task
+
+    class OneAtATime(Scheduler):
+        name = "one-at-a-time"
+
+        def __init__(self, idle_only):
+            self.idle_only, self.asked = idle_only, 0
+
+        def _decide(self, view):
+            self.asked += 1
+            t = view.ready[0]
+            for d in range(len(view.devices)):
+                if view.fits(t, d) and not (self.idle_only and view.devices[d].n_tasks):
+                    return [Placement(t, d)]
+            return []
+
+    two_per_gpu = 0.4 * identical_pool(2).devices[0].model.memory_gib
+    for idle_only, started in ((True, 2), (False, 4)):
+        store = Store(tmp_path / f"state-{idle_only}")
+        store.submit([Instance("five", tuple(
+            Job(f"j{i}", (Task("t", 60.0, gpu_memory=two_per_gpu, command="sleep 60"),))
+            for i in range(5)), source="test")])
+        scheduler = OneAtATime(idle_only)
+        daemon = Daemon(store, "fake:2", scheduler)
+        try:
+            daemon.tick()
+            assert len(store.open_attempts()) == started
+            assert scheduler.asked == started  # not once more
+        finally:
+            for a in store.open_attempts():
+                daemon.backend.kill(a.ref)
+            daemon.close()
+
+
 def test_a_relative_state_directory_and_a_workdir_run_a_task_once(tmp_path, monkeypatch):
     """The attempt's shell runs in the task's workdir and writes its pid and
     exit files itself: with --state given as a relative path, they must

@@ -99,6 +99,40 @@ def test_the_rows_the_control_loop_keeps_follow_its_own_changes_and_every_other_
     assert ours.active_tasks(["j1", "j3"])[("j3", "b")].status == TaskStatus.QUEUED
 
 
+def test_a_batch_of_ends_is_stored_whole_or_not_at_all(tmp_path):
+    """The daemon ends a round's attempts in one batch: another connection
+    sees none of them until the batch is over, then all; an error inside
+    undoes every end already made in it, and the kept rows with them."""
+    from rlsched.live.lifecycle import TaskStatus
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    ours, theirs = Store(tmp_path), Store(tmp_path)
+    ours.submit([Instance("one", tuple(Job(f"j{i}", (Task("a", 1.0, gpu_memory=1.0),))
+                                       for i in range(3)), source="test")])
+    names = ["j0", "j1", "j2"]
+    rows = ours.active_tasks(names)
+    for i, name in enumerate(names):
+        ours.start_attempt(rows[(name, "a")], i, None,
+                           lambda a: (tmp_path / f"{a}.log", tmp_path / f"{a}.exit"))
+    first, second, third = ours.open_attempts()
+
+    def statuses(store):
+        return [store._read_tasks(names)[(n, "a")].status for n in names]
+
+    with ours.batch():
+        ours.end_attempt(first, 0, 1.0, None, TaskStatus.DONE, 0.0)
+        ours.end_attempt(second, 0, 1.0, None, TaskStatus.DONE, 0.0)
+        assert statuses(theirs) == [TaskStatus.RUNNING] * 3  # not yet committed
+    assert statuses(theirs) == [TaskStatus.DONE, TaskStatus.DONE, TaskStatus.RUNNING]
+    with pytest.raises(RuntimeError), ours.batch():
+        ours.end_attempt(third, 0, 1.0, None, TaskStatus.DONE, 0.0)
+        raise RuntimeError("the round failed half-way")
+    assert statuses(theirs)[2] == TaskStatus.RUNNING
+    assert ours.active_tasks(names)[("j2", "a")].status == TaskStatus.RUNNING
+    assert [a.ref.id for a in ours.open_attempts()] == [third.ref.id]
+
+
 def test_cancel_with_no_serve_running_says_the_running_task_is_killed_at_the_next_serve(tmp_path):
     from rlsched.live.daemon import Daemon
     from rlsched.live.store import Store

@@ -225,13 +225,17 @@ class Daemon:
 
     # ------------------------------------------------------------------ attempts
     def _reap(self) -> None:
+        """End the attempts whose process ended, in one transaction (a
+        round may end dozens: one commit, not one each), then release
+        their devices."""
         now = time.time()
+        ended = []
         for a in self.store.open_attempts():
             code = self.backend.exit_code(a.ref)
             if code is None:
                 continue
             error = None
-            timeout = self._timed_out.pop(a.ref.id, None)
+            timeout = self._timed_out.get(a.ref.id)
             if code == 0:
                 pass
             elif a.task_status == TaskStatus.CANCELLED:
@@ -240,14 +244,29 @@ class Daemon:
                 code, error = TIMED_OUT, f"timed out after {timeout:g} s"
             elif code == LOST:
                 error = "lost: its process (or node) went away without an exit code"
-            self._close(a, code, now, error)
+            ended.append((a, code, error))
+        if not ended:
+            return
+        with self.store.batch():
+            for a, code, error in ended:
+                self._record_end(a, code, now, error)
+        for a, _, _ in ended:
+            self._timed_out.pop(a.ref.id, None)
+            self.backend.release(a.ref)
 
     def _close(self, a: OpenAttempt, code: int, now: float, error: str | None = None) -> None:
-        lost = self.store.lost_attempts(a.task, LOST) + (code == LOST)
+        """End attempt ``a`` and release its devices."""
+        self._record_end(a, code, now, error)
+        self.backend.release(a.ref)
+
+    def _record_end(self, a: OpenAttempt, code: int, now: float, error: str | None) -> None:
+        """Store how ``a`` ended and what its task becomes (its lost
+        attempts are counted only where this one was lost: only then do
+        they matter)."""
+        lost = self.store.lost_attempts(a.task, LOST) + 1 if code == LOST else 0
         status, not_before = outcome(code, a.task_status, a.tries, a.retries, lost, now,
                                      job_failed=code != 0 and self.store.job_failed(a.job))
         self.store.end_attempt(a, code, now, error, status, not_before)
-        self.backend.release(a.ref)
 
     def _enforce(self) -> None:
         """Kill attempts of cancelled tasks and attempts past their timeout."""
@@ -293,6 +312,37 @@ class Daemon:
                     self.placements[key] = self.placements.get(key, 0) + 1
                 starts.append((p.task, keys))
             self._start(round_, starts)
+            if len(checked) == len(placements) and not self._more_possible(view, taken):
+                return  # the view again would hold nothing to place: it is not built
+
+    def _more_possible(self, view: ClusterView, taken: _Taken) -> bool:
+        """Whether asking again, on the view less what this answer
+        started (``taken``), could place anything: a ready task left that
+        fits a device open to it, as :class:`rlsched.sim.Simulator` asks
+        again after an answer (an idle device for a scheduler that places
+        only on idle ones, any device for one that shares). A ready gang
+        left counts as placeable. Nothing else is read within a round (an
+        exit is reaped at the next one, which a submission or an exit
+        starts at once, and a retry's back-off ends within a tick), so
+        where this is false the view built again would place nothing and
+        only cost its building: with 10,000 tasks queued, as much as half
+        a round's starts."""
+        left = [t for t in view.ready if t not in taken.tasks]
+        if not left:
+            return False
+        gpus, memory = view.table.gpus, view.table.memory
+        if any(gpus[t] > 1 for t in left):
+            return True
+        idle_only = self.scheduler.idle_only
+        open_ = [(d, dev.memory_free - taken.memory.get(d, 0.0))
+                 for d, dev in enumerate(view.devices)
+                 if dev.healthy and not (idle_only and (dev.n_tasks or d in taken.memory))]
+        if not open_:
+            return False
+        if not view.constrained:  # fits_memory grows with the room: the least need, the most room
+            return fits_memory(min(memory[t] for t in left), max(free for _, free in open_))
+        return any(fits_memory(memory[t], free) and view.may_use(t, d)
+                   for d, free in open_ for t in left)
 
     def _shield(self, view: ClusterView, p: Placement, taken: _Taken) -> bool:
         """Whether ``p`` may start now: its task ready and not yet placed by

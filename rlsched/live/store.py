@@ -194,6 +194,8 @@ class Store:
         self._rows_version = -1
         self._rows_jobs: set[str] = set()
         self._row_keys: dict[int, tuple[str, str]] = {}
+        #: inside :meth:`batch`: every transaction joins its one
+        self._batched = False
         fresh = not self.path.exists()
         old = os.umask(0o077)
         try:
@@ -246,7 +248,13 @@ class Store:
     def transaction(self, rows_kept: bool = False) -> Iterator[sqlite3.Connection]:
         """One atomic change: all of it, or (on any error) none of it. It
         drops the rows :meth:`active_tasks` keeps, unless ``rows_kept``: the
-        change patched them itself."""
+        change patched them itself. Inside :meth:`batch`, it is part of the
+        batch's one transaction."""
+        if self._batched:
+            yield self.db
+            if not rows_kept:
+                self._rows = None
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -257,6 +265,22 @@ class Store:
         self.db.execute("COMMIT")
         if not rows_kept:
             self._rows = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many changes as one transaction: each :meth:`transaction` inside
+        joins it, so a round that ends 64 attempts commits once, not 64
+        times; an error undoes all of them (the attempts' exit files
+        remain: the next round reaps them again)."""
+        if self._batched:
+            yield
+            return
+        with self.transaction(rows_kept=True):
+            self._batched = True
+            try:
+                yield
+            finally:
+                self._batched = False
 
     def event(self, kind: str, job: int | None = None, task: int | None = None,
               detail: str = "") -> None:
