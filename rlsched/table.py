@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TYPE_CHECKING
+from itertools import repeat
+from typing import TYPE_CHECKING, NamedTuple
 
 from rlsched.pool import GpuModel
 from rlsched.runtime_model import history_key
@@ -80,46 +81,54 @@ class WorkloadTable:
                    ) -> tuple[WorkloadTable, tuple[float, ...]]:
         """The table, and beside it each task's true work (0 where a job
         has none): what only the simulator may hold."""
-        ordered = tuple(sorted(jobs, key=lambda j: j.arrival))  # stable: ties keep order
-        job_of, ids, work, estimate, keys, kind, mem, gpu, gpus, parents = (
-            [] for _ in range(10))
+        return cls.from_parts([JobPart.of(job) for job in jobs])
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[JobPart]) -> tuple[WorkloadTable, tuple[float, ...]]:
+        """:meth:`with_truth` of the parts' jobs, from their parts: a caller
+        that builds tables again and again from mostly the same jobs (the
+        live daemon, as jobs finish and arrive) keeps each job's part and
+        pays here only for numbering the tasks."""
+        ordered = sorted(parts, key=lambda part: part.job.arrival)  # stable: ties keep order
+        job_of: list[int] = []
+        ids: list[tuple[str, str]] = []
+        work: list[float] = []
+        estimate: list[float] = []
+        keys: list[str] = []
+        kind: list[int] = []
+        mem: list[float] = []
+        gpu: list[bool] = []
+        gpus: list[int] = []
+        parents: list[tuple[int, ...]] = []
         rules: list[tuple[tuple[int | str, ...], tuple[int | str, ...]]] = []
         speeds: list[Mapping[str, float] | None] = []
         job_start = [0]
-        for j, job in enumerate(ordered):
+        for j, part in enumerate(ordered):
             base = job_start[-1]
-            order = _topological(job)
-            local = {tid: base + i for i, tid in enumerate(order)}
-            by_id = {t.id: t for t in job.tasks}
-            for tid in order:
-                t = by_id[tid]
-                job_of.append(j)
-                ids.append((job.name, t.id))
-                work.append(float(t.work or 0.0))
-                estimate.append(math.nan if t.estimate is None else float(t.estimate))
-                keys.append(history_key(job.name, t.id, t.category, t.command))
-                kind.append(KIND_INDEX[t.kind])
-                mem.append(float(t.gpu_memory))
-                gpu.append(t.gpus > 0)
-                gpus.append(int(t.gpus))
-                parents.append(tuple(local[p] for p in t.parents))
-                rules.append((tuple(t.gpus_allowed), tuple(t.gpus_avoid)))
-                speeds.append(t.speeds)
-            job_start.append(base + len(order))
+            job_of += repeat(j, len(part.ids))
+            ids += part.ids
+            work += part.work
+            estimate += part.estimate
+            keys += part.keys
+            kind += part.kind
+            mem += part.memory
+            gpu += part.gpu
+            gpus += part.gpus
+            parents += [tuple([base + p for p in ps]) if ps else ps for ps in part.parents] \
+                if base else part.parents
+            rules += part.rules
+            speeds += part.speeds
+            job_start.append(base + len(part.ids))
         children: list[list[int]] = [[] for _ in work]
         for c, ps in enumerate(parents):
             for p in ps:
                 children[p].append(c)
-        # per-task knowledge lives in the columns (drawn estimates replace a
-        # column, never the jobs): the jobs' copies carry neither truth nor estimate
-        blind = tuple(replace(job, tasks=tuple(t.evolve(work=None, estimate=None)
-                                               for t in job.tasks))
-                      if any(t.work is not None or t.estimate is not None for t in job.tasks)
-                      else job for job in ordered)
-        table = cls(blind, tuple(job_of), tuple(ids), tuple(estimate), tuple(keys), tuple(kind),
-                    tuple(mem), tuple(gpu), tuple(gpus), tuple(parents), tuple(tuple(c) for c in children),
-                    tuple(job_start), tuple(rules) if any(a or b for a, b in rules) else None,
-                    tuple(speeds) if any(sp is not None for sp in speeds) else None)
+        table = cls(tuple(part.job for part in ordered), tuple(job_of), tuple(ids),
+                    tuple(estimate), tuple(keys), tuple(kind), tuple(mem), tuple(gpu),
+                    tuple(gpus), tuple(parents), tuple(tuple(c) for c in children),
+                    tuple(job_start),
+                    tuple(rules) if any(part.has_rules for part in ordered) else None,
+                    tuple(speeds) if any(part.has_speeds for part in ordered) else None)
         return table, tuple(work)
 
     def may_use(self, task: int, index: int, model: str) -> bool:
@@ -176,6 +185,49 @@ class WorkloadTable:
         for t, key in enumerate(self.history_key):
             out.setdefault(key, []).append(t)
         return {k: tuple(v) for k, v in out.items()}
+
+
+class JobPart(NamedTuple):
+    """One job's columns of a :class:`WorkloadTable`, its tasks numbered
+    from 0 (parents first): what a table of several jobs is assembled from
+    (:meth:`WorkloadTable.from_parts`). The job is the table's copy,
+    without truth or estimates (per-task knowledge lives in the columns:
+    drawn estimates replace a column, never the jobs)."""
+
+    job: Job
+    ids: tuple[tuple[str, str], ...]
+    work: tuple[float, ...]
+    estimate: tuple[float, ...]
+    keys: tuple[str, ...]
+    kind: tuple[int, ...]
+    memory: tuple[float, ...]
+    gpu: tuple[bool, ...]
+    gpus: tuple[int, ...]
+    parents: tuple[tuple[int, ...], ...]
+    rules: tuple[tuple[tuple[int | str, ...], tuple[int | str, ...]], ...]
+    speeds: tuple[Mapping[str, float] | None, ...]
+    has_rules: bool
+    has_speeds: bool
+
+    @classmethod
+    def of(cls, job: Job) -> JobPart:
+        order = _topological(job)
+        local = {tid: i for i, tid in enumerate(order)}
+        by_id = {t.id: t for t in job.tasks}
+        tasks = [by_id[tid] for tid in order]
+        rules = tuple((tuple(t.gpus_allowed), tuple(t.gpus_avoid)) for t in tasks)
+        speeds = tuple(t.speeds for t in tasks)
+        blind = replace(job, tasks=tuple(t.evolve(work=None, estimate=None) for t in job.tasks)) \
+            if any(t.work is not None or t.estimate is not None for t in job.tasks) else job
+        return cls(
+            blind, tuple((job.name, t.id) for t in tasks),
+            tuple(float(t.work or 0.0) for t in tasks),
+            tuple(math.nan if t.estimate is None else float(t.estimate) for t in tasks),
+            tuple(history_key(job.name, t.id, t.category, t.command) for t in tasks),
+            tuple(KIND_INDEX[t.kind] for t in tasks), tuple(float(t.gpu_memory) for t in tasks),
+            tuple(t.gpus > 0 for t in tasks), tuple(int(t.gpus) for t in tasks),
+            tuple(tuple(local[p] for p in t.parents) for t in tasks), rules, speeds,
+            any(a or b for a, b in rules), any(sp is not None for sp in speeds))
 
 
 def _topological(job: Job) -> list[str]:

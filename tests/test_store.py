@@ -133,6 +133,56 @@ def test_a_batch_of_ends_is_stored_whole_or_not_at_all(tmp_path):
     assert [a.ref.id for a in ours.open_attempts()] == [third.ref.id]
 
 
+def test_the_ended_attempts_kept_between_rounds_are_a_fresh_reads(tmp_path):
+    """The control loop reads, every round, each active job's GPU seconds
+    and each task's latest end. The store keeps them and adds its own ends
+    as it makes them: at every point they are what a fresh read of the
+    database gives, to the last bit (retries, a CPU task, a job read only
+    later, another process's submission in between)."""
+    from rlsched.live.lifecycle import TaskStatus
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    def job(name):
+        return Job(name, (Task("a", 1.0, gpu_memory=1.0), Task("cpu", 1.0, gpus=0),
+                          Task("b", 1.0, gpu_memory=1.0, parents=("a",))))
+
+    ours = Store(tmp_path)
+    ours.submit([Instance("one", (job("j1"), job("j2")), source="test")])
+    clock = iter(x * 0.37 for x in range(1, 1000))
+
+    def run(name, task, device, code=0, status=TaskStatus.DONE):
+        row = ours.active_tasks([name])[(name, task)]
+        attempt, _, _ = ours.start_attempt(row, device, None, lambda a: (
+            tmp_path / f"{a}.log", tmp_path / f"{a}.exit"))
+        ours.attempts_started([(attempt, row, device, None, next(clock))])
+        (a,) = ours.open_attempts(attempt)
+        ended = next(clock)
+        ours.end_attempt(a, code, ended, None, status, 0.0)
+        return row.id, ended
+
+    def fresh(names):
+        return Store(tmp_path).ended_attempts(names)
+
+    names = ["j1", "j2"]
+    assert ours.ended_attempts(names) == fresh(names) == ({}, {})
+    run("j1", "a", 0, code=1, status=TaskStatus.QUEUED)  # a failed try, retried
+    retried, last_end = run("j1", "a", 1)
+    run("j1", "cpu", None)
+    assert ours.ended_attempts(names) == fresh(names)
+    assert ours.ended_attempts(names)[1][retried] == last_end
+    Store(tmp_path).submit([Instance("two", (job("j3"),), source="test")])  # another process
+    names.append("j3")
+    run("j2", "a", 0)
+    run("j3", "a", 1)
+    assert ours.ended_attempts(names) == fresh(names)
+    run("j1", "b", 0)
+    run("j3", "b", 0)
+    kept = ours.ended_attempts(names)
+    assert kept == fresh(names) and set(kept[0]) == {"j1", "j2", "j3"}
+    assert kept[0]["j1"] > kept[0]["j2"] > 0  # three GPU attempts against one
+
+
 def test_cancel_with_no_serve_running_says_the_running_task_is_killed_at_the_next_serve(tmp_path):
     from rlsched.live.daemon import Daemon
     from rlsched.live.store import Store

@@ -37,7 +37,7 @@ from rlsched.live.wakeup import Wakeup
 from rlsched.live.warm_start import WarmStart
 from rlsched.pool import Device, GpuModel, Pool, fits_memory
 from rlsched.schedulers import ORACLE, SLOW_PREFIX_CHECKS, Scheduler, is_oracle, make_scheduler
-from rlsched.table import WorkloadTable
+from rlsched.table import JobPart, WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Job, Task
 
@@ -105,6 +105,8 @@ class Daemon:
         #: a GPU it was not given
         self.misplaced: set[tuple[int, int]] = set()
         self._table_key: tuple = ()
+        #: each active job's part of the table, by the store's parsed job (kept with it)
+        self._parts: dict[int, tuple[Job, JobPart]] = {}
         self._table: WorkloadTable | None = None
         self._table_tasks: list[Task] = []  # the workload task of each table index
         #: the runtime model of the store's history: every view's predictions
@@ -402,9 +404,19 @@ class Daemon:
         key = tuple(j.name for j in active)
         if key != self._table_key or self._table is None:
             self._table_key = key
-            # arrivals in the view's time, seconds since this daemon's epoch
-            self._table = WorkloadTable.from_jobs(
-                [replace(j, arrival=j.arrival - self.epoch) for j in active])
+            # each job's part of the table, kept while it is active (the
+            # store keeps the parsed job): as jobs finish and arrive, only
+            # the new ones are worked out, and the table is assembled
+            kept, self._parts = self._parts, {}
+            parts = []
+            for j in active:
+                hit = kept.get(id(j))
+                if hit is None or hit[0] is not j:
+                    # arrivals in the view's time, seconds since this daemon's epoch
+                    hit = j, JobPart.of(replace(j, arrival=j.arrival - self.epoch))
+                self._parts[id(j)] = hit
+                parts.append(hit[1])
+            self._table = WorkloadTable.from_parts(parts)[0]
             # each index's workload task, kept with the table it indexes
             specs = {(j.name, t.id): t for j in active for t in j.tasks}
             self._table_tasks = [specs[key] for key in self._table.task_ids]

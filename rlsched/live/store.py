@@ -196,6 +196,8 @@ class Store:
         self._row_keys: dict[int, tuple[str, str]] = {}
         #: inside :meth:`batch`: every transaction joins its one
         self._batched = False
+        #: what :meth:`ended_attempts` read last, kept up to date with this store's own ends
+        self._ended_kept: _EndedAttempts | None = None
         fresh = not self.path.exists()
         old = os.umask(0o077)
         try:
@@ -253,18 +255,18 @@ class Store:
         if self._batched:
             yield self.db
             if not rows_kept:
-                self._rows = None
+                self._rows = self._ended_kept = None
             return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
-            self._rows = None
+            self._rows = self._ended_kept = None
             raise
         self.db.execute("COMMIT")
         if not rows_kept:
-            self._rows = None
+            self._rows = self._ended_kept = None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -528,21 +530,39 @@ class Store:
 
     def ended_attempts(self, job_names: list[str]) -> tuple[dict[str, float], dict[int, float]]:
         """For the named jobs: the GPU device-seconds each one's ended
-        attempts received, and when each task's latest attempt ended (by
-        task row id), for the order in which tasks became ready."""
-        service: dict[str, float] = {}
-        ended: dict[int, float] = {}
-        for i in range(0, len(job_names), 500):  # SQLite's limit on parameters
-            names = job_names[i:i + 500]
-            for name, task, device, spent, last in self.db.execute(
-                    "SELECT j.name, a.task, a.device, SUM(a.ended - a.started), MAX(a.ended) "
-                    "FROM attempts a JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id "
-                    f"WHERE a.ended IS NOT NULL AND j.name IN ({','.join('?' * len(names))}) "
-                    "GROUP BY a.task, a.device IS NULL", names):
-                if device is not None:
-                    service[name] = service.get(name, 0.0) + spent
-                ended[task] = max(ended.get(task, last), last)
-        return service, ended
+        attempts received (added in the order they ended), and when each
+        task's latest attempt ended (by task row id), for the order in
+        which tasks became ready (the second may hold other jobs' tasks too).
+
+        The control loop asks every round, about every active job; what it
+        read is kept, and this store's own ends are added to it as they are
+        made (:meth:`end_attempt`), in the order a fresh read adds them. It
+        is read again where another process changed the store, and for jobs
+        not read before."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        kept = self._ended_kept
+        if kept is None or version != kept.version or len(kept.jobs) > 2 * len(job_names) + 64:
+            kept = self._ended_kept = _EndedAttempts(version)
+        missing = [n for n in job_names if n not in kept.names]
+        for i in range(0, len(missing), 500):  # SQLite's limit on parameters
+            names = missing[i:i + 500]
+            kept.names.update(names)
+            cursor = self.db.execute(
+                "SELECT j.id, j.name, a.task, a.device, a.ended - a.started, a.ended "
+                "FROM attempts a JOIN tasks t ON a.task=t.id JOIN jobs j ON t.job=j.id "
+                f"WHERE a.ended IS NOT NULL AND j.name IN ({','.join('?' * len(names))}) "
+                "ORDER BY a.ended, a.id", names)
+            cursor.row_factory = None
+            for job, name, task, device, spent, last in cursor:
+                kept.jobs[job] = name
+                kept.add(name, task, device, spent, last)
+            # (a job with no ended attempt yet is known by name: its first end is added)
+            for job, name in self.db.execute(
+                    f"SELECT id, name FROM jobs WHERE name IN ({','.join('?' * len(names))})",
+                    names).fetchall():
+                kept.jobs[job] = name
+        service = kept.service
+        return {n: service[n] for n in job_names if n in service}, kept.last
 
     def prediction_error(self) -> dict[str, Any]:
         """How far predictions were from the runtimes they predicted: real
@@ -658,6 +678,10 @@ class Store:
                 self._skip_descendants(attempt.job, attempt.task)
         if not failed:
             self._patch_row(attempt.task, status=status, not_before=not_before)
+        kept = self._ended_kept
+        name = kept.jobs.get(attempt.job) if kept is not None else None
+        if kept is not None and name is not None:
+            kept.add(name, attempt.task, attempt.ref.device, ended - attempt.started, ended)
 
     def _skip_descendants(self, job: int, failed: int) -> None:
         """Mark the job's tasks that have not started skipped, with the reason:
@@ -834,6 +858,29 @@ class Store:
             "a.task=t.id JOIN jobs j ON t.job=j.id WHERE j.name NOT LIKE ? ORDER BY a.started",
             (exclude_jobs_like,)).fetchall()
         return [(r[0], r[1], r[2], r[3], json.loads(r[4])["parents"]) for r in rows]
+
+
+class _EndedAttempts:
+    """What :meth:`Store.ended_attempts` has read: the jobs read (by row id
+    and name), each one's GPU device-seconds, each task's latest end; as of
+    the database's ``data_version``."""
+
+    __slots__ = ("version", "names", "jobs", "service", "last")
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+        self.names: set[str] = set()
+        self.jobs: dict[int, str] = {}
+        self.service: dict[str, float] = {}
+        self.last: dict[int, float] = {}
+
+    def add(self, name: str, task: int, device: int | None, spent: float, ended: float) -> None:
+        """An ended attempt of job ``name``'s ``task`` (``device`` None: on no GPU)."""
+        if device is not None:
+            self.service[name] = self.service.get(name, 0.0) + spent
+        last = self.last.get(task)
+        if last is None or ended > last:
+            self.last[task] = ended
 
 
 def _open_attempt(r: sqlite3.Row) -> OpenAttempt:
