@@ -8,7 +8,7 @@ from pathlib import Path
 from rlsched.live import executor
 from rlsched.live.backends.local import LocalBackend
 from rlsched.live.lifecycle import LOST, AttemptRef
-from tests.helpers import tick_until_idle
+from tests.helpers import tick_until_idle, wait_for
 
 
 def test_an_attempt_that_ends_between_the_two_looks_is_finished_not_lost(monkeypatch):
@@ -170,6 +170,89 @@ def test_a_round_asks_again_only_while_a_ready_task_could_still_start(tmp_path):
             for a in store.open_attempts():
                 daemon.backend.kill(a.ref)
             daemon.close()
+
+
+def test_a_view_built_again_within_a_round_is_the_view_built_afresh(tmp_path, monkeypatch):
+    """Within a round the daemon builds its next view from the last one and
+    its own starts, without a pass over every task: that view is, field by
+    field, the one read afresh from the store at the same moment. Here the
+    starts hold single tasks, a gang and a CPU-only task; a retry's back-off
+    ends between the two views (it joins the ready tasks in their order);
+    and another process's submission makes the daemon read afresh."""
+    import time as real_time
+    import types
+
+    import rlsched.live.daemon as daemon_module
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    clock = types.SimpleNamespace(now=real_time.time(), time=lambda: clock.now)
+    monkeypatch.setattr(daemon_module, "time", clock)
+    sleep = "sleep 60"
+    store = Store(tmp_path / "state")
+    store.submit([Instance("mix", (
+        Job("fails", (Task("f", 1.0, gpu_memory=1.0, command="exit 1", retries=1),)),
+        *(Job(f"solo{i}", (Task("x", 1.0, gpu_memory=1.0, command=sleep),
+                           Task("y", 1.0, gpu_memory=1.0, command=sleep, parents=("x",))))
+          for i in range(6)),
+        Job("gang", (Task("g", 1.0, gpu_memory=1.0, gpus=2, command=sleep),)),
+        Job("host", (Task("c", 1.0, gpus=0, command=sleep),)),
+    ), source="test")])
+    daemon = Daemon(store, "fake:4", "fifo")
+
+    def fresh_and_derived(started):
+        kept = daemon._built
+        derived = daemon._view_after(started)
+        after = daemon._built
+        daemon._built, daemon._round_ended = kept, None
+        fresh = daemon._view()
+        daemon._built = after
+        return fresh, derived
+
+    def same(fresh, derived):
+        (view, round_), (dview, dround) = fresh, derived
+        assert [d.n_tasks for d in dview.devices] == [d.n_tasks for d in view.devices]
+        assert dview._replace(devices=()) == view._replace(devices=())
+        assert (dround.stored, dround.cpu_ready, dround.predicted) == \
+            (round_.stored, round_.cpu_ready, round_.predicted)
+
+    try:
+        daemon._view()
+        index = {key: i for i, key in enumerate(daemon._table.task_ids)}
+        # the failing task runs, ends, and waits out its back-off
+        daemon._round_ended = None
+        view, round_ = daemon._view()
+        daemon._start(round_, [(index[("fails", "f")], [daemon.live[0].key])])
+        assert wait_for(lambda: daemon.backend.exit_code(store.open_attempts()[0].ref) is not None)
+        daemon._reap()
+        daemon._round_ended = None
+        view, round_ = daemon._view()
+        assert index[("fails", "f")] not in view.ready  # backing off
+        assert round_.cpu_ready == (index[("host", "c")],)
+        started = daemon._start(round_, [(index[("host", "c")], None),
+                                         (index[("solo0", "x")], [daemon.live[1].key]),
+                                         (index[("gang", "g")], [daemon.live[2].key,
+                                                                 daemon.live[3].key])])
+        clock.now += 0.5
+        fresh, derived = fresh_and_derived(started)
+        same(fresh, derived)
+        assert index[("solo0", "x")] not in derived[0].ready
+        clock.now += 1.0  # past the back-off: the retry is ready again
+        started = daemon._start(derived[1], [(index[("solo1", "x")], [daemon.live[1].key])])
+        fresh, derived = fresh_and_derived(started)
+        same(fresh, derived)
+        assert index[("fails", "f")] in derived[0].ready
+        assert len(derived[0].running) == 5  # x twice, the gang on two devices, c
+        # another process submits: the next view is read afresh, and holds its job
+        Store(tmp_path / "state").submit([Instance("late", (Job("late", (
+            Task("z", 1.0, gpu_memory=1.0, command=sleep),)),), source="test")])
+        view, _ = daemon._view_after({})
+        assert view.table.n_jobs == daemon._built.table.n_jobs == 10
+    finally:
+        for a in store.open_attempts():
+            daemon.backend.kill(a.ref)
+        daemon.close()
 
 
 def test_a_relative_state_directory_and_a_workdir_run_a_task_once(tmp_path, monkeypatch):

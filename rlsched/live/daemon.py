@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+from bisect import insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -51,6 +52,26 @@ class _Round:
     tasks: Sequence[Task]
     cpu_ready: tuple[int, ...]
     predicted: tuple[float, ...]  # the view's
+
+
+@dataclass
+class _Built:
+    """What a view of this round was built from, to build the next view of
+    the round from it and the round's own starts (:meth:`Daemon._view_after`)."""
+
+    version: int  # the store's data_version when it was built
+    table: WorkloadTable
+    by_index: dict[int, StoredTask]
+    state: bytearray
+    running: list[RunningTask]
+    reserved: list[float]
+    count: list[int]
+    ready: list[int]
+    backing_off: list[int]  # queued, parents done, waiting out a retry's back-off
+    since: Callable[[int], tuple[float, int]]
+    predicted: tuple[float, ...]
+    spread: tuple[float, ...]
+    job_remaining: tuple[float, ...]
 
 
 #: what decides while a scheduler slow to load (a learned policy) loads
@@ -113,6 +134,8 @@ class Daemon:
         self.beliefs = LiveBeliefs()
         #: the store's ended attempts of the active jobs, read once a round
         self._round_ended: tuple[dict[str, float], dict[int, float]] | None = None
+        #: what the round's last view was built from (see :meth:`_view_after`)
+        self._built: _Built | None = None
         self.decisions = 0
         self.shield_fallbacks = 0
         self.placements: dict[int, int] = {}
@@ -286,13 +309,14 @@ class Daemon:
         state, until it places nothing. Every placement of one answer starts,
         as the simulator applies them all, each checked by the shield against
         the view less what the answer's earlier placements took."""
+        started: dict[int, float] | None = None  # since the round's last view
         for _ in range(4 * len(self.pool) + 8):  # at most this many asks a round
-            built = self._view()
+            built = self._view() if started is None else self._view_after(started)
             if built is None:
                 return
             view, round_ = built
             # CPU-only tasks start as soon as they are ready
-            self._start(round_, [(i, None) for i in round_.cpu_ready])
+            started = self._start(round_, [(i, None) for i in round_.cpu_ready])
             placements = self.scheduler.decide(view) if view.ready else []
             taken = _Taken()
             checked = [p for p in placements if self._shield(view, p, taken)]
@@ -313,7 +337,7 @@ class Daemon:
                 for key in keys:
                     self.placements[key] = self.placements.get(key, 0) + 1
                 starts.append((p.task, keys))
-            self._start(round_, starts)
+            started.update(self._start(round_, starts))
             if len(checked) == len(placements) and not self._more_possible(view, taken):
                 return  # the view again would hold nothing to place: it is not built
 
@@ -371,33 +395,88 @@ class Daemon:
         active = self.store.jobs(active_only=True)
         if not active:
             return None
+        version = self.store.data_version()
         stored = self.store.active_tasks([j.name for j in active])
         tb = self._workload_table(active)
         now = time.time()
         by_index = {i: stored[key] for i, key in enumerate(tb.task_ids)}
-        view_time = now - self.epoch
         state = self._states(tb, by_index)
         running, reserved, count = self._reservations(tb, by_index, now)
-        ready, cpu_ready = self._ready(tb, by_index, state, now)
-        ready.sort(key=self._ready_since(tb, by_index))
-        devices = self._telemetry(count, reserved)
+        ready, cpu_ready, backing_off = self._ready(tb, by_index, state, now)
+        since = self._ready_since(tb, by_index)
+        ready.sort(key=since)
+        predicted, spread = self.beliefs.of(tb, [by_index[i].id for i in range(tb.n_tasks)],
+                                            state)
+        job_remaining = tuple(sum(predicted[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
+                              for j in range(tb.n_jobs))
+        self._built = _Built(version, tb, by_index, state, running, reserved, count, ready,
+                             backing_off, since, predicted, spread, job_remaining)
+        return self._assemble(self._built, now, cpu_ready)
+
+    def _view_after(self, started: dict[int, float]) -> tuple[ClusterView, _Round] | None:
+        """The view :meth:`_view` would build now, built from this round's
+        last view and what the round started since (``started``: each
+        task index and when its process was launched), with no pass over
+        every task: within a round nothing else changes, unless another
+        process changed the store (then the view is built afresh). Its
+        running tasks, devices, ready tasks (less those started, plus any
+        whose retry's back-off has ended since) and the jobs' service are
+        read again; the beliefs, the remaining work (no task finished) and
+        the ready tasks' order stand."""
+        built = self._built
+        if built is None or self.store.data_version() != built.version:
+            return self._view()
+        rows = {}
+        for i in started:
+            row = self.store.kept_row(built.by_index[i].id)
+            if row is None or row.status != TaskStatus.RUNNING:
+                return self._view()  # (the rows are not kept: read them all again)
+            rows[i] = row
+        tb, now = built.table, time.time()
+        by_index, state = dict(built.by_index), bytearray(built.state)
+        running = list(built.running)
+        reserved, count = list(built.reserved), list(built.count)
+        for i, row in rows.items():
+            by_index[i] = row
+            state[i] = TaskState.RUNNING
+            self._add_running(running, reserved, count, tb, i, row, started[i] - self.epoch)
+        running.sort(key=lambda r: r.task)  # (stable: a gang's entries keep their order)
+        ready = [t for t in built.ready if t not in started]
+        cpu_ready, backing_off = [], []
+        for i in built.backing_off:
+            if now < by_index[i].not_before:
+                backing_off.append(i)
+            elif tb.gpu[i]:
+                state[i] = TaskState.READY
+                insort(ready, i, key=built.since)
+            else:
+                state[i] = TaskState.RUNNING
+                cpu_ready.append(i)
+        self._built = replace(built, by_index=by_index, state=state, running=running,
+                              reserved=reserved, count=count, ready=ready,
+                              backing_off=backing_off)
+        return self._assemble(self._built, now, cpu_ready)
+
+    def _assemble(self, built: _Built, now: float, cpu_ready: list[int]
+                  ) -> tuple[ClusterView, _Round]:
+        """The view of ``built`` at wall time ``now``: the devices sampled
+        now, and each job's service so far."""
+        tb, running, view_time = built.table, built.running, now - self.epoch
+        devices = self._telemetry(built.count, built.reserved)
         if self._drained:  # a drained device is out of the running: nothing new starts there
             devices = tuple(d._replace(healthy=False) if ALL_GPUS in self._drained or
                             self.live[i].key in self._drained else d
                             for i, d in enumerate(devices))
-        predicted, spread = self.beliefs.of(tb, [by_index[i].id for i in range(tb.n_tasks)],
-                                            state)
         service = self._ended(tb)[0]
         attained = [service.get(j.name, 0.0) for j in tb.jobs]
         for r in running:
             if r.device >= 0:
                 attained[tb.job_of[r.task]] += max(view_time - r.start, 0.0)
-        job_remaining = tuple(sum(predicted[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
-                              for j in range(tb.n_jobs))
-        view = ClusterView(view_time, tb, self.pool, bytes(state), tuple(ready),
-                           tuple(running), devices, job_remaining, tb.n_jobs, predicted, spread,
-                           tuple(attained), known_kinds=self.beliefs.model.known_keys)
-        return view, _Round(by_index, self._table_tasks, tuple(cpu_ready), predicted)
+        view = ClusterView(view_time, tb, self.pool, bytes(built.state), tuple(built.ready),
+                           tuple(running), devices, built.job_remaining, tb.n_jobs,
+                           built.predicted, built.spread, tuple(attained),
+                           known_kinds=self.beliefs.model.known_keys)
+        return view, _Round(built.by_index, self._table_tasks, tuple(cpu_ready), built.predicted)
 
     def _workload_table(self, active: list[Job]) -> WorkloadTable:
         """The table of the active jobs, rebuilt only when they change."""
@@ -446,21 +525,27 @@ class Daemon:
     def _reservations(self, tb: WorkloadTable, by_index: dict[int, StoredTask], now: float
                       ) -> tuple[list[RunningTask], list[float], list[int]]:
         """The running tasks, and per view device the memory they declared and their number."""
-        running, reserved, count = [], [0.0] * len(self.pool), [0] * len(self.pool)
+        running: list[RunningTask] = []
+        reserved, count = [0.0] * len(self.pool), [0] * len(self.pool)
         starts = self.store.open_attempt_starts()
         for i, task in by_index.items():
             if task.status == TaskStatus.RUNNING:
-                start = starts.get(task.id, now) - self.epoch
-                if task.device is None:
-                    running.append(RunningTask(i, -1, start))
-                    continue
-                for key in (task.device, *task.gang):  # a gang once per device, as in the sim
-                    dev = self._index.get(key, -1)
-                    running.append(RunningTask(i, dev, start))
-                    if dev >= 0:
-                        reserved[dev] += tb.memory[i]
-                        count[dev] += 1
+                self._add_running(running, reserved, count, tb, i, task,
+                                  starts.get(task.id, now) - self.epoch)
         return running, reserved, count
+
+    def _add_running(self, running: list[RunningTask], reserved: list[float], count: list[int],
+                     tb: WorkloadTable, i: int, task: StoredTask, start: float) -> None:
+        """Count running task ``i`` (its row ``task``), started at view time ``start``."""
+        if task.device is None:
+            running.append(RunningTask(i, -1, start))
+            return
+        for key in (task.device, *task.gang):  # a gang once per device, as in the sim
+            dev = self._index.get(key, -1)
+            running.append(RunningTask(i, dev, start))
+            if dev >= 0:
+                reserved[dev] += tb.memory[i]
+                count[dev] += 1
 
     def _ended(self, tb: WorkloadTable) -> tuple[dict[str, float], dict[int, float]]:
         """:meth:`Store.ended_attempts` of the table's jobs, read once a
@@ -488,21 +573,23 @@ class Daemon:
 
     @staticmethod
     def _ready(tb: WorkloadTable, by_index: dict[int, StoredTask], state: bytearray,
-               now: float) -> tuple[list[int], list[int]]:
-        """The GPU tasks ready to place (marked ready in ``state``) and the
-        CPU-only tasks ready to start (marked running: they start this round)."""
-        ready, cpu_ready = [], []
+               now: float) -> tuple[list[int], list[int], list[int]]:
+        """The GPU tasks ready to place (marked ready in ``state``), the
+        CPU-only tasks ready to start (marked running: they start this round)
+        and the tasks that would be ready but for a retry's back-off."""
+        ready, cpu_ready, backing_off = [], [], []
         queued, done, parents = TaskStatus.QUEUED, TaskState.DONE, tb.parents
         for i, task in by_index.items():
-            if task.status is queued and now >= task.not_before and all(
-                    state[p] == done for p in parents[i]):
-                if tb.gpu[i]:
+            if task.status is queued and all(state[p] == done for p in parents[i]):
+                if now < task.not_before:
+                    backing_off.append(i)
+                elif tb.gpu[i]:
                     state[i] = TaskState.READY
                     ready.append(i)
                 else:
                     state[i] = TaskState.RUNNING
                     cpu_ready.append(i)
-        return ready, cpu_ready
+        return ready, cpu_ready, backing_off
 
     def _telemetry(self, count: list[int], reserved: list[float]) -> tuple[DeviceTelemetry, ...]:
         """A sample of each live device, by view index, its memory used at
@@ -556,7 +643,8 @@ class Daemon:
                     self.store.record_misplaced(attempt, device, pid)
 
     # ------------------------------------------------------------------ starting attempts
-    def _start(self, round_: _Round, starts: list[tuple[int, list[int] | None]]) -> None:
+    def _start(self, round_: _Round, starts: list[tuple[int, list[int] | None]]
+               ) -> dict[int, float]:
         """Start each ``(task index, device keys)`` of ``starts`` (keys None:
         a CPU task). Their attempts are committed together before any process
         starts (a crash in between leaves attempts the next daemon retries),
@@ -564,9 +652,10 @@ class Daemon:
         the time its process was launched: a round that starts 64 tasks pays
         for two commits, not 128. A gang's first device, the one stored as
         the attempt's, is its slowest member, which paces it: the speed its
-        runtime is learnt at."""
+        runtime is learnt at. Returns each launched task's view index and
+        when it was launched."""
         if not starts:
-            return
+            return {}
         tb = self._table
         assert tb is not None  # the round's view was built from it
         new, specs = [], []
@@ -589,9 +678,12 @@ class Daemon:
                     spec.workdir, spec.gpu_memory, a.gang))
             except Exception as e:  # any launch error is this attempt's alone
                 self._launch_failed(attempt, e)
+                self._built = None  # (its task's row changed again: the next view is read afresh)
                 continue
             launched.append((attempt, a.task, a.device, pid, at))
         self.store.attempts_started(launched)
+        index_of = {a.task.id: index for a, (index, _) in zip(new, starts)}
+        return {index_of[task.id]: at for _, task, _, _, at in launched}
 
     def attempt_files(self, attempt_id: int) -> tuple[Path, Path]:
         """An attempt's log and exit-code file: named by its id, never by job

@@ -539,7 +539,7 @@ class Store:
         made (:meth:`end_attempt`), in the order a fresh read adds them. It
         is read again where another process changed the store, and for jobs
         not read before."""
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        version = self.data_version()
         kept = self._ended_kept
         if kept is None or version != kept.version or len(kept.jobs) > 2 * len(job_names) + 64:
             kept = self._ended_kept = _EndedAttempts(version)
@@ -720,7 +720,7 @@ class Store:
         transaction), another process changed the store (SQLite's
         ``data_version``), or a job not read before is asked for.
         """
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        version = self.data_version()
         names = set(job_names)
         if self._rows is None or version != self._rows_version or not names <= self._rows_jobs:
             self._rows = self._read_tasks(job_names)
@@ -729,6 +729,20 @@ class Store:
         if names == self._rows_jobs:
             return dict(self._rows)
         return {key: t for key, t in self._rows.items() if key[0] in names}
+
+    def kept_row(self, task: int) -> StoredTask | None:
+        """Task row ``task`` as :meth:`active_tasks` keeps it, this store's
+        own changes patched in; None where the rows are not kept (they will
+        be read again), or another process has changed the store since."""
+        key = self._row_keys.get(task)
+        if self._rows is None or key is None or self.data_version() != self._rows_version:
+            return None
+        return self._rows.get(key)
+
+    def data_version(self) -> int:
+        """SQLite's ``data_version``: it changes when another connection
+        commits a change, never with this one's own."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     def _patch_row(self, task: int, **changes: Any) -> None:
         """Apply this store's own change of task row ``task`` to the kept rows."""
