@@ -155,7 +155,8 @@ def test_the_daemons_beliefs_updated_task_by_task_equal_beliefs_drawn_afresh():
     from rlsched.view import TaskState
     from rlsched.workload import Job, Task
 
-    jobs = [Job(f"sweep-{j}", tuple(Task(f"t{i}", 1.0, estimate=float(1 + i + j), gpu_memory=1.0)
+    jobs = [Job(f"sweep-{j}", tuple(Task(f"t{i}", 1.0, estimate=float(1 + i + j) if i < 3 else None,
+                                         gpu_memory=1.0)
                                     for i in range(4))) for j in range(3)]
     table = WorkloadTable.from_jobs(jobs)
     rows = list(range(100, 100 + table.n_tasks))
@@ -169,3 +170,15 @@ def test_the_daemons_beliefs_updated_task_by_task_equal_beliefs_drawn_afresh():
         fresh = LiveBeliefs()
         fresh.model, fresh.measured = kept.model, kept.measured
         assert kept.of(table, rows, state) == fresh.of(table, rows, state)
+    # the first job leaves (the daemon's table holds only jobs with work left):
+    # a new table, its beliefs those of the same model, task by task
+    later = WorkloadTable.from_jobs(jobs[1:])
+    first = table.job_start[1]
+    rows, state = rows[first:], state[first:]
+    fresh = LiveBeliefs()
+    fresh.model, fresh.measured = kept.model, kept.measured
+    predicted, spread = kept.of(later, rows, state)
+    assert (predicted, spread) == fresh.of(later, rows, state)
+    for t, (key, estimate) in enumerate(zip(later.history_key, later.estimate)):
+        if state[t] != TaskState.DONE:
+            assert (predicted[t], spread[t]) == kept.model.predict(key, estimate)

@@ -399,7 +399,7 @@ class Daemon:
         stored = self.store.active_tasks([j.name for j in active])
         tb = self._workload_table(active)
         now = time.time()
-        by_index = {i: stored[key] for i, key in enumerate(tb.task_ids)}
+        by_index = dict(enumerate(map(stored.__getitem__, tb.task_ids)))
         state = self._states(tb, by_index)
         running, reserved, count = self._reservations(tb, by_index, now)
         ready, cpu_ready, backing_off = self._ready(tb, by_index, state, now)

@@ -65,6 +65,8 @@ class LiveBeliefs:
         self._mark: tuple[float, int] = (-math.inf, 0)
         self._cache: tuple = ()
         self._beliefs: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        #: each (history key, estimate)'s belief under the model's version
+        self._memo: tuple[int, dict[tuple[str, float | None], tuple[float, float]]] = (-1, {})
 
     def learn(self, store: Store, speed: SpeedOf) -> None:
         """Feed the attempts that succeeded since the last call."""
@@ -85,8 +87,7 @@ class LiveBeliefs:
         key = (self.model.version, table, finished)
         if self._cache == key:
             return self._beliefs
-        predict, measured, keys, estimates = (self.model.predict, self.measured,
-                                              table.history_key, table.estimate)
+        measured, keys, estimates = self.measured, table.history_key, table.estimate
         if self._cache[:2] == key[:2]:  # the same model and table: only what finished since
             predicted, spread = list(self._beliefs[0]), list(self._beliefs[1])
             changed: Iterable[int] = [t for t, (was, now) in enumerate(zip(self._cache[2], finished))
@@ -94,10 +95,23 @@ class LiveBeliefs:
         else:
             predicted, spread = [0.0] * table.n_tasks, [0.0] * table.n_tasks
             changed = range(table.n_tasks)
+        # a belief is a function of the model, the key and the estimate: worked
+        # out once per model version for each pair (a new table, as jobs finish
+        # and arrive, holds mostly tasks of keys already predicted)
+        if self._memo[0] != self.model.version:
+            self._memo = (self.model.version, {})
+        memo, predict = self._memo[1], self.model.predict
         for t in changed:
             r = rows[t]
-            predicted[t], spread[t] = (measured[r], 0.0) if finished[t] and r in measured \
-                else predict(keys[t], estimates[t])
+            if finished[t] and r in measured:
+                predicted[t], spread[t] = measured[r], 0.0
+                continue
+            estimate = estimates[t]
+            pair = keys[t], estimate if math.isfinite(estimate) else None
+            belief = memo.get(pair)
+            if belief is None:
+                belief = memo[pair] = predict(keys[t], estimate)
+            predicted[t], spread[t] = belief
         self._beliefs = (tuple(predicted), tuple(spread))
         self._cache = key
         return self._beliefs

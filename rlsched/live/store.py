@@ -19,10 +19,11 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from rlsched.errors import InputError
@@ -710,8 +711,10 @@ class Store:
                         (TaskStatus.SKIPPED.value, f"skipped: its job failed ('{root}')", job,
                          TaskStatus.QUEUED.value))
 
-    def active_tasks(self, job_names: list[str]) -> dict[tuple[str, str], StoredTask]:
-        """The tasks of the named jobs, by ``(job name, task id)``.
+    def active_tasks(self, job_names: list[str]) -> Mapping[tuple[str, str], StoredTask]:
+        """The tasks of the named jobs, by ``(job name, task id)``, to look
+        up (read-only; it may hold other jobs' tasks too: those of jobs read
+        before, finished since).
 
         The control loop asks every round, and its own changes are a task's
         start and an attempt's end: those patch the rows kept from the last
@@ -726,9 +729,7 @@ class Store:
             self._rows = self._read_tasks(job_names)
             self._rows_version, self._rows_jobs = version, names
             self._row_keys = {t.id: key for key, t in self._rows.items()}
-        if names == self._rows_jobs:
-            return dict(self._rows)
-        return {key: t for key, t in self._rows.items() if key[0] in names}
+        return MappingProxyType(self._rows)  # (as jobs finish, no copy, no filter)
 
     def kept_row(self, task: int) -> StoredTask | None:
         """Task row ``task`` as :meth:`active_tasks` keeps it, this store's
