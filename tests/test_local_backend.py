@@ -172,19 +172,22 @@ def test_a_round_asks_again_only_while_a_ready_task_could_still_start(tmp_path):
             daemon.close()
 
 
-def test_a_view_built_again_within_a_round_is_the_view_built_afresh(tmp_path, monkeypatch):
-    """Within a round the daemon builds its next view from the last one and
-    its own starts, without a pass over every task: that view is, field by
-    field, the one read afresh from the store at the same moment. Here the
-    starts hold single tasks, a gang and a CPU-only task; a retry's back-off
-    ends between the two views (it joins the ready tasks in their order);
-    and another process's submission makes the daemon read afresh."""
+def test_a_view_kept_up_to_date_is_the_view_read_afresh(tmp_path, monkeypatch):
+    """The daemon keeps its last view and brings it up to date with its own
+    starts and ends, without a pass over every task: task by task, that view
+    is the one read afresh from the store at the same moment. Here the
+    changes are single starts, a gang, a CPU-only task, ends that make a
+    child ready and finish a job (which stays in the kept table, every task
+    done, as the simulator keeps finished jobs), a failure whose retry
+    waits out its back-off and is ready once it has ended; another
+    process's submission makes the daemon read afresh."""
     import time as real_time
     import types
 
     import rlsched.live.daemon as daemon_module
     from rlsched.live.daemon import Daemon
     from rlsched.live.store import Store
+    from rlsched.view import TaskState
     from rlsched.workload import Instance, Job, Task
 
     clock = types.SimpleNamespace(now=real_time.time(), time=lambda: clock.now)
@@ -195,60 +198,113 @@ def test_a_view_built_again_within_a_round_is_the_view_built_afresh(tmp_path, mo
         Job("fails", (Task("f", 1.0, gpu_memory=1.0, command="exit 1", retries=1),)),
         *(Job(f"solo{i}", (Task("x", 1.0, gpu_memory=1.0, command=sleep),
                            Task("y", 1.0, gpu_memory=1.0, command=sleep, parents=("x",))))
-          for i in range(6)),
+          for i in range(4)),
+        Job("quick", (Task("q1", 1.0, gpu_memory=1.0, command="true"),
+                      Task("q2", 1.0, gpu_memory=1.0, command=sleep, parents=("q1",)))),
+        Job("over", (Task("d", 1.0, gpu_memory=1.0, command="true"),)),
         Job("gang", (Task("g", 1.0, gpu_memory=1.0, gpus=2, command=sleep),)),
         Job("host", (Task("c", 1.0, gpus=0, command=sleep),)),
     ), source="test")])
     daemon = Daemon(store, "fake:4", "fifo")
+    key = daemon.live[0].key
 
-    def fresh_and_derived(started):
-        kept = daemon._built
-        derived = daemon._view_after(started)
-        after = daemon._built
-        daemon._built, daemon._round_ended = kept, None
-        fresh = daemon._view()
-        daemon._built = after
-        return fresh, derived
+    def kept_and_fresh():
+        daemon._round_ended = None
+        kept = daemon._view()
+        built = daemon._built
+        fresh = daemon._view_fresh()
+        daemon._built = built  # (go on from the kept one)
+        return kept, fresh
 
-    def same(fresh, derived):
-        (view, round_), (dview, dround) = fresh, derived
-        assert [d.n_tasks for d in dview.devices] == [d.n_tasks for d in view.devices]
-        assert dview._replace(devices=()) == view._replace(devices=())
-        assert (dround.stored, dround.cpu_ready, dround.predicted) == \
-            (round_.stored, round_.cpu_ready, round_.predicted)
+    def same(kept, fresh):
+        (view, round_), (fview, fround) = kept, fresh
+        ids, fids = view.table.task_ids, fview.table.task_ids
+        at = {k: t for t, k in enumerate(ids)}
+        assert view.time == fview.time
+        assert [ids[t] for t in view.ready] == [fids[t] for t in fview.ready]
+        assert [(ids[r.task], r.device, r.start) for r in view.running] == \
+            [(fids[r.task], r.device, r.start) for r in fview.running]
+        for t, k in enumerate(fids):
+            assert (view.task_state[at[k]], view.predicted[at[k]], view.spread[at[k]]) == \
+                (fview.task_state[t], fview.predicted[t], fview.spread[t]), k
+        names = [j.name for j in view.table.jobs]
+        for j, job in enumerate(fview.table.jobs):
+            k = names.index(job.name)
+            assert (view.job_remaining[k], view.job_attained[k]) == \
+                (fview.job_remaining[j], fview.job_attained[j]), job.name
+        for j, job in enumerate(view.table.jobs):  # the kept table's finished jobs: all done
+            if job.name not in {f.name for f in fview.table.jobs}:
+                assert {view.task_state[t] for t in view.table.tasks_of(j)} == {TaskState.DONE}
+        assert [d.n_tasks for d in view.devices] == [d.n_tasks for d in fview.devices]
+        assert [ids[t] for t in round_.cpu_ready] == [fids[t] for t in fround.cpu_ready]
+        assert [round_.stored[at[k]] for k in fids] == [fround.stored[t] for t in range(len(fids))]
 
     try:
         daemon._view()
-        index = {key: i for i, key in enumerate(daemon._table.task_ids)}
-        # the failing task runs, ends, and waits out its back-off
-        daemon._round_ended = None
-        view, round_ = daemon._view()
-        daemon._start(round_, [(index[("fails", "f")], [daemon.live[0].key])])
-        assert wait_for(lambda: daemon.backend.exit_code(store.open_attempts()[0].ref) is not None)
-        daemon._reap()
-        daemon._round_ended = None
-        view, round_ = daemon._view()
-        assert index[("fails", "f")] not in view.ready  # backing off
-        assert round_.cpu_ready == (index[("host", "c")],)
-        started = daemon._start(round_, [(index[("host", "c")], None),
-                                         (index[("solo0", "x")], [daemon.live[1].key]),
-                                         (index[("gang", "g")], [daemon.live[2].key,
-                                                                 daemon.live[3].key])])
+        index = {k: i for i, k in enumerate(daemon._table.task_ids)}
+        round_ = daemon._view()[1]
+        daemon._start(round_, [(index[("fails", "f")], [key]), (index[("quick", "q1")], [key]),
+                               (index[("over", "d")], [daemon.live[1].key])])
+        same(*kept_and_fresh())  # three running (or ended, not yet reaped)
+        assert wait_for(lambda: all(daemon.backend.exit_code(a.ref) is not None
+                                    for a in store.open_attempts()))
+        daemon._reap()  # f is queued again (backing off), q1 and d done: q2 ready, over finished
+        (view, round_), fresh = kept_and_fresh()
+        same((view, round_), fresh)
+        assert ("over", "d") in view.table.task_ids and ("over", "d") not in fresh[0].table.task_ids
+        assert ("quick", "q2") in [view.table.task_ids[t] for t in view.ready]
+        assert ("fails", "f") not in [view.table.task_ids[t] for t in view.ready]
+        assert [view.table.task_ids[t] for t in round_.cpu_ready] == [("host", "c")]
+        daemon._start(round_, [(index[("host", "c")], None),
+                               (index[("solo0", "x")], [daemon.live[1].key]),
+                               (index[("gang", "g")], [daemon.live[2].key, daemon.live[3].key])])
         clock.now += 0.5
-        fresh, derived = fresh_and_derived(started)
-        same(fresh, derived)
-        assert index[("solo0", "x")] not in derived[0].ready
+        (view, round_), fresh = kept_and_fresh()
+        same((view, round_), fresh)
         clock.now += 1.0  # past the back-off: the retry is ready again
-        started = daemon._start(derived[1], [(index[("solo1", "x")], [daemon.live[1].key])])
-        fresh, derived = fresh_and_derived(started)
-        same(fresh, derived)
-        assert index[("fails", "f")] in derived[0].ready
-        assert len(derived[0].running) == 5  # x twice, the gang on two devices, c
+        daemon._start(round_, [(index[("solo1", "x")], [daemon.live[1].key])])
+        (view, round_), fresh = kept_and_fresh()
+        same((view, round_), fresh)
+        assert ("fails", "f") in [view.table.task_ids[t] for t in view.ready]
+        assert len(view.running) == 5  # two x, the gang on two devices, c
         # another process submits: the next view is read afresh, and holds its job
         Store(tmp_path / "state").submit([Instance("late", (Job("late", (
             Task("z", 1.0, gpu_memory=1.0, command=sleep),)),), source="test")])
-        view, _ = daemon._view_after({})
-        assert view.table.n_jobs == daemon._built.table.n_jobs == 10
+        view, _ = daemon._view()
+        assert ("late", "z") in view.table.task_ids and ("over", "d") not in view.table.task_ids
+    finally:
+        for a in store.open_attempts():
+            daemon.backend.kill(a.ref)
+        daemon.close()
+
+
+def test_a_launch_that_fails_leaves_its_device_to_the_next_task_in_the_round(tmp_path):
+    """A placement whose process cannot start (here its working directory
+    is missing) leaves its GPU free: the round asks again and starts the
+    next task there, rather than leaving the GPU idle until the next round.
+    And a job purged and submitted again under its name runs its new tasks."""
+    from rlsched.live.daemon import Daemon
+    from rlsched.live.store import Store
+    from rlsched.workload import Instance, Job, Task
+
+    store = Store(tmp_path / "state")
+    jobs = [Job("bad", (Task("t", 1.0, gpu_memory=1.0, command="sleep 60",
+                             workdir=str(tmp_path / "missing"), retries=2),))]
+    jobs += [Job(f"ok{i}", (Task("t", 1.0, gpu_memory=1.0, command="sleep 1"),))
+             for i in range(3)]
+    store.submit([Instance("four", tuple(jobs), source="test")])
+    daemon = Daemon(store, "fake:2", "fifo")
+    try:
+        daemon.tick()
+        assert sorted(a.ref.device for a in store.open_attempts()) == [0, 1]
+        # the queued job replaced by another of its name, in its place in the queue
+        other = Store(tmp_path / "state")  # (another process: the CLI)
+        other.cancel("ok2")
+        other.purge("ok2")
+        other.submit([Instance("again", (Job("ok2", (Task(
+            "u", 1.0, gpu_memory=1.0, command=f"touch {tmp_path}/new"),)),), source="test")])
+        assert tick_until_idle(daemon)
+        assert (tmp_path / "new").exists()
     finally:
         for a in store.open_attempts():
             daemon.backend.kill(a.ref)

@@ -101,8 +101,9 @@ def test_the_rows_the_control_loop_keeps_follow_its_own_changes_and_every_other_
 
 def test_a_batch_of_ends_is_stored_whole_or_not_at_all(tmp_path):
     """The daemon ends a round's attempts in one batch: another connection
-    sees none of them until the batch is over, then all; an error inside
-    undoes every end already made in it, and the kept rows with them."""
+    sees none of them until the batch is over, then all; an error out of it
+    undoes every end already made in it, and the kept rows with them; one
+    caught inside undoes its own part alone."""
     from rlsched.live.lifecycle import TaskStatus
     from rlsched.live.store import Store
     from rlsched.workload import Instance, Job, Task
@@ -131,6 +132,13 @@ def test_a_batch_of_ends_is_stored_whole_or_not_at_all(tmp_path):
     assert statuses(theirs)[2] == TaskStatus.RUNNING
     assert ours.active_tasks(names)[("j2", "a")].status == TaskStatus.RUNNING
     assert [a.ref.id for a in ours.open_attempts()] == [third.ref.id]
+    # a part of a batch that fails, where the failure is caught, is undone alone
+    with ours.batch():
+        with pytest.raises(RuntimeError), ours.transaction() as db:
+            db.execute("UPDATE tasks SET state='cancelled'")
+            raise RuntimeError("one part fails")
+        ours.end_attempt(third, 0, 2.0, None, TaskStatus.DONE, 0.0)
+    assert statuses(theirs) == statuses(ours) == [TaskStatus.DONE] * 3
 
 
 def test_the_ended_attempts_kept_between_rounds_are_a_fresh_reads(tmp_path):

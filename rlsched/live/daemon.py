@@ -22,7 +22,7 @@ import math
 import os
 import time
 from bisect import insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -45,9 +45,11 @@ from rlsched.workload import Job, Task
 
 @dataclass(frozen=True)
 class _Round:
-    """What one decision round knows beside its view: the stored task behind
-    each view index, its workload task, and the CPU-only tasks ready to start."""
+    """What one decision round knows beside its view: the view's table, the
+    stored task behind each of its indices, its workload task, and the
+    CPU-only tasks ready to start."""
 
+    table: WorkloadTable
     stored: dict[int, StoredTask]
     tasks: Sequence[Task]
     cpu_ready: tuple[int, ...]
@@ -56,22 +58,30 @@ class _Round:
 
 @dataclass
 class _Built:
-    """What a view of this round was built from, to build the next view of
-    the round from it and the round's own starts (:meth:`Daemon._view_after`)."""
+    """The last view's makings, kept between views and rounds and brought
+    up to date with the daemon's own starts and ends (:meth:`Daemon._view`).
+    Its table may hold jobs that have finished since it was drawn (every
+    task done, as the simulator's table holds them) until they outnumber
+    those with work left."""
 
-    version: int  # the store's data_version when it was built
+    version: int  # the store's data_version when it was read
     table: WorkloadTable
+    tasks: Sequence[Task]  # the workload task of each table index
+    rows: list[int]  # each index's task row id
+    index_of: dict[int, int]  # and back
     by_index: dict[int, StoredTask]
     state: bytearray
     running: list[RunningTask]
     reserved: list[float]
     count: list[int]
     ready: list[int]
+    cpu_ready: list[int]  # CPU-only tasks ready (marked running): they start at once
     backing_off: list[int]  # queued, parents done, waiting out a retry's back-off
-    since: Callable[[int], tuple[float, int]]
+    beliefs_version: int  # the runtime model's, when predicted and spread were read
     predicted: tuple[float, ...]
     spread: tuple[float, ...]
-    job_remaining: tuple[float, ...]
+    job_remaining: list[float]
+    finished: set[int]  # jobs of the table whose every task is done
 
 
 #: what decides while a scheduler slow to load (a learned policy) loads
@@ -126,6 +136,7 @@ class Daemon:
         #: a GPU it was not given
         self.misplaced: set[tuple[int, int]] = set()
         self._table_key: tuple = ()
+        self._table_jobs: list[Job] = []  # (keeps the jobs of the key alive)
         #: each active job's part of the table, by the store's parsed job (kept with it)
         self._parts: dict[int, tuple[Job, JobPart]] = {}
         self._table: WorkloadTable | None = None
@@ -134,8 +145,10 @@ class Daemon:
         self.beliefs = LiveBeliefs()
         #: the store's ended attempts of the active jobs, read once a round
         self._round_ended: tuple[dict[str, float], dict[int, float]] | None = None
-        #: what the round's last view was built from (see :meth:`_view_after`)
+        #: what the last view was built from (see :meth:`_view`), and the task
+        #: rows this daemon changed since (a start's launch time; None: an end)
         self._built: _Built | None = None
+        self._touched: dict[int, float | None] = {}
         self.decisions = 0
         self.shield_fallbacks = 0
         self.placements: dict[int, int] = {}
@@ -184,6 +197,7 @@ class Daemon:
             self.pool = Pool(self.backend.name, tuple(
                 Device(i, d.model, d.host) for i, d in enumerate(self.live)))
             self._index = {d.key: i for i, d in enumerate(self.live)}
+            self._built = None  # (the running tasks' view devices moved)
 
     def close(self) -> None:
         """Let another daemon serve the store (the backend is the caller's)."""
@@ -276,6 +290,7 @@ class Daemon:
             for a, code, error in ended:
                 self._record_end(a, code, now, error)
         for a, _, _ in ended:
+            self._touched[a.task] = None
             self._timed_out.pop(a.ref.id, None)
             self.backend.release(a.ref)
 
@@ -309,14 +324,13 @@ class Daemon:
         state, until it places nothing. Every placement of one answer starts,
         as the simulator applies them all, each checked by the shield against
         the view less what the answer's earlier placements took."""
-        started: dict[int, float] | None = None  # since the round's last view
         for _ in range(4 * len(self.pool) + 8):  # at most this many asks a round
-            built = self._view() if started is None else self._view_after(started)
+            built = self._view()
             if built is None:
                 return
             view, round_ = built
             # CPU-only tasks start as soon as they are ready
-            started = self._start(round_, [(i, None) for i in round_.cpu_ready])
+            self._start(round_, [(i, None) for i in round_.cpu_ready])
             placements = self.scheduler.decide(view) if view.ready else []
             taken = _Taken()
             checked = [p for p in placements if self._shield(view, p, taken)]
@@ -337,9 +351,10 @@ class Daemon:
                 for key in keys:
                     self.placements[key] = self.placements.get(key, 0) + 1
                 starts.append((p.task, keys))
-            started.update(self._start(round_, starts))
-            if len(checked) == len(placements) and not self._more_possible(view, taken):
-                return  # the view again would hold nothing to place: it is not built
+            launched = self._start(round_, starts)
+            if launched and len(checked) == len(placements) and \
+                    not self._more_possible(view, taken):
+                return  # asked again, it could place nothing
 
     def _more_possible(self, view: ClusterView, taken: _Taken) -> bool:
         """Whether asking again, on the view less what this answer
@@ -350,9 +365,8 @@ class Daemon:
         left counts as placeable. Nothing else is read within a round (an
         exit is reaped at the next one, which a submission or an exit
         starts at once, and a retry's back-off ends within a tick), so
-        where this is false the view built again would place nothing and
-        only cost its building: with 10,000 tasks queued, as much as half
-        a round's starts."""
+        where this is false, asking again would place nothing and cost a
+        view and a decision."""
         left = [t for t in view.ready if t not in taken.tasks]
         if not left:
             return False
@@ -391,11 +405,27 @@ class Daemon:
 
     # ------------------------------------------------------------------ the view
     def _view(self) -> tuple[ClusterView, _Round] | None:
-        """The cluster view of the live state, or None when no job has work left."""
+        """The cluster view of the live state, or None when no job has work
+        left: the last view brought up to date with this daemon's own starts
+        and ends where that can be done (:meth:`_view_kept`), else read
+        afresh from the store (:meth:`_view_fresh`)."""
+        kept, self._built = self._built, None  # (dropped if anything below fails)
+        if kept is not None:
+            touched, self._touched = self._touched, {}
+            if self._apply(kept, touched):
+                self._built = kept
+                if len(kept.finished) == kept.table.n_jobs:
+                    return None  # (every job finished: none has work left)
+                return self._assemble(kept, time.time())
+        self._touched = {}
+        return self._view_fresh()
+
+    def _view_fresh(self) -> tuple[ClusterView, _Round] | None:
+        """The view read from the store: every active job's tasks."""
+        version = self.store.data_version()  # (first: a change after it is seen next view)
         active = self.store.jobs(active_only=True)
         if not active:
             return None
-        version = self.store.data_version()
         stored = self.store.active_tasks([j.name for j in active])
         tb = self._workload_table(active)
         now = time.time()
@@ -403,62 +433,123 @@ class Daemon:
         state = self._states(tb, by_index)
         running, reserved, count = self._reservations(tb, by_index, now)
         ready, cpu_ready, backing_off = self._ready(tb, by_index, state, now)
+        ready.sort(key=self._ready_since(tb, by_index))
+        rows = [by_index[i].id for i in range(tb.n_tasks)]
+        predicted, spread = self.beliefs.of(tb, rows, state)
+        job_remaining = [sum(predicted[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
+                         for j in range(tb.n_jobs)]
+        self._built = _Built(version, tb, self._table_tasks, rows,
+                             {r: i for i, r in enumerate(rows)}, by_index,
+                             state, running, reserved, count, ready, cpu_ready, backing_off,
+                             self.beliefs.model.version, predicted, spread, job_remaining, set())
+        return self._assemble(self._built, now)
+
+    def _apply(self, built: _Built, touched: dict[int, float | None]) -> bool:
+        """Bring ``built`` up to date with the task rows this daemon changed
+        (``touched``: each row id, and its start's launch time or None), in
+        place, with no pass over every task: each one's row, state, running
+        entries and devices; the tasks that become ready (its children, where
+        it ended; itself, where it is queued again; any whose retry's
+        back-off has ended), each in its place in the ready order; its job's
+        remaining work; the beliefs. False where it cannot be done: another
+        process changed the store, a row is not kept, a start has no
+        launch time, or the table holds more finished jobs than jobs with
+        work left (then the view is read afresh, with a table of those)."""
+        if self.store.data_version() != built.version:
+            return False
+        changed = []
+        for row_id, at in touched.items():
+            i = built.index_of.get(row_id)
+            row = self.store.kept_row(row_id) if i is not None else None
+            if i is None or row is None or (row.status == TaskStatus.RUNNING and at is None):
+                return False
+            changed.append((i, row, at))
+        self._unplace(built, {i for i, _, _ in changed})
+        done, candidates = self._replace_rows(built, changed)
+        self._ready_again(built, candidates, time.time())
+        self._believe(built, done)
+        return 2 * len(built.finished) <= built.table.n_jobs + 64  # (else the jobs left's table)
+
+    @staticmethod
+    def _unplace(built: _Built, leaving: set[int]) -> None:
+        """Take the tasks ``leaving`` (about to take their new rows) out of
+        the ready tasks, the back-offs and the running tasks, and their
+        memory and counts off their devices."""
+        tb, state = built.table, built.state
+        if any(state[i] == TaskState.READY for i in leaving):
+            built.ready = [t for t in built.ready if t not in leaving]
+        built.backing_off = [t for t in built.backing_off if t not in leaving]
+        built.cpu_ready = [t for t in built.cpu_ready if t not in leaving]
+        if any(built.by_index[i].status == TaskStatus.RUNNING for i in leaving):
+            for r in built.running:
+                if r.task in leaving and r.device >= 0:
+                    built.reserved[r.device] -= tb.memory[r.task]
+                    built.count[r.device] -= 1
+            built.running = [r for r in built.running if r.task not in leaving]
+
+    def _replace_rows(self, built: _Built, changed: list[tuple[int, StoredTask, float | None]]
+                      ) -> tuple[list[int], list[int]]:
+        """Give each changed task its new row and state (and running entries,
+        at its launch time); the tasks now done, and those that may have
+        become ready (a done task's children; a task queued again)."""
+        tb = built.table
+        done: list[int] = []
+        candidates: list[int] = []
+        for i, row, at in changed:
+            built.by_index[i] = row
+            built.state[i] = _VIEW_STATE.get(row.status, TaskState.BLOCKED)
+            if row.status == TaskStatus.RUNNING and at is not None:
+                self._add_running(built.running, built.reserved, built.count, tb, i, row,
+                                  at - self.epoch)
+            elif row.status == TaskStatus.DONE:
+                done.append(i)
+                candidates += tb.children[i]
+            elif row.status == TaskStatus.QUEUED:
+                candidates.append(i)  # (an attempt ended: its retry waits out a back-off)
+        built.running.sort(key=lambda r: r.task)  # (stable: a gang's entries keep their order)
+        return done, candidates
+
+    def _ready_again(self, built: _Built, candidates: list[int], now: float) -> None:
+        """Of ``candidates`` and the tasks backing off, mark ready (in their
+        place in the ready order) those queued with every parent done and
+        no back-off left; CPU-only ones are marked running, to start."""
+        tb, by_index, state = built.table, built.by_index, built.state
+        queued, blocked, done, parents = (TaskStatus.QUEUED, TaskState.BLOCKED, TaskState.DONE,
+                                          tb.parents)
+        waiting = [t for t in dict.fromkeys(candidates)
+                   if by_index[t].status is queued and state[t] == blocked
+                   and all(state[p] == done for p in parents[t])]
         since = self._ready_since(tb, by_index)
-        ready.sort(key=since)
-        predicted, spread = self.beliefs.of(tb, [by_index[i].id for i in range(tb.n_tasks)],
-                                            state)
-        job_remaining = tuple(sum(predicted[t] for t in tb.tasks_of(j) if state[t] != TaskState.DONE)
-                              for j in range(tb.n_jobs))
-        self._built = _Built(version, tb, by_index, state, running, reserved, count, ready,
-                             backing_off, since, predicted, spread, job_remaining)
-        return self._assemble(self._built, now, cpu_ready)
-
-    def _view_after(self, started: dict[int, float]) -> tuple[ClusterView, _Round] | None:
-        """The view :meth:`_view` would build now, built from this round's
-        last view and what the round started since (``started``: each
-        task index and when its process was launched), with no pass over
-        every task: within a round nothing else changes, unless another
-        process changed the store (then the view is built afresh). Its
-        running tasks, devices, ready tasks (less those started, plus any
-        whose retry's back-off has ended since) and the jobs' service are
-        read again; the beliefs, the remaining work (no task finished) and
-        the ready tasks' order stand."""
-        built = self._built
-        if built is None or self.store.data_version() != built.version:
-            return self._view()
-        rows = {}
-        for i in started:
-            row = self.store.kept_row(built.by_index[i].id)
-            if row is None or row.status != TaskStatus.RUNNING:
-                return self._view()  # (the rows are not kept: read them all again)
-            rows[i] = row
-        tb, now = built.table, time.time()
-        by_index, state = dict(built.by_index), bytearray(built.state)
-        running = list(built.running)
-        reserved, count = list(built.reserved), list(built.count)
-        for i, row in rows.items():
-            by_index[i] = row
-            state[i] = TaskState.RUNNING
-            self._add_running(running, reserved, count, tb, i, row, started[i] - self.epoch)
-        running.sort(key=lambda r: r.task)  # (stable: a gang's entries keep their order)
-        ready = [t for t in built.ready if t not in started]
-        cpu_ready, backing_off = [], []
-        for i in built.backing_off:
-            if now < by_index[i].not_before:
-                backing_off.append(i)
-            elif tb.gpu[i]:
-                state[i] = TaskState.READY
-                insort(ready, i, key=built.since)
+        backing_off = []
+        for t in sorted({*built.backing_off, *waiting}):
+            if now < by_index[t].not_before:
+                backing_off.append(t)
+            elif tb.gpu[t]:
+                state[t] = TaskState.READY
+                insort(built.ready, t, key=since)
             else:
-                state[i] = TaskState.RUNNING
-                cpu_ready.append(i)
-        self._built = replace(built, by_index=by_index, state=state, running=running,
-                              reserved=reserved, count=count, ready=ready,
-                              backing_off=backing_off)
-        return self._assemble(self._built, now, cpu_ready)
+                state[t] = TaskState.RUNNING
+                built.cpu_ready.append(t)
+        built.backing_off = backing_off
 
-    def _assemble(self, built: _Built, now: float, cpu_ready: list[int]
-                  ) -> tuple[ClusterView, _Round]:
+    def _believe(self, built: _Built, done: list[int]) -> None:
+        """The beliefs, where tasks finished or the runtime model learnt;
+        the remaining work of the jobs they moved; the jobs now finished."""
+        tb, state, version = built.table, built.state, self.beliefs.model.version
+        if not done and version == built.beliefs_version:
+            return
+        built.predicted, built.spread = self.beliefs.of(tb, built.rows, state)
+        jobs: Iterable[int] = range(tb.n_jobs) if version != built.beliefs_version else \
+            sorted({tb.job_of[i] for i in done})
+        built.beliefs_version = version
+        for j in jobs:
+            built.job_remaining[j] = sum(built.predicted[t] for t in tb.tasks_of(j)
+                                         if state[t] != TaskState.DONE)
+        for j in {tb.job_of[i] for i in done}:
+            if all(state[t] == TaskState.DONE for t in tb.tasks_of(j)):
+                built.finished.add(j)
+
+    def _assemble(self, built: _Built, now: float) -> tuple[ClusterView, _Round]:
         """The view of ``built`` at wall time ``now``: the devices sampled
         now, and each job's service so far."""
         tb, running, view_time = built.table, built.running, now - self.epoch
@@ -473,16 +564,19 @@ class Daemon:
             if r.device >= 0:
                 attained[tb.job_of[r.task]] += max(view_time - r.start, 0.0)
         view = ClusterView(view_time, tb, self.pool, bytes(built.state), tuple(built.ready),
-                           tuple(running), devices, built.job_remaining, tb.n_jobs,
+                           tuple(running), devices, tuple(built.job_remaining), tb.n_jobs,
                            built.predicted, built.spread, tuple(attained),
                            known_kinds=self.beliefs.model.known_keys)
-        return view, _Round(built.by_index, self._table_tasks, tuple(cpu_ready), built.predicted)
+        return view, _Round(tb, built.by_index, built.tasks, tuple(built.cpu_ready),
+                            built.predicted)
 
     def _workload_table(self, active: list[Job]) -> WorkloadTable:
         """The table of the active jobs, rebuilt only when they change."""
-        key = tuple(j.name for j in active)
+        # the store's parsed jobs (one object per stored job, kept by the store
+        # and here): a job purged and submitted again under its name is another
+        key = tuple(map(id, active))
         if key != self._table_key or self._table is None:
-            self._table_key = key
+            self._table_key, self._table_jobs = key, active
             # each job's part of the table, kept while it is active (the
             # store keeps the parsed job): as jobs finish and arrive, only
             # the new ones are worked out, and the table is assembled
@@ -643,8 +737,7 @@ class Daemon:
                     self.store.record_misplaced(attempt, device, pid)
 
     # ------------------------------------------------------------------ starting attempts
-    def _start(self, round_: _Round, starts: list[tuple[int, list[int] | None]]
-               ) -> dict[int, float]:
+    def _start(self, round_: _Round, starts: list[tuple[int, list[int] | None]]) -> bool:
         """Start each ``(task index, device keys)`` of ``starts`` (keys None:
         a CPU task). Their attempts are committed together before any process
         starts (a crash in between leaves attempts the next daemon retries),
@@ -652,12 +745,11 @@ class Daemon:
         the time its process was launched: a round that starts 64 tasks pays
         for two commits, not 128. A gang's first device, the one stored as
         the attempt's, is its slowest member, which paces it: the speed its
-        runtime is learnt at. Returns each launched task's view index and
-        when it was launched."""
+        runtime is learnt at. Whether every one was launched (one that was
+        not leaves its devices free again)."""
         if not starts:
-            return {}
-        tb = self._table
-        assert tb is not None  # the round's view was built from it
+            return True
+        tb = round_.table
         new, specs = [], []
         for index, keys in starts:
             kind = "memory" if tb.kind[index] == 1 else "compute"
@@ -682,8 +774,9 @@ class Daemon:
                 continue
             launched.append((attempt, a.task, a.device, pid, at))
         self.store.attempts_started(launched)
-        index_of = {a.task.id: index for a, (index, _) in zip(new, starts)}
-        return {index_of[task.id]: at for _, task, _, _, at in launched}
+        for _, task, _, _, at in launched:
+            self._touched[task.id] = at
+        return len(launched) == len(starts)
 
     def attempt_files(self, attempt_id: int) -> tuple[Path, Path]:
         """An attempt's log and exit-code file: named by its id, never by job

@@ -253,8 +253,16 @@ class Store:
         drops the rows :meth:`active_tasks` keeps, unless ``rows_kept``: the
         change patched them itself. Inside :meth:`batch`, it is part of the
         batch's one transaction."""
-        if self._batched:
-            yield self.db
+        if self._batched:  # a savepoint: an error undoes this part alone, where caught
+            self.db.execute("SAVEPOINT part")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO part")
+                self.db.execute("RELEASE part")
+                self._rows = self._ended_kept = None
+                raise
+            self.db.execute("RELEASE part")
             if not rows_kept:
                 self._rows = self._ended_kept = None
             return
