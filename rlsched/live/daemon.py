@@ -407,8 +407,8 @@ class Daemon:
     def _view(self) -> tuple[ClusterView, _Round] | None:
         """The cluster view of the live state, or None when no job has work
         left: the last view brought up to date with this daemon's own starts
-        and ends where that can be done (:meth:`_view_kept`), else read
-        afresh from the store (:meth:`_view_fresh`)."""
+        and ends where that can be done (:meth:`_apply`), else read afresh
+        from the store (:meth:`_view_fresh`)."""
         kept, self._built = self._built, None  # (dropped if anything below fails)
         if kept is not None:
             touched, self._touched = self._touched, {}

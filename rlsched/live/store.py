@@ -280,9 +280,10 @@ class Store:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Many changes as one transaction: each :meth:`transaction` inside
-        joins it, so a round that ends 64 attempts commits once, not 64
-        times; an error undoes all of them (the attempts' exit files
-        remain: the next round reaps them again)."""
+        joins it as a savepoint, so a round that ends 64 attempts commits
+        once, not 64 times. An error out of it undoes all of them (the
+        attempts' exit files remain: the next round reaps them again); one
+        caught inside undoes its own part alone."""
         if self._batched:
             yield
             return
