@@ -176,7 +176,8 @@ def test_a_view_kept_up_to_date_is_the_view_read_afresh(tmp_path, monkeypatch):
     """The daemon keeps its last view and brings it up to date with its own
     starts and ends, without a pass over every task: task by task, that view
     is the one read afresh from the store at the same moment. Here the
-    changes are single starts, a gang, a CPU-only task, ends that make a
+    changes are single starts, a gang, a CPU-only task, ends (of tasks of
+    fractional memory: the devices' load is summed afresh) that make a
     child ready and finish a job (which stays in the kept table, every task
     done, as the simulator keeps finished jobs), a failure whose retry
     waits out its back-off and is ready once it has ended; another
@@ -195,11 +196,11 @@ def test_a_view_kept_up_to_date_is_the_view_read_afresh(tmp_path, monkeypatch):
     sleep = "sleep 60"
     store = Store(tmp_path / "state")
     store.submit([Instance("mix", (
-        Job("fails", (Task("f", 1.0, gpu_memory=1.0, command="exit 1", retries=1),)),
+        Job("fails", (Task("f", 1.0, gpu_memory=0.2, command="exit 1", retries=1),)),
         *(Job(f"solo{i}", (Task("x", 1.0, gpu_memory=1.0, command=sleep),
                            Task("y", 1.0, gpu_memory=1.0, command=sleep, parents=("x",))))
           for i in range(4)),
-        Job("quick", (Task("q1", 1.0, gpu_memory=1.0, command="true"),
+        Job("quick", (Task("q1", 1.0, gpu_memory=0.1, command="true"),
                       Task("q2", 1.0, gpu_memory=1.0, command=sleep, parents=("q1",)))),
         Job("over", (Task("d", 1.0, gpu_memory=1.0, command="true"),)),
         Job("gang", (Task("g", 1.0, gpu_memory=1.0, gpus=2, command=sleep),)),
@@ -235,7 +236,8 @@ def test_a_view_kept_up_to_date_is_the_view_read_afresh(tmp_path, monkeypatch):
         for j, job in enumerate(view.table.jobs):  # the kept table's finished jobs: all done
             if job.name not in {f.name for f in fview.table.jobs}:
                 assert {view.task_state[t] for t in view.table.tasks_of(j)} == {TaskState.DONE}
-        assert [d.n_tasks for d in view.devices] == [d.n_tasks for d in fview.devices]
+        assert [(d.n_tasks, d.memory_used) for d in view.devices] == \
+            [(d.n_tasks, d.memory_used) for d in fview.devices]  # (to the bit: 0.1 + 0.2 - 0.1)
         assert [ids[t] for t in round_.cpu_ready] == [fids[t] for t in fround.cpu_ready]
         assert [round_.stored[at[k]] for k in fids] == [fround.stored[t] for t in range(len(fids))]
 

@@ -473,18 +473,13 @@ class Daemon:
     @staticmethod
     def _unplace(built: _Built, leaving: set[int]) -> None:
         """Take the tasks ``leaving`` (about to take their new rows) out of
-        the ready tasks, the back-offs and the running tasks, and their
-        memory and counts off their devices."""
-        tb, state = built.table, built.state
+        the ready tasks, the back-offs and the running tasks."""
+        state = built.state
         if any(state[i] == TaskState.READY for i in leaving):
             built.ready = [t for t in built.ready if t not in leaving]
         built.backing_off = [t for t in built.backing_off if t not in leaving]
         built.cpu_ready = [t for t in built.cpu_ready if t not in leaving]
         if any(built.by_index[i].status == TaskStatus.RUNNING for i in leaving):
-            for r in built.running:
-                if r.task in leaving and r.device >= 0:
-                    built.reserved[r.device] -= tb.memory[r.task]
-                    built.count[r.device] -= 1
             built.running = [r for r in built.running if r.task not in leaving]
 
     def _replace_rows(self, built: _Built, changed: list[tuple[int, StoredTask, float | None]]
@@ -499,14 +494,14 @@ class Daemon:
             built.by_index[i] = row
             built.state[i] = _VIEW_STATE.get(row.status, TaskState.BLOCKED)
             if row.status == TaskStatus.RUNNING and at is not None:
-                self._add_running(built.running, built.reserved, built.count, tb, i, row,
-                                  at - self.epoch)
+                self._add_running(built.running, i, row, at - self.epoch)
             elif row.status == TaskStatus.DONE:
                 done.append(i)
                 candidates += tb.children[i]
             elif row.status == TaskStatus.QUEUED:
                 candidates.append(i)  # (an attempt ended: its retry waits out a back-off)
         built.running.sort(key=lambda r: r.task)  # (stable: a gang's entries keep their order)
+        built.reserved, built.count = self._device_load(tb, built.running)
         return done, candidates
 
     def _ready_again(self, built: _Built, candidates: list[int], now: float) -> None:
@@ -620,26 +615,34 @@ class Daemon:
                       ) -> tuple[list[RunningTask], list[float], list[int]]:
         """The running tasks, and per view device the memory they declared and their number."""
         running: list[RunningTask] = []
-        reserved, count = [0.0] * len(self.pool), [0] * len(self.pool)
         starts = self.store.open_attempt_starts()
         for i, task in by_index.items():
             if task.status == TaskStatus.RUNNING:
-                self._add_running(running, reserved, count, tb, i, task,
-                                  starts.get(task.id, now) - self.epoch)
-        return running, reserved, count
+                self._add_running(running, i, task, starts.get(task.id, now) - self.epoch)
+        return (running, *self._device_load(tb, running))
 
-    def _add_running(self, running: list[RunningTask], reserved: list[float], count: list[int],
-                     tb: WorkloadTable, i: int, task: StoredTask, start: float) -> None:
-        """Count running task ``i`` (its row ``task``), started at view time ``start``."""
+    def _add_running(self, running: list[RunningTask], i: int, task: StoredTask,
+                     start: float) -> None:
+        """Add running task ``i`` (its row ``task``), started at view time ``start``."""
         if task.device is None:
             running.append(RunningTask(i, -1, start))
             return
         for key in (task.device, *task.gang):  # a gang once per device, as in the sim
-            dev = self._index.get(key, -1)
-            running.append(RunningTask(i, dev, start))
-            if dev >= 0:
-                reserved[dev] += tb.memory[i]
-                count[dev] += 1
+            running.append(RunningTask(i, self._index.get(key, -1), start))
+
+    def _device_load(self, tb: WorkloadTable, running: list[RunningTask]
+                     ) -> tuple[list[float], list[int]]:
+        """Per view device, the memory ``running`` declared there and their
+        number: summed in the running tasks' order, so the same floats
+        however the list was come to (a kept view's, by additions and
+        removals, would drift from a fresh one's by rounding)."""
+        reserved, count = [0.0] * len(self.pool), [0] * len(self.pool)
+        memory = tb.memory
+        for r in running:
+            if r.device >= 0:
+                reserved[r.device] += memory[r.task]
+                count[r.device] += 1
+        return reserved, count
 
     def _ended(self, tb: WorkloadTable) -> tuple[dict[str, float], dict[int, float]]:
         """:meth:`Store.ended_attempts` of the table's jobs, read once a
