@@ -180,8 +180,9 @@ def test_a_view_kept_up_to_date_is_the_view_read_afresh(tmp_path, monkeypatch):
     fractional memory: the devices' load is summed afresh) that make a
     child ready and finish a job (which stays in the kept table, every task
     done, as the simulator keeps finished jobs), a failure whose retry
-    waits out its back-off and is ready once it has ended; another
-    process's submission makes the daemon read afresh."""
+    waits out its back-off and is ready once it has ended; a submission by
+    another process, or through the daemon's own store object, makes the
+    daemon read afresh."""
     import time as real_time
     import types
 
@@ -274,6 +275,11 @@ def test_a_view_kept_up_to_date_is_the_view_read_afresh(tmp_path, monkeypatch):
             Task("z", 1.0, gpu_memory=1.0, command=sleep),)),), source="test")])
         view, _ = daemon._view()
         assert ("late", "z") in view.table.task_ids and ("over", "d") not in view.table.task_ids
+        # so does one through the daemon's own store object (a library user's, a test's)
+        store.submit([Instance("own", (Job("own", (
+            Task("w", 1.0, gpu_memory=1.0, command=sleep),)),), source="test")])
+        view, _ = daemon._view()
+        assert ("own", "w") in view.table.task_ids
     finally:
         for a in store.open_attempts():
             daemon.backend.kill(a.ref)

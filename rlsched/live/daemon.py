@@ -64,7 +64,7 @@ class _Built:
     task done, as the simulator's table holds them) until they outnumber
     those with work left."""
 
-    version: int  # the store's data_version when it was read
+    version: tuple[int, int]  # the store's version when it was read
     table: WorkloadTable
     tasks: Sequence[Task]  # the workload task of each table index
     rows: list[int]  # each index's task row id
@@ -422,7 +422,7 @@ class Daemon:
 
     def _view_fresh(self) -> tuple[ClusterView, _Round] | None:
         """The view read from the store: every active job's tasks."""
-        version = self.store.data_version()  # (first: a change after it is seen next view)
+        version = self.store.version()  # (first: a change after it is seen next view)
         active = self.store.jobs(active_only=True)
         if not active:
             return None
@@ -451,11 +451,12 @@ class Daemon:
         entries and devices; the tasks that become ready (its children, where
         it ended; itself, where it is queued again; any whose retry's
         back-off has ended), each in its place in the ready order; its job's
-        remaining work; the beliefs. False where it cannot be done: another
-        process changed the store, a row is not kept, a start has no
+        remaining work; the beliefs. False where it cannot be done: the store
+        changed otherwise (another process, or another change through the
+        daemon's own store object), a row is not kept, a start has no
         launch time, or the table holds more finished jobs than jobs with
         work left (then the view is read afresh, with a table of those)."""
-        if self.store.data_version() != built.version:
+        if self.store.version() != built.version:
             return False
         changed = []
         for row_id, at in touched.items():

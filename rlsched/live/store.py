@@ -197,6 +197,8 @@ class Store:
         self._row_keys: dict[int, tuple[str, str]] = {}
         #: inside :meth:`batch`: every transaction joins its one
         self._batched = False
+        #: changes made here that did not patch the kept rows (see :meth:`version`)
+        self._own_changes = 0
         #: what :meth:`ended_attempts` read last, kept up to date with this store's own ends
         self._ended_kept: _EndedAttempts | None = None
         fresh = not self.path.exists()
@@ -260,22 +262,37 @@ class Store:
             except BaseException:
                 self.db.execute("ROLLBACK TO part")
                 self.db.execute("RELEASE part")
-                self._rows = self._ended_kept = None
+                self._forget()
                 raise
             self.db.execute("RELEASE part")
             if not rows_kept:
-                self._rows = self._ended_kept = None
+                self._forget()
             return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
-            self._rows = self._ended_kept = None
+            self._forget()
             raise
         self.db.execute("COMMIT")
         if not rows_kept:
-            self._rows = self._ended_kept = None
+            self._forget()
+
+    def _forget(self) -> None:
+        """Drop what is kept of the rows: a change made here that did not
+        patch them (see :meth:`version`)."""
+        self._rows = self._ended_kept = None
+        self._own_changes += 1
+
+    def version(self) -> tuple[int, int]:
+        """What changes whenever the store may have changed other than by
+        the changes that patch the kept rows (:meth:`start_attempts`,
+        :meth:`end_attempt`): another connection's commit (SQLite's
+        ``data_version``), or any other change made through this one (a
+        cancel or a submission by the daemon's own store object, as a
+        library user or a test makes them)."""
+        return self.data_version(), self._own_changes
 
     @contextmanager
     def batch(self) -> Iterator[None]:
