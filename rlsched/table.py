@@ -211,6 +211,7 @@ class JobPart(NamedTuple):
 
     @classmethod
     def of(cls, job: Job) -> JobPart:
+        """``job``'s part: its tasks parents first (ties in file order)."""
         order = _topological(job)
         local = {tid: i for i, tid in enumerate(order)}
         by_id = {t.id: t for t in job.tasks}
