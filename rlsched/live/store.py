@@ -255,27 +255,18 @@ class Store:
         drops the rows :meth:`active_tasks` keeps, unless ``rows_kept``: the
         change patched them itself. Inside :meth:`batch`, it is part of the
         batch's one transaction."""
-        if self._batched:  # a savepoint: an error undoes this part alone, where caught
-            self.db.execute("SAVEPOINT part")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK TO part")
-                self.db.execute("RELEASE part")
-                self._forget()
-                raise
-            self.db.execute("RELEASE part")
-            if not rows_kept:
-                self._forget()
-            return
-        self.db.execute("BEGIN IMMEDIATE")
+        # inside a batch, a savepoint: an error undoes this part alone, where caught
+        begin, end, undo = (("SAVEPOINT part", "RELEASE part", ("ROLLBACK TO part", "RELEASE part"))
+                            if self._batched else ("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)))
+        self.db.execute(begin)
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            for statement in undo:
+                self.db.execute(statement)
             self._forget()
             raise
-        self.db.execute("COMMIT")
+        self.db.execute(end)
         if not rows_kept:
             self._forget()
 
@@ -760,9 +751,10 @@ class Store:
     def kept_row(self, task: int) -> StoredTask | None:
         """Task row ``task`` as :meth:`active_tasks` keeps it, this store's
         own changes patched in; None where the rows are not kept (they will
-        be read again), or another process has changed the store since."""
+        be read again). Whether the store changed otherwise since they were
+        read, :meth:`version` says: the caller asks it once, not per row."""
         key = self._row_keys.get(task)
-        if self._rows is None or key is None or self.data_version() != self._rows_version:
+        if self._rows is None or key is None:
             return None
         return self._rows.get(key)
 
