@@ -621,7 +621,10 @@ def validate_schedulers(cfg: TrainConfig, schedulers: dict[str, Scheduler],
 
 
 def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
-                    evaluation: dict[str, Any]) -> Path:
+                    evaluation: dict[str, Any], origin: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` at ``path`` with its card beside it; ``origin``: what
+    the run went on from (``--resume``), which the card then names, so a
+    fine-tuned policy says what it was tuned from."""
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(path))
     card = {
@@ -635,6 +638,8 @@ def save_checkpoint(model, cfg: TrainConfig, path: Path, steps: int,
         "steps": steps, "evaluation": evaluation,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if origin is not None:
+        card["resumed_from"] = origin
     card_path(path).write_text(json.dumps(card, indent=1))
     return path
 
@@ -696,11 +701,14 @@ class ValidationCallback(BaseCallback):
     :param eval_every: steps between validations (0: only at the start and the end)
     :param checkpoint_every: steps between ``step_N`` checkpoints (0: none)
     :param verbose: SB3's verbosity level (this callback prints nothing)
+    :param origin: what the run went on from, for the cards (:func:`save_checkpoint`)
     """
 
     def __init__(self, validator: Validator, cfg: TrainConfig, out_dir: Path,
-                 eval_every: int, checkpoint_every: int, verbose: int = 0) -> None:
+                 eval_every: int, checkpoint_every: int, verbose: int = 0,
+                 origin: dict[str, Any] | None = None) -> None:
         super().__init__(verbose)
+        self.origin = origin
         self.validator = validator
         self.cfg = cfg
         self.out_dir = out_dir
@@ -721,7 +729,7 @@ class ValidationCallback(BaseCallback):
         :param at: the step it is logged at, past every step logged before
         """
         path = self.out_dir / "latest.zip"
-        save_checkpoint(model, self.cfg, path, steps, self.evaluation)
+        save_checkpoint(model, self.cfg, path, steps, self.evaluation, self.origin)
         with rng_kept():  # loading a policy draws its initial weights: not from training's RNG
             result = self.validator.evaluate(RLScheduler(path))
         ev = {"val_avg_jct": result["avg_jct"], "val_ratio_to_best_heuristic": result["ratio"],
@@ -739,7 +747,7 @@ class ValidationCallback(BaseCallback):
         model.logger.dump(at)
         if result["ratio"] < self.best_ratio:
             self.best_ratio = result["ratio"]
-            save_checkpoint(model, self.cfg, self.out_dir / "best.zip", steps, ev)
+            save_checkpoint(model, self.cfg, self.out_dir / "best.zip", steps, ev, self.origin)
         self.evaluation = ev
         return ev
 
@@ -753,7 +761,7 @@ class ValidationCallback(BaseCallback):
             self.validate(self.model, n, at=n)
         if self.checkpoint_every and n % self.checkpoint_every < n_envs:
             save_checkpoint(self.model, self.cfg, self.out_dir / f"step_{n}.zip", n,
-                            self.evaluation)
+                            self.evaluation, self.origin)
         return True
 
     def _on_training_end(self) -> None:
@@ -786,13 +794,19 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                              f"rlsched's version {ENCODER_VERSION}: train anew")
         model = MaskablePPO.load(resume, env=vec, device="cpu",
                                  tensorboard_log=str(Path(cfg.runs_dir)))
+        card = resumed.card
+        origin: dict[str, Any] | None = {
+            "checkpoint": str(resume), "config": card.get("config", {}).get("name"),
+            "saved": card.get("saved"), "steps": card.get("steps"),
+            "resumed_from": card.get("resumed_from")}
     else:
         model = build_model(cfg, vec, str(Path(cfg.runs_dir)))
+        origin = None
     logger = configure(str(run_dir), ["tensorboard", "csv"])
     model.set_logger(logger)
     logger.record("config", _config_text(cfg), exclude=("csv",))
     validation = ValidationCallback(Validator(cfg), cfg, out_dir, cfg.eval_every,
-                                    cfg.checkpoint_every)
+                                    cfg.checkpoint_every, origin=origin)
     if not resume and cfg.bc_episodes > 0:
         behaviour_cloning(model, cfg, logger, progress)
 
@@ -800,7 +814,7 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
                 progress_bar=progress, reset_num_timesteps=not resume)
     final = validation.evaluation
     ppo_end = model.num_timesteps
-    save_checkpoint(model, cfg, out_dir / "final.zip", ppo_end, final)
+    save_checkpoint(model, cfg, out_dir / "final.zip", ppo_end, final, origin)
     if cfg.anchor_episodes > 0 and any(k.anchor for k in kinds):
         from sb3_contrib import MaskablePPO
 
@@ -812,7 +826,8 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         # competes for best.zip like any checkpoint
         final = validation.validate(model, model.num_timesteps,
                                     at=ppo_end + 2 + cfg.anchor_epochs)
-        save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final)
+        save_checkpoint(model, cfg, out_dir / "anchored.zip", model.num_timesteps, final,
+                        origin)
     vec.close()
     logger.close()  # flushes progress.csv and the event file, and closes them
     # the last validation is the last policy's (anchored.zip, else final.zip);

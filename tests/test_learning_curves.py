@@ -98,3 +98,8 @@ def test_a_resumed_run_continues_the_axis(run, tmp_path):
     for tag in VALIDATION_TAGS:
         assert [p.step for p in curves[tag]] == expected, tag
     assert min(p.step for points in curves.values() for p in points) >= start
+    # its cards name what it went on from; the first run's name nothing
+    origin = card(more, tmp_path / "checkpoints", "final")["resumed_from"]
+    assert origin["checkpoint"] == str(tmp / "checkpoints" / cfg.name / "final.zip")
+    assert (origin["config"], origin["steps"]) == (cfg.name, start)
+    assert "resumed_from" not in card(cfg, tmp / "checkpoints", "final")
