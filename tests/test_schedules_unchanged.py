@@ -103,8 +103,8 @@ def test_every_heuristic_schedules_as_it_did(setting: str, scheduler: str) -> No
 
 
 #: the shipped policy's traces (re-recorded when a new policy is shipped)
-POLICY = {"demo": "10b697949ee5d433", "gavel": "7f1d48e4b300033e"}
-#: the policy shipped before it (encoder version 9), recorded when it was shipped:
+POLICY = {"demo": "10b697949ee5d433", "gavel": "b89e8e06f84f1a10"}
+#: an earlier policy (encoder version 9, checkpoints/v9.zip), recorded when it was shipped:
 #: an earlier version's checkpoint is handed the observation it trained on
 EARLIER_POLICY = {"demo": "49bc7a0a9eb2e7e3", "gavel": "ab9e2cfa7697cc28"}
 
