@@ -240,9 +240,6 @@ class Simulator:
         #: every history key whose unfinished tasks were re-predicted, in order
         #: (:attr:`rlsched.view.ClusterView.belief_log`)
         self._belief_log: list[str] = []
-        #: every job whose predicted remaining work changed, in order
-        #: (:attr:`rlsched.view.ClusterView.remaining_log`)
-        self._remaining_log: list[int] = []
         #: how many ready tasks need each amount of memory: whether any fits
         #: anywhere is then one comparison, not a pass over the queue
         self._ready_memory: dict[float, int] = {}
@@ -767,7 +764,6 @@ class Simulator:
         self._tasks_left -= 1
         j = tb.job_of[t]
         self._job_remaining[j] -= self._predicted[t]
-        self._remaining_log.append(j)
         if self._model is not None and self.learns:
             self._learn(t, members)
         self._job_left[j] -= 1
@@ -910,7 +906,7 @@ class Simulator:
         without, exp = math.exp(b_without), math.exp
         predicted, spread, log_est = self._predicted, self._spread, self._log_estimate
         remaining, job_of = self._job_remaining, self.table.job_of
-        changed, moved, log = 0, -1, self._remaining_log
+        changed = 0
         # all below ``known`` (every job arrived): no bound to check per task
         for t in (tasks if next(reversed(tasks)) < known else
                   takewhile(known.__gt__, tasks)):
@@ -921,11 +917,7 @@ class Simulator:
                 seconds, sigma = without, s_without
             old = predicted[t]
             if seconds != old or sigma != spread[t]:
-                j = job_of[t]
-                remaining[j] += seconds - old
-                if j != moved:  # (a job's tasks come one after another)
-                    log.append(j)
-                    moved = j
+                remaining[job_of[t]] += seconds - old
                 predicted[t], spread[t] = seconds, sigma
                 changed += 1
         if changed:
@@ -958,7 +950,6 @@ class Simulator:
             knowledge=self._knows, open_knowledge=self._open_knows,
             ready_log=self._ready_log, ready_mark=len(self._ready_log),
             belief_log=self._belief_log, belief_mark=len(self._belief_log),
-            remaining_log=self._remaining_log, remaining_mark=len(self._remaining_log),
             known_kinds=EVERY_KIND if self._model is None else self._model.known_keys)
 
     def _sample(self, d: int) -> DeviceTelemetry:

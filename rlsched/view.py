@@ -159,11 +159,6 @@ class ClusterView(NamedTuple):
         tasks' predictions changed (a scheduler that derives numbers from
         predictions updates those of that key's tasks, not all of them)
     :param belief_mark: how much of ``belief_log`` this view has seen
-    :param remaining_log: where the producer keeps one, every change of
-        ``job_remaining`` this episode, in order: the job whose remaining
-        work changed (a scheduler that keeps the jobs sorted by it moves
-        those, and sorts none)
-    :param remaining_mark: how much of ``remaining_log`` this view has seen
     :param known_kinds: the history keys (:attr:`WorkloadTable.history_key`)
         with at least one finished run in the runtime model's history; a
         task of any other kind is predicted from its estimate and every
@@ -189,8 +184,6 @@ class ClusterView(NamedTuple):
     known_kinds: Container[str] = EVERY_KIND
     belief_log: list[str] | None = None
     belief_mark: int = 0
-    remaining_log: list[int] | None = None
-    remaining_mark: int = 0
 
     def snapshot(self) -> ClusterView:
         """This view with its own copies of what the producer keeps changing
@@ -199,7 +192,6 @@ class ClusterView(NamedTuple):
                              predicted=tuple(self.predicted), spread=tuple(self.spread),
                              job_attained=tuple(self.job_attained), ready_log=None,
                              ready_mark=0, belief_log=None, belief_mark=0,
-                             remaining_log=None, remaining_mark=0,
                              known_kinds=self.known_kinds
                              if self.known_kinds is EVERY_KIND
                              else frozenset(cast("Iterable[str]", self.known_kinds)))

@@ -86,28 +86,6 @@ def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
         assert ties > 0  # the merging was exercised
 
 
-@pytest.mark.parametrize("stream, every", [(False, 1), (True, 1), (True, 3)])
-def test_the_jobs_kept_sorted_between_decisions_are_those_with_a_ready_task_by_remaining_work(
-        stream, every) -> None:
-    # kept by moving only the jobs the logs name (a job whose remaining work
-    # changed, one whose ready tasks changed), also where some decisions do
-    # not ask (``every``: as share's decisions on a full pool do not); ties
-    # on remaining work in any order, since a run merges them
-    ready, last = ReadyByJob(), None
-    moved = checked = 0
-    for i, view in enumerate(_views("layered", {"jobs": "12", "tasks": "30"}, "default", stream)):
-        ready.sync(view)
-        if i % every:
-            continue
-        jobs, remaining = ready.jobs(view.job_remaining), view.job_remaining
-        assert sorted(jobs) == sorted({view.table.job_of[t] for t in view.ready})
-        assert [remaining[j] for j in jobs] == sorted(remaining[j] for j in jobs)
-        moved += jobs is last  # the kept list, moved in place (not sorted afresh)
-        last = jobs
-        checked += 1
-    assert checked > 20 and moved > checked // 2
-
-
 def test_a_cursor_replays_what_changed_and_starts_again_on_a_new_log() -> None:
     views = _views("layered", {"jobs": "2", "tasks": "20"}, "default")
     cursor, mine = ReadyCursor(), set()

@@ -11,7 +11,6 @@ no log (the live daemon builds each view afresh), it is rebuilt from
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping, Sequence
 from typing import Any
 
@@ -41,24 +40,14 @@ class ReadyByJob:
         #: the jobs whose ready tasks the last :meth:`sync` changed (None: it
         #: rebuilt every group, as on a view without a log)
         self.touched: set[int] | None = None
-        #: the last synced view's job_remaining, with its remaining_log and mark
-        self._remaining: tuple[Sequence[float] | None, list[int] | None, int] = (None, None, 0)
-        #: the jobs with a ready task sorted by the job_remaining it holds
-        #: (the one of the last :meth:`jobs` call), kept between decisions;
-        #: None: sort afresh at the next call
-        self._order: tuple[list[int], Sequence[float]] | None = None
-        self._order_seen: tuple[list[int] | None, int] = (None, 0)  # remaining_log read so far
-        self._order_dirty: set[int] = set()  # jobs whose ready tasks changed since
 
     def sync(self, view: ClusterView) -> None:
         """Bring the groups up to ``view``."""
         job_of = view.table.job_of
-        self._remaining = (view.job_remaining, view.remaining_log, view.remaining_mark)
         changes = self._cursor.changes(view)
         if changes is None:
             of: dict[int, dict[int, int]] = {}
             self._of, self._sorted, self._least = of, {}, {}
-            self._order = None
             for i, t in enumerate(view.ready):
                 group = of.get(job_of[t])
                 if group is None:
@@ -92,8 +81,6 @@ class ReadyByJob:
                 del group[t]
                 if not group:
                     del of[j]
-        if self._order is not None:
-            self._order_dirty |= touched
         if self._by_key is not None:
             for e in changes:
                 self._count_keys(view, (e,) if e >= 0 else (~e,), 1 if e >= 0 else -1)
@@ -149,56 +136,8 @@ class ReadyByJob:
 
     def jobs(self, job_key: JobKey) -> list[int]:
         """The jobs with a ready task, by ``job_key`` (ties in no set order:
-        :meth:`run` merges them); read it, never change it.
-
-        Keyed by the synced view's ``job_remaining`` where the producer logs
-        its changes (``remaining_log``), the order is kept between calls:
-        only the jobs whose key or ready tasks changed since are moved, each
-        by bisection, so a decision on a long queue sorts nothing."""
-        remaining, log, mark = self._remaining
-        if job_key is not remaining or log is None:
-            return sorted(self._of, key=job_key.__getitem__)
-        seen_log, seen = self._order_seen
-        self._order_seen = (log, mark)
-        order, dirty = self._order, self._order_dirty
-        self._order_dirty = set()
-        if order is not None and seen_log is log and seen <= mark:
-            jobs, before = order
-            # many moved (a belief refreshed): a sort is cheaper than moving each
-            if mark - seen + len(dirty) <= len(jobs) // 4 + 8:
-                dirty.update(log[seen:mark])
-                if self._move(jobs, dirty, before, remaining):
-                    self._order = (jobs, remaining)
-                    return jobs
-        jobs = sorted(self._of, key=remaining.__getitem__)
-        # (a NaN key has no place a bisection can find: such an order is not kept)
-        self._order = (jobs, remaining) if all(k == k for k in map(remaining.__getitem__, jobs)) \
-            else None
-        return jobs
-
-    def _move(self, jobs: list[int], moved: set[int], before: Sequence[float],
-              now: Sequence[float]) -> bool:
-        """Move each of the ``moved`` jobs in ``jobs`` (sorted by ``before``)
-        to its place by ``now``, where every other job's key is the same (out
-        of it where it has no ready task left, into it where it has one now);
-        False where a key is NaN."""
-        of = self._of
-        key = before.__getitem__
-        for j in moved:  # out, each found by its key before (then among equal keys)
-            k = before[j]
-            i, n = bisect_left(jobs, k, key=key), len(jobs)
-            while i < n and jobs[i] != j and before[jobs[i]] == k:
-                i += 1
-            if i < n and jobs[i] == j:
-                del jobs[i]
-        key = now.__getitem__
-        for j in moved:  # back in by its key now, the others' being the same
-            if j in of:
-                k = now[j]
-                if k != k:
-                    return False
-                jobs.insert(bisect_right(jobs, k, key=key), j)
-        return True
+        :meth:`run` merges them)."""
+        return sorted(self._of, key=job_key.__getitem__)
 
     def run(self, jobs: list[int], i: int, job_key: JobKey,
             task_key: Callable[[int], Any] | None) -> tuple[list[int], int]:
