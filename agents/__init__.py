@@ -38,7 +38,9 @@ def trained_workloads(spec: str) -> tuple[list[str], list[str]]:
     """The workload SPECs the checkpoint ``rl:SPEC`` trained on, and those
     it was validated (chosen) on, from its card: every kind's (its config's
     top-level workload where it has no kinds); validated on its training
-    kinds where the config names no ``validation_kinds``."""
+    kinds where the config names no ``validation_kinds``. A policy tuned
+    from another (``resumed_from`` on its card) has trained and been chosen
+    on what that one was, too."""
     import json
 
     path = checkpoint_path(spec)
@@ -51,7 +53,12 @@ def trained_workloads(spec: str) -> tuple[list[str], list[str]]:
             return sorted({k.get("workload", config["workload"]) for k in kinds or [{}]})
         trained = workloads(config.get("kinds"))
         validation = config.get("validation_kinds")
-        return trained, workloads(validation) if validation else trained
+        validated = workloads(validation) if validation else trained
+        origin = doc.get("resumed_from")
+        if origin is not None:  # (its lists already hold its own origin's)
+            trained = sorted({*trained, *origin.get("workloads", [])})
+            validated = sorted({*validated, *origin.get("validation_workloads", [])})
+        return trained, validated
     except OSError:
         raise InputError(str(path), f"has no card {card.name} beside it") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -58,6 +58,7 @@ import torch
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents import trained_workloads
 from agents.gnn import GnnMaskablePolicy
 from agents.scheduler import RLScheduler, card_path
 from envs.advice import ADVISORS, Advisors
@@ -795,9 +796,13 @@ def train(cfg: TrainConfig, resume: str | None = None, progress: bool = True) ->
         model = MaskablePPO.load(resume, env=vec, device="cpu",
                                  tensorboard_log=str(Path(cfg.runs_dir)))
         card = resumed.card
+        trained, validated = trained_workloads(str(resume))
         origin: dict[str, Any] | None = {
             "checkpoint": str(resume), "config": card.get("config", {}).get("name"),
             "saved": card.get("saved"), "steps": card.get("steps"),
+            # what it trained and was chosen on, its own origins' included:
+            # the tuned policy has seen all of it (evaluate --holdout-report)
+            "workloads": trained, "validation_workloads": validated,
             "resumed_from": card.get("resumed_from")}
     else:
         model = build_model(cfg, vec, str(Path(cfg.runs_dir)))

@@ -116,6 +116,25 @@ def test_a_family_the_checkpoint_was_chosen_on_is_not_held_out():
     assert doc["mean_hindsight_ratio_held_out"] == sweep["hindsight_ratio"]
 
 
+def test_a_tuned_policy_has_trained_and_been_chosen_on_what_it_was_tuned_from(tmp_path):
+    import json
+
+    from agents import trained_workloads
+
+    zip_ = tmp_path / "tuned.zip"
+    zip_.write_bytes(b"")  # (only the card is read)
+    card = {"config": {"workload": "stg:workloads/stg", "kinds": [{"workload": "synthetic:gangs"}],
+                       "validation_kinds": [{"workload": "synthetic:sweep"}]},
+            "resumed_from": {"checkpoint": "v1.zip", "workloads": ["wfcommons:workloads/wfcommons"],
+                             "validation_workloads": ["synthetic:pipeline"]}}
+    zip_.with_suffix(".json").write_text(json.dumps(card))
+    assert trained_workloads(str(zip_)) == (["synthetic:gangs", "wfcommons:workloads/wfcommons"],
+                                            ["synthetic:pipeline", "synthetic:sweep"])
+    del card["resumed_from"]
+    zip_.with_suffix(".json").write_text(json.dumps(card))
+    assert trained_workloads(str(zip_)) == (["synthetic:gangs"], ["synthetic:sweep"])
+
+
 @pytest.mark.parametrize("query, problem", [("family=blast,nosuch", "no family nosuch"),
                                             ("exclude=nosuch", "no family nosuch")])
 def test_a_family_that_is_not_there_is_an_error_not_an_empty_table(query, problem):

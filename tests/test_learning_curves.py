@@ -102,4 +102,5 @@ def test_a_resumed_run_continues_the_axis(run, tmp_path):
     origin = card(more, tmp_path / "checkpoints", "final")["resumed_from"]
     assert origin["checkpoint"] == str(tmp / "checkpoints" / cfg.name / "final.zip")
     assert (origin["config"], origin["steps"]) == (cfg.name, start)
+    assert origin["workloads"] == sorted({k.workload for k in cfg.episode_kinds()})
     assert "resumed_from" not in card(cfg, tmp / "checkpoints", "final")
