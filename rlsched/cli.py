@@ -190,10 +190,15 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                "  rlsched train --config configs/default.yaml\n"
                "  rlsched train --config configs/default.yaml --resume "
                "checkpoints/default/latest.zip --steps 100000\n"
+               "  rlsched train --config configs/exact-costs.yaml --resume "
+               "checkpoints/v11.zip   # how the shipped policy was tuned\n"
                "  rlsched train --config configs/default.yaml --validate "
                "rl:default,rl:checkpoints/default/best.zip,share --validation-seeds 600-607")
     tr.add_argument("--config", required=True, metavar="PATH", help="YAML training config")
-    tr.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    tr.add_argument("--resume", metavar="CHECKPOINT",
+                    help="go on from this checkpoint's weights (no cloning: the config's "
+                         "PPO steps and anchoring round run from them); the new cards name "
+                         "it as resumed_from")
     tr.add_argument("--steps", type=int, help="override total_steps")
     tr.add_argument("--seed", type=int, help="override the seed")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
