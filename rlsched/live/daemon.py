@@ -535,13 +535,13 @@ class Daemon:
         if not done and version == built.beliefs_version:
             return
         built.predicted, built.spread = self.beliefs.of(tb, built.rows, state)
-        jobs: Iterable[int] = range(tb.n_jobs) if version != built.beliefs_version else \
-            sorted({tb.job_of[i] for i in done})
+        moved = sorted({tb.job_of[i] for i in done})  # the jobs whose tasks finished
+        jobs: Iterable[int] = range(tb.n_jobs) if version != built.beliefs_version else moved
         built.beliefs_version = version
         for j in jobs:
             built.job_remaining[j] = sum(built.predicted[t] for t in tb.tasks_of(j)
                                          if state[t] != TaskState.DONE)
-        for j in {tb.job_of[i] for i in done}:
+        for j in moved:
             if all(state[t] == TaskState.DONE for t in tb.tasks_of(j)):
                 built.finished.add(j)
 
