@@ -91,8 +91,12 @@ class DagGnnExtractor(BaseFeaturesExtractor):
         emask = obs["edge_mask"].reshape(-1, 1)
         row_mask = task_mask.reshape(b * n, 1)
         for r in range(self.rounds):
-            down = torch.zeros_like(flat).index_add_(0, dst, _linear(self.down[r], flat[src]) * emask)
-            up = torch.zeros_like(flat).index_add_(0, src, _linear(self.up[r], flat[dst]) * emask)
+            # each message is a row of the layer applied to every task, taken
+            # at the edge's end: the rows the layer would give the gathered
+            # ends, at a quarter of the work (a window has 64 tasks and 256
+            # edge slots, most of them padding)
+            down = torch.zeros_like(flat).index_add_(0, dst, _linear(self.down[r], flat)[src] * emask)
+            up = torch.zeros_like(flat).index_add_(0, src, _linear(self.up[r], flat)[dst] * emask)
             flat = _run_norm(self.norm[r], flat + _run_mlp(self.update[r],
                                                            torch.cat([flat, down, up], dim=-1)))
             flat = flat * row_mask
