@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,41 @@ def read_card(checkpoint: str | Path) -> dict[str, Any]:
     return card
 
 
+class _NoOptimizer:
+    """What a policy loaded to decide holds in place of its optimizer.
+
+    SB3 builds the optimizer along with the policy (ours twice), and torch's
+    first optimizer imports its compiler stack: some 2.4 s of a process's
+    first checkpoint load, every ``evaluate`` worker's and the daemon's, for
+    an optimizer no decision uses. This takes the saved optimizer state as
+    SB3's loader hands it over, drops it, and refuses to step: a policy to
+    train again is loaded with ``MaskablePPO.load`` (as ``train --resume``
+    does)."""
+
+    def __init__(self, params: Any, **kwargs: Any) -> None:
+        pass
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        pass
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        raise RuntimeError("this policy was loaded to decide, not to train")
+
+    step = zero_grad
+
+
+def _load_to_decide(algorithm: Any, checkpoint: str | Path) -> Any:
+    """``algorithm.load`` of ``checkpoint`` on the CPU, its policy holding a
+    :class:`_NoOptimizer`: the saved policy arguments, read first from the
+    zip's ``data``, with the optimizer class replaced."""
+    from stable_baselines3.common.save_util import json_to_data
+
+    with zipfile.ZipFile(checkpoint) as archive:
+        data = json_to_data(archive.read("data").decode())
+    kwargs = {**data.get("policy_kwargs", {}), "optimizer_class": _NoOptimizer}
+    return algorithm.load(str(checkpoint), device="cpu", custom_objects={"policy_kwargs": kwargs})
+
+
 class RLScheduler(Scheduler):
     """Places one task per call where the policy's most likely valid action says.
 
@@ -74,7 +110,7 @@ class RLScheduler(Scheduler):
         self.encoder_version = int(self.card["encoder_version"])
         self.name = f"rl:{checkpoint}"
         try:
-            self.model = MaskablePPO.load(str(checkpoint), device="cpu")
+            self.model = _load_to_decide(MaskablePPO, checkpoint)
         except Exception as e:  # a zip that SB3 cannot read, whatever the reason
             raise InputError(str(checkpoint), f"cannot load the checkpoint ({e})") from None
         expected = self.model.observation_space["tasks"].shape[0]

@@ -101,6 +101,27 @@ def test_a_reloaded_policy_acts_identically(trained):
         b.predict(obs, action_masks=mask, deterministic=True)[0]
 
 
+def test_a_policy_loaded_to_decide_has_the_saved_weights_and_builds_no_optimizer(trained):
+    # torch's first optimizer imports its compiler stack (seconds, in every
+    # evaluate worker and the daemon); a scheduler never steps one
+    cfg, tmp, _ = trained
+    path = tmp / "checkpoints" / cfg.name / "final.zip"
+    sched = RLScheduler(path)
+    saved = MaskablePPO.load(str(path), device="cpu").policy.state_dict()
+    loaded = sched.model.policy.state_dict()
+    assert loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    assert not isinstance(sched.model.policy.optimizer, torch.optim.Optimizer)
+    with pytest.raises(RuntimeError, match="loaded to decide"):
+        sched.model.policy.optimizer.step()
+    probe = ("import sys; from agents.scheduler import RLScheduler; "
+             f"RLScheduler({str(path)!r}); print('torch._dynamo' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("pool", ["identical:2", "preset:workstation-4", "identical:8"])
 def test_one_set_of_weights_schedules_pools_of_any_size(trained, pool):
     cfg, tmp, _ = trained
