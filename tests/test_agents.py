@@ -151,13 +151,18 @@ def test_checkpoints_that_do_not_match_fail_with_one_line(trained, tmp_path):
     misversioned = tmp_path / "misversioned.zip"
     shutil.copy(src, misversioned)
     misversioned.with_suffix(".json").write_text(json.dumps({**card, "encoder_version": 9}))
-    for path, needle in ((stale, "encoder version 0"), (nocard, "has no card"),
-                         (corrupt, "cannot load the checkpoint"),
-                         (misversioned, "belongs to another checkpoint")):
+    # with workers, a policy is loaded in them alone: what only loading finds
+    # comes back from a worker as the same line
+    for path, needle, workers in (
+            (stale, "encoder version 0", "1"), (nocard, "has no card", "1"),
+            (corrupt, "cannot load the checkpoint", "1"),
+            (misversioned, "belongs to another checkpoint", "1"),
+            (corrupt, "cannot load the checkpoint", "2"),
+            (misversioned, "belongs to another checkpoint", "2")):
         proc = subprocess.run(
             [sys.executable, "-m", "rlsched", "evaluate", "--workload", "synthetic:sweep",
-             "--pool", "identical:2", "--scheduler", f"fifo,rl:{path}"],
-            capture_output=True, text=True, timeout=120)
+             "--pool", "identical:2", "--scheduler", f"fifo,rl:{path}", "--workers", workers],
+            capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and str(path) in lines[0], proc.stderr

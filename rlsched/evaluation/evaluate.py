@@ -25,7 +25,7 @@ from rlsched.estimates import DEFAULT_ESTIMATES, EXACT, EstimateModel
 from rlsched.metrics import Metrics, measure, optimum_for
 from rlsched.perturbations import Perturbations
 from rlsched.pool import Pool
-from rlsched.schedulers import Scheduler, is_oracle, make_scheduler
+from rlsched.schedulers import SLOW_PREFIX_CHECKS, Scheduler, is_oracle, make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.workload import Instance, validate_fits, validate_placement
@@ -255,15 +255,19 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
     pool = resolve_pool(pool_spec)
     perturbations = Perturbations.parse(perturb)
     knowledge = EstimateModel.parse(estimates)
-    schedulers = [make_scheduler(s, search_budget, search_evaluations) for s in scheduler_specs]
     seed_list = list(range(seed_offset, seed_offset + seeds))
     plan = episodes(workload_specs, pool, arrivals, load, seed_list)
+    in_workers = workers > 1 and len(plan) * len(scheduler_specs) > 1
+    # None: a policy the workers load (checked here as far as it can be without loading)
+    schedulers = [_here(s, search_budget, search_evaluations, in_workers)
+                  for s in scheduler_specs]
     ev = Evaluation(config={
         "workloads": workload_specs, "pool": pool_spec, "schedulers": scheduler_specs,
         "arrivals": arrivals, "load": load if arrivals == "poisson" else None,
         "seeds": seed_list, "perturb": perturb, "estimates": knowledge.spec,
         "estimates_default": DEFAULT_ESTIMATES if estimates == "default" else None,
-        "bounds": [s for s, sched in zip(scheduler_specs, schedulers) if is_oracle(sched)],
+        "bounds": [s for s, sched in zip(scheduler_specs, schedulers)
+                   if sched is not None and is_oracle(sched)],
         "devices": [d.model.name for d in pool.devices]})
     for spec in workload_specs:
         ev.notes.extend(resolve_workload(spec).notes)
@@ -280,17 +284,19 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
         _, inst, seed = plan[cell[0]]
         return f"{scheduler_specs[cell[1]]} on {inst.name} (seed {seed})"
 
-    if workers == 1 or total == 1:
+    if not in_workers:
         ran: Iterable[tuple[tuple[int, int], _Outcome]] = (
-            (cell, _episode(plan[cell[0]][1], pool, schedulers[cell[1]], plan[cell[0]][2],
-                            perturbations, knowledge, keep=samples and cell[0] == 0))
+            (cell, _episode(plan[cell[0]][1], pool, _loaded(schedulers[cell[1]]),
+                            plan[cell[0]][2], perturbations, knowledge,
+                            keep=samples and cell[0] == 0))
             for cell in cells)
     else:
         # the longest first (a rough size: the instance's tasks, then whether
-        # the scheduler is costly), so a big episode started last does not
-        # leave the other workers idle at the end
+        # the scheduler is costly: a policy is), so a big episode started
+        # last does not leave the other workers idle at the end
+        costly = [sched is None or sched.costly for sched in schedulers]
         ran = _in_workers(workers, sorted(cells, key=lambda c: (
-            -plan[c[0]][1].n_tasks, not schedulers[c[1]].costly)), plan, pool,
+            -plan[c[0]][1].n_tasks, not costly[c[1]])), plan, pool,
             scheduler_specs, search_budget, search_evaluations, perturbations, knowledge,
             samples)
     try:
@@ -314,6 +320,25 @@ def evaluate(workload_specs: list[str], pool_spec: str, scheduler_specs: list[st
             if history:
                 ev.search_history[name] = history
     return ev
+
+
+def _here(spec: str, search_budget: float, search_evaluations: int | None,
+          in_workers: bool) -> Scheduler | None:
+    """The scheduler of ``spec`` built here, or None for one slow to load (a
+    learned policy: torch and a checkpoint, seconds) that only the workers
+    run: its cheap check (:data:`SLOW_PREFIX_CHECKS`) is made here, and
+    what only loading it can find (a checkpoint that does not match its
+    card) stops the run with the same one line from the worker."""
+    prefix, sep, rest = spec.partition(":")
+    if in_workers and sep and prefix in SLOW_PREFIX_CHECKS:
+        SLOW_PREFIX_CHECKS[prefix](rest)
+        return None
+    return make_scheduler(spec, search_budget, search_evaluations)
+
+
+def _loaded(sched: Scheduler | None) -> Scheduler:
+    assert sched is not None, "a scheduler left to the workers, run here"
+    return sched
 
 
 def _check(arrivals: str, load: float, seeds: int, workers: int, search_budget: float,
