@@ -26,7 +26,7 @@ demo: setup
 	    --workload wfcommons:workloads/wfcommons \
 	    --pool preset:workstation-4 \
 	    --scheduler random,fifo,sjf,cp,tetris,heft,share,las,oracle:share,rl:checkpoints/default.zip \
-	    --arrivals poisson --load 0.85 --perturb all --seeds 3 \
+	    --arrivals poisson --load 0.85 --perturb all --seeds 3 --workers 0 \
 	    --json $(RESULTS)/results.json --plot $(RESULTS)
 	# then a job file through the live scheduler, on the local GPUs where a
 	# driver is present, else on a fake pool of four
