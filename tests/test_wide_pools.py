@@ -134,7 +134,7 @@ def test_a_view_of_another_pool_is_grouped_afresh() -> None:
     assert next(iter(kept.read(other, pool_models(faster))[1]))[0][0] == "a100-80gb"
 
 
-@pytest.mark.parametrize("scheduler, jobs", [("share", 30), ("random", 30), ("heft", 20)])
+@pytest.mark.parametrize("scheduler, jobs", [("share", 30), ("random", 30), ("heft", 12)])
 def test_the_most_memory_free_kept_between_calls_is_the_pass_over_every_device(
         scheduler, jobs, monkeypatch) -> None:
     """A scheduler that shares is asked before every decision whether any
@@ -147,7 +147,7 @@ def test_the_most_memory_free_kept_between_calls_is_the_pass_over_every_device(
     instance = generate("layered", {"jobs": str(jobs)}, 4, "test")
     instance = poisson(instance.jobs, pool, 0.95, np.random.default_rng(4))
     often = replace(Perturbations.parse("all"), throttle_every=200.0, throttle_for=200.0,
-                    external_every=150.0, fail_every=4000.0, fail_for=30.0)
+                    external_every=60.0, fail_every=4000.0, fail_for=30.0)
     sim = Simulator(instance, pool, 4, often, EstimateModel.parse("default"))
     kept = Simulator._most_free
     answers: list[tuple[bool, float]] = []  # (asked of a twin, the answer)
