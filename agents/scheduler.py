@@ -64,9 +64,9 @@ class _NoOptimizer:
     first optimizer imports its compiler stack: some 2.4 s of a process's
     first checkpoint load, every ``evaluate`` worker's and the daemon's, for
     an optimizer no decision uses. This takes the saved optimizer state as
-    SB3's loader hands it over, drops it, and refuses to step: a policy to
-    train again is loaded with ``MaskablePPO.load`` (as ``train --resume``
-    does)."""
+    SB3's loader hands it over, drops it, and refuses to step or to be
+    saved: a policy to train again is loaded with ``MaskablePPO.load`` (as
+    ``train --resume`` does)."""
 
     def __init__(self, params: Any, **kwargs: Any) -> None:
         pass
@@ -77,7 +77,7 @@ class _NoOptimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         raise RuntimeError("this policy was loaded to decide, not to train")
 
-    step = zero_grad
+    step = state_dict = zero_grad
 
 
 def _load_to_decide(algorithm: Any, checkpoint: str | Path) -> Any:

@@ -114,6 +114,8 @@ def test_a_policy_loaded_to_decide_has_the_saved_weights_and_builds_no_optimizer
     assert not isinstance(sched.model.policy.optimizer, torch.optim.Optimizer)
     with pytest.raises(RuntimeError, match="loaded to decide"):
         sched.model.policy.optimizer.step()
+    with pytest.raises(RuntimeError, match="loaded to decide"):  # nor saved with its weights
+        sched.model.save(tmp / "resaved.zip")
     probe = ("import sys; from agents.scheduler import RLScheduler; "
              f"RLScheduler({str(path)!r}); print('torch._dynamo' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
