@@ -25,7 +25,7 @@ from rlsched.estimates import DEFAULT_ESTIMATES, EXACT, EstimateModel
 from rlsched.metrics import Metrics, measure, optimum_for
 from rlsched.perturbations import Perturbations
 from rlsched.pool import Pool
-from rlsched.schedulers import SLOW_PREFIX_CHECKS, Scheduler, is_oracle, make_scheduler
+from rlsched.schedulers import Scheduler, checked_if_slow, is_oracle, make_scheduler
 from rlsched.sim import SimResult, Simulator
 from rlsched.sources.specs import resolve_pool, resolve_workload
 from rlsched.workload import Instance, validate_fits, validate_placement
@@ -326,12 +326,10 @@ def _here(spec: str, search_budget: float, search_evaluations: int | None,
           in_workers: bool) -> Scheduler | None:
     """The scheduler of ``spec`` built here, or None for one slow to load (a
     learned policy: torch and a checkpoint, seconds) that only the workers
-    run: its cheap check (:data:`SLOW_PREFIX_CHECKS`) is made here, and
+    run: its cheap check (:func:`checked_if_slow`) is made here, and
     what only loading it can find (a checkpoint that does not match its
     card) stops the run with the same one line from the worker."""
-    prefix, sep, rest = spec.partition(":")
-    if in_workers and sep and prefix in SLOW_PREFIX_CHECKS:
-        SLOW_PREFIX_CHECKS[prefix](rest)
+    if in_workers and checked_if_slow(spec):
         return None
     return make_scheduler(spec, search_budget, search_evaluations)
 

@@ -37,7 +37,7 @@ from rlsched.live.store import ALL_GPUS, NewAttempt, OpenAttempt, Store, StoredT
 from rlsched.live.wakeup import Wakeup
 from rlsched.live.warm_start import WarmStart
 from rlsched.pool import Device, GpuModel, Pool, fits_memory
-from rlsched.schedulers import ORACLE, SLOW_PREFIX_CHECKS, Scheduler, is_oracle, make_scheduler
+from rlsched.schedulers import ORACLE, Scheduler, checked_if_slow, is_oracle, make_scheduler
 from rlsched.table import JobPart, WorkloadTable
 from rlsched.view import ClusterView, DeviceTelemetry, Placement, RunningTask, TaskState
 from rlsched.workload import Job, Task
@@ -167,10 +167,8 @@ class Daemon:
         """The scheduler ``spec`` names; one slow to load (``rl:PATH``) is
         checked now, then loaded in the background while ``share`` decides
         (:mod:`rlsched.live.warm_start`)."""
-        prefix, sep, rest = spec.partition(":")
-        if not sep or prefix not in SLOW_PREFIX_CHECKS:
+        if not checked_if_slow(spec):
             return make_scheduler(spec)
-        SLOW_PREFIX_CHECKS[prefix](rest)
 
         def ready(loaded: Scheduler, seconds: float, meanwhile: int) -> None:
             self.store.event("scheduler_ready", detail=json.dumps({

@@ -64,6 +64,17 @@ def is_oracle(scheduler: Scheduler) -> bool:
     return scheduler.oracle
 
 
+def checked_if_slow(spec: str) -> bool:
+    """Whether ``spec`` names a scheduler slow to load (:data:`SLOW_PREFIX_CHECKS`),
+    having made its cheap check (:class:`InputError` if it cannot load); a
+    caller then loads it where and when it runs it."""
+    prefix, sep, rest = spec.partition(":")
+    if not sep or prefix not in SLOW_PREFIX_CHECKS:
+        return False
+    SLOW_PREFIX_CHECKS[prefix](rest)
+    return True
+
+
 def make_scheduler(spec: str, search_budget: float = 2.0,
                    search_evaluations: int | None = None) -> Scheduler:
     """A fresh scheduler for a name (``heft``) or a prefixed spec (``rl:PATH``).
@@ -94,4 +105,5 @@ def make_scheduler(spec: str, search_budget: float = 2.0,
 
 
 __all__ = ["ORACLE", "SCHEDULERS", "is_oracle", "SCHEDULER_PREFIXES", "SLOW_PREFIX_CHECKS",
+           "checked_if_slow",
            "GreedyIdleScheduler", "Scheduler", "make_scheduler"]
