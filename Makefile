@@ -10,16 +10,26 @@ BIN    := $(VENV)/bin
 # quarter of serve's time to its first task)
 EDITABLE := --config-settings editable_mode=compat -e
 RESULTS ?= results/demo
+# the simulator and its view compiled by mypyc (rlsched/native.py says why);
+# rebuilt when a source changes, skipped with a message where no C compiler is
+NATIVE := build/native
+NATIVE_SRC := rlsched/sim.py rlsched/view.py rlsched/native.py scripts/build_native.py
 
-.PHONY: setup demo test check chaos peers clean
+.PHONY: setup native demo test check chaos peers clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(NATIVE)/manifest.json
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet $(EDITABLE) ".[dev,ray]"
 	touch $@
+
+$(NATIVE)/manifest.json: $(VENV)/.installed $(NATIVE_SRC)
+	$(BIN)/python scripts/build_native.py
+
+native:
+	$(BIN)/python scripts/build_native.py
 
 demo: setup
 	$(BIN)/rlsched evaluate \
@@ -58,4 +68,4 @@ check: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results $(NATIVE)

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from envs.dag_env import DagSchedulingEnv
+from rlsched.native import compiled
 
 
 def bench_env(episodes: int = 5, seed: int = 0, repeats: int = 3) -> dict[str, Any]:
@@ -30,4 +31,5 @@ def bench_env(episodes: int = 5, seed: int = 0, repeats: int = 3) -> dict[str, A
         best = max(best, steps / (time.perf_counter() - t0))
         steps_total = steps
     return {"workload": spec, "pool": "preset:workstation-4", "tasks": env.sim.table.n_tasks,
-            "episodes": episodes, "steps": steps_total, "steps_per_s": round(best, 1)}
+            "episodes": episodes, "steps": steps_total, "steps_per_s": round(best, 1),
+            "compiled": compiled()}

@@ -7,3 +7,8 @@ learned policy (``agents``) build on it, never the other way round.
 """
 
 __version__ = "0.1.0"
+
+from rlsched.native import enable as _enable_native
+
+# the compiled simulator and view, where built and matching their sources
+_enable_native(__path__)

@@ -35,7 +35,6 @@ are not modelled: on one workstation they take little next to task runtimes.
 
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 from collections.abc import Sequence
@@ -87,6 +86,11 @@ class Attempt:
         self.task, self.device, self.start, self.end, self.ok = task, device, start, end, ok
         #: every device it held, ``device`` first
         self.devices = devices or (device,)
+
+    def __reduce__(self) -> tuple[type[Attempt], tuple[object, ...]]:
+        # rebuilt from its fields: compiled, it is a native class, which
+        # pickle (evaluate's workers send traces back) cannot copy field by field
+        return Attempt, (self.task, self.device, self.start, self.end, self.ok, self.devices)
 
     def __repr__(self) -> str:
         where = self.device if len(self.devices) == 1 else list(self.devices)
@@ -142,6 +146,17 @@ def _episode_copy(value):
     return value
 
 
+_UNSET = object()
+
+
+def _attribute_names(sim: Simulator) -> tuple[str, ...]:
+    """Every attribute a simulator may hold: its own, or, compiled (a native
+    class, which has no ``__dict__`` and cannot be copied by ``copy``), every
+    one its class declares (some may be unset)."""
+    declared: tuple[str, ...] | None = getattr(type(sim), "__mypyc_attrs__", None)
+    return declared if declared is not None else tuple(vars(sim))
+
+
 #: the tables of the last few instances simulated: evaluating several
 #: schedulers on one instance builds its table once
 _TABLES: dict[int, tuple[Instance, WorkloadTable, tuple[float, ...]]] = {}
@@ -188,7 +203,13 @@ class Simulator:
                  perturbations: Perturbations | None = None,
                  estimates: EstimateModel | None = None,
                  history: RuntimeModel | None = None, idle_only: bool = False,
-                 learns: bool = True) -> None:
+                 learns: bool = True, *, twin_of: Simulator | None = None) -> None:
+        if twin_of is not None:  # (see fork)
+            for name in _attribute_names(twin_of):
+                value = getattr(twin_of, name, _UNSET)
+                if value is not _UNSET:
+                    setattr(self, name, _episode_copy(value))
+            return
         self.pool = pool
         self.idle_only = idle_only
         self.seed = seed
@@ -341,9 +362,7 @@ class Simulator:
         :param arrivals: False: jobs that have not arrived never do (the twin
             ends when the arrived ones finish; the others' finish stays NaN)
         """
-        twin = copy.copy(self)
-        for name, value in vars(self).items():
-            setattr(twin, name, _episode_copy(value))
+        twin = Simulator(self.instance, self.pool, twin_of=self)
         if weather is not None or not arrivals:
             twin._redraw_future(weather, arrivals)
         return twin

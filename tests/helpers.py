@@ -103,3 +103,25 @@ def tick_until_idle(daemon, seconds: float = 60) -> bool:
     """Run the daemon's rounds until nothing is left to run (True), or
     ``seconds`` pass (False); the caller closes it."""
     return wait_for(lambda: not daemon.tick(), seconds)
+
+
+def python_simulator() -> type:
+    """``rlsched.sim.Simulator`` run from its Python source, compiled core or
+    not: a test that spies on one of its methods patches this class (a
+    compiled class's methods cannot be replaced)."""
+    import importlib.util
+
+    from rlsched.native import compiled
+
+    if not compiled():
+        from rlsched.sim import Simulator
+
+        return Simulator
+    name = "rlsched_sim_from_source"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "rlsched" / "sim.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # (its dataclasses look themselves up there)
+        spec.loader.exec_module(module)
+    return sys.modules[name].Simulator  # type: ignore[no-any-return]

@@ -29,6 +29,7 @@ from typing import Any
 from rlsched.arrivals import batch
 from rlsched.errors import InputError
 from rlsched.estimates import EXACT, EstimateModel
+from rlsched.native import compiled
 from rlsched.pool import identical_pool
 from rlsched.schedulers import SCHEDULERS, SEARCH_SCHEDULERS, is_oracle, make_scheduler
 from rlsched.sim import Simulator
@@ -170,6 +171,7 @@ def bench_scale(schedulers: Sequence[str] = DEFAULT_SCHEDULERS,
         "pools": [f"identical:{g}" for g in devices], "estimates": knowledge.spec,
         "limit_s": limit_s, "min_cell_s": min_s, "seed": seed, "cells": cells,
         "growth_exponent": growth, "ratios": _ratios(cells),
+        "compiled": compiled(),  # the simulator built by mypyc (rlsched/native.py), or its source
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from rlsched.arrivals import batch
 from rlsched.estimates import EstimateModel
 from rlsched.evaluation.evaluate import run_episode
+from rlsched.native import compiled
 from rlsched.pool import identical_pool, preset_pool
 from rlsched.schedulers import make_scheduler
 from rlsched.sources.synthetic import generate
@@ -33,6 +34,7 @@ def bench_sim(tasks: int = 1000, devices: int = 8, seed: int = 0, repeats: int =
         "workload": f"synthetic:layered?jobs={jobs}&tasks={tasks // jobs}",
         "tasks": instance.n_tasks, "devices": len(pool),
         "pool": pool.name, "estimates": knowledge.spec,
+        "compiled": compiled(),  # the simulator built by mypyc (rlsched/native.py), or its source
     }
     for name in ("fifo", "heft"):
         best = best_cpu = 0.0
