@@ -11,4 +11,4 @@ __version__ = "0.1.0"
 from rlsched.native import enable as _enable_native
 
 # the compiled simulator and view, where built and matching their sources
-_enable_native(__path__)
+_enable_native()

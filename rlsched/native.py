@@ -1,18 +1,19 @@
-"""The compiled core: the simulator and its view, built by mypyc from their
-own sources, used only while they match those sources.
+"""The compiled core: the simulator, its view and ``share``, built by mypyc
+from their own sources, used only while they match those sources.
 
 Why: the simulator's event loop and the view it builds at each decision are
 plain, fully typed Python, and every episode of every scheduler, the
-environment and the live daemon's what-ifs run through them. mypyc compiles
-the same source to C (nothing is rewritten): fifo's episode runs about twice
-as fast, every other scheduler's somewhat faster, and the floats are the
-same (IEEE arithmetic and the same libm), so the schedules are the same:
-the pinned traces hold either way.
+environment and the policy's advisors run through them. mypyc compiles the
+same source to C (nothing is rewritten): fifo's episode runs about twice as
+fast, share's a third faster or more, every other scheduler's somewhat
+faster, and the floats are the same (IEEE arithmetic and the same libm), so
+the schedules are the same: the pinned traces hold either way.
 
 ``make setup`` builds them into ``build/native/`` beside the package
 (``scripts/build_native.py``) where a C compiler and mypyc are present.
-The package puts that folder first on its path only while the build's
-manifest names this Python and the sources' current hashes: a checkout
+The package has them imported in place of their sources (a finder first on
+``sys.meta_path``) only while the build's manifest names this Python and
+the sources' current hashes: a checkout
 without a compiler, an installed wheel, or a source edited since the build
 runs the Python sources, so an edit never runs stale compiled code.
 ``RLSCHED_PURE=1`` asks for the sources whatever is built.
@@ -23,12 +24,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import sysconfig
+from collections.abc import Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec
+from importlib.util import spec_from_file_location
 from pathlib import Path
+from types import ModuleType
 
-#: compiled, as paths from the repository root (the simulator, and the view
-#: it builds: the two every episode's loop runs through)
-NATIVE_MODULES = ("rlsched/sim.py", "rlsched/view.py")
+#: compiled, as paths from the repository root: the simulator, the view it
+#: builds and its runtime model (every episode's loop runs through them),
+#: and share, the strongest heuristic and an advisor of the policy, with
+#: the two structures it keeps between decisions
+NATIVE_MODULES = ("rlsched/sim.py", "rlsched/view.py", "rlsched/runtime_model.py",
+                  "rlsched/schedulers/share.py", "rlsched/schedulers/ready_set.py",
+                  "rlsched/schedulers/device_columns.py")
+#: the compiled modules' shared library (mypyc's group), named by the build
+SHARED_LIBRARY = "rlsched.core__mypyc"
 #: the build's record of what it compiled, in :func:`native_dir`
 MANIFEST = "manifest.json"
 #: set to anything non-empty: run the Python sources
@@ -69,18 +82,41 @@ def fresh(root: Path = _ROOT) -> bool:
         built = json.loads((native_dir(root) / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    return built == manifest(root) and all(
-        (native_dir(root) / rel).with_suffix(python_tag()).exists() for rel in NATIVE_MODULES)
+    return built == manifest(root) and all(f.exists() for f in compiled_files(root).values())
 
 
-def enable(package_path: list[str], root: Path = _ROOT) -> bool:
-    """Put the compiled modules first on ``package_path`` (the ``rlsched``
-    package's ``__path__``) where they are fresh and not refused by
-    :data:`PURE_ENV`; whether they now are."""
+class CompiledFinder(MetaPathFinder):
+    """Finds each compiled module (and the library they share) in the
+    build, ahead of the package's own path; every other module is left to
+    the usual finders."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files = files
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        file = self.files.get(fullname)
+        return None if file is None else spec_from_file_location(fullname, file)
+
+
+def compiled_files(root: Path = _ROOT) -> dict[str, Path]:
+    """Module name -> compiled file in ``root``'s build, for every compiled
+    module and the library they share."""
+    names = [rel.removesuffix(".py").replace("/", ".") for rel in NATIVE_MODULES]
+    names.append(SHARED_LIBRARY)
+    return {name: native_dir(root).joinpath(*name.split(".")).with_suffix(python_tag())
+            for name in names}
+
+
+def enable(root: Path = _ROOT) -> CompiledFinder | None:
+    """Have the compiled modules imported in place of their sources where
+    they are fresh and not refused by :data:`PURE_ENV` (before any of them
+    is imported); the finder that does it, or None."""
     if os.environ.get(PURE_ENV) or not fresh(root):
-        return False
-    package_path.insert(0, str(native_dir(root) / "rlsched"))
-    return True
+        return None
+    finder = CompiledFinder(compiled_files(root))
+    sys.meta_path.insert(0, finder)
+    return finder
 
 
 def compiled() -> bool:

@@ -22,7 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlsched.native import MANIFEST, NATIVE_MODULES, manifest, native_dir  # noqa: E402
+from rlsched.native import (  # noqa: E402
+    MANIFEST,
+    NATIVE_MODULES,
+    SHARED_LIBRARY,
+    manifest,
+    native_dir,
+)
 
 
 def build() -> int:
@@ -40,13 +46,13 @@ def build() -> int:
         try:
             os.chdir(ROOT)
             # one group, its shared library inside the package
-            # (rlsched/core__mypyc), so the package's path finds it
             with open(log, "w") as sink:
                 fd_out, fd_err = os.dup(1), os.dup(2)
                 os.dup2(sink.fileno(), 1)
                 os.dup2(sink.fileno(), 2)
                 try:
-                    modules = mypycify(list(NATIVE_MODULES), group_name="rlsched.core",
+                    modules = mypycify(list(NATIVE_MODULES),
+                                       group_name=SHARED_LIBRARY.removesuffix("__mypyc"),
                                        target_dir=str(Path(tmp) / "c"))
                     dist = Distribution({"name": "rlsched-native", "ext_modules": modules})
                     cmd = dist.get_command_obj("build_ext")

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from rlsched.evaluation.evaluate import run_episode
 from rlsched.metrics import measure
@@ -105,23 +106,28 @@ def tick_until_idle(daemon, seconds: float = 60) -> bool:
     return wait_for(lambda: not daemon.tick(), seconds)
 
 
-def python_simulator() -> type:
-    """``rlsched.sim.Simulator`` run from its Python source, compiled core or
-    not: a test that spies on one of its methods patches this class (a
+def python_source(module: str) -> ModuleType:
+    """``module`` run from its Python source, compiled core or not: a test
+    that spies on a function or method patches this one (a compiled
+    module's calls do not go through the attributes a patch replaces, and a
     compiled class's methods cannot be replaced)."""
+    import importlib
     import importlib.util
 
-    from rlsched.native import compiled
-
-    if not compiled():
-        from rlsched.sim import Simulator
-
-        return Simulator
-    name = "rlsched_sim_from_source"
+    loaded = importlib.import_module(module)
+    if (loaded.__file__ or "").endswith(".py"):
+        return loaded
+    name = f"{module}_from_source"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "rlsched" / "sim.py")
+        spec = importlib.util.spec_from_file_location(
+            name, ROOT.joinpath(*module.split(".")).with_suffix(".py"))
         assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # (its dataclasses look themselves up there)
-        spec.loader.exec_module(module)
-    return sys.modules[name].Simulator  # type: ignore[no-any-return]
+        source = importlib.util.module_from_spec(spec)
+        sys.modules[name] = source  # (its dataclasses look themselves up there)
+        spec.loader.exec_module(source)
+    return sys.modules[name]
+
+
+def python_simulator() -> type:
+    """:class:`rlsched.sim.Simulator` from its Python source (see :func:`python_source`)."""
+    return python_source("rlsched.sim").Simulator  # type: ignore[no-any-return]

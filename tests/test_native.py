@@ -13,7 +13,17 @@ import sys
 import pytest
 
 from rlsched import native
-from rlsched.native import MANIFEST, NATIVE_MODULES, PURE_ENV, enable, manifest, native_dir
+from rlsched.native import (
+    MANIFEST,
+    NATIVE_MODULES,
+    PURE_ENV,
+    SHARED_LIBRARY,
+    compiled_files,
+    enable,
+    fresh,
+    manifest,
+    native_dir,
+)
 from tests.helpers import ROOT
 
 
@@ -24,54 +34,61 @@ def checkout(tmp_path):
     for rel in NATIVE_MODULES:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
-        built = native_dir(tmp_path) / rel
-        built.parent.mkdir(parents=True, exist_ok=True)
-        built.with_suffix(native.python_tag()).write_bytes(b"")
+    for file in compiled_files(tmp_path).values():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(b"")
     (native_dir(tmp_path) / MANIFEST).write_text(json.dumps(manifest(tmp_path)))
     return tmp_path
 
 
-def test_a_build_that_matches_its_sources_goes_first_on_the_package_path(checkout,
-                                                                         monkeypatch) -> None:
+@pytest.fixture
+def meta_path(monkeypatch):
+    """``sys.meta_path``, restored after the test, with no run-from-source request."""
     monkeypatch.delenv(PURE_ENV, raising=False)
-    path = ["the package"]
-    assert enable(path, checkout)
-    assert path == [str(native_dir(checkout) / "rlsched"), "the package"]
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    return sys.meta_path
 
 
-def test_a_source_edited_since_the_build_runs_from_source(checkout, monkeypatch) -> None:
-    monkeypatch.delenv(PURE_ENV, raising=False)
+def test_a_build_that_matches_its_sources_is_found_before_them(checkout, meta_path) -> None:
+    finder = enable(root=checkout)
+    assert finder is not None and meta_path[0] is finder
+    share = finder.find_spec("rlsched.schedulers.share", None)
+    assert share is not None and share.origin == str(
+        native_dir(checkout) / "rlsched" / "schedulers" / f"share{native.python_tag()}")
+    assert finder.find_spec(SHARED_LIBRARY, None) is not None
+    assert finder.find_spec("rlsched.cli", None) is None  # the rest, from source
+
+
+def test_a_source_edited_since_the_build_runs_from_source(checkout, meta_path) -> None:
     source = checkout / NATIVE_MODULES[0]
     source.write_text(source.read_text() + "\n# an edit\n")
-    path = ["the package"]
-    assert not enable(path, checkout)
-    assert path == ["the package"]
+    before = list(meta_path)
+    assert enable(root=checkout) is None
+    assert meta_path == before
 
 
-def test_a_build_for_another_python_or_with_a_module_missing_is_not_used(checkout,
-                                                                          monkeypatch) -> None:
-    monkeypatch.delenv(PURE_ENV, raising=False)
+def test_a_build_for_another_python_or_with_a_module_missing_is_not_used(checkout) -> None:
     record = native_dir(checkout) / MANIFEST
     built = json.loads(record.read_text())
     record.write_text(json.dumps({**built, "python": ".cpython-39-x86_64-linux-gnu.so"}))
-    assert not enable([], checkout)
+    assert not fresh(checkout)
     record.write_text(json.dumps(built))
-    assert enable([], checkout)
-    (native_dir(checkout) / NATIVE_MODULES[1]).with_suffix(native.python_tag()).unlink()
-    assert not enable([], checkout)
+    assert fresh(checkout)
+    compiled_files(checkout)[SHARED_LIBRARY].unlink()
+    assert not fresh(checkout)
     record.write_text("{not json")
-    assert not enable([], checkout)
+    assert not fresh(checkout)
 
 
-def test_asking_for_the_python_sources_is_honoured_whatever_is_built(checkout,
+def test_asking_for_the_python_sources_is_honoured_whatever_is_built(checkout, meta_path,
                                                                      monkeypatch) -> None:
     monkeypatch.setenv(PURE_ENV, "1")
-    assert not enable([], checkout)
+    assert fresh(checkout) and enable(root=checkout) is None
 
 
 def test_the_makefile_rebuilds_when_a_compiled_module_changes() -> None:
-    line = next(x for x in (ROOT / "Makefile").read_text().splitlines()
-                if x.startswith("NATIVE_SRC"))
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(x for x in makefile.splitlines() if x.startswith("NATIVE_SRC"))
     assert all(rel in line.split() for rel in NATIVE_MODULES)
 
 
