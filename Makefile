@@ -13,9 +13,10 @@ RESULTS ?= results/demo
 # the simulator and its view compiled by mypyc (rlsched/native.py says why);
 # rebuilt when a source changes, skipped with a message where no C compiler is
 NATIVE := build/native
-NATIVE_SRC := rlsched/sim.py rlsched/view.py rlsched/runtime_model.py rlsched/schedulers/share.py \
-	rlsched/schedulers/ready_set.py rlsched/schedulers/device_columns.py rlsched/native.py \
-	scripts/build_native.py
+NATIVE_SRC := rlsched/sim.py rlsched/view.py rlsched/runtime_model.py rlsched/gangs.py \
+	$(addprefix rlsched/schedulers/,share.py ready_set.py device_columns.py upward_ranks.py \
+	simple.py tetris.py las.py idle_classes.py backfill.py) \
+	rlsched/native.py scripts/build_native.py
 
 .PHONY: setup native demo test check chaos peers clean
 
