@@ -14,8 +14,8 @@ RESULTS ?= results/demo
 # rebuilt when a source changes, skipped with a message where no C compiler is
 NATIVE := build/native
 NATIVE_SRC := rlsched/sim.py rlsched/view.py rlsched/runtime_model.py rlsched/gangs.py \
-	$(addprefix rlsched/schedulers/,share.py ready_set.py device_columns.py upward_ranks.py \
-	simple.py tetris.py las.py idle_classes.py backfill.py) \
+	$(addprefix rlsched/schedulers/,share.py ready_set.py device_columns.py simple.py \
+	tetris.py las.py idle_classes.py backfill.py) \
 	rlsched/native.py scripts/build_native.py
 
 .PHONY: setup native demo test check chaos peers clean

@@ -40,12 +40,13 @@ from types import ModuleType
 #: (``schedulers/base.py``), which the learned policy subclasses, nor heft
 #: and its plan (``heft.py``, ``plan.py``), which the tests subclass to
 #: check heft's shortcuts against the plain algorithm (a compiled class
-#: takes no interpreted subclass)
+#: takes no interpreted subclass), nor cp's ranks (``upward_ranks.py``),
+#: slower compiled (docs/speed.md, "The compiled core")
 NATIVE_MODULES = ("rlsched/sim.py", "rlsched/view.py", "rlsched/runtime_model.py",
                   "rlsched/gangs.py",
                   *(f"rlsched/schedulers/{m}.py" for m in (
-                      "share", "ready_set", "device_columns", "upward_ranks", "simple",
-                      "tetris", "las", "idle_classes", "backfill")))
+                      "share", "ready_set", "device_columns", "simple", "tetris", "las",
+                      "idle_classes", "backfill")))
 #: the compiled modules' shared library (mypyc's group), named by the build
 SHARED_LIBRARY = "rlsched.core__mypyc"
 #: the build's record of what it compiled, in :func:`native_dir`
