@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # quarter of serve's time to its first task)
 EDITABLE := --config-settings editable_mode=compat -e
 RESULTS ?= results/demo
-# the simulator and its view compiled by mypyc (rlsched/native.py says why);
+# the simulator and most heuristics compiled by mypyc (rlsched/native.py says why);
 # rebuilt when a source changes, skipped with a message where no C compiler is
 NATIVE := build/native
 NATIVE_SRC := rlsched/sim.py rlsched/view.py rlsched/runtime_model.py rlsched/gangs.py \

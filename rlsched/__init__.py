@@ -10,5 +10,5 @@ __version__ = "0.1.0"
 
 from rlsched.native import enable as _enable_native
 
-# the compiled simulator and view, where built and matching their sources
+# the compiled core (rlsched/native.py), where built and matching its sources
 _enable_native()

@@ -13,10 +13,12 @@ same: the pinned traces hold either way.
 (``scripts/build_native.py``) where a C compiler and mypyc are present.
 The package has them imported in place of their sources (a finder first on
 ``sys.meta_path``) only while the build's manifest names this Python and
-the sources' current hashes: a checkout
-without a compiler, an installed wheel, or a source edited since the build
-runs the Python sources, so an edit never runs stale compiled code.
-``RLSCHED_PURE=1`` asks for the sources whatever is built.
+the sources' current hashes: a checkout without a compiler, an installed
+wheel, or a compiled module edited since the build runs the Python sources,
+so an edit never runs stale compiled code. (An edit to a module they only
+import, such as ``table.py``, is not hashed: what the compiled code assumed
+of it is checked as it runs, by mypyc's type checks, and ``make native``
+rebuilds.) ``RLSCHED_PURE=1`` asks for the sources whatever is built.
 """
 
 from __future__ import annotations

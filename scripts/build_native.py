@@ -1,11 +1,11 @@
-"""Compile the simulator and its view with mypyc into ``build/native/``.
+"""Compile the core (``NATIVE_MODULES`` in :mod:`rlsched.native`) with mypyc into ``build/native/``.
 
 ``make setup`` runs this; run it again after editing a compiled module
 (``make native``), or the package runs that module's Python source (see
 :mod:`rlsched.native`). Where mypyc or a C compiler is missing it says so
 and exits 0: the package runs its sources, only slower.
 
-    python scripts/build_native.py          # build (a minute)
+    python scripts/build_native.py          # build (a minute and a half)
     python scripts/build_native.py --clean  # remove the build
 """
 
