@@ -63,9 +63,11 @@ def build() -> int:
                     os.dup2(fd_out, 1)
                     os.dup2(fd_err, 2)
         except (Exception, SystemExit) as e:  # a compiler missing, or refusing
-            tail = log.read_text().strip().splitlines()[-3:] if log.exists() else []
-            print(f"build_native: not built ({type(e).__name__}: {e}); the package runs its "
-                  "Python sources" + "".join(f"\n  {line}" for line in tail))
+            errors = [line for line in (log.read_text().splitlines() if log.exists() else [])
+                      if "error" in line.lower()][-3:]
+            reason = str(e) if len(str(e)) <= 160 else str(e)[:157] + "..."
+            print(f"build_native: not built ({type(e).__name__}: {reason}); the package runs "
+                  "its Python sources" + "".join(f"\n  {line}" for line in errors))
             shutil.rmtree(out, ignore_errors=True)
             return 0
         finally:
