@@ -126,8 +126,3 @@ def python_source(module: str) -> ModuleType:
         sys.modules[name] = source  # (its dataclasses look themselves up there)
         spec.loader.exec_module(source)
     return sys.modules[name]
-
-
-def python_simulator() -> type:
-    """:class:`rlsched.sim.Simulator` from its Python source (see :func:`python_source`)."""
-    return python_source("rlsched.sim").Simulator  # type: ignore[no-any-return]

@@ -23,7 +23,7 @@ from rlsched.schedulers.idle_classes import IdleClasses
 from rlsched.sim import Simulator
 from rlsched.sources.synthetic import generate
 from rlsched.view import ClusterView
-from tests.helpers import python_simulator
+from tests.helpers import python_source
 
 
 def _afresh(view: ClusterView) -> tuple[int, dict[tuple, list[int]]]:
@@ -150,7 +150,7 @@ def test_the_most_memory_free_kept_between_calls_is_the_pass_over_every_device(
     often = replace(Perturbations.parse("all"), throttle_every=200.0, throttle_for=200.0,
                     external_every=60.0, fail_every=4000.0, fail_for=30.0)
     # (the simulator from its Python source: a compiled one's methods cannot be spied on)
-    source_simulator = python_simulator()
+    source_simulator = python_source("rlsched.sim").Simulator
     sim = source_simulator(instance, pool, 4, often, EstimateModel.parse("default"))
     kept = source_simulator._most_free
     answers: list[tuple[bool, float]] = []  # (asked of a twin, the answer)
