@@ -21,6 +21,7 @@ from rlsched.schedulers.device_columns import DeviceColumns
 from rlsched.sim import Simulator
 from rlsched.sources.synthetic import generate
 from rlsched.view import ClusterView
+from tests.helpers import python_source
 
 
 def _afresh(view: ClusterView) -> tuple[list[float], list[int], list[float], list[float]]:
@@ -57,15 +58,35 @@ def _episode(workload: str, pool_name: str):
 
 @pytest.mark.parametrize("workload, pool", [("layered", "workstation-4"),
                                             ("gangs", "identical:8")])
-def test_the_columns_kept_between_decisions_are_those_read_afresh(workload, pool) -> None:
+def test_the_columns_kept_between_decisions_are_those_read_afresh(workload, pool,
+                                                                   monkeypatch) -> None:
     sim, share = _episode(workload, pool)
-    kept, rebuilt = DeviceColumns(), DeviceColumns()
+    # the kept columns run from source, to count their passes over every running task
+    kept_columns = python_source("rlsched.schedulers.device_columns").DeviceColumns
+    read_all = kept_columns._read_all_ends
+    full_passes = 0
+
+    def counted(self, view: ClusterView) -> None:
+        nonlocal full_passes
+        full_passes += 1
+        read_all(self, view)
+
+    monkeypatch.setattr(kept_columns, "_read_all_ends", counted)
+    kept, rebuilt = kept_columns(), DeviceColumns()
     view = sim.reset()
-    decisions = reused = 0
-    last = None
+    decisions = reused = partial = 0
+    last, knowledge = None, view.open_knowledge
     while view is not None:
         expected = _afresh(view)
+        before = full_passes
         assert kept.read(view) == expected
+        if last is not None and view.open_knowledge != knowledge and \
+                any(a is b for a, b in zip(view.devices, last)):
+            # predictions moved, and some device kept its sample: only the
+            # running tasks of the kinds re-predicted are read again
+            assert full_passes == before
+            partial += 1
+        knowledge = view.open_knowledge
         # a producer whose every sample is new (the live daemon's views)
         fresh = view._replace(devices=tuple(d._replace() for d in view.devices))
         assert rebuilt.read(fresh) == expected
@@ -76,4 +97,5 @@ def test_the_columns_kept_between_decisions_are_those_read_afresh(workload, pool
         view = sim.step(share.decide(view))
     assert decisions > 50
     assert reused > decisions  # most samples were kept: the incremental path ran
+    assert partial > 20
     assert any(not a.ok for a in sim.trace), "no task was lost to a failure: the perturbations did not bite"

@@ -101,7 +101,7 @@ class ShareScheduler(Scheduler):
         self._fastest_pool: object = None
         self._one_model_pool: object = None
         self._one_model_answer = False
-        self._fastest_clocks: tuple[float, ...] = ()
+        self._fastest_mark = -1  # the columns' shape mark the fastest speeds were read at
         self._fastest_speeds: list[float] = []
         #: the table and the episode's predictions (what identifies it) of the
         #: last decision, and the table's kinds with no finished run then
@@ -126,7 +126,7 @@ class ShareScheduler(Scheduler):
             return -work[t], t
 
         gangs = view.table.has_gangs
-        if not gangs and (0 not in count or  # (a device with a task is never idle)
+        if not gangs and (not self._columns.empty or  # (a device with a task is never idle)
                           not any(c == 0 and u == 0.0 for c, u in zip(count, until_free))):
             # no device is idle: the first pass would stop at its first task,
             # and only the sharing pass can place, in the same order; its
@@ -377,12 +377,13 @@ class ShareScheduler(Scheduler):
         return None if best is None else best[1]
 
     def _fastest(self, view: ClusterView, clocks: list[float]) -> list[float]:
-        """The fastest device's compute and memory speed, clocks included:
-        kept while the pool and its clocks stay the same."""
-        key = tuple(clocks)
-        if view.pool is not self._fastest_pool or key != self._fastest_clocks:
+        """The fastest device's compute and memory speed, clocks included
+        (``clocks``: this decision's, as the columns read them): kept while
+        the pool and its clocks stay the same."""
+        mark = self._columns.shape_mark
+        if view.pool is not self._fastest_pool or mark != self._fastest_mark:
             models = [d.model for d in view.pool.devices]
-            self._fastest_pool, self._fastest_clocks = view.pool, key
+            self._fastest_pool, self._fastest_mark = view.pool, mark
             self._fastest_speeds = [max([c * m.compute_speed for c, m in zip(clocks, models)]),
                                     max([c * m.memory_speed for c, m in zip(clocks, models)])]
         return self._fastest_speeds
