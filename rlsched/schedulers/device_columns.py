@@ -119,6 +119,8 @@ class DeviceColumns:
 
     def _read_ends_on(self, view: ClusterView, stale: set[int]) -> None:
         """Read again the ends of the devices ``stale`` (from every running task on them)."""
+        if not stale:
+            return
         ends = self._ends
         for d in stale:
             ends[d] = _NOTHING

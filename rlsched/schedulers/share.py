@@ -296,14 +296,14 @@ class ShareScheduler(Scheduler):
         least = self._ready.least(view.predicted)
         if not least:
             return True
-        bound = self._ceiling(busy_for) * max(self._fastest(view, clocks))
+        bound = self._ceiling(_most(busy_for)) * max(self._fastest(view, clocks))
         return min(least.values()) > bound
 
-    def _ceiling(self, busy_times: list[float]) -> float:
-        """The longest runtime that may share a device busy for at most the
-        longest of ``busy_times``: ``ratio`` of it, with a margin so that
-        rounding never prunes a task the device scan would take."""
-        return self.ratio * max(busy_times) * (1.0 + 1e-9)
+    def _ceiling(self, longest: float) -> float:
+        """The longest runtime that may share a device busy for at most
+        ``longest`` seconds: ``ratio`` of it, with a margin so that rounding
+        never prunes a task the device scan would take."""
+        return self.ratio * longest * (1.0 + 1e-9)
 
     def _share(self, view: ClusterView, waiting: list[int], tail: list[int], jobs: list[int],
                run_order: Callable[[int], tuple[float, int]], out: list[Placement],
@@ -324,10 +324,10 @@ class ShareScheduler(Scheduler):
         # even on the fastest device at the longest such busy time is skipped
         # without a scan (with a margin, so rounding never skips one the scan
         # would take); devices only close as the pass goes, so the ceiling holds
-        open_devices = [d for d in range(len(count)) if 0 < count[d] < max_share]
+        open_devices, longest = _open_devices(count, busy_for, max_share)
         if not open_devices:
             return  # no busy device takes one more task: nothing can share
-        ceiling = self._ceiling([busy_for[d] for d in open_devices])
+        ceiling = self._ceiling(longest)
         fastest = self._fastest(view, clocks)
         predicted, kind, gpus = view.predicted, view.table.kind, view.table.gpus
         pruned = view.table.speeds is None  # (with measured per-task speeds, every task is scanned)
@@ -549,6 +549,30 @@ class ShareScheduler(Scheduler):
         best = min(finish)
         return None if best == math.inf else finish.index(best)
 
+
+
+def _open_devices(count: list[int], busy_for: list[float], max_share: int
+                  ) -> tuple[list[int], float]:
+    """The devices busy but open to one more task, in index order, and the
+    longest busy time among them (0 where none is; busy times are never below 0)."""
+    open_devices: list[int] = []
+    longest = 0.0
+    for d in range(len(count)):
+        if 0 < count[d] < max_share:
+            open_devices.append(d)
+            if busy_for[d] > longest:
+                longest = busy_for[d]
+    return open_devices, longest
+
+
+def _most(values: list[float]) -> float:
+    """``max(values)`` of a list of busy times (not empty, none NaN), in one
+    pass a compiler types."""
+    most = values[0]
+    for v in values:
+        if v > most:
+            most = v
+    return most
 
 
 #: from this many devices open to one more task, the sharing pass asks
