@@ -6,6 +6,7 @@ from a view without one (as the live daemon's are)."""
 
 from __future__ import annotations
 
+import math
 from itertools import chain
 
 import numpy as np
@@ -84,6 +85,46 @@ def test_runs_in_order_are_the_full_sort(generator, params, estimates) -> None:
     assert followed > 10  # beliefs moved, and the log said whose
     if generator == "sweep":
         assert ties > 0  # the merging was exercised
+
+
+def test_jobs_sorted_only_as_far_as_read_give_the_runs_of_the_full_sort() -> None:
+    # no estimates: jobs tie on remaining work, so the least key is often several jobs'
+    heads = 0
+    for view in _views("sweep", {"jobs": "6", "points": "5"}, "none"):
+        ready = ReadyByJob()
+        ready.sync(view)
+        remaining = view.job_remaining
+        jobs = ready.jobs(remaining)
+        full, at = [], 0
+        while at < len(jobs):
+            run, at = ready.run(jobs, at, remaining, None)
+            full.append(run)
+        order = ready.order(remaining)
+        first = order.run(0, None)
+        if not full:
+            assert first is None
+            continue
+        assert first is not None and first[0] == full[0]
+        # read no further: what is left are the jobs the full sort has after the first run
+        assert sorted(order.after(first[1])) == sorted(jobs[first[1]:])
+        heads += first[1] > 1
+        runs, at = [first[0]], first[1]
+        while (got := order.run(at, None)) is not None:
+            runs.append(got[0])
+            at = got[1]
+        assert runs == full
+        assert order.after(at) == []
+    assert heads > 0  # a first run merged jobs of equal work
+
+
+def test_jobs_with_a_nan_key_are_sorted_as_a_whole() -> None:
+    view = next(v for v in _views("layered", {"jobs": "6", "tasks": "30"}, "default")
+                if len({v.table.job_of[t] for t in v.ready}) > 3)
+    ready = ReadyByJob()
+    ready.sync(view)
+    some = next(iter(ready.job_ids()))
+    key = tuple(math.nan if j == some else r for j, r in enumerate(view.job_remaining))
+    assert ready.order(key).after(0) == ready.jobs(key)
 
 
 def test_a_cursor_replays_what_changed_and_starts_again_on_a_new_log() -> None:

@@ -140,8 +140,8 @@ class ShareScheduler(Scheduler):
         # work), read lazily in the order sorted(view.ready, key=lambda t:
         # (job_remaining[job_of[t]], -predicted[t], t)) gives: the decision
         # stops reading once no device is left, so the queue behind is never sorted
-        jobs = ready.jobs(remaining)
-        at, n_jobs = 0, len(jobs)
+        jobs = ready.order(remaining)
+        at = 0
         reservation = None
         started: set[int] = set()
         if gangs:
@@ -155,8 +155,8 @@ class ShareScheduler(Scheduler):
         # exactly when its count is 0 and its until_free 0.0
         idle = sum(1 for c, u in zip(count, until_free) if c == 0 and u == 0.0)
         tail: list[int] = []  # the rest of the run the loop stopped in
-        while at < n_jobs:
-            run, at = ready.run(jobs, at, remaining, longest_first)
+        while (got := jobs.run(at, longest_first)) is not None:
+            run, at = got
             for i, t in enumerate(run):
                 if not idle:
                     # no device is idle any more: every task left only waits (a
@@ -187,7 +187,7 @@ class ShareScheduler(Scheduler):
                       reservation, None)
         # the tasks left waiting, in order: those passed over, then the rest,
         # then those held back
-        self._share(view, waiting, tail, jobs[at:], longest_first, out, free, count, busy_for,
+        self._share(view, waiting, tail, jobs.after(at), longest_first, out, free, count, busy_for,
                     runtime, clocks, reservation, held)
         return out
 
