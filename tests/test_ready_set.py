@@ -114,6 +114,7 @@ def test_jobs_sorted_only_as_far_as_read_give_the_runs_of_the_full_sort() -> Non
             at = got[1]
         assert runs == full
         assert order.after(at) == []
+        assert list(ready.order(remaining).runs()) == full
     assert heads > 0  # a first run merged jobs of equal work
 
 

@@ -188,20 +188,17 @@ class ReadyByJob:
         self._stale = set()
         return least
 
-    def groups(self, job_key: tuple[float, ...], task_key: Callable[[int], Any] | None = None,
+    def groups(self, job_key: JobKey, task_key: Callable[[int], Any] | None = None,
                token: object = None) -> Iterator[list[int]]:
         """The ready tasks, lazily, as runs (:meth:`run`) in the order
         ``sorted(view.ready, key=lambda t: (job_key[job_of[t]], task_key(t)))``
         gives (``task_key`` None: the ready order, as a stable sort leaves
         ties). Only the jobs reached are sorted within."""
         self.keep(token)
-        order = JobOrder(self, job_key)
-        at = 0
-        while True:
-            got = order.run(at, task_key)
-            if got is None:
-                return
-            tasks, at = got
+        jobs = self.jobs(job_key)
+        i, n = 0, len(jobs)
+        while i < n:
+            tasks, i = self.run(jobs, i, job_key, task_key)
             yield tasks
 
 
@@ -256,6 +253,16 @@ class JobOrder:
             jobs += sorted(self._rest, key=self._key.__getitem__)
             self._rest = None
         return self._ready.run(jobs, at, self._key, task_key)
+
+    def runs(self, task_key: Callable[[int], Any] | None = None) -> Iterator[list[int]]:
+        """Every run, in order, as :meth:`ReadyByJob.groups` gives them:
+        for a reader that mostly stops in the first (one that reads far,
+        as ``tetris``'s 64 candidates do, is better served by ``groups``,
+        which sorts them all without the first pass)."""
+        at = 0
+        while (got := self.run(at, task_key)) is not None:
+            tasks, at = got
+            yield tasks
 
     def after(self, at: int) -> list[int]:
         """The jobs from the run at ``at`` on (a list of the caller's own):

@@ -103,7 +103,7 @@ class SjfScheduler(GreedyIdleScheduler):
         orders them, lazily: the decision stops once the idle devices are
         taken, so the queue behind is never sorted."""
         self._ready.sync(view)
-        return chain.from_iterable(self._ready.groups(view.job_remaining))
+        return chain.from_iterable(self._ready.order(view.job_remaining).runs())
 
 
 class CriticalPathScheduler(GreedyIdleScheduler):
