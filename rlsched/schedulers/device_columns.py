@@ -11,9 +11,10 @@ device changes, a task starting or ending there included (see
 :attr:`rlsched.view.ClusterView.devices`). So the columns are kept and only
 the devices with a new sample are read again. The seconds until free also
 read the predictions of what runs, so when those move (``open_knowledge``)
-every running task is read again. A producer that builds new samples for
-every view (the live daemon) gets the full passes, and every producer the
-same numbers.
+the running tasks of the kinds re-predicted are read again (the view's
+``belief_log`` names them). A producer that builds new samples for every
+view, and keeps no belief log (the live daemon), gets the full passes, and
+every producer the same numbers.
 """
 
 from __future__ import annotations
