@@ -208,8 +208,9 @@ class JobOrder:
     pass), the others once a reader goes past those.
 
     A decision on a busy pool mostly places one task, from the first run;
-    sorting every job with a ready task for it (some 26,000 instructions
-    with 160 jobs) cost ``share`` an eighth of its decision at 16,000 tasks.
+    sorting every job with a ready task for it (some 57,000 instructions
+    with 80 jobs) was an eighth of ``share``'s episode at 16,000 tasks on 8
+    GPUs.
     The runs read are those of :meth:`ReadyByJob.jobs` and
     :meth:`ReadyByJob.run`: a run merges the jobs of equal key and sorts
     their tasks by a task key (or the ready order), so the order of ties
